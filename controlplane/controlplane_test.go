@@ -1,0 +1,257 @@
+package controlplane_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/meshtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const goodConfig = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  ports:
+  - number: 9080
+    name: grpc
+    protocol: GRPC
+  resolution: STATIC
+  workloadSelector:
+    labels:
+      app: reviews
+`
+
+const goodRoute = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 80
+    - destination:
+        host: reviews
+        subset: v2
+      weight: 20
+`
+
+func dump(t *testing.T, cp *controlplane.Server) controlplane.ConfigDump {
+	t.Helper()
+	resp, err := http.Get("http://" + cp.AdminAddr() + "/debug/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d controlplane.ConfigDump
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInvalidConfigIsRefusedAndTheLastGoodOneServed(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	cp := meshtest.StartControlPlane(t, dir)
+	before := dump(t, cp)
+	routes := before.XDS[resource.RouteType]
+	if len(routes.Resources) == 0 || !strings.Contains(string(routes.Resources[0]), "outbound|9080|v2|reviews.default.svc.cluster.local") {
+		t.Fatalf("the good config's routes are not served: %s", routes.Resources)
+	}
+
+	cases := []struct {
+		name, yaml string
+		want       []string // in the error: file, resource, field path, reason
+	}{
+		{
+			name: "unknown field",
+			yaml: strings.Replace(goodRoute, "  - route:", "  - routez:\n    - {}\n    route:", 1),
+			want: []string{"route.yaml", "VirtualService default/reviews", "spec.http[0].routez", "unknown field"},
+		},
+		{
+			name: "unsupported field",
+			yaml: strings.Replace(goodRoute, "  - route:", "  - mirror:\n      host: reviews\n    route:", 1),
+			want: []string{"route.yaml", "VirtualService default/reviews", "spec.http[0].mirror", "not supported"},
+		},
+		{
+			name: "weights do not sum to 100",
+			yaml: strings.Replace(goodRoute, "weight: 20", "weight: 30", 1),
+			want: []string{"route.yaml", "VirtualService default/reviews", "spec.http[0].route", "100"},
+		},
+		{
+			name: "undefined subset",
+			yaml: strings.Replace(goodRoute, "subset: v2", "subset: v3", 1),
+			want: []string{"route.yaml", "VirtualService default/reviews", "spec.http[0].route[1].destination.subset", `"v3"`},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			meshtest.WriteFile(t, dir, "route.yaml", tc.yaml)
+			var d controlplane.ConfigDump
+			waitUntil(t, 3*time.Second, "the error on /debug/config", func() bool {
+				d = dump(t, cp)
+				return d.LastError != nil
+			})
+			for _, w := range tc.want {
+				if !strings.Contains(d.LastError.Message, w) {
+					t.Errorf("error %q does not mention %q", d.LastError.Message, w)
+				}
+			}
+			if got := d.XDS[resource.RouteType].Version; got != routes.Version {
+				t.Errorf("routes version changed from %s to %s: the bad config replaced the good one", routes.Version, got)
+			}
+			meshtest.WriteFile(t, dir, "route.yaml", goodRoute)
+			waitUntil(t, 3*time.Second, "the error to clear", func() bool { return dump(t, cp).LastError == nil })
+		})
+	}
+}
+
+func TestStartRefusesInvalidConfig(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte(strings.Replace(goodRoute, "weight: 20", "weight: 21", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := controlplane.Start(t.Context(), controlplane.WithConfigDir(dir), controlplane.WithXDSAddress("127.0.0.1:0"),
+		controlplane.WithAdminAddress(""), controlplane.WithLogger(meshtest.Logger()))
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml") {
+		t.Fatalf("Start with an invalid config: got %v, want an error naming bad.yaml", err)
+	}
+}
+
+func TestReloadWithinOneSecond(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	cp := meshtest.StartControlPlane(t, dir)
+	v := dump(t, cp).XDS[resource.RouteType].Version
+	edited := time.Now()
+	meshtest.WriteFile(t, dir, "route.yaml", strings.NewReplacer("weight: 80", "weight: 50", "weight: 20", "weight: 50").Replace(goodRoute))
+	waitUntil(t, 3*time.Second, "the new routes", func() bool { return dump(t, cp).XDS[resource.RouteType].Version != v })
+	took := time.Since(edited)
+	t.Logf("a valid edit was served after %v", took)
+	if took > time.Second {
+		t.Errorf("a valid edit took %v to be served, want within 1s", took)
+	}
+}
+
+// A client that rejects a resource shows up in /debug/clients with the
+// reason, and is not sent the rejected resource again and again.
+func TestNackIsShownAndNotResent(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	cp := meshtest.StartControlPlane(t, dir)
+	cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "reviews.default.svc.cluster.local:9080"
+	if err := ads.Send(&discovery.DiscoveryRequest{
+		Node: &core.Node{Id: "nack-test"}, TypeUrl: resource.ListenerType, ResourceNames: []string{name},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ads.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetResources()) != 1 {
+		t.Fatalf("got %d listeners for %s, want 1", len(resp.GetResources()), name)
+	}
+	if err := ads.Send(&discovery.DiscoveryRequest{
+		TypeUrl: resource.ListenerType, ResourceNames: []string{name}, ResponseNonce: resp.GetNonce(),
+		ErrorDetail: &status.Status{Code: 3, Message: "listener is unacceptable for a test"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	var nodes []map[string]any
+	waitUntil(t, 3*time.Second, "the NACK on /debug/clients", func() bool {
+		r, err := http.Get("http://" + cp.AdminAddr() + "/debug/clients")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		nodes = nil
+		json.NewDecoder(r.Body).Decode(&nodes)
+		for _, n := range nodes {
+			if n["nodeID"] == "nack-test" {
+				lds, _ := n["types"].(map[string]any)["Listener"].(map[string]any)
+				return lds["nackDetail"] == "listener is unacceptable for a test" && lds["nackedVersion"] == resp.GetVersionInfo()
+			}
+		}
+		return false
+	})
+
+	// No re-send of the rejected version: the next message, if any, must
+	// be a new version, and none comes without a config change.
+	got := make(chan *discovery.DiscoveryResponse, 1)
+	go func() {
+		r, err := ads.Recv()
+		if err == nil {
+			got <- r
+		}
+		close(got)
+	}()
+	select {
+	case r, ok := <-got:
+		if ok {
+			t.Fatalf("the control plane sent version %s again after a NACK", r.GetVersionInfo())
+		}
+	case <-time.After(time.Second):
+	}
+	cancel()
+	<-got
+}

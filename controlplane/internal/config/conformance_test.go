@@ -1,0 +1,88 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meshlet/meshlet/controlplane/internal/config"
+)
+
+// TestConformanceBookinfo loads Istio's own Bookinfo networking samples from
+// the directory in MESHLET_CONFORMANCE_DIR. Every file must load, or be
+// refused with a reason. It does nothing when the variable is unset.
+func TestConformanceBookinfo(t *testing.T) {
+	dir := os.Getenv("MESHLET_CONFORMANCE_DIR")
+	if dir == "" {
+		t.Log("MESHLET_CONFORMANCE_DIR is not set; not running the Bookinfo conformance check")
+		return
+	}
+	read := func(name string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	rules := read("destination-rule-all.yaml")
+
+	t.Run("destination-rule-all.yaml", func(t *testing.T) {
+		if _, err := config.Parse(map[string][]byte{"destination-rule-all.yaml": rules}); err != nil {
+			t.Errorf("refused:\n%v", err)
+		}
+	})
+
+	t.Run("destination-rule-all-mtls.yaml", func(t *testing.T) {
+		_, err := config.Parse(map[string][]byte{"destination-rule-all-mtls.yaml": read("destination-rule-all-mtls.yaml")})
+		errs := fieldErrors(t, err)
+		for _, fe := range errs {
+			if !strings.HasSuffix(fe.Path, ".tls") || !strings.Contains(fe.Reason, "not supported yet") {
+				t.Errorf("error %q is not a tls \"not supported yet\" error", fe)
+			}
+		}
+	})
+
+	var files []string
+	for _, pattern := range []string{"virtual-service*.yaml", "fault*.yaml"} {
+		m, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no virtual-service*.yaml or fault*.yaml files in %s", dir)
+	}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			content := read(name)
+			_, err := config.Parse(map[string][]byte{
+				"destination-rule-all.yaml": rules,
+				name:                        content,
+			})
+			if !strings.Contains(string(content), "fault:") {
+				if err != nil {
+					t.Errorf("refused:\n%v", err)
+				}
+				return
+			}
+			errs := fieldErrors(t, err)
+			faults := 0
+			for _, fe := range errs {
+				if strings.HasSuffix(fe.Path, ".fault") {
+					faults++
+					if !strings.Contains(fe.Reason, "not supported yet") {
+						t.Errorf("fault refused without \"not supported yet\": %v", fe)
+					}
+				}
+			}
+			if faults == 0 {
+				t.Errorf("fault was not refused; errors:\n%s", errorList(errs))
+			}
+			t.Logf("refused as expected:\n%s", errorList(errs))
+		})
+	}
+}

@@ -1,0 +1,24 @@
+// Package config reads the mesh configuration, Istio networking resources
+// written as YAML, and turns it into a validated, normalised model.Config.
+//
+// Decoding is strict. Every key must be a field of the Istio resource,
+// and every field that is set must be one that meshlet implements.
+// Anything else is an error that names the file, the resource, the field
+// path and what would fix it; nothing is dropped quietly. All problems in a
+// directory are reported at once, joined with errors.Join, and each of them
+// is a *FieldError.
+//
+// The shortest correct use:
+//
+//	cfg, err := config.Load("/etc/meshlet")
+//	if err != nil {
+//		// one line per problem; errors.As(err, &fe) finds a *FieldError
+//		return err
+//	}
+//	for _, vs := range cfg.VirtualServices { ... }
+//
+// Accepted apiVersions are networking.istio.io/v1, v1beta1 and v1alpha3;
+// accepted kinds are ServiceEntry, WorkloadEntry, VirtualService and
+// DestinationRule. Hosts are expanded to fully qualified names
+// (model.FQDN) in the namespace of the resource that names them.
+package config

@@ -1,0 +1,444 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshlet/meshlet/controlplane/internal/model"
+)
+
+// Load reads every *.yaml and *.yml file under dir, recursively and in
+// sorted order, skipping hidden files and directories. It parses every
+// document, validates the whole set and returns the normalised model.
+//
+// On any problem it returns a nil Config and an error that joins every
+// *FieldError found. File names in errors are relative to dir.
+func Load(dir string) (*model.Config, error) {
+	files := map[string][]byte{}
+	var errs []error
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		rel, relErr := filepath.Rel(dir, path)
+		if relErr != nil {
+			rel = path
+		}
+		rel = filepath.ToSlash(rel)
+		if err != nil {
+			if path == dir {
+				return err
+			}
+			errs = append(errs, &FieldError{File: rel, Reason: fmt.Sprintf("cannot read: %v", err)})
+			return nil
+		}
+		if path == dir && !d.IsDir() {
+			return errors.New("not a directory")
+		}
+		if path != dir && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() || !isYAML(d.Name()) {
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			// Kubernetes mounts a ConfigMap as symlinks to files; follow
+			// those, but not links to directories.
+			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+				return nil
+			}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, &FieldError{File: rel, Reason: fmt.Sprintf("cannot read: %v", err)})
+			return nil
+		}
+		files[rel] = b
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: load %s: %w", dir, err)
+	}
+	cfg, parseErrs := parse(files)
+	if errs = append(errs, parseErrs...); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+func isYAML(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// Parse is Load for files held in memory: it maps a file name, used in
+// errors, to the file's content.
+func Parse(files map[string][]byte) (*model.Config, error) {
+	cfg, errs := parse(files)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// parse returns the config, or every error found, sorted by file.
+func parse(files map[string][]byte) (*model.Config, []error) {
+	p := &parser{seen: map[string]*resource{}}
+	for _, name := range sortedKeys(files) {
+		p.file(name, files[name])
+	}
+	p.validateSet()
+	if len(p.errs) == 0 {
+		return p.config(), nil
+	}
+	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].File < p.errs[j].File })
+	errs := make([]error, len(p.errs))
+	for i, e := range p.errs {
+		errs[i] = e
+	}
+	return nil, errs
+}
+
+// resource is one decoded document.
+type resource struct {
+	meta model.Meta
+	doc  int            // 1-based index of the document in its file
+	raw  map[string]any // spec as written
+	spec proto.Message  // nil if the spec could not be decoded
+}
+
+func (r *resource) where() string {
+	if r.doc > 0 {
+		return fmt.Sprintf("%s, document %d", r.meta.File, r.doc)
+	}
+	return r.meta.File
+}
+
+// parser collects the resources of a set of files and every error in them.
+type parser struct {
+	resources []*resource
+	seen      map[string]*resource // by kind/namespace/name
+	errs      []*FieldError
+}
+
+func (p *parser) add(file, res, path, format string, args ...any) {
+	p.errs = append(p.errs, &FieldError{File: file, Resource: res, Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+// reporter adds errors for one resource.
+func (p *parser) reporter(r *resource) reportFunc {
+	return func(path, reason string) {
+		p.errs = append(p.errs, &FieldError{File: r.meta.File, Resource: r.meta.String(), Path: path, Reason: reason})
+	}
+}
+
+// file parses every document of one file.
+func (p *parser) file(name string, content []byte) {
+	docs := splitDocuments(content)
+	for i, doc := range docs {
+		index := 0
+		if len(docs) > 1 {
+			index = i + 1
+		}
+		p.document(name, index, doc)
+	}
+}
+
+// splitDocuments splits a YAML stream at its "---" lines.
+func splitDocuments(content []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	for _, line := range bytes.SplitAfter(content, []byte("\n")) {
+		trimmed := bytes.TrimRight(line, " \t\r\n")
+		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) || bytes.HasPrefix(line, []byte("---\t")) {
+			docs = append(docs, bytes.Clone(cur.Bytes()))
+			cur.Reset()
+			cur.Write(line[3:]) // a comment or content after the marker
+			continue
+		}
+		cur.Write(line)
+	}
+	return append(docs, cur.Bytes())
+}
+
+var (
+	apiVersions = map[string]bool{
+		"networking.istio.io/v1":       true,
+		"networking.istio.io/v1beta1":  true,
+		"networking.istio.io/v1alpha3": true,
+	}
+
+	// kinds maps each supported kind to a new, empty spec and to the
+	// fields of it that meshlet implements.
+	kinds = map[string]struct {
+		newSpec func() proto.Message
+		support *support
+	}{
+		"ServiceEntry":    {func() proto.Message { return &networking.ServiceEntry{} }, serviceEntrySupport},
+		"WorkloadEntry":   {func() proto.Message { return &networking.WorkloadEntry{} }, workloadEntrySupport},
+		"VirtualService":  {func() proto.Message { return &networking.VirtualService{} }, virtualServiceSupport},
+		"DestinationRule": {func() proto.Message { return &networking.DestinationRule{} }, destinationRuleSupport},
+	}
+
+	// otherKinds gives the reason for Istio kinds that meshlet refuses,
+	// by API group and kind.
+	otherKinds = map[string]string{
+		"networking.istio.io/Gateway":             "is not supported by meshlet (a proxyless mesh has no gateway proxy; remove it)",
+		"networking.istio.io/Sidecar":             "is not supported by meshlet (there is no sidecar; remove it)",
+		"networking.istio.io/EnvoyFilter":         "is not supported by meshlet (there is no Envoy; remove it)",
+		"networking.istio.io/WorkloadGroup":       "is not supported yet (endpoints come from registration, a WorkloadEntry or a ServiceEntry)",
+		"networking.istio.io/ProxyConfig":         "is not supported by meshlet (there is no proxy; remove it)",
+		"security.istio.io/PeerAuthentication":    "is not supported yet (security resources arrive with the security work)",
+		"security.istio.io/AuthorizationPolicy":   "is not supported yet (security resources arrive with the security work)",
+		"security.istio.io/RequestAuthentication": "is not supported yet (security resources arrive with the security work)",
+		"telemetry.istio.io/Telemetry":            "is not supported yet (arrives with the telemetry work)",
+	}
+
+	topLevelKeys = map[string]bool{"apiVersion": true, "kind": true, "metadata": true, "spec": true, "status": true}
+
+	// metadataIgnored are the fields a Kubernetes API server adds, as
+	// found in the output of kubectl get -o yaml.
+	metadataIgnored = map[string]bool{
+		"uid": true, "resourceVersion": true, "generation": true,
+		"creationTimestamp": true, "managedFields": true,
+	}
+)
+
+// document parses one document. index is its 1-based place in a file of
+// several documents, or 0 if it is the only one.
+func (p *parser) document(file string, index int, content []byte) {
+	docName := ""
+	if index > 0 {
+		docName = fmt.Sprintf("document %d", index)
+	}
+	j, err := yaml.YAMLToJSONStrict(content)
+	if err != nil {
+		p.add(file, docName, "", "invalid YAML: %v", err)
+		return
+	}
+	if t := bytes.TrimSpace(j); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		return // an empty document
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		p.add(file, docName, "", "invalid YAML: %v", err)
+		return
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		p.add(file, docName, "", "expected a resource with apiVersion, kind, metadata and spec, got %s", describe(v))
+		return
+	}
+
+	// Name the resource as well as we can before checking the rest.
+	kind, _ := obj["kind"].(string)
+	apiVersion, _ := obj["apiVersion"].(string)
+	meta := model.Meta{Kind: kind, File: file, Namespace: model.DefaultNamespace}
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		meta.Name, _ = md["name"].(string)
+		if ns, ok := md["namespace"].(string); ok && ns != "" {
+			meta.Namespace = ns
+		}
+	}
+	resName := docName
+	switch {
+	case kind != "" && meta.Name != "":
+		resName = meta.String()
+	case kind != "" && docName != "":
+		resName = kind + " (" + docName + ")"
+	case kind != "":
+		resName = kind
+	}
+
+	if kind == "" {
+		p.add(file, resName, "kind", "required (one of ServiceEntry, WorkloadEntry, VirtualService, DestinationRule)")
+		return
+	}
+	info, ok := kinds[kind]
+	if !ok {
+		group, _, _ := strings.Cut(apiVersion, "/")
+		if reason, ok := otherKinds[group+"/"+kind]; ok {
+			p.add(file, resName, "kind", "kind %s %s", kind, reason)
+		} else {
+			p.add(file, resName, "kind", "kind %s (apiVersion %q) is not supported (meshlet reads ServiceEntry, WorkloadEntry, VirtualService and DestinationRule of networking.istio.io)", kind, apiVersion)
+		}
+		return
+	}
+	if !apiVersions[apiVersion] {
+		p.add(file, resName, "apiVersion", "apiVersion %q is not supported for %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", apiVersion, kind)
+		return
+	}
+
+	bad := false
+	for _, k := range sortedKeys(obj) {
+		if !topLevelKeys[k] {
+			p.add(file, resName, k, "unknown field (a resource has apiVersion, kind, metadata and spec)")
+			bad = true
+		}
+	}
+	if !p.metadata(file, resName, obj["metadata"]) {
+		return
+	}
+
+	r := &resource{meta: meta, doc: index}
+	key := kind + "/" + meta.Namespace + "/" + meta.Name
+	if first, dup := p.seen[key]; dup {
+		p.add(file, resName, "metadata.name", "%s is also defined in %s (define each resource once)", meta.String(), first.where())
+		return
+	}
+	p.seen[key] = r
+
+	spec := map[string]any{}
+	switch s := obj["spec"].(type) {
+	case nil:
+	case map[string]any:
+		spec = s
+	default:
+		p.add(file, resName, "spec", "expected an object, got %s", describe(s))
+		bad = true
+	}
+	r.raw = spec
+	if bad {
+		p.resources = append(p.resources, r)
+		return
+	}
+
+	report := p.reporter(r)
+	msg := info.newSpec()
+	issues, ok := decodeSpec(spec, msg, info.support)
+	for _, is := range issues {
+		report(is.path, is.reason)
+	}
+	if !ok {
+		p.resources = append(p.resources, r)
+		return
+	}
+	r.spec = msg
+	info.support.check(msg.ProtoReflect(), "spec", "", report)
+	normalise(r)
+	p.resources = append(p.resources, r)
+}
+
+// metadata checks the metadata of a resource and says whether it is good
+// enough to go on with.
+func (p *parser) metadata(file, resName string, v any) bool {
+	md, ok := v.(map[string]any)
+	if !ok {
+		if v == nil {
+			p.add(file, resName, "metadata.name", "required")
+		} else {
+			p.add(file, resName, "metadata", "expected an object, got %s", describe(v))
+		}
+		return false
+	}
+	good := true
+	for _, k := range sortedKeys(md) {
+		path := "metadata." + k
+		switch {
+		case k == "name":
+			if s, ok := md[k].(string); !ok || s == "" {
+				p.add(file, resName, path, "required: a non-empty string, got %s", describe(md[k]))
+				good = false
+			}
+		case k == "namespace":
+			if _, ok := md[k].(string); !ok {
+				p.add(file, resName, path, "expected a string, got %s", describe(md[k]))
+				good = false
+			}
+		case k == "labels" || k == "annotations":
+			m, ok := md[k].(map[string]any)
+			if !ok && md[k] != nil {
+				p.add(file, resName, path, "expected a map of strings, got %s", describe(md[k]))
+				good = false
+			}
+			for _, mk := range sortedKeys(m) {
+				if _, ok := m[mk].(string); !ok {
+					p.add(file, resName, fmt.Sprintf("%s[%q]", path, mk), "expected a string, got %s (quote it)", describe(m[mk]))
+					good = false
+				}
+			}
+		case metadataIgnored[k]:
+		default:
+			p.add(file, resName, path, "unknown metadata field (meshlet reads name, namespace, labels and annotations)")
+			good = false
+		}
+	}
+	if _, ok := md["name"]; !ok {
+		p.add(file, resName, "metadata.name", "required")
+		good = false
+	}
+	return good
+}
+
+// normalise expands the hosts of a decoded resource in its own namespace
+// and upper-cases ServiceEntry port protocols.
+func normalise(r *resource) {
+	ns := r.meta.Namespace
+	switch s := r.spec.(type) {
+	case *networking.ServiceEntry:
+		for i, h := range s.Hosts {
+			s.Hosts[i] = model.FQDN(h, ns)
+		}
+		for _, p := range s.Ports {
+			p.Protocol = strings.ToUpper(p.Protocol)
+		}
+	case *networking.VirtualService:
+		for i, h := range s.Hosts {
+			s.Hosts[i] = model.FQDN(h, ns)
+		}
+		for _, h := range s.Http {
+			for _, rd := range h.Route {
+				if d := rd.GetDestination(); d != nil {
+					d.Host = model.FQDN(d.Host, ns)
+				}
+			}
+		}
+	case *networking.DestinationRule:
+		s.Host = model.FQDN(s.Host, ns)
+	}
+}
+
+// config builds the model from resources that are all valid.
+func (p *parser) config() *model.Config {
+	cfg := &model.Config{}
+	for _, r := range p.resources {
+		switch s := r.spec.(type) {
+		case *networking.ServiceEntry:
+			cfg.ServiceEntries = append(cfg.ServiceEntries, &model.ServiceEntry{Meta: r.meta, Spec: s})
+		case *networking.WorkloadEntry:
+			cfg.WorkloadEntries = append(cfg.WorkloadEntries, &model.WorkloadEntry{Meta: r.meta, Spec: s})
+		case *networking.VirtualService:
+			cfg.VirtualServices = append(cfg.VirtualServices, &model.VirtualService{Meta: r.meta, Spec: s})
+		case *networking.DestinationRule:
+			cfg.DestinationRules = append(cfg.DestinationRules, &model.DestinationRule{Meta: r.meta, Spec: s})
+		}
+	}
+	sortByName(cfg.ServiceEntries, func(x *model.ServiceEntry) model.Meta { return x.Meta })
+	sortByName(cfg.WorkloadEntries, func(x *model.WorkloadEntry) model.Meta { return x.Meta })
+	sortByName(cfg.VirtualServices, func(x *model.VirtualService) model.Meta { return x.Meta })
+	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) model.Meta { return x.Meta })
+	return cfg
+}
+
+func sortByName[T any](s []T, meta func(T) model.Meta) {
+	sort.SliceStable(s, func(i, j int) bool {
+		a, b := meta(s[i]), meta(s[j])
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+}

@@ -1,0 +1,258 @@
+package config_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/meshlet/meshlet/controlplane/internal/config"
+	"github.com/meshlet/meshlet/controlplane/internal/model"
+)
+
+// fieldErrors returns every *FieldError joined in err.
+func fieldErrors(t *testing.T, err error) []*config.FieldError {
+	t.Helper()
+	if err == nil {
+		t.Fatal("got no error")
+	}
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %q holds no *config.FieldError", err)
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []*config.FieldError{fe}
+	}
+	var out []*config.FieldError
+	for _, e := range joined.Unwrap() {
+		if errors.As(e, &fe) {
+			out = append(out, fe)
+		}
+	}
+	return out
+}
+
+// want is an expected error: File, Resource and Path must be equal, and
+// Reason must contain the reason given.
+type want struct{ file, resource, path, reason string }
+
+func (w want) String() string {
+	return w.file + ": " + w.resource + ": " + w.path + ": ..." + w.reason + "..."
+}
+
+func (w want) matches(fe *config.FieldError) bool {
+	return fe.File == w.file && fe.Resource == w.resource && fe.Path == w.path && strings.Contains(fe.Reason, w.reason)
+}
+
+// checkErrors reports each wanted error that is not among errs.
+func checkErrors(t *testing.T, errs []*config.FieldError, wants ...want) {
+	t.Helper()
+	for _, w := range wants {
+		found := false
+		for _, fe := range errs {
+			if w.matches(fe) {
+				found = true
+				// The message a user reads holds all four parts.
+				for _, part := range []string{w.file, w.resource, w.path, w.reason} {
+					if !strings.Contains(fe.Error(), part) {
+						t.Errorf("error %q does not mention %q", fe.Error(), part)
+					}
+				}
+				break
+			}
+		}
+		if !found {
+			t.Errorf("missing error %s\ngot:\n%s", w, errorList(errs))
+		}
+	}
+}
+
+func errorList(errs []*config.FieldError) string {
+	var b strings.Builder
+	for _, e := range errs {
+		b.WriteString("  " + e.Error() + "\n")
+	}
+	return b.String()
+}
+
+func TestLoadGood(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("testdata", "good"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+
+	type summary struct {
+		Meta  model.Meta
+		Hosts []string
+	}
+	var got []summary
+	for _, se := range cfg.ServiceEntries {
+		got = append(got, summary{se.Meta, se.Spec.Hosts})
+	}
+	for _, we := range cfg.WorkloadEntries {
+		got = append(got, summary{we.Meta, []string{we.Spec.Address}})
+	}
+	for _, vs := range cfg.VirtualServices {
+		hosts := append([]string(nil), vs.Spec.Hosts...)
+		for _, h := range vs.Spec.Http {
+			for _, r := range h.Route {
+				hosts = append(hosts, r.Destination.Host+"/"+r.Destination.Subset)
+			}
+		}
+		got = append(got, summary{vs.Meta, hosts})
+	}
+	for _, dr := range cfg.DestinationRules {
+		got = append(got, summary{dr.Meta, []string{dr.Spec.Host}})
+	}
+
+	const (
+		reviews     = "reviews.default.svc.cluster.local"
+		ratings     = "ratings.default.svc.cluster.local"
+		productpage = "productpage.frontend.svc.cluster.local"
+	)
+	meta := func(kind, ns, name, file string) model.Meta {
+		return model.Meta{Kind: kind, Namespace: ns, Name: name, File: file}
+	}
+	want := []summary{
+		{meta("ServiceEntry", "default", "ratings", "ratings.yml"), []string{ratings}},
+		{meta("ServiceEntry", "default", "reviews", "reviews.yaml"), []string{reviews}},
+		{meta("WorkloadEntry", "default", "reviews-v1", "reviews.yaml"), []string{"10.0.1.1"}},
+		{meta("WorkloadEntry", "default", "reviews-v2", "reviews.yaml"), []string{"10.0.1.2"}},
+		{meta("VirtualService", "default", "ratings", "ratings.yml"), []string{ratings, ratings + "/v1", ratings + "/v1"}},
+		{meta("VirtualService", "default", "reviews", "reviews.yaml"), []string{reviews, reviews + "/v2", reviews + "/v1", reviews + "/v2"}},
+		{meta("VirtualService", "frontend", "productpage", "sub/productpage.yaml"), []string{productpage, productpage + "/v1"}},
+		{meta("DestinationRule", "default", "ratings", "ratings.yml"), []string{ratings}},
+		{meta("DestinationRule", "default", "reviews", "reviews.yaml"), []string{reviews}},
+		{meta("DestinationRule", "frontend", "productpage", "sub/productpage.yaml"), []string{productpage}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("loaded resources (-want +got):\n%s", diff)
+	}
+
+	// The 80/20 split, the header match and the policies arrive intact.
+	vs := cfg.VirtualServices[1].Spec
+	if got := vs.Http[0].Match[0].Headers["end-user"].GetExact(); got != "jason" {
+		t.Errorf("header match end-user = %q, want exact jason", got)
+	}
+	if w0, w1 := vs.Http[1].Route[0].Weight, vs.Http[1].Route[1].Weight; w0 != 80 || w1 != 20 {
+		t.Errorf("weights = %d/%d, want 80/20", w0, w1)
+	}
+	if got := vs.Http[1].Timeout.AsDuration().String(); got != "1m0s" {
+		t.Errorf("timeout = %s, want 1m0s (written as 1m)", got)
+	}
+	if got := vs.Http[1].Retries.PerTryTimeout.AsDuration().String(); got != "2s" {
+		t.Errorf("perTryTimeout = %s, want 2s", got)
+	}
+	dr := cfg.DestinationRules[1].Spec
+	if got := dr.TrafficPolicy.LoadBalancer.GetSimple().String(); got != "LEAST_REQUEST" {
+		t.Errorf("reviews loadBalancer.simple = %s, want LEAST_REQUEST", got)
+	}
+	if got := dr.Subsets[1].TrafficPolicy.LoadBalancer.GetConsistentHash().GetHttpHeaderName(); got != "x-user" {
+		t.Errorf("subset v2 hashes on %q, want x-user", got)
+	}
+	if got := cfg.ServiceEntries[0].Spec.Ports[0].Protocol; got != "GRPC" {
+		t.Errorf("ratings protocol = %q, want GRPC (normalised from grpc)", got)
+	}
+}
+
+func TestLoadBad(t *testing.T) {
+	const reviewsDR = "DestinationRule default/reviews"
+	const reviewsVS = "VirtualService default/reviews"
+	tests := []struct {
+		dir  string
+		want want
+	}{
+		{"unknown-field", want{"reviews.yaml", reviewsVS, `spec.http[0].match[0].headers["end-user"].exactt`, `unknown field (did you mean "exact"?)`}},
+		{"mirror", want{"reviews.yaml", reviewsVS, "spec.http[0].mirror", "not supported by meshlet (remove it)"}},
+		{"fault", want{"ratings.yaml", "VirtualService default/ratings", "spec.http[0].fault", "not supported yet (fault injection"}},
+		{"weights", want{"reviews.yaml", reviewsVS, "spec.http[0].route", "sum to 90: they must sum to 100"}},
+		{"undefined-subset", want{"reviews.yaml", reviewsVS, "spec.http[0].route[1].destination.subset", `subset "v3" is not defined by any DestinationRule for host reviews.default.svc.cluster.local`}},
+		{"bad-regex", want{"reviews.yaml", reviewsVS, "spec.http[0].match[0].uri.regex", "invalid regular expression"}},
+		{"duplicate-resource", want{"b.yaml", reviewsDR, "metadata.name", "also defined in a.yaml"}},
+		{"bad-kind", want{"gateway.yaml", "Gateway default/bookinfo-gateway", "kind", "kind Gateway is not supported"}},
+		{"bad-apiversion", want{"reviews.yaml", reviewsDR, "apiVersion", `apiVersion "networking.istio.io/v2" is not supported`}},
+		{"unknown-metadata", want{"reviews.yaml", reviewsDR, "metadata.lables", "unknown metadata field"}},
+		{"peer-authentication", want{"mtls.yaml", "PeerAuthentication istio-system/default", "kind", "kind PeerAuthentication is not supported yet"}},
+		{"resolution-dns", want{"details.yaml", "ServiceEntry default/details", "spec.resolution", "set resolution: STATIC"}},
+		{"tls", want{"reviews.yaml", reviewsDR, "spec.subsets[0].trafficPolicy.tls", "not supported yet (mTLS settings"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir, func(t *testing.T) {
+			cfg, err := config.Load(filepath.Join("testdata", "bad", tt.dir))
+			if cfg != nil {
+				t.Errorf("Load returned a config with an error")
+			}
+			errs := fieldErrors(t, err)
+			checkErrors(t, errs, tt.want)
+			if len(errs) != 1 {
+				t.Errorf("got %d errors, want 1:\n%s", len(errs), errorList(errs))
+			}
+		})
+	}
+}
+
+// TestLoadCollectsAllErrors checks that Load reports every problem in a
+// directory, across files and resources, not only the first.
+func TestLoadCollectsAllErrors(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("testdata", "bad", "many"))
+	if cfg != nil {
+		t.Errorf("Load returned a config with an error")
+	}
+	errs := fieldErrors(t, err)
+	const (
+		reviews = "VirtualService default/reviews"
+		canary  = "VirtualService default/reviews-canary"
+		rules   = "DestinationRule default/reviews"
+		ext     = "ServiceEntry default/external"
+		details = "VirtualService default/details"
+		we      = "WorkloadEntry default/details-v1"
+	)
+	checkErrors(t, errs,
+		want{"a-routes.yaml", reviews, "spec.http[0].route[0].destination.port.number", "between 1 and 65535"},
+		want{"a-routes.yaml", reviews, "spec.http[0].route[0].weight", "set weight to 100 or leave it out"},
+		want{"a-routes.yaml", reviews, "spec.http[0].timeout", "must be greater than 0"},
+		want{"a-routes.yaml", reviews, "spec.http[0].retries.attempts", "must not be negative"},
+		want{"a-routes.yaml", reviews, "spec.http[0].retries.retryOn", `unknown retry condition "sometimes"`},
+		want{"a-routes.yaml", reviews, "spec.http[1].match[0].uri", "set one of exact, prefix or regex"},
+		want{"a-routes.yaml", reviews, "spec.http[1].route", "at least one route destination is required"},
+		want{"b-claims.yaml", canary, "spec.http[0].route[0].weight", "must not be negative"},
+		want{"b-claims.yaml", canary, "spec.hosts[0]", "also claimed by VirtualService default/reviews in a-routes.yaml"},
+		want{"b-claims.yaml", canary, "spec.http[0].route[1].destination.subset", `subset "v2" is not defined`},
+		want{"b-claims.yaml", rules, "spec.trafficPolicy.loadBalancer.simple", "PASSTHROUGH is not supported"},
+		want{"b-claims.yaml", rules, "spec.subsets[1].name", `subset "v1" is already defined`},
+		want{"b-claims.yaml", "DestinationRule default/reviews-again", "spec.host", "also configured by DestinationRule default/reviews in b-claims.yaml, document 2"},
+		want{"c-services.yaml", ext, "spec.hosts[0]", "wildcard host"},
+		want{"c-services.yaml", ext, "spec.ports[0].protocol", `protocol "TCP" is not supported: meshlet routes only HTTP and gRPC`},
+		want{"c-services.yaml", ext, "spec.resolution", "set resolution: STATIC"},
+		want{"c-services.yaml", ext, "spec.location", "MESH_EXTERNAL is not supported"},
+		want{"c-services.yaml", ext, "spec.endpoints[0].address", "is not an IP address"},
+		want{"c-services.yaml", ext, `spec.endpoints[0].ports["http"]`, "not the name of a port"},
+		want{"c-services.yaml", ext, "spec.endpoints[0].locality", "region/zone/subzone"},
+		want{"d-decode.yaml", details, "spec.http[0].route[0].weight", "expected a whole number"},
+		want{"d-decode.yaml", details, "spec.http[0].retries.perTryTimeout", "expected a duration"},
+		want{"d-decode.yaml", "DestinationRule default/details", "spec.trafficPolicy.loadBalancer.simple", `unknown value "FASTEST"`},
+		want{"d-decode.yaml", "DestinationRule default/productpage", "spec.trafficPolicy.loadBalancer.simple", "consistentHash and simple cannot both be set"},
+		want{"d-decode.yaml", "DestinationRule default/ratings", "spec.trafficPolicy.loadBalancer.consistentHash.useSourceIp", "use httpHeaderName"},
+		want{"d-decode.yaml", "DestinationRule default/ratings", "spec.trafficPolicy.connectionPool", "not supported yet"},
+		want{"d-decode.yaml", "DestinationRule default/mongodb", "specs", "unknown field"},
+		want{"d-decode.yaml", "DestinationRule (document 6)", "metadata.name", "required"},
+		want{"d-decode.yaml", "document 7", "", "invalid YAML"},
+		want{"e-workload.yaml", we, "spec.network", "not supported by meshlet"},
+		want{"e-workload.yaml", we, "spec.address", "is not an IP address"},
+		want{"e-workload.yaml", we, `spec.ports["http"]`, "between 1 and 65535"},
+		want{"e-workload.yaml", we, "spec.locality", "region/zone/subzone"},
+	)
+	if len(errs) != 33 {
+		t.Errorf("got %d errors, want 33:\n%s", len(errs), errorList(errs))
+	}
+}
+
+func TestLoadMissingDir(t *testing.T) {
+	_, err := config.Load(filepath.Join("testdata", "no-such-dir"))
+	if err == nil {
+		t.Fatal("Load of a missing directory succeeded")
+	}
+}

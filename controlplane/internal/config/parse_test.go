@@ -1,0 +1,292 @@
+package config_test
+
+import (
+	"testing"
+
+	"github.com/meshlet/meshlet/controlplane/internal/config"
+)
+
+// reviewsRule is a DestinationRule for the routes in the tests below.
+const reviewsRule = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+`
+
+func TestParseAPIVersions(t *testing.T) {
+	for _, version := range []string{"v1", "v1beta1", "v1alpha3"} {
+		t.Run(version, func(t *testing.T) {
+			cfg, err := config.Parse(map[string][]byte{"reviews.yaml": []byte(`
+apiVersion: networking.istio.io/` + version + `
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+---` + reviewsRule)})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := cfg.VirtualServices[0].Spec.Hosts[0]; got != "reviews.default.svc.cluster.local" {
+				t.Errorf("host = %q, want reviews.default.svc.cluster.local", got)
+			}
+		})
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string][]byte
+		check func(t *testing.T, c *configView)
+	}{{
+		name:  "no files",
+		files: nil,
+	}, {
+		name: "empty and comment-only files",
+		files: map[string][]byte{
+			"empty.yaml":    nil,
+			"comments.yaml": []byte("# nothing here\n---\n# nor here\n"),
+		},
+	}, {
+		name: "proto field names, quoted numbers, status and CRLF",
+		files: map[string][]byte{"reviews.yaml": []byte("" +
+			"apiVersion: networking.istio.io/v1\r\n" +
+			"kind: VirtualService\r\n" +
+			"metadata:\r\n" +
+			"  name: reviews\r\n" +
+			"spec:\r\n" +
+			"  hosts: [reviews]\r\n" +
+			"  http:\r\n" +
+			"  - route:\r\n" +
+			"    - destination: {host: reviews, port: {number: \"9080\"}}\r\n" +
+			"    retries: {attempts: 2, per_try_timeout: 250ms, retry_on: unavailable}\r\n" +
+			"status:\r\n" +
+			"  observedGeneration: 3\r\n"),
+		},
+		check: func(t *testing.T, c *configView) {
+			r := c.vs("reviews").Http[0]
+			if got := r.Retries.PerTryTimeout.AsDuration().String(); got != "250ms" {
+				t.Errorf("perTryTimeout = %s, want 250ms", got)
+			}
+			if got := r.Route[0].Destination.Port.Number; got != 9080 {
+				t.Errorf("port = %d, want 9080", got)
+			}
+		},
+	}, {
+		name: "separator with a comment, hosts in the resource's namespace",
+		files: map[string][]byte{"shop.yaml": []byte(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: cart
+  namespace: shop
+spec:
+  hosts: [cart]
+  http:
+  - route:
+    - destination: {host: reviews.default.svc.cluster.local, subset: v1}
+      weight: 100
+    - destination: {host: cart}
+      weight: 0
+--- # the rule for reviews
+` + reviewsRule)},
+		check: func(t *testing.T, c *configView) {
+			vs := c.vs("cart")
+			if got := vs.Hosts[0]; got != "cart.shop.svc.cluster.local" {
+				t.Errorf("host = %q, want cart.shop.svc.cluster.local", got)
+			}
+			if got := vs.Http[0].Route[1].Destination.Host; got != "cart.shop.svc.cluster.local" {
+				t.Errorf("destination host = %q, want cart.shop.svc.cluster.local", got)
+			}
+		},
+	}, {
+		name: "subset defined by a wildcard rule, deprecated LEAST_CONN",
+		files: map[string][]byte{"ext.yaml": []byte(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [api.example.com]
+  http:
+  - route:
+    - destination: {host: api.example.com, subset: blue}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: example
+spec:
+  host: "*.example.com"
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_CONN}
+  subsets:
+  - name: blue
+    labels: {color: blue}
+`)},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse(tt.files)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if cfg == nil {
+				t.Fatal("Parse returned a nil config and no error")
+			}
+			if tt.check != nil {
+				tt.check(t, &configView{t, cfg})
+			}
+		})
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	vs := func(http string) []byte {
+		return []byte(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+` + http + "---" + reviewsRule)
+	}
+	dr := func(policy string) []byte {
+		return []byte(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+` + policy)
+	}
+	se := func(spec string) []byte {
+		return []byte(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+` + spec)
+	}
+	const (
+		vsName = "VirtualService default/reviews"
+		drName = "DestinationRule default/reviews"
+		seName = "ServiceEntry default/reviews"
+	)
+	tests := []struct {
+		name    string
+		content []byte
+		want    want
+	}{
+		{"duplicate YAML key", []byte("kind: VirtualService\nkind: DestinationRule\n"), want{"x.yaml", "", "", "invalid YAML"}},
+		{"not a resource", []byte("- reviews\n"), want{"x.yaml", "", "", "expected a resource"}},
+		{"missing kind", []byte("apiVersion: networking.istio.io/v1\nmetadata: {name: reviews}\n"), want{"x.yaml", "", "kind", "required"}},
+		{"unknown kind", []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: reviews}\n"), want{"x.yaml", "ConfigMap default/reviews", "kind", "kind ConfigMap (apiVersion \"v1\") is not supported"}},
+		{"unknown top-level field", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews}\nextra: 1\n"), want{"x.yaml", drName, "extra", "unknown field"}},
+		{"spec not an object", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: [reviews]\n"), want{"x.yaml", drName, "spec", "expected an object"}},
+		{"label not a string", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, labels: {version: 1.0}}\nspec: {host: reviews}\n"), want{"x.yaml", drName, `metadata.labels["version"]`, "expected a string"}},
+		{"unknown field in a list", vs("  - route:\n    - destination: {host: reviews}\n      wieght: 100\n"), want{"x.yaml", vsName, "spec.http[0].route[0].wieght", `unknown field (did you mean "weight"?)`}},
+		{"null in a list", vs("  - route:\n    - null\n"), want{"x.yaml", vsName, "spec.http[0].route[0]", "got null"}},
+		{"field removed from the API", vs("  - route:\n    - destination: {host: reviews}\n      remove_response_headers: [x-a]\n"), want{"x.yaml", vsName, "spec.http[0].route[0].remove_response_headers", "removed from the Istio API"}},
+		{"bad content in a refused field", vs("  - route:\n    - destination: {host: reviews}\n    corsPolicy: {allowOrigin: [a], maxAge: 1d, allowCredentialz: true}\n"), want{"x.yaml", vsName, "spec.http[0].corsPolicy", "not supported by meshlet"}},
+		{"no http routes", vs(""), want{"x.yaml", vsName, "spec.http", "at least one http route"}},
+		{"rewrite", vs("  - rewrite: {uri: /}\n    route:\n    - destination: {host: reviews}\n"), want{"x.yaml", vsName, "spec.http[0].rewrite", "not supported by meshlet"}},
+		{"route headers", vs("  - route:\n    - destination: {host: reviews}\n      headers: {request: {set: {x-a: b}}}\n"), want{"x.yaml", vsName, "spec.http[0].route[0].headers", "not supported by meshlet"}},
+		{"query params", vs("  - match:\n    - queryParams: {a: {exact: b}}\n    route:\n    - destination: {host: reviews}\n"), want{"x.yaml", vsName, "spec.http[0].match[0].queryParams", "not supported by meshlet"}},
+		{"bad header regex", vs("  - match:\n    - headers: {x-a: {regex: \"a(?=b)\"}}\n    route:\n    - destination: {host: reviews}\n"), want{"x.yaml", vsName, `spec.http[0].match[0].headers["x-a"].regex`, "invalid regular expression"}},
+		{"missing destination host", vs("  - route:\n    - destination: {subset: v1}\n"), want{"x.yaml", vsName, "spec.http[0].route[0].destination.host", "required"}},
+		{"exportTo", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, exportTo: [.]}\n"), want{"x.yaml", drName, "spec.exportTo", "not supported by meshlet"}},
+		{"outlier detection", dr("      simple: RANDOM\n    outlierDetection: {consecutive5xxErrors: 3}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection", "not supported yet"}},
+		{"consistentHash without header", dr("      consistentHash: {minimumRingSize: 1024}\n"), want{"x.yaml", drName, "spec.trafficPolicy.loadBalancer.consistentHash.httpHeaderName", "required"}},
+		{"maglev", dr("      consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 65537}}\n"), want{"x.yaml", drName, "spec.trafficPolicy.loadBalancer.consistentHash.maglev", "not supported by meshlet"}},
+		{"missing host", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {subsets: [{name: v1, labels: {version: v1}}]}\n"), want{"x.yaml", drName, "spec.host", "required"}},
+		{"missing subset name", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, subsets: [{labels: {version: v1}}]}\n"), want{"x.yaml", drName, "spec.subsets[0].name", "required"}},
+		{"service entry without hosts", se("  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n"), want{"x.yaml", seName, "spec.hosts", "at least one host"}},
+		{"service entry without ports", se("  hosts: [reviews]\n  resolution: STATIC\n"), want{"x.yaml", seName, "spec.ports", "at least one port"}},
+		{"service entry port out of range", se("  hosts: [reviews]\n  ports: [{number: 0, name: http, protocol: HTTP}]\n  resolution: STATIC\n"), want{"x.yaml", seName, "spec.ports[0].number", "between 1 and 65535"}},
+		{"service entry resolution NONE", se("  hosts: [reviews]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: NONE\n"), want{"x.yaml", seName, "spec.resolution", "set resolution: STATIC"}},
+		{"service entry endpoints and selector", se("  hosts: [reviews]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: reviews}}\n  endpoints: [{address: 10.0.0.1}]\n"), want{"x.yaml", seName, "spec.workloadSelector", "cannot both be set"}},
+		{"service entry addresses", se("  hosts: [reviews]\n  addresses: [240.0.0.1]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n"), want{"x.yaml", seName, "spec.addresses", "not supported by meshlet"}},
+		{"workload entry without address", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-v1}\nspec: {labels: {app: reviews}}\n"), want{"x.yaml", "WorkloadEntry default/reviews-v1", "spec.address", "required"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse(map[string][]byte{"x.yaml": tt.content})
+			if cfg != nil {
+				t.Errorf("Parse returned a config with an error")
+			}
+			errs := fieldErrors(t, err)
+			checkErrors(t, errs, tt.want)
+			if len(errs) != 1 {
+				t.Errorf("got %d errors, want 1:\n%s", len(errs), errorList(errs))
+			}
+		})
+	}
+}
+
+// TestParseRefusedFieldDoesNotHideOthers checks that a refused field whose
+// content Istio has since changed (abort.percent was removed from the API)
+// gives one error, and that the rest of the resource is still validated.
+func TestParseRefusedFieldDoesNotHideOthers(t *testing.T) {
+	_, err := config.Parse(map[string][]byte{"ratings.yaml": []byte(`
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: ratings
+spec:
+  hosts: [ratings]
+  http:
+  - fault:
+      abort:
+        percent: 100
+        httpStatus: 500
+    route:
+    - destination: {host: ratings}
+      weight: 60
+    - destination: {host: ratings}
+      weight: 30
+`)})
+	errs := fieldErrors(t, err)
+	const vs = "VirtualService default/ratings"
+	checkErrors(t, errs,
+		want{"ratings.yaml", vs, "spec.http[0].fault", "not supported yet (fault injection"},
+		want{"ratings.yaml", vs, "spec.http[0].route", "sum to 90"},
+	)
+	if len(errs) != 2 {
+		t.Errorf("got %d errors, want 2:\n%s", len(errs), errorList(errs))
+	}
+}
+
+func TestFieldErrorOmitsEmptyParts(t *testing.T) {
+	tests := []struct {
+		err  config.FieldError
+		want string
+	}{
+		{config.FieldError{File: "reviews.yaml", Resource: "VirtualService default/reviews", Path: "spec.http[0].mirror", Reason: "not supported by meshlet (remove it)"},
+			"reviews.yaml: VirtualService default/reviews: spec.http[0].mirror: not supported by meshlet (remove it)"},
+		{config.FieldError{File: "reviews.yaml", Reason: "invalid YAML"}, "reviews.yaml: invalid YAML"},
+		{config.FieldError{File: "reviews.yaml", Resource: "document 2", Reason: "invalid YAML"}, "reviews.yaml: document 2: invalid YAML"},
+	}
+	for _, tt := range tests {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Reasons for fields that decode but that meshlet does not implement.
+const (
+	reasonUnsupported  = "not supported by meshlet (remove it)"
+	reasonFault        = "not supported yet (fault injection arrives with the policy work)"
+	reasonTLS          = "not supported yet (mTLS settings arrive with the security work)"
+	reasonPolicy       = "not supported yet (arrives with the HTTP data plane / policy work)"
+	reasonHashKey      = "not supported by meshlet (use httpHeaderName)"
+	reasonHashFunction = "not supported by meshlet (use ringHash, or leave it out)"
+)
+
+// support is the set of fields of one kind that meshlet implements. Any
+// other field that is set is refused, so a field that Istio adds later is
+// refused until meshlet supports it.
+type support struct {
+	leaves  map[string]bool   // allowed field patterns, taken whole
+	inner   map[string]bool   // patterns of messages that hold allowed fields
+	reasons map[string]string // refused patterns with a reason of their own
+}
+
+// A pattern is a spec field path in JSON names without indices or map keys:
+// "http.route.destination.host".
+func newSupport(leaves []string, reasons map[string]string) *support {
+	s := &support{leaves: map[string]bool{}, inner: map[string]bool{}, reasons: reasons}
+	for _, l := range leaves {
+		s.leaves[l] = true
+		for i := strings.LastIndexByte(l, '.'); i > 0; i = strings.LastIndexByte(l[:i], '.') {
+			s.inner[l[:i]] = true
+		}
+	}
+	return s
+}
+
+// under returns prefix.name for each name.
+func under(prefix string, names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = prefix + "." + n
+	}
+	return out
+}
+
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+var (
+	stringMatchFields = []string{"exact", "prefix", "regex"}
+
+	virtualServiceSupport = newSupport(concat(
+		[]string{
+			"hosts",
+			"http.name",
+			"http.match.name",
+			"http.match.port",
+			"http.route.destination.host",
+			"http.route.destination.subset",
+			"http.route.destination.port.number",
+			"http.route.weight",
+			"http.timeout",
+			"http.retries.attempts",
+			"http.retries.perTryTimeout",
+			"http.retries.retryOn",
+		},
+		under("http.match.uri", stringMatchFields...),
+		under("http.match.headers", stringMatchFields...),
+		under("http.match.method", stringMatchFields...),
+	), map[string]string{
+		"http.fault": reasonFault,
+	})
+
+	loadBalancerFields = []string{
+		"loadBalancer.simple",
+		"loadBalancer.consistentHash.httpHeaderName",
+		"loadBalancer.consistentHash.minimumRingSize",
+		"loadBalancer.consistentHash.ringHash.minimumRingSize",
+	}
+
+	destinationRuleSupport = newSupport(concat(
+		[]string{"host", "subsets.name", "subsets.labels"},
+		under("trafficPolicy", loadBalancerFields...),
+		under("subsets.trafficPolicy", loadBalancerFields...),
+	), trafficPolicyReasons("trafficPolicy", "subsets.trafficPolicy"))
+
+	workloadEntryFields = []string{"address", "ports", "labels", "locality", "weight", "serviceAccount"}
+
+	workloadEntrySupport = newSupport(workloadEntryFields, nil)
+
+	serviceEntrySupport = newSupport(concat(
+		[]string{
+			"hosts",
+			"ports.number",
+			"ports.protocol",
+			"ports.name",
+			"ports.targetPort",
+			"resolution",
+			"location",
+			"workloadSelector.labels",
+		},
+		under("endpoints", workloadEntryFields...),
+	), nil)
+)
+
+func trafficPolicyReasons(prefixes ...string) map[string]string {
+	m := map[string]string{}
+	for _, p := range prefixes {
+		m[p+".tls"] = reasonTLS
+		m[p+".outlierDetection"] = reasonPolicy
+		m[p+".connectionPool"] = reasonPolicy
+		for _, k := range []string{"httpCookie", "useSourceIp", "httpQueryParameterName"} {
+			m[p+".loadBalancer.consistentHash."+k] = reasonHashKey
+		}
+		m[p+".loadBalancer.consistentHash.maglev"] = reasonHashFunction
+	}
+	return m
+}
+
+// refusal says whether the field at pattern is refused, and why.
+func (s *support) refusal(pattern string) (reason string, refused bool) {
+	if s.leaves[pattern] || s.inner[pattern] {
+		return "", false
+	}
+	if r := s.reasons[pattern]; r != "" {
+		return r, true
+	}
+	return reasonUnsupported, true
+}
+
+// check reports every field set in m, at spec path path and pattern
+// pattern, that meshlet does not support.
+func (s *support) check(m protoreflect.Message, path, pattern string, add func(path, reason string)) {
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		p := path + "." + fd.JSONName()
+		pat := fd.JSONName()
+		if pattern != "" {
+			pat = pattern + "." + pat
+		}
+		if reason, refused := s.refusal(pat); refused {
+			add(p, reason)
+		} else if !s.leaves[pat] {
+			s.checkValue(fd, m.Get(fd), p, pat, add)
+		}
+	}
+}
+
+// checkValue descends into the messages held by a field.
+func (s *support) checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path, pattern string, add func(path, reason string)) {
+	switch {
+	case fd.IsMap():
+		if fd.MapValue().Message() == nil {
+			return
+		}
+		mv := v.Map()
+		keys := make([]protoreflect.MapKey, 0, mv.Len())
+		mv.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
+			keys = append(keys, k)
+			return true
+		})
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		for _, k := range keys {
+			s.check(mv.Get(k).Message(), path+"["+strconv.Quote(k.String())+"]", pattern, add)
+		}
+	case fd.IsList():
+		if fd.Message() == nil {
+			return
+		}
+		l := v.List()
+		for i := 0; i < l.Len(); i++ {
+			s.check(l.Get(i).Message(), fmt.Sprintf("%s[%d]", path, i), pattern, add)
+		}
+	case fd.Message() != nil:
+		s.check(v.Message(), path, pattern, add)
+	}
+}

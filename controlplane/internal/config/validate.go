@@ -1,0 +1,412 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshlet/meshlet/controlplane/internal/model"
+)
+
+// reportFunc reports a problem at a field path of one resource.
+type reportFunc func(path, reason string)
+
+func (f reportFunc) add(path, format string, args ...any) { f(path, fmt.Sprintf(format, args...)) }
+
+// validateSet validates each decoded resource on its own, then the set as
+// a whole: hosts claimed twice and subsets that no DestinationRule defines.
+func (p *parser) validateSet() {
+	for _, r := range p.resources {
+		report := p.reporter(r)
+		switch s := r.spec.(type) {
+		case *networking.ServiceEntry:
+			validateServiceEntry(s, r.raw, report)
+		case *networking.WorkloadEntry:
+			validateWorkload(s, "spec", nil, report)
+		case *networking.VirtualService:
+			validateVirtualService(s, report)
+		case *networking.DestinationRule:
+			validateDestinationRule(s, report)
+		}
+	}
+	p.validateHostClaims()
+	p.validateSubsets()
+}
+
+func validateVirtualService(vs *networking.VirtualService, report reportFunc) {
+	if len(vs.Hosts) == 0 {
+		report.add("spec.hosts", "at least one host is required")
+	}
+	for i, h := range vs.Hosts {
+		if h == "" {
+			report.add(fmt.Sprintf("spec.hosts[%d]", i), "must not be empty")
+		}
+	}
+	if len(vs.Http) == 0 {
+		report.add("spec.http", "at least one http route is required (meshlet routes HTTP and gRPC)")
+	}
+	for i, h := range vs.Http {
+		path := fmt.Sprintf("spec.http[%d]", i)
+		for j, m := range h.Match {
+			mp := fmt.Sprintf("%s.match[%d]", path, j)
+			validateStringMatch(m.Uri, mp+".uri", report)
+			validateStringMatch(m.Method, mp+".method", report)
+			for _, k := range sortedKeys(m.Headers) {
+				validateStringMatch(m.Headers[k], fmt.Sprintf("%s.headers[%q]", mp, k), report)
+			}
+			if m.Port > 65535 {
+				report.add(mp+".port", "must be between 1 and 65535, got %d", m.Port)
+			}
+		}
+		validateRoutes(h.Route, path, report)
+		if h.Timeout != nil {
+			validatePositive(h.Timeout, path+".timeout", report)
+		}
+		if r := h.Retries; r != nil {
+			if r.Attempts < 0 {
+				report.add(path+".retries.attempts", "must not be negative, got %d (0 turns retries off)", r.Attempts)
+			}
+			if r.PerTryTimeout != nil {
+				validatePositive(r.PerTryTimeout, path+".retries.perTryTimeout", report)
+			}
+			validateRetryOn(r.RetryOn, path+".retries.retryOn", report)
+		}
+	}
+}
+
+func validateRoutes(routes []*networking.HTTPRouteDestination, path string, report reportFunc) {
+	if len(routes) == 0 {
+		report.add(path+".route", "at least one route destination is required")
+		return
+	}
+	sum := 0
+	negative := false
+	for k, rd := range routes {
+		rp := fmt.Sprintf("%s.route[%d]", path, k)
+		if rd.Weight < 0 {
+			report.add(rp+".weight", "must not be negative, got %d", rd.Weight)
+			negative = true
+		}
+		sum += int(rd.Weight)
+		d := rd.Destination
+		if d == nil {
+			report.add(rp+".destination", "required")
+			continue
+		}
+		if d.Host == "" {
+			report.add(rp+".destination.host", "required")
+		}
+		if d.Port != nil && (d.Port.Number == 0 || d.Port.Number > 65535) {
+			report.add(rp+".destination.port.number", "must be between 1 and 65535, got %d", d.Port.Number)
+		}
+	}
+	switch {
+	case negative:
+	case len(routes) == 1 && sum != 0 && sum != 100:
+		report.add(path+".route[0].weight", "a single destination takes all the traffic: set weight to 100 or leave it out, got %d", sum)
+	case len(routes) > 1 && sum != 100:
+		report.add(path+".route", "the weights of the %d destinations sum to %d: they must sum to 100", len(routes), sum)
+	}
+}
+
+func validateStringMatch(m *networking.StringMatch, path string, report reportFunc) {
+	if m == nil {
+		return
+	}
+	switch mt := m.MatchType.(type) {
+	case nil:
+		report.add(path, "set one of exact, prefix or regex")
+	case *networking.StringMatch_Regex:
+		if _, err := regexp.Compile(mt.Regex); err != nil {
+			report.add(path+".regex", "invalid regular expression (RE2 syntax): %v", err)
+		}
+	}
+}
+
+func validatePositive(d *durationpb.Duration, path string, report reportFunc) {
+	if d.AsDuration() <= 0 {
+		report.add(path, "must be greater than 0, got %v (leave it out for no limit)", d.AsDuration())
+	}
+}
+
+// retryConditions are the retry conditions Istio accepts in retryOn: the
+// Envoy x-envoy-retry-on and x-envoy-retry-grpc-on values.
+var retryConditions = map[string]bool{
+	"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true,
+	"retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true,
+	"retriable-headers": true, "envoy-ratelimited": true,
+	"http3-post-connect-failure": true, "reset-before-request": true,
+	"cancelled": true, "deadline-exceeded": true, "internal": true,
+	"resource-exhausted": true, "unavailable": true,
+}
+
+func validateRetryOn(retryOn, path string, report reportFunc) {
+	if retryOn == "" {
+		return
+	}
+	for _, c := range strings.Split(retryOn, ",") {
+		c = strings.TrimSpace(c)
+		if retryConditions[c] {
+			continue
+		}
+		if n, err := strconv.Atoi(c); err == nil && n >= 100 && n <= 599 {
+			continue
+		}
+		report.add(path, "unknown retry condition %q (use a comma-separated list of conditions such as 5xx, reset, connect-failure, unavailable, or HTTP status codes)", c)
+	}
+}
+
+func validateDestinationRule(dr *networking.DestinationRule, report reportFunc) {
+	if dr.Host == "" {
+		report.add("spec.host", "required")
+	}
+	validateTrafficPolicy(dr.TrafficPolicy, "spec.trafficPolicy", report)
+	names := map[string]int{}
+	for i, s := range dr.Subsets {
+		path := fmt.Sprintf("spec.subsets[%d]", i)
+		switch j, dup := names[s.Name]; {
+		case s.Name == "":
+			report.add(path+".name", "required")
+		case dup:
+			report.add(path+".name", "subset %q is already defined at spec.subsets[%d] (subset names must be unique)", s.Name, j)
+		default:
+			names[s.Name] = i
+		}
+		validateTrafficPolicy(s.TrafficPolicy, path+".trafficPolicy", report)
+	}
+}
+
+func validateTrafficPolicy(tp *networking.TrafficPolicy, path string, report reportFunc) {
+	lb := tp.GetLoadBalancer()
+	if lb == nil {
+		return
+	}
+	path += ".loadBalancer"
+	switch p := lb.LbPolicy.(type) {
+	case *networking.LoadBalancerSettings_Simple:
+		if p.Simple == networking.LoadBalancerSettings_PASSTHROUGH {
+			report.add(path+".simple", "PASSTHROUGH is not supported by meshlet (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)")
+		}
+	case *networking.LoadBalancerSettings_ConsistentHash:
+		// Other hash keys are refused as unsupported fields.
+		const reason = "required: consistentHash hashes on a request header, the only hash key meshlet supports"
+		switch k := p.ConsistentHash.GetHashKey().(type) {
+		case nil:
+			report.add(path+".consistentHash.httpHeaderName", reason)
+		case *networking.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName:
+			if k.HttpHeaderName == "" {
+				report.add(path+".consistentHash.httpHeaderName", reason)
+			}
+		}
+	}
+}
+
+func validateServiceEntry(se *networking.ServiceEntry, raw map[string]any, report reportFunc) {
+	if len(se.Hosts) == 0 {
+		report.add("spec.hosts", "at least one host is required")
+	}
+	for i, h := range se.Hosts {
+		path := fmt.Sprintf("spec.hosts[%d]", i)
+		switch {
+		case h == "":
+			report.add(path, "must not be empty")
+		case strings.Contains(h, "*"):
+			report.add(path, "wildcard host %q is not supported by meshlet (name each host)", h)
+		}
+	}
+	if len(se.Ports) == 0 {
+		report.add("spec.ports", "at least one port is required")
+	}
+	numbers := map[uint32]int{}
+	names := map[string]int{}
+	for i, port := range se.Ports {
+		path := fmt.Sprintf("spec.ports[%d]", i)
+		if j, dup := numbers[port.Number]; dup {
+			report.add(path+".number", "port %d is already defined at spec.ports[%d]", port.Number, j)
+		} else if port.Number == 0 || port.Number > 65535 {
+			report.add(path+".number", "must be between 1 and 65535, got %d", port.Number)
+		} else {
+			numbers[port.Number] = i
+		}
+		switch strings.ToUpper(port.Protocol) {
+		case "GRPC", "HTTP", "HTTP2":
+		case "":
+			report.add(path+".protocol", "required: GRPC, HTTP or HTTP2")
+		default:
+			report.add(path+".protocol", "protocol %q is not supported: meshlet routes only HTTP and gRPC (use GRPC, HTTP or HTTP2)", port.Protocol)
+		}
+		if j, dup := names[port.Name]; dup {
+			report.add(path+".name", "port name %q is already used by spec.ports[%d]", port.Name, j)
+		} else if port.Name == "" {
+			report.add(path+".name", "required (a name such as http or grpc)")
+		} else {
+			names[port.Name] = i
+		}
+		if port.TargetPort > 65535 {
+			report.add(path+".targetPort", "must be between 1 and 65535, got %d", port.TargetPort)
+		}
+	}
+	switch {
+	case se.Resolution == networking.ServiceEntry_STATIC:
+	case raw["resolution"] == nil:
+		report.add("spec.resolution", "required: set resolution: STATIC (meshlet resolves no DNS; list IP endpoints or select WorkloadEntries)")
+	default:
+		report.add("spec.resolution", "resolution %s is not supported: meshlet resolves no DNS (set resolution: STATIC and use IP endpoints)", se.Resolution)
+	}
+	if loc, ok := raw["location"]; ok && (loc == "MESH_EXTERNAL" || loc == json.Number("0")) {
+		report.add("spec.location", "MESH_EXTERNAL is not supported: meshlet serves only services in the mesh (set MESH_INTERNAL or leave it out)")
+	}
+	if len(se.Endpoints) > 0 && se.WorkloadSelector != nil {
+		report.add("spec.workloadSelector", "endpoints and workloadSelector cannot both be set (choose one)")
+	}
+	for i, ep := range se.Endpoints {
+		validateWorkload(ep, fmt.Sprintf("spec.endpoints[%d]", i), names, report)
+	}
+}
+
+// validateWorkload checks a WorkloadEntry, or an endpoint of a ServiceEntry
+// whose port names are portNames (nil for a WorkloadEntry).
+func validateWorkload(we *networking.WorkloadEntry, path string, portNames map[string]int, report reportFunc) {
+	if we.Address == "" {
+		report.add(path+".address", "required: the IP address of the workload")
+	} else if _, err := netip.ParseAddr(we.Address); err != nil {
+		report.add(path+".address", "%q is not an IP address (meshlet resolves no DNS: use the workload's IP)", we.Address)
+	}
+	for _, name := range sortedKeys(we.Ports) {
+		pp := fmt.Sprintf("%s.ports[%q]", path, name)
+		if n := we.Ports[name]; n == 0 || n > 65535 {
+			report.add(pp, "must be between 1 and 65535, got %d", n)
+		}
+		if _, ok := portNames[name]; portNames != nil && !ok {
+			report.add(pp, "%q is not the name of a port of this ServiceEntry (use one of %s)", name, strings.Join(sortedKeys(portNames), ", "))
+		}
+	}
+	if we.Locality != "" {
+		parts := strings.Split(we.Locality, "/")
+		ok := len(parts) <= 3
+		for _, part := range parts {
+			ok = ok && part != ""
+		}
+		if !ok {
+			report.add(path+".locality", "%q is not a locality: use region, region/zone or region/zone/subzone", we.Locality)
+		}
+	}
+}
+
+// validateHostClaims refuses a host routed by two VirtualServices or
+// configured by two DestinationRules.
+func (p *parser) validateHostClaims() {
+	vsHosts := map[string]*resource{}
+	drHosts := map[string]*resource{}
+	for _, r := range p.resources {
+		report := p.reporter(r)
+		switch s := r.spec.(type) {
+		case *networking.VirtualService:
+			for i, h := range s.Hosts {
+				first, claimed := vsHosts[h]
+				switch {
+				case h == "":
+				case claimed && first == r:
+					report.add(fmt.Sprintf("spec.hosts[%d]", i), "host %s is listed twice (list it once)", h)
+				case claimed:
+					report.add(fmt.Sprintf("spec.hosts[%d]", i), "host %s is also claimed by %s in %s (merge the routes into one VirtualService)", h, first.meta.String(), first.where())
+				default:
+					vsHosts[h] = r
+				}
+			}
+		case *networking.DestinationRule:
+			if s.Host == "" {
+				continue
+			}
+			if first, claimed := drHosts[s.Host]; claimed {
+				report.add("spec.host", "host %s is also configured by %s in %s (merge them into one DestinationRule)", s.Host, first.meta.String(), first.where())
+				continue
+			}
+			drHosts[s.Host] = r
+		}
+	}
+}
+
+// validateSubsets checks that every subset a route names is defined by the
+// DestinationRule for the route's host.
+func (p *parser) validateSubsets() {
+	rules := map[string]*networking.DestinationRule{}
+	ruleOf := map[string]*resource{}
+	broken := map[string]bool{} // hosts of DestinationRules that did not decode
+	for _, r := range p.resources {
+		if r.meta.Kind != "DestinationRule" {
+			continue
+		}
+		dr, ok := r.spec.(*networking.DestinationRule)
+		if !ok {
+			if h, ok := r.raw["host"].(string); ok {
+				broken[model.FQDN(h, r.meta.Namespace)] = true
+			}
+			continue
+		}
+		if _, dup := rules[dr.Host]; !dup && dr.Host != "" {
+			rules[dr.Host], ruleOf[dr.Host] = dr, r
+		}
+	}
+	for _, r := range p.resources {
+		vs, ok := r.spec.(*networking.VirtualService)
+		if !ok {
+			continue
+		}
+		report := p.reporter(r)
+		for i, h := range vs.Http {
+			for k, rd := range h.Route {
+				d := rd.GetDestination()
+				if d.GetSubset() == "" || d.GetHost() == "" {
+					continue
+				}
+				path := fmt.Sprintf("spec.http[%d].route[%d].destination.subset", i, k)
+				host := findRule(rules, d.Host)
+				if host == "" {
+					if !broken[d.Host] {
+						report.add(path, "subset %q is not defined by any DestinationRule for host %s (add a DestinationRule for the host with this subset)", d.Subset, d.Host)
+					}
+					continue
+				}
+				found := false
+				var defined []string
+				for _, s := range rules[host].Subsets {
+					found = found || s.Name == d.Subset
+					if q := strconv.Quote(s.Name); !slices.Contains(defined, q) {
+						defined = append(defined, q)
+					}
+				}
+				if !found {
+					have := "no subsets"
+					if len(defined) > 0 {
+						have = "only " + strings.Join(defined, ", ")
+					}
+					report.add(path, "subset %q is not defined by any DestinationRule for host %s (%s in %s defines %s)", d.Subset, d.Host, ruleOf[host].meta.String(), ruleOf[host].where(), have)
+				}
+			}
+		}
+	}
+}
+
+// findRule returns the host of the DestinationRule that applies to host:
+// the rule for the host itself, or else the wildcard rule with the longest
+// suffix that matches. It returns "" if there is none.
+func findRule(rules map[string]*networking.DestinationRule, host string) string {
+	if _, ok := rules[host]; ok {
+		return host
+	}
+	best := ""
+	for h := range rules {
+		if strings.HasPrefix(h, "*") && strings.HasSuffix(host, h[1:]) && len(h) > len(best) {
+			best = h
+		}
+	}
+	return best
+}

@@ -1,0 +1,164 @@
+package registry
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// State is where an instance is in its lifecycle.
+type State int
+
+// The states of a registered instance. Only Serving instances are in EDS.
+const (
+	NotServing State = iota
+	Serving
+	Draining
+)
+
+func (s State) String() string {
+	switch s {
+	case Serving:
+		return "SERVING"
+	case Draining:
+		return "DRAINING"
+	default:
+		return "NOT_SERVING"
+	}
+}
+
+// Entry is a registered instance with its state, for status pages.
+type Entry struct {
+	Instance
+	State State `json:"state"`
+	// Lost is set while the instance's connection is gone and the grace
+	// period runs.
+	Lost bool `json:"lost,omitempty"`
+}
+
+type entry struct {
+	Entry
+	gen   uint64 // which registration stream owns the entry
+	timer *time.Timer
+}
+
+// Registry holds registered instances in memory. It is safe for concurrent
+// use. onChange is called, without locks held, after every change that
+// alters the set of serving instances or their states.
+type Registry struct {
+	grace    time.Duration
+	onChange func()
+
+	mu      sync.Mutex
+	gen     uint64
+	entries map[string]*entry
+	closed  bool
+}
+
+// New returns an empty registry. An instance whose connection dies stays
+// registered for grace, so that a reconnect does not cause churn.
+func New(grace time.Duration, onChange func()) *Registry {
+	if onChange == nil {
+		onChange = func() {}
+	}
+	return &Registry{grace: grace, onChange: onChange, entries: map[string]*entry{}}
+}
+
+// Upsert registers inst in state s, replacing any earlier registration with
+// the same ID. It returns a generation that later calls for this
+// registration must pass, so that a stale stream cannot change a newer one.
+func (r *Registry) Upsert(inst Instance, s State) uint64 {
+	r.mu.Lock()
+	r.gen++
+	gen := r.gen
+	if old, ok := r.entries[inst.ID]; ok && old.timer != nil {
+		old.timer.Stop()
+	}
+	r.entries[inst.ID] = &entry{Entry: Entry{Instance: inst, State: s}, gen: gen}
+	r.mu.Unlock()
+	r.onChange()
+	return gen
+}
+
+// SetState changes the state of a registration.
+func (r *Registry) SetState(id string, gen uint64, s State) {
+	r.mu.Lock()
+	e, ok := r.entries[id]
+	changed := ok && e.gen == gen && e.State != s
+	if changed {
+		e.State = s
+	}
+	r.mu.Unlock()
+	if changed {
+		r.onChange()
+	}
+}
+
+// Remove deregisters at once: the registration ended cleanly.
+func (r *Registry) Remove(id string, gen uint64) {
+	r.mu.Lock()
+	e, ok := r.entries[id]
+	removed := ok && e.gen == gen
+	if removed {
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+		delete(r.entries, id)
+	}
+	r.mu.Unlock()
+	if removed {
+		r.onChange()
+	}
+}
+
+// Lost records that the registration's connection died. The instance stays
+// as it is for the grace period and is then removed, unless it registers
+// again first.
+func (r *Registry) Lost(id string, gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.entries[id]
+	if !ok || e.gen != gen || r.closed {
+		return
+	}
+	e.Lost = true
+	e.timer = time.AfterFunc(r.grace, func() { r.Remove(id, gen) })
+}
+
+// Serving returns the instances that take traffic, sorted by ID.
+func (r *Registry) Serving() []Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Instance
+	for _, e := range r.entries {
+		if e.State == Serving {
+			out = append(out, e.Instance)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Entries returns every registration, sorted by ID.
+func (r *Registry) Entries() []Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Entry, 0, len(r.entries))
+	for _, e := range r.entries {
+		out = append(out, e.Entry)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Close stops the grace timers. The registry must not be used afterwards.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for _, e := range r.entries {
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+	}
+}

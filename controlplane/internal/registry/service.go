@@ -1,0 +1,146 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/meshlet/meshlet/internal/registrypb"
+)
+
+// WaitFunc blocks until every xDS client subscribed to endpoints has
+// acknowledged the endpoints now being served, or ctx ends. It reports
+// whether all of them did.
+type WaitFunc func(ctx context.Context) bool
+
+// Service implements the Registry gRPC service over a Registry.
+type Service struct {
+	pb.UnimplementedRegistryServer
+
+	reg          *Registry
+	wait         WaitFunc
+	drainTimeout time.Duration
+	log          *slog.Logger
+}
+
+// NewService serves registrations into reg. After an instance asks to
+// drain, it waits up to drainTimeout for wait before it answers drained.
+func NewService(reg *Registry, wait WaitFunc, drainTimeout time.Duration, log *slog.Logger) *Service {
+	return &Service{reg: reg, wait: wait, drainTimeout: drainTimeout, log: log}
+}
+
+// Register implements pb.RegistryServer.
+func (s *Service) Register(stream pb.Registry_RegisterServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	inst, err := instanceFromProto(first.GetInstance())
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "registry: %v", err)
+	}
+	gen := s.reg.Upsert(inst, stateFromProto(first.GetState()))
+	s.log.Info("instance registered", "id", inst.ID, "service", inst.Service, "namespace", inst.Namespace,
+		"address", fmt.Sprintf("%s:%d", inst.Address, inst.Port), "state", first.GetState().String())
+	if err := stream.Send(&pb.RegisterResponse{State: first.GetState()}); err != nil {
+		s.reg.Lost(inst.ID, gen)
+		return err
+	}
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			s.reg.Remove(inst.ID, gen)
+			s.log.Info("instance deregistered", "id", inst.ID, "service", inst.Service)
+			return nil
+		}
+		if err != nil {
+			s.reg.Lost(inst.ID, gen)
+			s.log.Warn("instance connection lost; removing it after the grace period", "id", inst.ID, "service", inst.Service, "err", err)
+			return err
+		}
+		st := stateFromProto(req.GetState())
+		s.reg.SetState(inst.ID, gen, st)
+		resp := &pb.RegisterResponse{State: req.GetState()}
+		if st == Draining {
+			ctx, cancel := context.WithTimeout(stream.Context(), s.drainTimeout)
+			resp.AckedByAll = s.wait(ctx)
+			cancel()
+			resp.Drained = true
+			s.log.Info("instance drained", "id", inst.ID, "service", inst.Service, "ackedByAll", resp.AckedByAll)
+		}
+		if err := stream.Send(resp); err != nil {
+			s.reg.Lost(inst.ID, gen)
+			return err
+		}
+	}
+}
+
+func stateFromProto(s pb.State) State {
+	switch s {
+	case pb.State_SERVING:
+		return Serving
+	case pb.State_DRAINING:
+		return Draining
+	default:
+		return NotServing
+	}
+}
+
+func instanceFromProto(p *pb.Instance) (Instance, error) {
+	if p == nil {
+		return Instance{}, errors.New("the first request must carry the instance")
+	}
+	var missing []string
+	for name, v := range map[string]string{"id": p.GetId(), "service": p.GetService(), "namespace": p.GetNamespace(), "address": p.GetAddress()} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return Instance{}, fmt.Errorf("instance is missing %s", strings.Join(missing, ", "))
+	}
+	addr, err := netip.ParseAddr(p.GetAddress())
+	if err != nil {
+		return Instance{}, fmt.Errorf("instance address %q is not an IP address", p.GetAddress())
+	}
+	if p.GetPort() == 0 || p.GetPort() > 65535 || p.GetServicePort() > 65535 {
+		return Instance{}, fmt.Errorf("instance port %d or service port %d is out of range", p.GetPort(), p.GetServicePort())
+	}
+	proto := strings.ToUpper(p.GetProtocol())
+	switch proto {
+	case "":
+		proto = "GRPC"
+	case "GRPC", "HTTP", "HTTP2":
+	default:
+		return Instance{}, fmt.Errorf("instance protocol %q is not GRPC, HTTP or HTTP2", p.GetProtocol())
+	}
+	inst := Instance{
+		ID:             p.GetId(),
+		Service:        p.GetService(),
+		Namespace:      p.GetNamespace(),
+		ServiceAccount: p.GetServiceAccount(),
+		Address:        addr.String(),
+		Port:           p.GetPort(),
+		ServicePort:    p.GetServicePort(),
+		Protocol:       proto,
+		Labels:         p.GetLabels(),
+		Weight:         p.GetWeight(),
+	}
+	if inst.ServicePort == 0 {
+		inst.ServicePort = inst.Port
+	}
+	if l := p.GetLocality(); l != nil {
+		inst.Locality = Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}
+	}
+	return inst, nil
+}

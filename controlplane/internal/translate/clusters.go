@@ -1,0 +1,271 @@
+package translate
+
+import (
+	"fmt"
+
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
+	wrrlocalityv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/wrr_locality/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshlet/meshlet/controlplane/internal/model"
+)
+
+// RandomPolicyName is the name of the gRPC balancer that meshlet registers
+// for Istio's RANDOM load balancer. A RANDOM Cluster names it through an
+// xds.type.v3.TypedStruct whose type_url ends in this name; a gRPC client
+// that has no balancer of this name uses the next policy in the list,
+// round_robin under wrr_locality.
+const RandomPolicyName = "meshlet.random"
+
+const (
+	randomTypeURL      = "type.googleapis.com/" + RandomPolicyName
+	wrrLocalityName    = "envoy.load_balancing_policies.wrr_locality"
+	roundRobinName     = "envoy.load_balancing_policies.round_robin"
+	maxRingSize        = 8 * 1024 * 1024 // gRPC-Go refuses a larger minimum ring size
+	subsetFieldPattern = "spec.subsets[%d].trafficPolicy"
+)
+
+// destRule is the merge of the DestinationRules of one host, as Istio merges
+// them: the first top-level traffic policy wins, and subsets are joined, the
+// first of a name winning.
+type destRule struct {
+	top     *networking.TrafficPolicy
+	topMeta model.Meta
+	subsets []*networking.Subset
+	// subsetAt says where each subset came from, for error messages.
+	subsetAt map[string]string
+}
+
+// destinationRule merges the DestinationRules for s: those that name the
+// host exactly, the ones in the service's namespace first; if there are
+// none, those with the longest wildcard host that covers it.
+func (t *translator) destinationRule(s *service) destRule {
+	var exact, wild []*model.DestinationRule
+	bestLen := -1
+	for _, dr := range t.cfg.DestinationRules {
+		if dr.Spec == nil {
+			continue
+		}
+		h := dr.Spec.GetHost()
+		if h == s.Host {
+			exact = append(exact, dr)
+			continue
+		}
+		switch n := wildcardMatch(h, s.Host); {
+		case n > bestLen:
+			wild, bestLen = []*model.DestinationRule{dr}, n
+		case n == bestLen && n >= 0:
+			wild = append(wild, dr)
+		}
+	}
+	drs := exact
+	if len(drs) == 0 {
+		drs = wild
+	}
+	var ordered []*model.DestinationRule
+	for _, dr := range drs {
+		if dr.Namespace == s.Namespace {
+			ordered = append(ordered, dr)
+		}
+	}
+	for _, dr := range drs {
+		if dr.Namespace != s.Namespace {
+			ordered = append(ordered, dr)
+		}
+	}
+
+	out := destRule{subsetAt: make(map[string]string)}
+	for _, dr := range ordered {
+		if out.top == nil && dr.Spec.GetTrafficPolicy() != nil {
+			out.top, out.topMeta = dr.Spec.GetTrafficPolicy(), dr.Meta
+		}
+		for i, sub := range dr.Spec.GetSubsets() {
+			if sub.GetName() == "" {
+				continue
+			}
+			if _, ok := out.subsetAt[sub.GetName()]; ok {
+				continue
+			}
+			out.subsets = append(out.subsets, sub)
+			out.subsetAt[sub.GetName()] = where(dr.Meta) + ": " + fmt.Sprintf(subsetFieldPattern, i)
+		}
+	}
+	return out
+}
+
+// loadBalancer returns the load-balancer settings that apply to one port of
+// one subset ("" for none), as Istio merges them, the first set winning:
+// the subset's port-level settings, the subset's own, the top-level
+// port-level settings, the top-level ones. It also says where they were
+// found.
+func (d destRule) loadBalancer(subset *networking.Subset, port uint32) (*networking.LoadBalancerSettings, string) {
+	if subset != nil {
+		at := d.subsetAt[subset.GetName()]
+		if lb, field := portLevelLB(subset.GetTrafficPolicy(), port); lb != nil {
+			return lb, at + field
+		}
+		if lb := subset.GetTrafficPolicy().GetLoadBalancer(); lb != nil {
+			return lb, at + ".loadBalancer"
+		}
+	}
+	at := where(d.topMeta) + ": spec.trafficPolicy"
+	if lb, field := portLevelLB(d.top, port); lb != nil {
+		return lb, at + field
+	}
+	if lb := d.top.GetLoadBalancer(); lb != nil {
+		return lb, at + ".loadBalancer"
+	}
+	return nil, ""
+}
+
+func portLevelLB(tp *networking.TrafficPolicy, port uint32) (*networking.LoadBalancerSettings, string) {
+	for i, pl := range tp.GetPortLevelSettings() {
+		if pl.GetPort().GetNumber() == port && pl.GetLoadBalancer() != nil {
+			return pl.GetLoadBalancer(), fmt.Sprintf(".portLevelSettings[%d].loadBalancer", i)
+		}
+	}
+	return nil, ""
+}
+
+// buildClusters makes the Clusters of one service port: the one without a
+// subset and one per DestinationRule subset. It records the hash policies
+// that RING_HASH clusters need on their routes.
+func (t *translator) buildClusters(s *service, p Port, dr destRule) ([]*clusterv3.Cluster, error) {
+	subsets := append([]*networking.Subset{nil}, dr.subsets...)
+	out := make([]*clusterv3.Cluster, 0, len(subsets))
+	for _, sub := range subsets {
+		name := ClusterName(p.Number, sub.GetName(), s.Host)
+		lb, at := dr.loadBalancer(sub, p.Number)
+		c, hp, err := newCluster(name, lb, at)
+		if err != nil {
+			return nil, err
+		}
+		if len(hp) > 0 {
+			t.hashes[name] = hp
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// newCluster makes one EDS Cluster, fed over ADS, load-balanced as lb says.
+// For consistent hashing it also returns the route hash policies.
+func newCluster(name string, lb *networking.LoadBalancerSettings, at string) (*clusterv3.Cluster, []*routev3.RouteAction_HashPolicy, error) {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
+			EdsConfig:   adsConfigSource(),
+			ServiceName: name,
+		},
+		LbPolicy: clusterv3.Cluster_ROUND_ROBIN,
+	}
+	var hp []*routev3.RouteAction_HashPolicy
+	switch policy := lb.GetLbPolicy().(type) {
+	case nil:
+	case *networking.LoadBalancerSettings_Simple:
+		switch policy.Simple {
+		case networking.LoadBalancerSettings_UNSPECIFIED, networking.LoadBalancerSettings_ROUND_ROBIN:
+		case networking.LoadBalancerSettings_LEAST_CONN, networking.LoadBalancerSettings_LEAST_REQUEST:
+			c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
+		case networking.LoadBalancerSettings_RANDOM:
+			// gRPC-Go NACKs lb_policy RANDOM ("unexpected lbPolicy"), and it
+			// reads lb_policy before load_balancing_policy, so lb_policy
+			// stays ROUND_ROBIN (the zero value) and load_balancing_policy,
+			// which then takes precedence, carries the choice.
+			p, err := randomPolicy()
+			if err != nil {
+				return nil, nil, err
+			}
+			c.LoadBalancingPolicy = p
+		default:
+			return nil, nil, fmt.Errorf("translate: %s.simple: %v cannot be expressed for gRPC", at, policy.Simple)
+		}
+	case *networking.LoadBalancerSettings_ConsistentHash:
+		ch := policy.ConsistentHash
+		// gRPC-Go has no Maglev; a Maglev request gets a ring hash, which
+		// keeps the same stickiness.
+		rh := &clusterv3.Cluster_RingHashLbConfig{HashFunction: clusterv3.Cluster_RingHashLbConfig_XX_HASH}
+		minSize := ch.GetRingHash().GetMinimumRingSize()
+		if minSize == 0 {
+			minSize = ch.GetMinimumRingSize() //nolint:staticcheck // the deprecated field is still Istio API
+		}
+		if minSize > 0 {
+			rh.MinimumRingSize = wrapperspb.UInt64(min(minSize, maxRingSize))
+		}
+		c.LbPolicy = clusterv3.Cluster_RING_HASH
+		c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: rh}
+		if h := hashPolicy(ch); h != nil {
+			hp = append(hp, h)
+		}
+	default:
+		return nil, nil, fmt.Errorf("translate: %s: load balancer %T cannot be expressed for gRPC", at, policy)
+	}
+	return c, hp, nil
+}
+
+// hashPolicy is the route hash policy for Istio's consistent-hash key.
+// gRPC-Go honours only the header form and ignores the others; meshlet's
+// own resolver reads them all.
+func hashPolicy(ch *networking.LoadBalancerSettings_ConsistentHashLB) *routev3.RouteAction_HashPolicy {
+	switch k := ch.GetHashKey().(type) {
+	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+			Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: k.HttpHeaderName},
+		}}
+	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpCookie:
+		cookie := &routev3.RouteAction_HashPolicy_Cookie{Name: k.HttpCookie.GetName(), Path: k.HttpCookie.GetPath()}
+		if ttl := k.HttpCookie.GetTtl(); ttl != nil {
+			cookie.Ttl = durationpb.New(ttl.AsDuration())
+		}
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: cookie}}
+	case *networking.LoadBalancerSettings_ConsistentHashLB_UseSourceIp:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{
+			ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: k.UseSourceIp},
+		}}
+	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpQueryParameterName:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_QueryParameter_{
+			QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: k.HttpQueryParameterName},
+		}}
+	}
+	return nil
+}
+
+// randomPolicy is the load_balancing_policy of a RANDOM cluster: the
+// meshlet.random balancer named through a TypedStruct, then round_robin
+// under wrr_locality, which is what lb_policy ROUND_ROBIN means to gRPC-Go.
+//
+// gRPC-Go converts the first policy it can: a TypedStruct becomes the
+// registered balancer named after the last "/" of its type_url, and when no
+// balancer of that name is registered the converter returns nothing and the
+// next policy is tried (xdslbregistry.ConvertToServiceConfig). So a client
+// without meshlet.random uses the fallback and does not NACK.
+func randomPolicy() (*clusterv3.LoadBalancingPolicy, error) {
+	random, err := toAny(&xdstypev3.TypedStruct{TypeUrl: randomTypeURL, Value: &structpb.Struct{}})
+	if err != nil {
+		return nil, err
+	}
+	rr, err := toAny(&roundrobinv3.RoundRobin{})
+	if err != nil {
+		return nil, err
+	}
+	wrr, err := toAny(&wrrlocalityv3.WrrLocality{EndpointPickingPolicy: &clusterv3.LoadBalancingPolicy{
+		Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: roundRobinName, TypedConfig: rr},
+		}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{
+		{TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: RandomPolicyName, TypedConfig: random}},
+		{TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: wrrLocalityName, TypedConfig: wrr}},
+	}}, nil
+}

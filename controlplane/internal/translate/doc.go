@@ -1,0 +1,33 @@
+// Package translate turns the validated mesh configuration (package model)
+// and the live registry instances into the Envoy xDS v3 resources that
+// gRPC-Go's xDS client and meshlet's own resolver consume.
+//
+// The resources have the shape istiod gives proxyless gRPC:
+//
+//   - a client Listener "<host>:<port>" per service port: an api_listener
+//     whose HttpConnectionManager fetches the RouteConfiguration of the same
+//     name over ADS;
+//   - a RouteConfiguration "<host>:<port>" with one virtual host, whose
+//     domains hold every name a caller may dial (always with the ":port"
+//     form, which gRPC needs) and whose routes come from the VirtualService;
+//   - EDS Clusters "outbound|<port>|<subset>|<host>", load-balanced as the
+//     DestinationRule says;
+//   - a ClusterLoadAssignment per Cluster, grouped by locality, with a
+//     weight on every locality (gRPC ignores a locality without one);
+//   - a server Listener per xDS-enabled gRPC server address, named after
+//     ServerListenerTemplate, whose routes use NonForwardingAction.
+//
+// Build is a pure function: the same Input gives the same Output, with
+// every list sorted.
+//
+//	out, err := translate.Build(translate.Input{
+//		Config:          cfg,
+//		Instances:       reg.Instances(),
+//		ServerAddresses: []string{"10.0.0.7:50051"},
+//	})
+//	if err != nil {
+//		return err // the validator and the translator disagree: a bug
+//	}
+//	// put out.Listeners, out.Routes, out.Clusters and out.Endpoints into a
+//	// new snapshot, with a new version.
+package translate

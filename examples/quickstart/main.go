@@ -1,0 +1,236 @@
+// Command quickstart runs a whole mesh in one process: a control plane,
+// three greeter instances of two versions and a client. It shifts traffic
+// 90/10 and then 50/50 by rewriting the VirtualService file, as an operator
+// would, and prints the split it observes at each step. It exits 0 when
+// every observed split is within 4 points of the configured one.
+//
+//	go run ./examples/quickstart
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/examples/greeter"
+	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/mesh"
+)
+
+// routeType is the xDS type URL of RouteConfiguration, as /debug/config
+// keys it.
+const routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+const destinationRule = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+spec:
+  host: greeter
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+`
+
+const virtualService = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: greeter
+spec:
+  hosts:
+  - greeter
+  http:
+  - route:
+    - destination:
+        host: greeter
+        subset: v1
+      weight: %d
+    - destination:
+        host: greeter
+        subset: v2
+      weight: %d
+`
+
+func main() {
+	calls := flag.Int("calls", 2000, "RPCs to count at each step")
+	verbose := flag.Bool("v", false, "show the control plane's and the library's logs")
+	flag.Parse()
+	if err := run(*calls, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+func run(calls int, verbose bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+
+	dir, err := os.MkdirTemp("", "meshlet-quickstart-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := writeFile(dir, "greeter-destinationrule.yaml", destinationRule); err != nil {
+		return err
+	}
+	if err := writeFile(dir, "greeter-virtualservice.yaml", fmt.Sprintf(virtualService, 100, 0)); err != nil {
+		return err
+	}
+
+	cp, err := controlplane.Start(ctx,
+		controlplane.WithConfigDir(dir),
+		controlplane.WithXDSAddress("127.0.0.1:0"),
+		controlplane.WithAdminAddress("127.0.0.1:0"),
+		controlplane.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer cp.Close()
+	fmt.Printf("control plane: xDS on %s, admin on http://%s/debug/config\n", cp.XDSAddr(), cp.AdminAddr())
+	fmt.Printf("config: %s\n", dir)
+
+	// Three instances of the greeter service: two of v1, one of v2. In
+	// production each is its own process; here they share one.
+	for _, version := range []string{"v1", "v1", "v2"} {
+		stop, addr, err := startGreeter(ctx, cp.XDSAddr(), version, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Printf("greeter %s serving on %s\n", version, addr)
+	}
+
+	client, err := mesh.New(ctx, mesh.WithService("quickstart"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	cc, err := client.Dial("greeter:50051")
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	greeterClient := greeterpb.NewGreeterClient(cc)
+
+	ok := true
+	for _, step := range []struct{ v1, v2 int }{{90, 10}, {50, 50}} {
+		fmt.Printf("\nrewriting %s: v1 %d%%, v2 %d%%\n", "greeter-virtualservice.yaml", step.v1, step.v2)
+		before := cp.Dump().XDS[routeType].Version
+		if err := writeFile(dir, "greeter-virtualservice.yaml", fmt.Sprintf(virtualService, step.v1, step.v2)); err != nil {
+			return err
+		}
+		took, err := waitForRoute(ctx, cp, greeterClient, before)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  config served and acknowledged by every client in %v\n", took.Round(time.Millisecond))
+		counts, failed := count(ctx, greeterClient, calls)
+		v1 := 100 * float64(counts["v1"]) / float64(calls-failed)
+		v2 := 100 * float64(counts["v2"]) / float64(calls-failed)
+		fmt.Printf("  observed over %d calls: v1 %.1f%%, v2 %.1f%% (%d failed)\n", calls, v1, v2, failed)
+		if failed > 0 || math.Abs(v1-float64(step.v1)) > 4 {
+			fmt.Printf("  NOT within 4 points of %d/%d\n", step.v1, step.v2)
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("an observed split was off")
+	}
+	fmt.Println("\nok: every observed split is within 4 points of the config")
+	return nil
+}
+
+// waitForRoute waits until the control plane has read the edited file and
+// every client has acknowledged it. The first call also waits for the
+// client's first config.
+func waitForRoute(ctx context.Context, cp *controlplane.Server, c greeterpb.GreeterClient, before string) (time.Duration, error) {
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for cp.Dump().XDS[routeType].Version == before {
+		select {
+		case <-wctx.Done():
+			return 0, fmt.Errorf("the control plane did not pick up the edit: %w", wctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := c.SayHello(wctx, &greeterpb.HelloRequest{Name: "warm-up"}, grpc.WaitForReady(true)); err != nil {
+		return 0, err
+	}
+	if err := cp.WaitSynced(wctx); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func count(ctx context.Context, c greeterpb.GreeterClient, n int) (map[string]int, int) {
+	counts := map[string]int{}
+	failed := 0
+	for range n {
+		r, err := c.SayHello(ctx, &greeterpb.HelloRequest{Name: "quickstart"})
+		if err != nil {
+			failed++
+			continue
+		}
+		counts[r.GetVersion()]++
+	}
+	return counts, failed
+}
+
+func startGreeter(ctx context.Context, cpAddr, version string, log *slog.Logger) (stop func(), addr string, err error) {
+	m, err := mesh.New(ctx,
+		mesh.WithService("greeter"),
+		mesh.WithLabels(map[string]string{"version": version}),
+		mesh.WithControlPlane(cpAddr),
+		mesh.WithLogger(log))
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := m.NewGRPCServer(mesh.WithServicePort(50051))
+	if err != nil {
+		m.Close()
+		return nil, "", err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		m.Close()
+		return nil, "", err
+	}
+	greeterpb.RegisterGreeterServer(srv, &greeter.Server{Version: version, Instance: lis.Addr().String()})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(lis)
+	}()
+	return func() {
+		srv.GracefulStop()
+		<-done
+		m.Close()
+	}, lis.Addr().String(), nil
+}
+
+func writeFile(dir, name, content string) error {
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, name))
+}

@@ -1,0 +1,38 @@
+// Package wire holds the names that the control plane and the library must
+// agree on, on the wire. They are istiod's, so that a meshlet service can
+// also follow istiod.
+package wire
+
+import (
+	"fmt"
+	"strings"
+)
+
+// ServerListenerTemplate is the server_listener_resource_name_template of a
+// gRPC server's bootstrap: the Listener a server bound to IP:port asks for
+// is this with %s replaced by "IP:port".
+const ServerListenerTemplate = "xds.istio.io/grpc/lds/inbound/%s"
+
+// DomainSuffix is the suffix of a fully qualified service host.
+const DomainSuffix = "svc.cluster.local"
+
+// ServiceHost returns the fully qualified host of a service:
+// <name>.<namespace>.svc.cluster.local.
+func ServiceHost(name, namespace string) string {
+	return name + "." + namespace + "." + DomainSuffix
+}
+
+// QualifyHost expands a short host (no dot) in namespace ns to its fully
+// qualified form; a name with a dot is returned as it is.
+func QualifyHost(host, ns string) string {
+	if host == "" || strings.Contains(host, ".") || strings.HasPrefix(host, "*") {
+		return host
+	}
+	return ServiceHost(host, ns)
+}
+
+// ClusterName returns the name of the cluster of one subset of a service
+// port: outbound|<port>|<subset>|<host>.
+func ClusterName(port uint32, subset, host string) string {
+	return fmt.Sprintf("outbound|%d|%s|%s", port, subset, host)
+}

@@ -1,0 +1,49 @@
+package mesh
+
+import (
+	"encoding/json"
+	"os"
+
+	"github.com/meshlet/meshlet/internal/wire"
+)
+
+// bootstrapFromEnv reports whether the user configured gRPC-Go's xDS
+// bootstrap through its environment variables. gRPC-Go reads them once at
+// start; meshlet then leaves gRPC's xDS configuration to them.
+func bootstrapFromEnv() bool {
+	return os.Getenv("GRPC_XDS_BOOTSTRAP") != "" || os.Getenv("GRPC_XDS_BOOTSTRAP_CONFIG") != ""
+}
+
+// bootstrapJSON builds the gRPC-Go xDS bootstrap for this workload. Node
+// metadata uses istiod's keys so that the control plane (and istiod) can
+// tell who is asking.
+func (m *Mesh) bootstrapJSON() ([]byte, error) {
+	o := m.opts
+	node := map[string]any{
+		"id":      m.nodeID,
+		"cluster": o.service + "." + o.namespace,
+		"metadata": map[string]any{
+			"NAMESPACE":       o.namespace,
+			"SERVICE_ACCOUNT": o.serviceAccount,
+			"WORKLOAD_NAME":   o.service,
+			"LABELS":          o.labels,
+			"GENERATOR":       "grpc",
+		},
+	}
+	if l := o.locality; l != (Locality{}) {
+		node["locality"] = map[string]string{"region": l.Region, "zone": l.Zone, "sub_zone": l.SubZone}
+	}
+	b := map[string]any{
+		"xds_servers": []any{map[string]any{
+			"server_uri":      o.controlPlane,
+			"channel_creds":   []any{map[string]string{"type": "insecure"}},
+			"server_features": []string{"xds_v3"},
+		}},
+		"node":                                   node,
+		"server_listener_resource_name_template": wire.ServerListenerTemplate,
+		// The security work adds meshlet's certificate provider here; the
+		// xDS credentials the client and server use already honour it.
+		"certificate_providers": map[string]any{},
+	}
+	return json.Marshal(b)
+}

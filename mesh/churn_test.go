@@ -1,0 +1,161 @@
+package mesh_test
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// load runs steady traffic from callers goroutines into a tally until
+// stopped, bounded by a count per caller.
+type load struct {
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	calls []result
+}
+
+type result struct {
+	at      time.Time
+	version string
+	addr    string
+	err     error
+}
+
+func startLoad(t *testing.T, c interface {
+	call() (string, string, error)
+}, callers int) *load {
+	l := &load{}
+	for range callers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; i < 200000 && !l.stop.Load(); i++ {
+				v, a, err := c.call()
+				l.mu.Lock()
+				l.calls = append(l.calls, result{time.Now(), v, a, err})
+				l.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+func (l *load) end() {
+	l.stop.Store(true)
+	l.wg.Wait()
+}
+
+// since returns the results after t0.
+func (l *load) since(t0 time.Time) []result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []result
+	for _, r := range l.calls {
+		if !r.at.Before(t0) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestEndpointChurn(t *testing.T) {
+	cp, _ := startControlPlane(t, map[string]string{
+		"greeter-rules.yaml": greeterRules,
+		"greeter-route.yaml": splitRoute(100, 0),
+	})
+	a := startGreeter(t, cp.XDSAddr(), "v1")
+	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
+	waitServing(t, client, "v1")
+	caller := callerFunc(func() (string, string, error) {
+		r, err := call(t.Context(), client, "")
+		return r.GetVersion(), r.GetInstance(), err
+	})
+	traffic := startLoad(t, caller, 4)
+
+	t.Run("new instance gets traffic within 2s", func(t *testing.T) {
+		started := time.Now()
+		b := startGreeter(t, cp.XDSAddr(), "v1")
+		var took time.Duration
+		waitUntil(t, 5*time.Second, "the new instance to get traffic", func() bool {
+			for _, r := range traffic.since(started) {
+				if r.addr == b.addr {
+					took = r.at.Sub(started)
+					return true
+				}
+			}
+			return false
+		})
+		t.Logf("new instance answered %v after it started", took)
+		if took > 2*time.Second {
+			t.Errorf("new instance got traffic after %v, want within 2s", took)
+		}
+	})
+
+	t.Run("graceful stop fails no RPC", func(t *testing.T) {
+		began := time.Now()
+		a.server.GracefulStop()
+		stopped := time.Now()
+		time.Sleep(300 * time.Millisecond)
+		rs := traffic.since(began)
+		failed, toA := 0, 0
+		for _, r := range rs {
+			if r.err != nil {
+				failed++
+				t.Logf("failed: %v", r.err)
+			}
+			if r.addr == a.addr && r.at.After(stopped) {
+				toA++
+			}
+		}
+		t.Logf("graceful stop took %v; %d RPCs during and after it, %d failed", stopped.Sub(began), len(rs), failed)
+		if failed > 0 {
+			t.Errorf("%d RPCs failed during a graceful stop, want 0", failed)
+		}
+		if toA > 0 {
+			t.Errorf("%d RPCs reached the stopped instance after it stopped", toA)
+		}
+	})
+
+	t.Run("abrupt stop recovers within 2s", func(t *testing.T) {
+		child, childAddr := startChild(t, cp.XDSAddr(), "v1")
+		waitUntil(t, 5*time.Second, "the child instance to get traffic", func() bool {
+			for _, r := range traffic.since(time.Now().Add(-200 * time.Millisecond)) {
+				if r.err == nil && r.addr == childAddr {
+					return true
+				}
+			}
+			return false
+		})
+		killed := time.Now()
+		if err := child.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond)
+		early, late, total := 0, 0, 0
+		for _, r := range traffic.since(killed) {
+			total++
+			if r.err == nil {
+				continue
+			}
+			if r.at.Sub(killed) < 2*time.Second {
+				early++
+			} else {
+				late++
+			}
+		}
+		t.Logf("abrupt stop: %d RPCs in 2.5s after the kill, %d failed in the first 2s, %d after", total, early, late)
+		if early > 5 {
+			t.Errorf("%d RPCs failed after an abrupt stop, want at most a handful (5)", early)
+		}
+		if late > 0 {
+			t.Errorf("%d RPCs failed more than 2s after an abrupt stop, want 0", late)
+		}
+	})
+}
+
+type callerFunc func() (string, string, error)
+
+func (f callerFunc) call() (string, string, error) { return f() }

@@ -1,0 +1,316 @@
+package mesh_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/examples/greeter"
+	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/mesh"
+	"github.com/meshlet/meshlet/meshtest"
+)
+
+// greeterRules is the DestinationRule every routing test uses; the
+// VirtualService varies.
+const greeterRules = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+spec:
+  host: greeter
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+`
+
+// splitRoute returns a VirtualService that sends end-user: jason to v2 and
+// splits the rest v1/v2 by the given weights.
+func splitRoute(v1, v2 int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: greeter
+spec:
+  hosts:
+  - greeter
+  http:
+  - match:
+    - headers:
+        end-user:
+          exact: jason
+    route:
+    - destination:
+        host: greeter
+        subset: v2
+  - route:
+    - destination:
+        host: greeter
+        subset: v1
+      weight: %d
+    - destination:
+        host: greeter
+        subset: v2
+      weight: %d
+`, v1, v2)
+}
+
+const greeterPort = 50051
+
+// startMesh joins the mesh as service with labels.
+func startMesh(t *testing.T, cpAddr, service string, labels map[string]string) *mesh.Mesh {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	m, err := mesh.New(ctx,
+		mesh.WithService(service),
+		mesh.WithLabels(labels),
+		mesh.WithControlPlane(cpAddr),
+		mesh.WithLogger(meshtest.Logger()),
+		mesh.WithDrainTimeout(3*time.Second),
+	)
+	if err != nil {
+		t.Fatalf("mesh.New(%s): %v", service, err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// instance is one greeter server in the mesh.
+type instance struct {
+	mesh   *mesh.Mesh
+	server *mesh.Server
+	addr   string
+	done   chan error
+}
+
+// startGreeter starts a greeter instance of version on a free loopback port.
+func startGreeter(t *testing.T, cpAddr, version string) *instance {
+	t.Helper()
+	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version})
+	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{mesh: m, server: s, addr: lis.Addr().String(), done: make(chan error, 1)}
+	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: version, Instance: in.addr})
+	go func() { in.done <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		<-in.done
+	})
+	return in
+}
+
+// dialGreeter returns a client of the greeter service.
+func dialGreeter(t *testing.T, m *mesh.Mesh) greeterpb.GreeterClient {
+	t.Helper()
+	cc, err := m.Dial(fmt.Sprintf("greeter:%d", greeterPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return greeterpb.NewGreeterClient(cc)
+}
+
+// tally counts replies by version, and failures.
+type tally struct {
+	mu       sync.Mutex
+	byKey    map[string]int
+	failures int
+	lastErr  error
+}
+
+func (t *tally) add(key string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byKey == nil {
+		t.byKey = map[string]int{}
+	}
+	if err != nil {
+		t.failures++
+		t.lastErr = err
+		return
+	}
+	t.byKey[key]++
+}
+
+// call makes one RPC, with end-user set when user is not empty.
+func call(ctx context.Context, c greeterpb.GreeterClient, user string) (*greeterpb.HelloReply, error) {
+	if user != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "end-user", user)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.SayHello(ctx, &greeterpb.HelloRequest{Name: "test"})
+}
+
+// countVersions makes n sequential RPCs and counts the versions that
+// answered.
+func countVersions(t *testing.T, c greeterpb.GreeterClient, n int, user string) *tally {
+	t.Helper()
+	var out tally
+	for range n {
+		r, err := call(t.Context(), c, user)
+		out.add(r.GetVersion(), err)
+	}
+	return &out
+}
+
+// waitUntil polls cond until it holds or timeout passes.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitServing waits until RPCs reach every version in want.
+func waitServing(t *testing.T, c greeterpb.GreeterClient, want ...string) {
+	t.Helper()
+	seen := map[string]bool{}
+	waitUntil(t, 15*time.Second, fmt.Sprintf("versions %v to answer", want), func() bool {
+		r, err := call(t.Context(), c, "")
+		if err == nil {
+			seen[r.GetVersion()] = true
+		}
+		for _, v := range want {
+			if !seen[v] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// startControlPlane starts a control plane with files in a new config
+// directory and returns it with the directory.
+func startControlPlane(t *testing.T, files map[string]string, opts ...controlplane.Option) (*controlplane.Server, string) {
+	t.Helper()
+	dir := meshtest.WriteConfig(t, files)
+	return meshtest.StartControlPlane(t, dir, opts...), dir
+}
+
+// childEnv is set when the test binary runs as a greeter child process,
+// which the abrupt-stop test kills.
+const childEnv = "MESHLET_TEST_GREETER_CHILD"
+
+// runChild serves a greeter until killed. Its first line of output is
+// "ready <address>".
+func runChild() {
+	cpAddr, version, _ := strings.Cut(os.Getenv(childEnv), ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	m, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithLabels(map[string]string{"version": version}),
+		mesh.WithControlPlane(cpAddr), mesh.WithLogger(meshtest.Logger()))
+	cancel()
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: version, Instance: lis.Addr().String()})
+	fmt.Println("ready", lis.Addr().String())
+	s.Serve(lis)
+}
+
+// startChild runs a greeter in a child process, which the test can kill
+// as a crash would: no deregistration, connections reset by the kernel.
+func startChild(t *testing.T, cpAddr, version string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+cpAddr+","+version)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		t.Fatalf("greeter child did not start: %q %v", line, err)
+	}
+	return cmd, strings.TrimSpace(strings.TrimPrefix(line, "ready "))
+}
+
+// startPlainGreeter starts a greeter on a plain grpc.Server, outside the
+// mesh, and returns its address.
+func startPlainGreeter(t *testing.T, version string) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: version, Instance: lis.Addr().String()})
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+func splitHostPort(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, port
+}
+
+func greeterClient(cc *grpc.ClientConn) greeterpb.GreeterClient {
+	return greeterpb.NewGreeterClient(cc)
+}
+
+// waitCall retries one RPC until it succeeds or ctx ends: the first call
+// of a new client waits for its xDS config.
+func waitCall(ctx context.Context, c greeterpb.GreeterClient) (*greeterpb.HelloReply, error) {
+	for {
+		r, err := c.SayHello(ctx, &greeterpb.HelloRequest{Name: "test"}, grpc.WaitForReady(true))
+		if err == nil || ctx.Err() != nil {
+			return r, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,119 @@
+package mesh
+
+import (
+	"log/slog"
+	"maps"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Option configures a Mesh.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// Locality is where a workload runs. Callers prefer endpoints in their own
+// locality when a DestinationRule asks for it.
+type Locality struct {
+	Region, Zone, SubZone string
+}
+
+type options struct {
+	service        string
+	namespace      string
+	serviceAccount string
+	labels         map[string]string
+	controlPlane   string
+	locality       Locality
+	log            *slog.Logger
+	drainTimeout   time.Duration
+}
+
+// EnvControlPlane names the environment variable that gives the control
+// plane's address when WithControlPlane is not used.
+const EnvControlPlane = "MESHLET_CONTROL_PLANE"
+
+// WithService sets the name of the service this process is an instance of.
+// It is required. Its host is <service>.<namespace>.svc.cluster.local.
+func WithService(name string) Option { return optionFunc(func(o *options) { o.service = name }) }
+
+// WithNamespace sets the service's namespace. Default "default".
+func WithNamespace(ns string) Option { return optionFunc(func(o *options) { o.namespace = ns }) }
+
+// WithServiceAccount sets the service account, the identity the workload
+// runs as. Default: the service name.
+func WithServiceAccount(sa string) Option {
+	return optionFunc(func(o *options) { o.serviceAccount = sa })
+}
+
+// WithLabels adds workload labels, such as version. DestinationRule subsets
+// and ServiceEntry workload selectors match them. The label app is the
+// service name unless given here.
+func WithLabels(labels map[string]string) Option {
+	return optionFunc(func(o *options) {
+		if o.labels == nil {
+			o.labels = map[string]string{}
+		}
+		maps.Copy(o.labels, labels)
+	})
+}
+
+// WithControlPlane sets the control plane's xDS address (host:port). When
+// it is not used, the MESHLET_CONTROL_PLANE environment variable is read.
+func WithControlPlane(addr string) Option {
+	return optionFunc(func(o *options) { o.controlPlane = addr })
+}
+
+// WithLocality sets where this workload runs.
+func WithLocality(l Locality) Option { return optionFunc(func(o *options) { o.locality = l }) }
+
+// WithLogger sets the logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.log = l }) }
+
+// WithDrainTimeout bounds how long a stopping server waits for callers to
+// move off before it stops. Default 10s.
+func WithDrainTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.drainTimeout = d })
+}
+
+// ServerOption configures one server.
+type ServerOption interface{ applyServer(*serverOptions) }
+
+type serverOptionFunc func(*serverOptions)
+
+func (f serverOptionFunc) applyServer(o *serverOptions) { f(o) }
+
+type serverOptions struct {
+	grpcOpts    []grpc.ServerOption
+	servicePort uint32
+	weight      uint32
+	advertise   string
+}
+
+// WithServicePort sets the port callers name in their target
+// ("reviews:9080"), when the server listens on another port. Default: the
+// listening port. A ServiceEntry, when there is one, defines the ports
+// instead.
+func WithServicePort(port uint32) ServerOption {
+	return serverOptionFunc(func(o *serverOptions) { o.servicePort = port })
+}
+
+// WithWeight sets the endpoint's load-balancing weight. Default 1.
+func WithWeight(w uint32) ServerOption {
+	return serverOptionFunc(func(o *serverOptions) { o.weight = w })
+}
+
+// WithAdvertiseAddress sets the IP that callers use to reach the server.
+// Default: the IP the listener is bound to, or, for a wildcard bind, the
+// host's first non-loopback address.
+func WithAdvertiseAddress(ip string) ServerOption {
+	return serverOptionFunc(func(o *serverOptions) { o.advertise = ip })
+}
+
+// WithGRPCOptions passes options to the underlying gRPC server.
+func WithGRPCOptions(opts ...grpc.ServerOption) ServerOption {
+	return serverOptionFunc(func(o *serverOptions) { o.grpcOpts = append(o.grpcOpts, opts...) })
+}

@@ -1,0 +1,86 @@
+package mesh_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/meshtest"
+)
+
+// registered returns how many instances serve, per the control plane's
+// /debug/config.
+func registered(t *testing.T, cp *controlplane.Server) int {
+	resp, err := http.Get("http://" + cp.AdminAddr() + "/debug/config")
+	if err != nil {
+		t.Logf("debug/config: %v", err)
+		return -1
+	}
+	defer resp.Body.Close()
+	var d controlplane.ConfigDump
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatalf("decode /debug/config: %v", err)
+	}
+	n := 0
+	for _, e := range d.Instances {
+		if e.State.String() == "SERVING" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestControlPlaneRestart(t *testing.T) {
+	const warmup = 3 * time.Second
+	dir := meshtest.WriteConfig(t, map[string]string{
+		"greeter-rules.yaml": greeterRules,
+		"greeter-route.yaml": splitRoute(100, 0),
+	})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(warmup))
+	addr := cp.XDSAddr()
+	startGreeter(t, addr, "v1")
+	startGreeter(t, addr, "v2")
+	client := dialGreeter(t, startMesh(t, addr, "client", nil))
+	waitServing(t, client, "v1")
+	traffic := startLoad(t, callerFunc(func() (string, string, error) {
+		r, err := call(t.Context(), client, "")
+		return r.GetVersion(), r.GetInstance(), err
+	}), 2)
+
+	began := time.Now()
+	cp.Close()
+	time.Sleep(1500 * time.Millisecond)
+	down := traffic.since(began)
+	if len(down) == 0 {
+		t.Fatal("no RPCs ran while the control plane was down")
+	}
+
+	restarted := time.Now()
+	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(warmup))
+	waitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
+	t.Logf("servers registered again %v after the restart", time.Since(restarted))
+
+	// The clients follow the new control plane: a route change reaches them.
+	meshtest.WriteFile(t, dir, "greeter-route.yaml", splitRoute(0, 100))
+	waitUntil(t, 20*time.Second, "clients to follow the restarted control plane", func() bool {
+		r := countVersions(t, client, 20, "")
+		return r.byKey["v2"] == 20
+	})
+	t.Logf("clients resynced %v after the restart", time.Since(restarted))
+	traffic.end()
+
+	failed := 0
+	all := traffic.since(began)
+	for _, r := range all {
+		if r.err != nil {
+			failed++
+			t.Logf("failed at +%v: %v", r.at.Sub(began), r.err)
+		}
+	}
+	t.Logf("%d RPCs while down (1.5s), %d in all through the restart, %d failed", len(down), len(all), failed)
+	if failed > 0 {
+		t.Errorf("%d RPCs failed through a control-plane restart, want 0", failed)
+	}
+}
