@@ -74,10 +74,11 @@ func TestEndpointChurn(t *testing.T) {
 		return r.GetVersion(), r.GetInstance(), err
 	})
 	traffic := startLoad(t, caller, 4)
+	parent := t // instances started in a subtest outlive it
 
 	t.Run("new instance gets traffic within 2s", func(t *testing.T) {
 		started := time.Now()
-		b := startGreeter(t, cp.XDSAddr(), "v1")
+		b := startGreeter(parent, cp.XDSAddr(), "v1")
 		var took time.Duration
 		waitUntil(t, 5*time.Second, "the new instance to get traffic", func() bool {
 			for _, r := range traffic.since(started) {
@@ -120,7 +121,7 @@ func TestEndpointChurn(t *testing.T) {
 	})
 
 	t.Run("abrupt stop recovers within 2s", func(t *testing.T) {
-		child, childAddr := startChild(t, cp.XDSAddr(), "v1")
+		child, childAddr := startChild(parent, cp.XDSAddr(), "v1")
 		waitUntil(t, 5*time.Second, "the child instance to get traffic", func() bool {
 			for _, r := range traffic.since(time.Now().Add(-200 * time.Millisecond)) {
 				if r.err == nil && r.addr == childAddr {

@@ -250,9 +250,14 @@ func TestLoadCollectsAllErrors(t *testing.T) {
 	}
 }
 
-func TestLoadMissingDir(t *testing.T) {
-	_, err := config.Load(filepath.Join("testdata", "no-such-dir"))
-	if err == nil {
-		t.Fatal("Load of a missing directory succeeded")
+func TestLoadNotADirectory(t *testing.T) {
+	for _, dir := range []string{
+		filepath.Join("testdata", "no-such-dir"),
+		filepath.Join("testdata", "good", "reviews.yaml"),
+	} {
+		cfg, err := config.Load(dir)
+		if err == nil || cfg != nil {
+			t.Errorf("Load(%q) = %v, %v; want an error", dir, cfg, err)
+		}
 	}
 }

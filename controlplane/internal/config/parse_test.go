@@ -224,6 +224,7 @@ spec:
 		{"service entry resolution NONE", se("  hosts: [reviews]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: NONE\n"), want{"x.yaml", seName, "spec.resolution", "set resolution: STATIC"}},
 		{"service entry endpoints and selector", se("  hosts: [reviews]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: reviews}}\n  endpoints: [{address: 10.0.0.1}]\n"), want{"x.yaml", seName, "spec.workloadSelector", "cannot both be set"}},
 		{"service entry addresses", se("  hosts: [reviews]\n  addresses: [240.0.0.1]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n"), want{"x.yaml", seName, "spec.addresses", "not supported by meshlet"}},
+		{"service entry endpoint network", se("  hosts: [reviews]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1, network: vpc-1}]\n"), want{"x.yaml", seName, "spec.endpoints[0].network", "not supported by meshlet"}},
 		{"workload entry without address", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-v1}\nspec: {labels: {app: reviews}}\n"), want{"x.yaml", "WorkloadEntry default/reviews-v1", "spec.address", "required"}},
 	}
 	for _, tt := range tests {
