@@ -255,3 +255,68 @@ func TestNackIsShownAndNotResent(t *testing.T) {
 	cancel()
 	<-got
 }
+
+// A restarted control plane starts with an empty registry. A client of the
+// earlier one must not be sent empty endpoint sets before servers had the
+// warm-up to register again; a brand-new client is not held back.
+func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
+	const warmup = 1500 * time.Millisecond
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	started := time.Now()
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(warmup))
+	const cla = "outbound|9080|v1|reviews.default.svc.cluster.local"
+
+	open := func(version string) (discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, func()) {
+		cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		ads, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ads.Send(&discovery.DiscoveryRequest{
+			Node: &core.Node{Id: "warmup-test"}, TypeUrl: resource.EndpointType, ResourceNames: []string{cla}, VersionInfo: version,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ads, func() { cancel(); cc.Close() }
+	}
+	// firstCLA returns when the first response that holds the assignment
+	// arrived.
+	firstCLA := func(ads discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient) time.Time {
+		for {
+			resp, err := ads.Recv()
+			if err != nil {
+				t.Errorf("recv: %v", err)
+				return time.Time{}
+			}
+			if len(resp.GetResources()) > 0 {
+				return time.Now()
+			}
+			// ACK the empty response and keep waiting.
+			ads.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{cla},
+				VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()})
+		}
+	}
+
+	// A client of an earlier control plane reconnects: it carries a
+	// version this process never sent.
+	old, closeOld := open("earlier-42")
+	defer closeOld()
+	got := firstCLA(old)
+	if held := got.Sub(started); held < warmup-100*time.Millisecond {
+		t.Errorf("a reconnecting client got endpoints %v after the restart, want none before the %v warm-up", held, warmup)
+	} else {
+		t.Logf("a reconnecting client got endpoints after %v (warm-up %v)", held, warmup)
+	}
+
+	// After the warm-up, a new client is served at once.
+	fresh, closeFresh := open("")
+	defer closeFresh()
+	asked := time.Now()
+	if took := firstCLA(fresh).Sub(asked); took > 500*time.Millisecond {
+		t.Errorf("a new client waited %v for endpoints after the warm-up", took)
+	}
+}
