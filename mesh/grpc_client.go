@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 
+	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM
 	"github.com/meshlet/meshlet/internal/wire"
 )
 

@@ -74,7 +74,7 @@ spec:
 const greeterPort = 50051
 
 // startMesh joins the mesh as service with labels.
-func startMesh(t *testing.T, cpAddr, service string, labels map[string]string) *mesh.Mesh {
+func startMesh(t testing.TB, cpAddr, service string, labels map[string]string) *mesh.Mesh {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -101,7 +101,7 @@ type instance struct {
 }
 
 // startGreeter starts a greeter instance of version on a free loopback port.
-func startGreeter(t *testing.T, cpAddr, version string) *instance {
+func startGreeter(t testing.TB, cpAddr, version string) *instance {
 	t.Helper()
 	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version})
 	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
@@ -123,7 +123,7 @@ func startGreeter(t *testing.T, cpAddr, version string) *instance {
 }
 
 // dialGreeter returns a client of the greeter service.
-func dialGreeter(t *testing.T, m *mesh.Mesh) greeterpb.GreeterClient {
+func dialGreeter(t testing.TB, m *mesh.Mesh) greeterpb.GreeterClient {
 	t.Helper()
 	cc, err := m.Dial(fmt.Sprintf("greeter:%d", greeterPort))
 	if err != nil {
@@ -167,7 +167,7 @@ func call(ctx context.Context, c greeterpb.GreeterClient, user string) (*greeter
 
 // countVersions makes n sequential RPCs and counts the versions that
 // answered.
-func countVersions(t *testing.T, c greeterpb.GreeterClient, n int, user string) *tally {
+func countVersions(t testing.TB, c greeterpb.GreeterClient, n int, user string) *tally {
 	t.Helper()
 	var out tally
 	for range n {
@@ -178,7 +178,7 @@ func countVersions(t *testing.T, c greeterpb.GreeterClient, n int, user string) 
 }
 
 // waitUntil polls cond until it holds or timeout passes.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -190,7 +190,7 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 }
 
 // waitServing waits until RPCs reach every version in want.
-func waitServing(t *testing.T, c greeterpb.GreeterClient, want ...string) {
+func waitServing(t testing.TB, c greeterpb.GreeterClient, want ...string) {
 	t.Helper()
 	seen := map[string]bool{}
 	waitUntil(t, 15*time.Second, fmt.Sprintf("versions %v to answer", want), func() bool {
@@ -209,7 +209,7 @@ func waitServing(t *testing.T, c greeterpb.GreeterClient, want ...string) {
 
 // startControlPlane starts a control plane with files in a new config
 // directory and returns it with the directory.
-func startControlPlane(t *testing.T, files map[string]string, opts ...controlplane.Option) (*controlplane.Server, string) {
+func startControlPlane(t testing.TB, files map[string]string, opts ...controlplane.Option) (*controlplane.Server, string) {
 	t.Helper()
 	dir := meshtest.WriteConfig(t, files)
 	return meshtest.StartControlPlane(t, dir, opts...), dir
@@ -248,7 +248,7 @@ func runChild() {
 
 // startChild runs a greeter in a child process, which the test can kill
 // as a crash would: no deregistration, connections reset by the kernel.
-func startChild(t *testing.T, cpAddr, version string) (*exec.Cmd, string) {
+func startChild(t testing.TB, cpAddr, version string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+cpAddr+","+version)
@@ -273,7 +273,7 @@ func startChild(t *testing.T, cpAddr, version string) (*exec.Cmd, string) {
 
 // startPlainGreeter starts a greeter on a plain grpc.Server, outside the
 // mesh, and returns its address.
-func startPlainGreeter(t *testing.T, version string) string {
+func startPlainGreeter(t testing.TB, version string) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -286,7 +286,7 @@ func startPlainGreeter(t *testing.T, version string) string {
 	return lis.Addr().String()
 }
 
-func splitHostPort(t *testing.T, addr string) (string, int) {
+func splitHostPort(t testing.TB, addr string) (string, int) {
 	t.Helper()
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -31,6 +31,10 @@ func QualifyHost(host, ns string) string {
 	return ServiceHost(host, ns)
 }
 
+// RandomPolicy is the name of the gRPC balancer meshlet registers for
+// Istio's RANDOM load balancer; Clusters name it in load_balancing_policy.
+const RandomPolicy = "meshlet.random"
+
 // ClusterName returns the name of the cluster of one subset of a service
 // port: outbound|<port>|<subset>|<host>.
 func ClusterName(port uint32, subset, host string) string {

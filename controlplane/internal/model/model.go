@@ -5,9 +5,10 @@ package model
 
 import (
 	"fmt"
-	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // DefaultNamespace is the namespace of a resource whose metadata names none,
@@ -15,7 +16,7 @@ import (
 const DefaultNamespace = "default"
 
 // DomainSuffix is appended to <name>.<namespace> to form a service host.
-const DomainSuffix = "svc.cluster.local"
+const DomainSuffix = wire.DomainSuffix
 
 // Meta identifies one resource and where it came from.
 type Meta struct {
@@ -66,9 +67,4 @@ type Config struct {
 // qualified service host, as Istio does: a short name with no dot,
 // "reviews", becomes "reviews.<ns>.svc.cluster.local". A name with a dot, or
 // a wildcard, is already qualified and is returned as it is.
-func FQDN(host, ns string) string {
-	if host == "" || strings.HasPrefix(host, "*") || strings.Contains(host, ".") {
-		return host
-	}
-	return host + "." + ns + "." + DomainSuffix
-}
+func FQDN(host, ns string) string { return wire.QualifyHost(host, ns) }

@@ -15,6 +15,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // RandomPolicyName is the name of the gRPC balancer that meshlet registers
@@ -22,7 +23,7 @@ import (
 // xds.type.v3.TypedStruct whose type_url ends in this name; a gRPC client
 // that has no balancer of this name uses the next policy in the list,
 // round_robin under wrr_locality.
-const RandomPolicyName = "meshlet.random"
+const RandomPolicyName = wire.RandomPolicy
 
 const (
 	randomTypeURL      = "type.googleapis.com/" + RandomPolicyName

@@ -22,7 +22,7 @@
 //
 //	out, err := translate.Build(translate.Input{
 //		Config:          cfg,
-//		Instances:       reg.Instances(),
+//		Instances:       instances, // live, ready registry instances
 //		ServerAddresses: []string{"10.0.0.7:50051"},
 //	})
 //	if err != nil {

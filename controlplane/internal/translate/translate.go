@@ -15,12 +15,13 @@ import (
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // ServerListenerTemplate is the server_listener_resource_name_template that
 // xDS-enabled gRPC servers get in their bootstrap, the one istiod uses. The
 // %s is replaced by the exact "ip:port" the server is bound to.
-const ServerListenerTemplate = "xds.istio.io/grpc/lds/inbound/%s"
+const ServerListenerTemplate = wire.ServerListenerTemplate
 
 // Input is everything a translation needs.
 type Input struct {
@@ -79,7 +80,7 @@ func ServerListenerName(addr string) string {
 // for one port and subset of a service host, as istiod names it:
 // "outbound|9080|v1|reviews.default.svc.cluster.local". subset may be empty.
 func ClusterName(port uint32, subset, host string) string {
-	return fmt.Sprintf("outbound|%d|%s|%s", port, subset, host)
+	return wire.ClusterName(port, subset, host)
 }
 
 // listenerName is the name of the client Listener and of its
@@ -98,10 +99,9 @@ func Build(in Input) (*Output, error) {
 	}
 	svcs := buildServices(cfg, in.Instances)
 	t := &translator{
-		cfg:      cfg,
-		services: svcs,
-		byHost:   make(map[string]*service, len(svcs)),
-		hashes:   make(map[string][]*routev3.RouteAction_HashPolicy),
+		cfg:    cfg,
+		byHost: make(map[string]*service, len(svcs)),
+		hashes: make(map[string][]*routev3.RouteAction_HashPolicy),
 	}
 	for _, s := range svcs {
 		t.byHost[s.Host] = s
@@ -162,9 +162,8 @@ func Build(in Input) (*Output, error) {
 
 // translator carries the indexes one Build uses.
 type translator struct {
-	cfg      *model.Config
-	services []*service
-	byHost   map[string]*service
+	cfg    *model.Config
+	byHost map[string]*service
 	// hashes holds the route hash policies that a RING_HASH cluster needs,
 	// by cluster name.
 	hashes map[string][]*routev3.RouteAction_HashPolicy

@@ -1,0 +1,33 @@
+// Package mesh is the entry point for services: it puts a Go process in the
+// mesh, with no sidecar. A service joins with New, then gets standard gRPC
+// types from it: a *grpc.ClientConn whose routing, load balancing, timeouts
+// and retries follow the control plane's Istio config (gRPC-Go's own xDS
+// support does the work in-process), and a server that registers itself
+// with the control plane while it serves and drains before it stops.
+//
+// The shortest use, for a caller:
+//
+//	m, err := mesh.New(ctx, mesh.WithService("productpage"), mesh.WithControlPlane("127.0.0.1:15010"))
+//	if err != nil { ... }
+//	defer m.Close()
+//	cc, err := m.Dial("reviews:9080") // reviews.default.svc.cluster.local:9080
+//	client := reviewspb.NewReviewsClient(cc)
+//
+// and for a server:
+//
+//	m, err := mesh.New(ctx, mesh.WithService("reviews"), mesh.WithLabels(map[string]string{"version": "v2"}))
+//	srv, err := m.NewGRPCServer(mesh.WithServicePort(9080))
+//	reviewspb.RegisterReviewsServer(srv, impl)
+//	go srv.Serve(lis)
+//	...
+//	srv.GracefulStop() // leaves callers' endpoint sets first, then stops
+//
+// The control plane's address comes from WithControlPlane or the
+// MESHLET_CONTROL_PLANE environment variable. meshlet builds gRPC-Go's xDS
+// bootstrap in-process; when GRPC_XDS_BOOTSTRAP or
+// GRPC_XDS_BOOTSTRAP_CONFIG is set, gRPC-Go's is used instead.
+//
+// Transport security follows the control plane: clients and servers use
+// gRPC-Go's xDS credentials, which use TLS where the xDS resources carry a
+// TLS context and plaintext where they do not.
+package mesh

@@ -1,0 +1,63 @@
+package mesh_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/grpc"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/examples/greeter"
+	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/mesh"
+)
+
+// A server and a caller in one mesh, routed by a VirtualService that sends
+// every call to v2.
+func Example() {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	dir, _ := os.MkdirTemp("", "meshlet-example-")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "greeter.yaml"), []byte(greeterRules+"---\n"+splitRoute(0, 100)), 0o644)
+	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir),
+		controlplane.WithXDSAddress("127.0.0.1:0"), controlplane.WithAdminAddress(""), controlplane.WithLogger(quiet))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cp.Close()
+
+	for _, version := range []string{"v1", "v2"} {
+		m, _ := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithLabels(map[string]string{"version": version}),
+			mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(quiet))
+		defer m.Close()
+		srv, _ := m.NewGRPCServer(mesh.WithServicePort(50051))
+		greeterpb.RegisterGreeterServer(srv, &greeter.Server{Version: version})
+		lis, _ := net.Listen("tcp", "127.0.0.1:0")
+		go srv.Serve(lis)
+		defer srv.GracefulStop()
+	}
+
+	caller, err := mesh.New(ctx, mesh.WithService("caller"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(quiet))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer caller.Close()
+	cc, _ := caller.Dial("greeter:50051")
+	defer cc.Close()
+	reply, err := greeterpb.NewGreeterClient(cc).SayHello(ctx, &greeterpb.HelloRequest{Name: "mesh"}, grpc.WaitForReady(true))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(reply.GetMessage(), "from", reply.GetVersion())
+	// Output: hello mesh from v2
+}
