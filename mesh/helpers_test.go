@@ -103,6 +103,13 @@ type instance struct {
 // startGreeter starts a greeter instance of version on a free loopback port.
 func startGreeter(t testing.TB, cpAddr, version string) *instance {
 	t.Helper()
+	return startGreeterWith(t, cpAddr, version, nil)
+}
+
+// startGreeterWith starts an instance that serves impl, or the plain
+// greeter when impl is nil.
+func startGreeterWith(t testing.TB, cpAddr, version string, impl greeterpb.GreeterServer) *instance {
+	t.Helper()
 	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version})
 	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
 	if err != nil {
@@ -113,7 +120,10 @@ func startGreeter(t testing.TB, cpAddr, version string) *instance {
 		t.Fatal(err)
 	}
 	in := &instance{mesh: m, server: s, addr: lis.Addr().String(), done: make(chan error, 1)}
-	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: version, Instance: in.addr})
+	if impl == nil {
+		impl = &greeter.Server{Version: version, Instance: in.addr}
+	}
+	greeterpb.RegisterGreeterServer(s, impl)
 	go func() { in.done <- s.Serve(lis) }()
 	t.Cleanup(func() {
 		s.Stop()

@@ -153,3 +153,56 @@ spec:
 		t.Errorf("answered by %q, want the static endpoint", r.GetVersion())
 	}
 }
+
+// Path and method matches route the greeter's only method to v2, or not.
+func TestMatchOnPathAndMethod(t *testing.T) {
+	const method = "/meshlet.example.greeter.v1.Greeter/SayHello"
+	cases := []struct {
+		name, match string
+		want        string
+	}{
+		{"uri exact", "    - uri:\n        exact: " + method, "v2"},
+		{"uri prefix", "    - uri:\n        prefix: /meshlet.example.greeter.v1.Greeter/", "v2"},
+		{"uri regex", "    - uri:\n        regex: '/meshlet\\.example\\..*/Say.*'", "v2"},
+		{"uri prefix of another service", "    - uri:\n        prefix: /other.Service/", "v1"},
+		{"method POST", "    - method:\n        exact: POST", "v2"},
+		{"method GET", "    - method:\n        exact: GET", "v1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			route := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: greeter
+spec:
+  hosts:
+  - greeter
+  http:
+  - match:
+%s
+    route:
+    - destination:
+        host: greeter
+        subset: v2
+  - route:
+    - destination:
+        host: greeter
+        subset: v1
+`, tc.match)
+			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": route})
+			startGreeter(t, cp.XDSAddr(), "v1")
+			startGreeter(t, cp.XDSAddr(), "v2")
+			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
+			// Both instances must be up before the count means anything.
+			waitUntil(t, 15*time.Second, "both versions to register", func() bool { return registered(t, cp) == 2 })
+			waitUntil(t, 15*time.Second, "a first answer", func() bool {
+				_, err := call(t.Context(), client, "")
+				return err == nil
+			})
+			got := countVersions(t, client, 50, "")
+			if got.failures > 0 || got.byKey[tc.want] != 50 {
+				t.Errorf("calls went to %v (%d failed), want all 50 to %s", got.byKey, got.failures, tc.want)
+			}
+		})
+	}
+}

@@ -1,14 +1,3 @@
-// Package meshtest helps users test their services in a mesh: it starts a
-// real control plane in-process on loopback, with a config directory the
-// test writes.
-//
-//	func TestReviews(t *testing.T) {
-//		cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{
-//			"reviews.yaml": reviewsYAML,
-//		}))
-//		m, err := mesh.New(ctx, mesh.WithService("reviews"), mesh.WithControlPlane(cp.XDSAddr()))
-//		...
-//	}
 package meshtest
 
 import (

@@ -153,6 +153,17 @@ func (t *translator) virtualServiceRoutes(s *service, port uint32, vs *model.Vir
 			if !appliesToMesh(m.GetGateways()) {
 				continue
 			}
+			if grpcPort(s, port) && m.GetMethod() != nil {
+				// Every gRPC request is a POST, and gRPC-Go cannot see the
+				// :method pseudo-header, so decide the match here: drop a
+				// method match that accepts POST, and the whole clause if
+				// it cannot.
+				if !stringMatches(m.GetMethod(), "POST") {
+					continue
+				}
+				m = proto.Clone(m).(*networking.HTTPMatchRequest)
+				m.Method = nil
+			}
 			mat := at
 			if m != nil {
 				mat = fmt.Sprintf("%s.match[%d]", at, j)
@@ -457,4 +468,25 @@ func containsProto[M proto.Message](list []M, m M) bool {
 		}
 	}
 	return false
+}
+
+// grpcPort reports whether a service port carries gRPC.
+func grpcPort(s *service, port uint32) bool {
+	p, ok := s.port(port)
+	return ok && strings.EqualFold(p.Protocol, "GRPC")
+}
+
+// stringMatches evaluates an Istio StringMatch against v. The config was
+// validated, so a regex compiles.
+func stringMatches(m *networking.StringMatch, v string) bool {
+	switch u := m.GetMatchType().(type) {
+	case *networking.StringMatch_Exact:
+		return u.Exact == v
+	case *networking.StringMatch_Prefix:
+		return strings.HasPrefix(v, u.Prefix)
+	case *networking.StringMatch_Regex:
+		re, err := regexp.Compile("^(?:" + u.Regex + ")$")
+		return err == nil && re.MatchString(v)
+	}
+	return true
 }

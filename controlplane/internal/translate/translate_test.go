@@ -410,7 +410,10 @@ func TestMatches(t *testing.T) {
 				Headers: map[string]*networking.StringMatch{"end-user": exact("jason"), "X-Group": prefix("beta"), "x-id": regex("[0-9]+"), "x-any": {}},
 			}, {
 				Uri:    regex("/reviews\\.Reviews/Get.*"),
-				Method: exact("POST"),
+				Method: exact("POST"), // a gRPC port: always true, dropped
+			}, {
+				Uri:    exact("/never"),
+				Method: exact("GET"), // a gRPC port: never true, skipped
 			}, {
 				Uri:  exact("/other/port"),
 				Port: 9999, // not this port: skipped
@@ -444,9 +447,6 @@ func TestMatches(t *testing.T) {
 		},
 	}, {
 		PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/reviews\\.Reviews/Get.*"}},
-		Headers: []*routev3.HeaderMatcher{
-			{Name: ":method", HeaderMatchSpecifier: sm(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "POST"}})},
-		},
 	}, {
 		PathSpecifier: &routev3.RouteMatch_Path{Path: "/reviews.Reviews/List"},
 		CaseSensitive: wrapperspb.Bool(false),

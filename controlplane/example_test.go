@@ -1,0 +1,63 @@
+package controlplane_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/meshlet/meshlet/controlplane"
+)
+
+// Start a control plane on a directory of Istio YAML and see what it
+// serves.
+func Example() {
+	dir, _ := os.MkdirTemp("", "meshlet-config-")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(goodConfig+"---\n"+goodRoute), 0o644)
+
+	cp, err := controlplane.Start(context.Background(),
+		controlplane.WithConfigDir(dir),
+		controlplane.WithXDSAddress("127.0.0.1:0"),
+		controlplane.WithAdminAddress("127.0.0.1:0"),
+		controlplane.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cp.Close()
+	for _, s := range cp.Dump().Services {
+		for _, p := range s.Ports {
+			fmt.Println(s.Host, p.Number, p.Protocol)
+		}
+	}
+	// Output: reviews.default.svc.cluster.local 9080 GRPC
+}
+
+// An invalid config is refused with an error that names the file, the
+// resource, the field and the reason.
+func Example_invalid() {
+	dir, _ := os.MkdirTemp("", "meshlet-config-")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - mirror:
+      host: reviews
+    route:
+    - destination:
+        host: reviews
+`), 0o644)
+	_, err := controlplane.Start(context.Background(), controlplane.WithConfigDir(dir),
+		controlplane.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	fmt.Println(errors.Unwrap(err)) // without the directory's path
+	// Output: reviews.yaml: VirtualService default/reviews: spec.http[0].mirror: not supported by meshlet (remove it)
+}

@@ -1,0 +1,111 @@
+package mesh_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshlet/meshlet/examples/greeterpb"
+)
+
+// flakyGreeter fails the first failures calls for each request name with
+// UNAVAILABLE, and sleeps for the duration a name "sleep:<d>" gives.
+type flakyGreeter struct {
+	greeterpb.UnimplementedGreeterServer
+	failures int
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (g *flakyGreeter) SayHello(ctx context.Context, req *greeterpb.HelloRequest) (*greeterpb.HelloReply, error) {
+	if d, ok := strings.CutPrefix(req.GetName(), "sleep:"); ok {
+		dur, _ := time.ParseDuration(d)
+		select {
+		case <-time.After(dur):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &greeterpb.HelloReply{Message: "slept"}, nil
+	}
+	g.mu.Lock()
+	g.calls[req.GetName()]++
+	n := g.calls[req.GetName()]
+	g.mu.Unlock()
+	if n <= g.failures {
+		return nil, status.Errorf(codes.Unavailable, "attempt %d fails on purpose", n)
+	}
+	return &greeterpb.HelloReply{Message: fmt.Sprintf("ok after %d attempts", n)}, nil
+}
+
+func policyRoute(extra string) string {
+	return `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: greeter
+spec:
+  hosts:
+  - greeter
+  http:
+  - route:
+    - destination:
+        host: greeter
+` + extra
+}
+
+func TestRetriesFromVirtualService(t *testing.T) {
+	cases := []struct {
+		name     string
+		retries  string
+		failures int
+		wantCode codes.Code
+	}{
+		{"three retries outlast two failures", "    retries:\n      attempts: 3\n      retryOn: unavailable\n", 2, codes.OK},
+		{"two retries do not outlast three failures", "    retries:\n      attempts: 2\n      retryOn: unavailable\n", 3, codes.Unavailable},
+		{"attempts 0 turns retries off", "    retries:\n      attempts: 0\n", 1, codes.Unavailable},
+		{"Istio's default retries once more on unavailable", "", 1, codes.OK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute(tc.retries)})
+			startGreeterWith(t, cp.XDSAddr(), "v1", &flakyGreeter{failures: tc.failures, calls: map[string]int{}})
+			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
+			waitUntil(t, 15*time.Second, "the route to be served", func() bool {
+				_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:0s"})
+				return err == nil
+			})
+			_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "once"})
+			if got := status.Code(err); got != tc.wantCode {
+				t.Errorf("after %d failures: got %v (%v), want %v", tc.failures, got, err, tc.wantCode)
+			}
+		})
+	}
+}
+
+func TestTimeoutFromVirtualService(t *testing.T) {
+	cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute("    timeout: 200ms\n")})
+	startGreeterWith(t, cp.XDSAddr(), "v1", &flakyGreeter{calls: map[string]int{}})
+	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
+	waitUntil(t, 15*time.Second, "the route to be served", func() bool {
+		_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:0s"})
+		return err == nil
+	})
+	if _, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:50ms"}); err != nil {
+		t.Errorf("a 50ms call under a 200ms timeout failed: %v", err)
+	}
+	start := time.Now()
+	_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:2s"})
+	took := time.Since(start)
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a 2s call under a 200ms timeout: got %v, want DeadlineExceeded", err)
+	}
+	if took < 150*time.Millisecond || took > 1500*time.Millisecond {
+		t.Errorf("the call failed after %v, want about 200ms", took)
+	}
+}
