@@ -3,14 +3,13 @@ package controlplane
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
-	"github.com/meshlet/meshlet/controlplane/internal/registry"
-	"github.com/meshlet/meshlet/controlplane/internal/translate"
 )
 
 func (s *Server) adminHandler() http.Handler {
@@ -51,14 +50,50 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // ConfigDump is what /debug/config serves.
 type ConfigDump struct {
-	ConfigDir string              `json:"configDir"`
-	LoadedAt  time.Time           `json:"loadedAt"`
-	LastError *ConfigError        `json:"lastError"`
-	Warming   bool                `json:"warming"`
-	Resources []DumpedResource    `json:"resources"`
-	Services  []translate.Service `json:"services"`
-	Instances []registry.Entry    `json:"instances"`
-	XDS       map[string]XDSDump  `json:"xds"`
+	ConfigDir string             `json:"configDir"`
+	LoadedAt  time.Time          `json:"loadedAt"`
+	LastError *ConfigError       `json:"lastError"`
+	Warming   bool               `json:"warming"`
+	Resources []DumpedResource   `json:"resources"`
+	Services  []Service          `json:"services"`
+	Instances []Instance         `json:"instances"`
+	XDS       map[string]XDSDump `json:"xds"`
+}
+
+// Service is one service host the mesh knows, from a ServiceEntry or from
+// registered instances.
+type Service struct {
+	Host      string `json:"host"`
+	Namespace string `json:"namespace"`
+	Ports     []Port `json:"ports"`
+}
+
+// Port is one port of a service.
+type Port struct {
+	Number     uint32 `json:"number"`
+	TargetPort uint32 `json:"targetPort,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Protocol   string `json:"protocol"`
+}
+
+// Instance is one registered server.
+type Instance struct {
+	ID             string            `json:"id"`
+	Service        string            `json:"service"`
+	Namespace      string            `json:"namespace"`
+	ServiceAccount string            `json:"serviceAccount,omitempty"`
+	Address        string            `json:"address"`
+	Port           uint32            `json:"port"`
+	ServicePort    uint32            `json:"servicePort"`
+	Protocol       string            `json:"protocol"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Locality       string            `json:"locality,omitempty"` // region/zone/subzone
+	// State is NOT_SERVING, SERVING or DRAINING. Only SERVING instances
+	// are in callers' endpoints.
+	State string `json:"state"`
+	// Lost is set while the instance's connection is gone and its grace
+	// period runs.
+	Lost bool `json:"lost,omitempty"`
 }
 
 // DumpedResource is one Istio resource of the config in force.
@@ -84,7 +119,22 @@ func (s *Server) Dump() ConfigDump {
 	s.mu.Unlock()
 	d := ConfigDump{
 		ConfigDir: s.opts.configDir, LoadedAt: at, LastError: lastErr, Warming: warming,
-		Services: services, Instances: s.reg.Entries(), XDS: map[string]XDSDump{},
+		XDS: map[string]XDSDump{},
+	}
+	for _, svc := range services {
+		out := Service{Host: svc.Host, Namespace: svc.Namespace}
+		for _, p := range svc.Ports {
+			out.Ports = append(out.Ports, Port{Number: p.Number, TargetPort: p.TargetPort, Name: p.Name, Protocol: p.Protocol})
+		}
+		d.Services = append(d.Services, out)
+	}
+	for _, e := range s.reg.Entries() {
+		loc := strings.TrimRight(e.Locality.Region+"/"+e.Locality.Zone+"/"+e.Locality.SubZone, "/")
+		d.Instances = append(d.Instances, Instance{
+			ID: e.ID, Service: e.Service, Namespace: e.Namespace, ServiceAccount: e.ServiceAccount,
+			Address: e.Address, Port: e.Port, ServicePort: e.ServicePort, Protocol: e.Protocol,
+			Labels: e.Labels, Locality: loc, State: e.State.String(), Lost: e.Lost,
+		})
 	}
 	add := func(m model.Meta, spec proto.Message) {
 		d.Resources = append(d.Resources, DumpedResource{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, File: m.File, Spec: marshal(spec)})

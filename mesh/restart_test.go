@@ -25,7 +25,7 @@ func registered(t *testing.T, cp *controlplane.Server) int {
 	}
 	n := 0
 	for _, e := range d.Instances {
-		if e.State.String() == "SERVING" {
+		if e.State == "SERVING" {
 			n++
 		}
 	}

@@ -118,6 +118,12 @@ func run(calls int, verbose bool) error {
 		fmt.Printf("greeter %s serving on %s\n", version, addr)
 	}
 
+	// Each instance registers, gets its server config from the control
+	// plane, and enters callers' endpoints once it serves.
+	if err := waitRegistered(ctx, cp, 3); err != nil {
+		return err
+	}
+
 	client, err := mesh.New(ctx, mesh.WithService("quickstart"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(log))
 	if err != nil {
 		return err
@@ -179,6 +185,29 @@ func waitForRoute(ctx context.Context, cp *controlplane.Server, c greeterpb.Gree
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// waitRegistered waits until n instances serve, as the control plane sees
+// them.
+func waitRegistered(ctx context.Context, cp *controlplane.Server, n int) error {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		serving := 0
+		for _, in := range cp.Dump().Instances {
+			if in.State == "SERVING" {
+				serving++
+			}
+		}
+		if serving == n {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("%d of %d instances serving: %w", serving, n, wctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func count(ctx context.Context, c greeterpb.GreeterClient, n int) (map[string]int, int) {
