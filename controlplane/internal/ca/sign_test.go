@@ -1,0 +1,317 @@
+package ca_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshlet/meshlet/controlplane/internal/ca"
+	"github.com/meshlet/meshlet/internal/capb"
+)
+
+const (
+	tokenA = "token-for-a-7f3c9e"
+	idA    = "spiffe://cluster.local/ns/default/sa/a"
+	idB    = "spiffe://cluster.local/ns/default/sa/b"
+)
+
+var identityA = ca.Identity{Namespace: "default", ServiceAccount: "a"}
+
+// fixedNow returns a clock stopped at a whole second near the real time, so
+// that certificates issued at it verify now and their times compare
+// exactly (X.509 times have a resolution of one second).
+func fixedNow() (time.Time, func() time.Time) {
+	t0 := time.Now().Truncate(time.Second)
+	return t0, func() time.Time { return t0 }
+}
+
+func TestSignIssuesSVID(t *testing.T) {
+	t0, now := fixedNow()
+	log, logs := bufferLog()
+	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, Now: now, Log: log})
+	client := serve(t, c)
+
+	tests := []struct {
+		name    string
+		ttl     int64
+		wantTTL time.Duration
+	}{
+		{"default", 0, time.Hour},
+		{"asked", 600, 10 * time.Minute},
+		{"capped by MaxTTL", int64((48 * time.Hour).Seconds()), 24 * time.Hour},
+		{"huge", 1 << 62, 24 * time.Hour},
+	}
+	serials := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := newKey(t)
+			resp, err := sign(t, client, tokenA, &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idA}}), TtlSeconds: tt.ttl})
+			if err != nil {
+				t.Fatalf("Sign: %v", err)
+			}
+			if got := resp.GetTrustDomain(); got != "cluster.local" {
+				t.Errorf("trust_domain = %q, want cluster.local", got)
+			}
+			if len(resp.GetCertChain()) != 1 {
+				t.Errorf("cert_chain has %d certificates, want 1 (leaf signed by the root)", len(resp.GetCertChain()))
+			}
+			if len(resp.GetTrustBundle()) != 1 || string(resp.GetTrustBundle()[0]) != string(c.Bundle()[0].Raw) {
+				t.Errorf("trust_bundle is not Bundle()")
+			}
+			svid := parseSVID(t, resp, key, c.Bundle(), t0)
+			if got := svid.ID.String(); got != idA {
+				t.Errorf("SPIFFE ID = %s, want %s", got, idA)
+			}
+			leaf := svid.Certificates[0]
+			if got := leaf.NotAfter.Sub(t0); got != tt.wantTTL {
+				t.Errorf("TTL = %v, want %v", got, tt.wantTTL)
+			}
+			if got := t0.Sub(leaf.NotBefore); got != time.Minute {
+				t.Errorf("NotBefore = now - %v, want now - 1m", got)
+			}
+			checkLeaf(t, leaf)
+			if serials[leaf.SerialNumber.String()] {
+				t.Errorf("serial %s issued twice", leaf.SerialNumber)
+			}
+			serials[leaf.SerialNumber.String()] = true
+			if !strings.Contains(logs.String(), "serial="+leaf.SerialNumber.Text(16)) {
+				t.Errorf("signing not logged with its serial; log:\n%s", logs)
+			}
+		})
+	}
+	if strings.Contains(logs.String(), tokenA) {
+		t.Errorf("the log holds the token:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "level=INFO msg=\"ca: signed\" spiffe_id="+idA) {
+		t.Errorf("signing not logged at Info with the SPIFFE ID; log:\n%s", logs)
+	}
+}
+
+// checkLeaf checks the shape of an issued leaf.
+func checkLeaf(t *testing.T, leaf *x509.Certificate) {
+	t.Helper()
+	if leaf.IsCA {
+		t.Error("leaf is a CA")
+	}
+	if want := x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment; leaf.KeyUsage != want {
+		t.Errorf("KeyUsage = %v, want %v", leaf.KeyUsage, want)
+	}
+	if fmt.Sprint(leaf.ExtKeyUsage) != fmt.Sprint([]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}) {
+		t.Errorf("ExtKeyUsage = %v, want serverAuth, clientAuth", leaf.ExtKeyUsage)
+	}
+	if len(leaf.URIs) != 1 || len(leaf.DNSNames) != 0 || len(leaf.IPAddresses) != 0 || len(leaf.EmailAddresses) != 0 {
+		t.Errorf("SANs: URIs %v, DNS %v, IP %v, email %v; want the one URI", leaf.URIs, leaf.DNSNames, leaf.IPAddresses, leaf.EmailAddresses)
+	}
+	if got := leaf.Subject.Organization; len(got) != 1 || got[0] != "meshlet" {
+		t.Errorf("subject O = %v, want [meshlet]", got)
+	}
+	if leaf.SerialNumber.BitLen() < 64 || leaf.SerialNumber.BitLen() > 128 {
+		t.Errorf("serial has %d bits, want a random 128-bit number", leaf.SerialNumber.BitLen())
+	}
+}
+
+func TestSignRefuses(t *testing.T) {
+	log, logs := bufferLog()
+	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, Log: log})
+	client := serve(t, c)
+	key := newKey(t)
+	good := makeCSR(t, key, csrSpec{uris: []string{idA}})
+	badSig := append([]byte(nil), good...)
+	badSig[len(badSig)-1] ^= 0xff
+
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name      string
+		token     string
+		csr       []byte
+		ttl       int64
+		wantCode  codes.Code
+		wantParts []string
+	}{
+		{"no token", "", good, 0, codes.Unauthenticated, []string{"ca: no valid token", "authorization: Bearer"}},
+		{"wrong token", "wrong-token-42", good, 0, codes.Unauthenticated, []string{"ca: no valid token", "not known"}},
+		{"token for A asks for B", tokenA, makeCSR(t, key, csrSpec{uris: []string{idB}}), 0, codes.PermissionDenied,
+			[]string{"ca: token for ns/default/sa/a cannot ask for " + idB}},
+		{"other trust domain", tokenA, makeCSR(t, key, csrSpec{uris: []string{"spiffe://example.org/ns/default/sa/a"}}), 0, codes.PermissionDenied,
+			[]string{"cluster.local", "spiffe://example.org/ns/default/sa/a"}},
+		{"two URIs", tokenA, makeCSR(t, key, csrSpec{uris: []string{idA, idB}}), 0, codes.InvalidArgument, []string{"2 URI SANs"}},
+		{"no URI", tokenA, makeCSR(t, key, csrSpec{}), 0, codes.InvalidArgument, []string{"0 URI SANs"}},
+		{"DNS SAN", tokenA, makeCSR(t, key, csrSpec{uris: []string{idA}, dns: []string{"a.default.svc"}}), 0, codes.InvalidArgument, []string{"DNS SANs", "a.default.svc"}},
+		{"not SPIFFE", tokenA, makeCSR(t, key, csrSpec{uris: []string{"https://cluster.local/ns/default/sa/a"}}), 0, codes.InvalidArgument, []string{"not a SPIFFE ID"}},
+		{"not ns/sa", tokenA, makeCSR(t, key, csrSpec{uris: []string{"spiffe://cluster.local/workload/a"}}), 0, codes.InvalidArgument, []string{"/ns/<namespace>/sa/<service-account>"}},
+		{"garbage CSR", tokenA, []byte("this is not a CSR"), 0, codes.InvalidArgument, []string{"PKCS #10"}},
+		{"PEM CSR", tokenA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: good}), 0, codes.InvalidArgument, []string{"DER"}},
+		{"empty CSR", tokenA, nil, 0, codes.InvalidArgument, []string{"no CSR"}},
+		{"bad CSR signature", tokenA, badSig, 0, codes.InvalidArgument, []string{"signature"}},
+		{"weak RSA key", tokenA, makeCSR(t, rsaKey, csrSpec{uris: []string{idA}}), 0, codes.InvalidArgument, []string{"1024 bits"}},
+		{"negative TTL", tokenA, good, -5, codes.InvalidArgument, []string{"negative"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := sign(t, client, tt.token, &capb.SignRequest{Csr: tt.csr, TtlSeconds: tt.ttl})
+			if err == nil {
+				t.Fatalf("Sign succeeded (%d certificates), want %v", len(resp.GetCertChain()), tt.wantCode)
+			}
+			st := status.Convert(err)
+			if st.Code() != tt.wantCode {
+				t.Errorf("code = %v (%s), want %v", st.Code(), st.Message(), tt.wantCode)
+			}
+			wantErr(t, err, tt.wantParts...)
+			if tt.token != "" && strings.Contains(st.Message(), tt.token) {
+				t.Errorf("the error echoes the token: %s", st.Message())
+			}
+		})
+	}
+	if strings.Contains(logs.String(), "wrong-token-42") || strings.Contains(logs.String(), tokenA) {
+		t.Errorf("the log holds a token:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "ca: refused") {
+		t.Errorf("refusals are not logged:\n%s", logs)
+	}
+}
+
+func TestSignMalformedAuthorization(t *testing.T) {
+	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, InsecureDev: true})
+	client := serve(t, c)
+	key := newKey(t)
+	// sign adds "Bearer "; "Basic x" has the wrong scheme.
+	for _, auth := range []string{"Basic " + tokenA, tokenA, "Bearer"} {
+		ctx := t.Context()
+		ctx = metadataCtx(ctx, auth)
+		_, err := client.Sign(ctx, &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idA}})})
+		if got := status.Code(err); got != codes.Unauthenticated {
+			t.Errorf("authorization %q: code %v (%v), want Unauthenticated even in insecure development mode", auth, got, err)
+		}
+	}
+}
+
+func TestInsecureDev(t *testing.T) {
+	t0, now := fixedNow()
+	log, logs := bufferLog()
+	c := newCA(t, ca.Config{InsecureDev: true, Tokens: map[string]ca.Identity{tokenA: identityA}, Now: now, Log: log})
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "insecure development mode: the CA signs any identity without a token; never use this outside loopback demos") {
+		t.Errorf("New did not warn about insecure development mode; log:\n%s", logs)
+	}
+	client := serve(t, c)
+
+	key := newKey(t)
+	resp, err := sign(t, client, "", &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idB}})})
+	if err != nil {
+		t.Fatalf("Sign without a token: %v", err)
+	}
+	if got := parseSVID(t, resp, key, c.Bundle(), t0).ID.String(); got != idB {
+		t.Errorf("SPIFFE ID = %s, want %s", got, idB)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="ca: signed without a token (insecure development mode)" spiffe_id=`+idB) {
+		t.Errorf("signing without a token did not log a WARN; log:\n%s", logs)
+	}
+
+	// A token, when sent, still binds the identity.
+	_, err = sign(t, client, tokenA, &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idB}})})
+	if got := status.Code(err); got != codes.PermissionDenied {
+		t.Errorf("token for A asking for B: code %v, want PermissionDenied", got)
+	}
+	// And the trust domain still holds.
+	_, err = sign(t, client, "", &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{"spiffe://example.org/ns/default/sa/a"}})})
+	if got := status.Code(err); got != codes.PermissionDenied {
+		t.Errorf("other trust domain: code %v, want PermissionDenied", got)
+	}
+}
+
+func TestAddRemoveToken(t *testing.T) {
+	c := newCA(t, ca.Config{})
+	client := serve(t, c)
+	key := newKey(t)
+	csr := makeCSR(t, key, csrSpec{uris: []string{idA}})
+
+	if _, err := sign(t, client, tokenA, &capb.SignRequest{Csr: csr}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("before AddToken: %v, want Unauthenticated", err)
+	}
+	c.AddToken(tokenA, identityA)
+	if _, err := sign(t, client, tokenA, &capb.SignRequest{Csr: csr}); err != nil {
+		t.Fatalf("after AddToken: %v", err)
+	}
+	c.RemoveToken(tokenA)
+	if _, err := sign(t, client, tokenA, &capb.SignRequest{Csr: csr}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("after RemoveToken: %v, want Unauthenticated", err)
+	}
+
+	// Invalid input is refused, not stored.
+	c.AddToken("", identityA)
+	c.AddToken("bad-identity", ca.Identity{Namespace: "default"})
+	if _, err := sign(t, client, "bad-identity", &capb.SignRequest{Csr: csr}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a token with an invalid identity was stored: %v", err)
+	}
+}
+
+func TestConcurrentTokensAndSigning(t *testing.T) {
+	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}})
+	client := serve(t, c)
+	key := newKey(t)
+	csr := makeCSR(t, key, csrSpec{uris: []string{idA}})
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 20 {
+		wg.Go(func() {
+			tok := fmt.Sprintf("tok-%d", i)
+			c.AddToken(tok, ca.Identity{Namespace: "ns", ServiceAccount: fmt.Sprint(i)})
+			c.RemoveToken(tok)
+		})
+		wg.Go(func() {
+			if _, err := sign(t, client, tokenA, &capb.SignRequest{Csr: csr}); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Sign: %v", err)
+	}
+}
+
+func TestSignOtherKeyTypes(t *testing.T) {
+	t0, now := fixedNow()
+	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, Now: now})
+	client := serve(t, c)
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string]crypto.Signer{"P-384": p384, "RSA-2048": rsaKey} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := sign(t, client, tokenA, &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idA}})})
+			if err != nil {
+				t.Fatalf("Sign: %v", err)
+			}
+			parseSVID(t, resp, key, c.Bundle(), t0)
+		})
+	}
+}
+
+func metadataCtx(ctx context.Context, authorization string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", authorization)
+}
