@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/meshlet/meshlet/controlplane/internal/ca"
 	"github.com/meshlet/meshlet/controlplane/internal/config"
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
@@ -37,6 +38,7 @@ type Server struct {
 	started time.Time
 
 	xds     *xdsserver.Server
+	ca      *ca.CA
 	reg     *registry.Registry
 	grpc    *grpc.Server
 	xdsLis  net.Listener
@@ -80,6 +82,25 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
 	s := &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now()}
+	tokens := map[string]ca.Identity{}
+	for t, id := range o.caTokens {
+		tokens[t] = ca.Identity{Namespace: id.Namespace, ServiceAccount: id.ServiceAccount}
+	}
+	s.ca, err = ca.New(ca.Config{
+		TrustDomain: o.trustDomain,
+		Dir:         o.caDir,
+		CertFile:    o.caCertFile,
+		KeyFile:     o.caKeyFile,
+		DefaultTTL:  o.svidTTL,
+		MaxTTL:      max(o.svidTTL, ca.DefaultMaxTTL),
+		TokensFile:  o.caTokensFile,
+		Tokens:      tokens,
+		InsecureDev: o.caInsecureDev,
+		Log:         o.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: %w", err)
+	}
 	s.reg = registry.New(o.grace, s.rebuild)
 	prefix, _, _ := strings.Cut(ServerListenerTemplate, "%s")
 	s.xds = xdsserver.New(o.log, prefix, xdsserver.Hooks{
@@ -104,6 +125,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	s.xds.Register(s.grpc)
 	wait := func(ctx context.Context) bool { return s.xds.WaitAcked(ctx, resource.EndpointType) }
 	registrypb.RegisterRegistryServer(s.grpc, registry.NewService(s.reg, wait, o.drainTimeout, o.log))
+	s.ca.Register(s.grpc)
 
 	if o.adminAddress != "" {
 		s.adminLn, err = net.Listen("tcp", o.adminAddress)

@@ -21,17 +21,35 @@ type options struct {
 	warmup       time.Duration
 	drainTimeout time.Duration
 	debounce     time.Duration
+
+	trustDomain   string
+	rootNamespace string
+	caDir         string
+	caCertFile    string
+	caKeyFile     string
+	caTokensFile  string
+	caTokens      map[string]Identity
+	caInsecureDev bool
+	svidTTL       time.Duration
+}
+
+// Identity is a workload identity the CA issues SVIDs for.
+type Identity struct {
+	Namespace, ServiceAccount string
 }
 
 func defaultOptions() options {
 	return options{
-		xdsAddress:   "127.0.0.1:15010",
-		adminAddress: "127.0.0.1:15014",
-		log:          slog.Default(),
-		grace:        10 * time.Second,
-		warmup:       5 * time.Second,
-		drainTimeout: 5 * time.Second,
-		debounce:     100 * time.Millisecond,
+		xdsAddress:    "127.0.0.1:15010",
+		adminAddress:  "127.0.0.1:15014",
+		log:           slog.Default(),
+		grace:         10 * time.Second,
+		warmup:        5 * time.Second,
+		drainTimeout:  5 * time.Second,
+		debounce:      100 * time.Millisecond,
+		trustDomain:   "cluster.local",
+		rootNamespace: "istio-system",
+		svidTTL:       time.Hour,
 	}
 }
 
@@ -69,3 +87,58 @@ func WithWarmup(d time.Duration) Option { return optionFunc(func(o *options) { o
 func WithDrainTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.drainTimeout = d })
 }
+
+// WithTrustDomain sets the SPIFFE trust domain of the mesh. Default
+// "cluster.local", Istio's.
+func WithTrustDomain(td string) Option { return optionFunc(func(o *options) { o.trustDomain = td }) }
+
+// WithRootNamespace sets the namespace whose PeerAuthentication and
+// AuthorizationPolicy resources apply mesh-wide. Default "istio-system",
+// Istio's.
+func WithRootNamespace(ns string) Option {
+	return optionFunc(func(o *options) { o.rootNamespace = ns })
+}
+
+// WithCADir sets where the built-in CA keeps the root it generates at
+// first start. Without it (and without WithCARoot) the root lives in
+// memory only and changes at every start.
+func WithCADir(dir string) Option { return optionFunc(func(o *options) { o.caDir = dir }) }
+
+// WithCARoot loads the CA's signing certificate and key from PEM files
+// instead of generating a root.
+func WithCARoot(certFile, keyFile string) Option {
+	return optionFunc(func(o *options) { o.caCertFile, o.caKeyFile = certFile, keyFile })
+}
+
+// WithCATokensFile sets the YAML file of per-workload tokens that
+// authenticate signing requests:
+//
+//	tokens:
+//	- token: s3cr3t
+//	  namespace: default
+//	  serviceAccount: reviews
+func WithCATokensFile(path string) Option {
+	return optionFunc(func(o *options) { o.caTokensFile = path })
+}
+
+// WithCAToken adds one token for the workloads of namespace/service
+// account id.
+func WithCAToken(token string, id Identity) Option {
+	return optionFunc(func(o *options) {
+		if o.caTokens == nil {
+			o.caTokens = map[string]Identity{}
+		}
+		o.caTokens[token] = id
+	})
+}
+
+// WithCAInsecureDev makes the CA sign any identity in the trust domain
+// without a token. It is for demos on loopback only, and the control plane
+// says so loudly in its log.
+func WithCAInsecureDev(on bool) Option {
+	return optionFunc(func(o *options) { o.caInsecureDev = on })
+}
+
+// WithSVIDTTL sets the lifetime of the SVIDs the CA issues. Default 1h.
+// Workloads renew at half of it.
+func WithSVIDTTL(d time.Duration) Option { return optionFunc(func(o *options) { o.svidTTL = d }) }

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/security"
 )
 
 // bootstrapFromEnv reports whether the user configured gRPC-Go's xDS
@@ -41,9 +42,11 @@ func (m *Mesh) bootstrapJSON() ([]byte, error) {
 		}},
 		"node":                                   node,
 		"server_listener_resource_name_template": wire.ServerListenerTemplate,
-		// The security work adds meshlet's certificate provider here; the
-		// xDS credentials the client and server use already honour it.
-		"certificate_providers": map[string]any{},
+		// The control plane's TLS contexts name this instance for both the
+		// workload's certificate and the roots that verify peers.
+		"certificate_providers": map[string]any{
+			wire.CertProviderInstance: security.ProviderConfig(m.providerKey),
+		},
 	}
 	return json.Marshal(b)
 }

@@ -26,8 +26,12 @@ func Example() {
 	dir, _ := os.MkdirTemp("", "meshlet-example-")
 	defer os.RemoveAll(dir)
 	os.WriteFile(filepath.Join(dir, "greeter.yaml"), []byte(greeterRules+"---\n"+splitRoute(0, 100)), 0o644)
+	// The control plane's CA issues each workload its SPIFFE identity,
+	// authenticated by a token per workload.
 	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir),
-		controlplane.WithXDSAddress("127.0.0.1:0"), controlplane.WithAdminAddress(""), controlplane.WithLogger(quiet))
+		controlplane.WithXDSAddress("127.0.0.1:0"), controlplane.WithAdminAddress(""), controlplane.WithLogger(quiet),
+		controlplane.WithCAToken("greeter-token", controlplane.Identity{Namespace: "default", ServiceAccount: "greeter"}),
+		controlplane.WithCAToken("caller-token", controlplane.Identity{Namespace: "default", ServiceAccount: "caller"}))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -35,8 +39,12 @@ func Example() {
 	defer cp.Close()
 
 	for _, version := range []string{"v1", "v2"} {
-		m, _ := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithLabels(map[string]string{"version": version}),
-			mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(quiet))
+		m, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithLabels(map[string]string{"version": version}),
+			mesh.WithControlPlane(cp.XDSAddr()), mesh.WithCAToken("greeter-token"), mesh.WithLogger(quiet))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
 		defer m.Close()
 		srv, _ := m.NewGRPCServer(mesh.WithServicePort(50051))
 		greeterpb.RegisterGreeterServer(srv, &greeter.Server{Version: version})
@@ -45,7 +53,8 @@ func Example() {
 		defer srv.GracefulStop()
 	}
 
-	caller, err := mesh.New(ctx, mesh.WithService("caller"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(quiet))
+	caller, err := mesh.New(ctx, mesh.WithService("caller"), mesh.WithControlPlane(cp.XDSAddr()),
+		mesh.WithCAToken("caller-token"), mesh.WithLogger(quiet))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -59,5 +68,8 @@ func Example() {
 		return
 	}
 	fmt.Println(reply.GetMessage(), "from", reply.GetVersion())
-	// Output: hello mesh from v2
+	fmt.Println("caller is", caller.SPIFFEID())
+	// Output:
+	// hello mesh from v2
+	// caller is spiffe://cluster.local/ns/default/sa/caller
 }

@@ -11,11 +11,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	"google.golang.org/grpc/xds"
 
 	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/security"
 )
 
 // Server is a gRPC server in the mesh. It is gRPC-Go's xDS server: the
@@ -47,8 +47,9 @@ func (m *Mesh) NewGRPCServer(opts ...ServerOption) (*Server, error) {
 	}
 	s := &Server{m: m, opts: o, regs: map[string]*registration{}}
 	// As on the client, the xDS credentials follow what the control plane
-	// says about TLS for this listener.
-	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	// says about TLS for this listener: STRICT puts a TLS context on it.
+	// Without one (PERMISSIVE), one port takes both plaintext and mTLS.
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: security.PermissiveCredentials(m.identity)})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: xds server credentials: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/security"
 )
 
 // Mesh is a service's membership of the mesh: its identity, its connection
@@ -35,16 +37,22 @@ type Mesh struct {
 	xdsResolver resolver.Builder
 	cpConn      *grpc.ClientConn
 	registry    registrypb.RegistryClient
+	identity    security.Source
+	spiffeID    spiffeid.ID
+	providerKey string   // the identity's key in meshlet's certificate provider
+	closers     []func() // run by Close, last first
 
 	mu      sync.Mutex
 	servers map[*Server]struct{}
 	closed  bool
 }
 
-// New joins the mesh. It connects to the control plane and blocks until the
-// connection is up, or ctx ends.
+// New joins the mesh. It connects to the control plane and gets the
+// workload's identity (an X.509 SVID from the control plane's CA, unless
+// WithIdentity gives another source), and blocks until it has both, or ctx
+// ends.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
-	o := options{namespace: "default", log: slog.Default(), drainTimeout: 10 * time.Second}
+	o := options{namespace: "default", log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: "cluster.local"}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -69,17 +77,6 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	m := &Mesh{opts: o, log: o.log, servers: map[*Server]struct{}{}}
 	m.nodeID = fmt.Sprintf("meshlet~%s-%s.%s~%s.%s", o.service, randomSuffix(), o.namespace, o.namespace, wire.DomainSuffix)
 	var err error
-	m.bootstrap, err = m.bootstrapJSON()
-	if err != nil {
-		return nil, err
-	}
-	if !bootstrapFromEnv() {
-		m.xdsResolver, err = xds.NewXDSResolverWithConfigForTesting(m.bootstrap)
-		if err != nil {
-			return nil, fmt.Errorf("mesh: xds resolver: %w", err)
-		}
-	}
-
 	m.cpConn, err = grpc.NewClient(o.controlPlane,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Reconnect fast after a control-plane restart so that servers
@@ -96,6 +93,22 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		return nil, fmt.Errorf("mesh: connect to control plane %s: %w", o.controlPlane, err)
 	}
 	m.registry = registrypb.NewRegistryClient(m.cpConn)
+	if err := m.setupIdentity(ctx); err != nil {
+		m.close()
+		return nil, err
+	}
+	m.bootstrap, err = m.bootstrapJSON()
+	if err != nil {
+		m.close()
+		return nil, err
+	}
+	if !bootstrapFromEnv() {
+		m.xdsResolver, err = xds.NewXDSResolverWithConfigForTesting(m.bootstrap)
+		if err != nil {
+			m.close()
+			return nil, fmt.Errorf("mesh: xds resolver: %w", err)
+		}
+	}
 	return m, nil
 }
 
@@ -132,6 +145,14 @@ func (m *Mesh) Close() error {
 	m.mu.Unlock()
 	for _, s := range servers {
 		s.Stop()
+	}
+	return m.close()
+}
+
+// close releases what New set up, last first.
+func (m *Mesh) close() error {
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		m.closers[i]()
 	}
 	return m.cpConn.Close()
 }

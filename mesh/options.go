@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/meshlet/meshlet/security"
 )
 
 // Option configures a Mesh.
@@ -30,6 +32,9 @@ type options struct {
 	locality       Locality
 	log            *slog.Logger
 	drainTimeout   time.Duration
+	identity       security.Source
+	caToken        string
+	trustDomain    string
 }
 
 // EnvControlPlane names the environment variable that gives the control

@@ -14,7 +14,9 @@ import (
 // StartControlPlane starts a control plane serving configDir, with its xDS
 // and admin ports on free loopback ports, and stops it when the test ends.
 // Later options override the defaults: no log output (set MESHLET_TEST_LOG=1
-// to see it), a 1s registration grace period and a 1s drain timeout.
+// to see it), a 1s registration grace period, a 1s drain timeout, and a CA
+// that signs any identity without a token (the control plane is on
+// loopback and lives as long as the test).
 func StartControlPlane(t testing.TB, configDir string, opts ...controlplane.Option) *controlplane.Server {
 	t.Helper()
 	all := []controlplane.Option{
@@ -24,6 +26,7 @@ func StartControlPlane(t testing.TB, configDir string, opts ...controlplane.Opti
 		controlplane.WithLogger(Logger()),
 		controlplane.WithRegistrationGrace(time.Second),
 		controlplane.WithDrainTimeout(time.Second),
+		controlplane.WithCAInsecureDev(true),
 	}
 	cp, err := controlplane.Start(t.Context(), append(all, opts...)...)
 	if err != nil {

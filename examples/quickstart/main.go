@@ -27,6 +27,14 @@ import (
 	"github.com/meshlet/meshlet/mesh"
 )
 
+// The tokens that authenticate the workloads to the control plane's CA. A
+// real deployment keeps them out of the code: MESHLET_CA_TOKEN and the
+// control plane's --ca-tokens-file.
+const (
+	greeterToken = "quickstart-greeter-token"
+	clientToken  = "quickstart-client-token"
+)
+
 // routeType is the xDS type URL of RouteConfiguration, as /debug/config
 // keys it.
 const routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -95,8 +103,13 @@ func run(calls int, verbose bool) error {
 		return err
 	}
 
+	// The control plane is also the mesh's CA: each workload proves who it
+	// is with its token and gets a SPIFFE identity; calls between them are
+	// mTLS.
 	cp, err := controlplane.Start(ctx,
 		controlplane.WithConfigDir(dir),
+		controlplane.WithCAToken(greeterToken, controlplane.Identity{Namespace: "default", ServiceAccount: "greeter"}),
+		controlplane.WithCAToken(clientToken, controlplane.Identity{Namespace: "default", ServiceAccount: "quickstart"}),
 		controlplane.WithXDSAddress("127.0.0.1:0"),
 		controlplane.WithAdminAddress("127.0.0.1:0"),
 		controlplane.WithLogger(log))
@@ -124,7 +137,8 @@ func run(calls int, verbose bool) error {
 		return err
 	}
 
-	client, err := mesh.New(ctx, mesh.WithService("quickstart"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(log))
+	client, err := mesh.New(ctx, mesh.WithService("quickstart"), mesh.WithControlPlane(cp.XDSAddr()),
+		mesh.WithCAToken(clientToken), mesh.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -229,6 +243,7 @@ func startGreeter(ctx context.Context, cpAddr, version string, log *slog.Logger)
 		mesh.WithService("greeter"),
 		mesh.WithLabels(map[string]string{"version": version}),
 		mesh.WithControlPlane(cpAddr),
+		mesh.WithCAToken(greeterToken),
 		mesh.WithLogger(log))
 	if err != nil {
 		return nil, "", err

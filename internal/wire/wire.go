@@ -40,3 +40,9 @@ const RandomPolicy = "meshlet.random"
 func ClusterName(port uint32, subset, host string) string {
 	return fmt.Sprintf("outbound|%d|%s|%s", port, subset, host)
 }
+
+// CertProviderInstance is the name of the certificate-provider instance in
+// every meshlet workload's bootstrap (certificate_providers). The control
+// plane's TLS contexts name it both for the workload's own certificate and
+// for the trust-domain roots that verify peers.
+const CertProviderInstance = "meshlet"

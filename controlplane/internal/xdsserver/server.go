@@ -228,6 +228,24 @@ func (s *Server) InboundAddresses() []string {
 	return slices.Sorted(maps.Keys(s.inbound))
 }
 
+// InboundNodes returns, for each inbound address, the node of a stream that
+// asks for its Listener: the server's own identity and labels, from its
+// bootstrap.
+func (s *Server) InboundNodes() map[string]*core.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*core.Node, len(s.inbound))
+	for _, id := range slices.Sorted(maps.Keys(s.streams)) {
+		st := s.streams[id]
+		for _, a := range st.inbound {
+			if _, ok := out[a]; !ok && st.node != nil {
+				out[a] = st.node
+			}
+		}
+	}
+	return out
+}
+
 // WaitAcked blocks until every stream that watches typ has acknowledged the
 // version now served, or later, or until ctx ends. It reports whether all
 // did.
