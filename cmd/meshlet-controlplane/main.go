@@ -6,7 +6,11 @@
 // given: --config-dir MESHLET_CONFIG_DIR, --xds-address MESHLET_XDS_ADDRESS,
 // --admin-address MESHLET_ADMIN_ADDRESS, --registration-grace
 // MESHLET_REGISTRATION_GRACE, --warmup MESHLET_WARMUP, --drain-timeout
-// MESHLET_DRAIN_TIMEOUT, --log-level MESHLET_LOG_LEVEL.
+// MESHLET_DRAIN_TIMEOUT, --log-level MESHLET_LOG_LEVEL, --trust-domain
+// MESHLET_TRUST_DOMAIN, --root-namespace MESHLET_ROOT_NAMESPACE, --ca-dir
+// MESHLET_CA_DIR, --ca-cert MESHLET_CA_CERT, --ca-key MESHLET_CA_KEY,
+// --ca-tokens-file MESHLET_CA_TOKENS_FILE, --ca-insecure-dev
+// MESHLET_CA_INSECURE_DEV=true, --svid-ttl MESHLET_SVID_TTL.
 package main
 
 import (
@@ -50,6 +54,18 @@ func run(args []string) error {
 	fs.DurationVar(&warmup, "warmup", warmup, "how long a restarted control plane withholds endpoints while servers register again")
 	fs.DurationVar(&drain, "drain-timeout", drain, "how long a draining server waits for callers to move off")
 	level := fs.String("log-level", env("MESHLET_LOG_LEVEL", "info"), "debug, info, warn or error")
+	trustDomain := fs.String("trust-domain", env("MESHLET_TRUST_DOMAIN", "cluster.local"), "SPIFFE trust domain of the mesh")
+	rootNS := fs.String("root-namespace", env("MESHLET_ROOT_NAMESPACE", "istio-system"), "namespace whose security policies apply mesh-wide")
+	caDir := fs.String("ca-dir", env("MESHLET_CA_DIR", ""), "directory where the CA keeps the root it generates; empty keeps it in memory only")
+	caCert := fs.String("ca-cert", env("MESHLET_CA_CERT", ""), "PEM file of the CA's signing certificate (instead of a generated root)")
+	caKey := fs.String("ca-key", env("MESHLET_CA_KEY", ""), "PEM file of the CA's signing key")
+	caTokens := fs.String("ca-tokens-file", env("MESHLET_CA_TOKENS_FILE", ""), "YAML file of per-workload tokens that authenticate signing requests")
+	insecureDev := fs.Bool("ca-insecure-dev", env("MESHLET_CA_INSECURE_DEV", "") == "true", "sign any identity without a token: loopback demos only")
+	svidTTL, err := envDuration("MESHLET_SVID_TTL", time.Hour)
+	if err != nil {
+		return err
+	}
+	fs.DurationVar(&svidTTL, "svid-ttl", svidTTL, "lifetime of the SVIDs the CA issues")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +85,13 @@ func run(args []string) error {
 		controlplane.WithRegistrationGrace(grace),
 		controlplane.WithWarmup(warmup),
 		controlplane.WithDrainTimeout(drain),
+		controlplane.WithTrustDomain(*trustDomain),
+		controlplane.WithRootNamespace(*rootNS),
+		controlplane.WithCADir(*caDir),
+		controlplane.WithCARoot(*caCert, *caKey),
+		controlplane.WithCATokensFile(*caTokens),
+		controlplane.WithCAInsecureDev(*insecureDev),
+		controlplane.WithSVIDTTL(svidTTL),
 	)
 	if err != nil {
 		return err
