@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -250,10 +251,11 @@ func (s *Server) rebuildErr() error {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
 	s.mu.Lock()
-	in := translate.Input{Config: s.cfg, OmitEndpoints: s.warming}
+	in := translate.Input{Config: s.cfg, OmitEndpoints: s.warming, TrustDomain: s.opts.trustDomain, RootNamespace: s.opts.rootNamespace}
 	s.mu.Unlock()
 	in.Instances = s.reg.Serving()
 	in.ServerAddresses = s.xds.InboundAddresses()
+	in.Workloads = workloads(s.xds.InboundNodes())
 	out, err := translate.Build(in)
 	if err != nil {
 		return fmt.Errorf("controlplane: translate: %w", err)
@@ -290,4 +292,26 @@ func (s *Server) WaitSynced(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// workloads reads who listens at each inbound address from the node
+// metadata of the server's own xDS stream (istiod's keys, which meshlet's
+// bootstrap uses).
+func workloads(nodes map[string]*core.Node) map[string]translate.Workload {
+	out := make(map[string]translate.Workload, len(nodes))
+	for addr, n := range nodes {
+		md := n.GetMetadata().GetFields()
+		w := translate.Workload{
+			Namespace:      md["NAMESPACE"].GetStringValue(),
+			ServiceAccount: md["SERVICE_ACCOUNT"].GetStringValue(),
+		}
+		if labels := md["LABELS"].GetStructValue().GetFields(); len(labels) > 0 {
+			w.Labels = make(map[string]string, len(labels))
+			for k, v := range labels {
+				w.Labels[k] = v.GetStringValue()
+			}
+		}
+		out[addr] = w
+	}
+	return out
 }

@@ -73,18 +73,19 @@ spec:
 
 const greeterPort = 50051
 
-// startMesh joins the mesh as service with labels.
-func startMesh(t testing.TB, cpAddr, service string, labels map[string]string) *mesh.Mesh {
+// startMesh joins the mesh as service with labels, and extra options.
+func startMesh(t testing.TB, cpAddr, service string, labels map[string]string, extra ...mesh.Option) *mesh.Mesh {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	m, err := mesh.New(ctx,
+	opts := []mesh.Option{
 		mesh.WithService(service),
 		mesh.WithLabels(labels),
 		mesh.WithControlPlane(cpAddr),
 		mesh.WithLogger(meshtest.Logger()),
-		mesh.WithDrainTimeout(3*time.Second),
-	)
+		mesh.WithDrainTimeout(3 * time.Second),
+	}
+	m, err := mesh.New(ctx, append(opts, extra...)...)
 	if err != nil {
 		t.Fatalf("mesh.New(%s): %v", service, err)
 	}
@@ -110,7 +111,12 @@ func startGreeter(t testing.TB, cpAddr, version string) *instance {
 // greeter when impl is nil.
 func startGreeterWith(t testing.TB, cpAddr, version string, impl greeterpb.GreeterServer) *instance {
 	t.Helper()
-	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version})
+	return serveGreeter(t, startMesh(t, cpAddr, "greeter", map[string]string{"version": version}), version, impl)
+}
+
+// serveGreeter serves impl (or the plain greeter) as an instance of m.
+func serveGreeter(t testing.TB, m *mesh.Mesh, version string, impl greeterpb.GreeterServer) *instance {
+	t.Helper()
 	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"github.com/meshlet/meshlet/controlplane/internal/config"
 )
 
@@ -43,11 +45,16 @@ func TestConformanceBookinfo(t *testing.T) {
 	})
 
 	t.Run("destination-rule-all-mtls.yaml", func(t *testing.T) {
-		_, err := config.Parse(map[string][]byte{"destination-rule-all-mtls.yaml": read("destination-rule-all-mtls.yaml")})
-		errs := fieldErrors(t, err)
-		for _, fe := range errs {
-			if !strings.HasSuffix(fe.Path, ".tls") || !strings.Contains(fe.Reason, "not supported yet") {
-				t.Errorf("error %q is not a tls \"not supported yet\" error", fe)
+		cfg, err := config.Parse(map[string][]byte{"destination-rule-all-mtls.yaml": read("destination-rule-all-mtls.yaml")})
+		if err != nil {
+			t.Fatalf("refused:\n%v", err)
+		}
+		if len(cfg.DestinationRules) == 0 {
+			t.Fatal("no DestinationRules loaded")
+		}
+		for _, dr := range cfg.DestinationRules {
+			if got := dr.Spec.GetTrafficPolicy().GetTls().GetMode(); got != networking.ClientTLSSettings_ISTIO_MUTUAL {
+				t.Errorf("%s: tls.mode = %v, want ISTIO_MUTUAL", dr.Meta, got)
 			}
 		}
 	})

@@ -1,5 +1,6 @@
-// Package config reads the mesh configuration, Istio networking resources
-// written as YAML, and turns it into a validated, normalised model.Config.
+// Package config reads the mesh configuration, Istio networking and
+// security resources written as YAML, and turns it into a validated,
+// normalised model.Config.
 //
 // Decoding is strict. Every key must be a field of the Istio resource,
 // and every field that is set must be one that meshlet implements.
@@ -17,8 +18,17 @@
 //	}
 //	for _, vs := range cfg.VirtualServices { ... }
 //
-// Accepted apiVersions are networking.istio.io/v1, v1beta1 and v1alpha3;
-// accepted kinds are ServiceEntry, WorkloadEntry, VirtualService and
-// DestinationRule. Hosts are expanded to fully qualified names
-// (model.FQDN) in the namespace of the resource that names them.
+// Accepted kinds are ServiceEntry, WorkloadEntry, VirtualService and
+// DestinationRule of networking.istio.io (v1, v1beta1 and v1alpha3), and
+// PeerAuthentication and AuthorizationPolicy of security.istio.io (v1 and
+// v1beta1). Hosts are expanded to fully qualified names (model.FQDN) in the
+// namespace of the resource that names them.
+//
+// Security resources are checked as Istio checks them, plus what meshlet
+// cannot enforce: portLevelMtls needs a selector, a namespace has at most
+// one PeerAuthentication without a selector, AuthorizationPolicy actions
+// are ALLOW or DENY, sources are peer identities (principals, namespaces,
+// serviceAccounts), operations are methods, paths and ports, and the only
+// condition is request.headers[<name>]. A DestinationRule's tls sets mode
+// ISTIO_MUTUAL or DISABLE and nothing else.
 package config

@@ -8,11 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
@@ -110,6 +112,12 @@ func parse(files map[string][]byte) (*model.Config, []error) {
 	return nil, errs
 }
 
+const (
+	networkingGroup = "networking.istio.io"
+	securityGroup   = "security.istio.io"
+	kindList        = "ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy"
+)
+
 // resource is one decoded document.
 type resource struct {
 	meta model.Meta
@@ -172,23 +180,29 @@ func splitDocuments(content []byte) [][]byte {
 	return append(docs, cur.Bytes())
 }
 
+// kindInfo is what meshlet knows about one kind it reads.
+type kindInfo struct {
+	group   string // API group: networking.istio.io or security.istio.io
+	newSpec func() proto.Message
+	support *support // the fields of the spec that meshlet implements
+}
+
 var (
-	apiVersions = map[string]bool{
-		"networking.istio.io/v1":       true,
-		"networking.istio.io/v1beta1":  true,
-		"networking.istio.io/v1alpha3": true,
+	// apiVersions are the accepted versions of each API group.
+	apiVersions = map[string][]string{
+		networkingGroup: {"v1", "v1beta1", "v1alpha3"},
+		securityGroup:   {"v1", "v1beta1"},
 	}
 
-	// kinds maps each supported kind to a new, empty spec and to the
-	// fields of it that meshlet implements.
-	kinds = map[string]struct {
-		newSpec func() proto.Message
-		support *support
-	}{
-		"ServiceEntry":    {func() proto.Message { return &networking.ServiceEntry{} }, serviceEntrySupport},
-		"WorkloadEntry":   {func() proto.Message { return &networking.WorkloadEntry{} }, workloadEntrySupport},
-		"VirtualService":  {func() proto.Message { return &networking.VirtualService{} }, virtualServiceSupport},
-		"DestinationRule": {func() proto.Message { return &networking.DestinationRule{} }, destinationRuleSupport},
+	// kinds maps each supported kind to its group, a new, empty spec and
+	// the fields of it that meshlet implements.
+	kinds = map[string]kindInfo{
+		"ServiceEntry":        {networkingGroup, func() proto.Message { return &networking.ServiceEntry{} }, serviceEntrySupport},
+		"WorkloadEntry":       {networkingGroup, func() proto.Message { return &networking.WorkloadEntry{} }, workloadEntrySupport},
+		"VirtualService":      {networkingGroup, func() proto.Message { return &networking.VirtualService{} }, virtualServiceSupport},
+		"DestinationRule":     {networkingGroup, func() proto.Message { return &networking.DestinationRule{} }, destinationRuleSupport},
+		"PeerAuthentication":  {securityGroup, func() proto.Message { return &security.PeerAuthentication{} }, peerAuthenticationSupport},
+		"AuthorizationPolicy": {securityGroup, func() proto.Message { return &security.AuthorizationPolicy{} }, authorizationPolicySupport},
 	}
 
 	// otherKinds gives the reason for Istio kinds that meshlet refuses,
@@ -199,9 +213,7 @@ var (
 		"networking.istio.io/EnvoyFilter":         "is not supported by meshlet (there is no Envoy; remove it)",
 		"networking.istio.io/WorkloadGroup":       "is not supported yet (endpoints come from registration, a WorkloadEntry or a ServiceEntry)",
 		"networking.istio.io/ProxyConfig":         "is not supported by meshlet (there is no proxy; remove it)",
-		"security.istio.io/PeerAuthentication":    "is not supported yet (security resources arrive with the security work)",
-		"security.istio.io/AuthorizationPolicy":   "is not supported yet (security resources arrive with the security work)",
-		"security.istio.io/RequestAuthentication": "is not supported yet (security resources arrive with the security work)",
+		"security.istio.io/RequestAuthentication": "is not supported yet (JWT request authentication arrives with later security work)",
 		"telemetry.istio.io/Telemetry":            "is not supported yet (arrives with the telemetry work)",
 	}
 
@@ -264,7 +276,7 @@ func (p *parser) document(file string, index int, content []byte) {
 	}
 
 	if kind == "" {
-		p.add(file, resName, "kind", "required (one of ServiceEntry, WorkloadEntry, VirtualService, DestinationRule)")
+		p.add(file, resName, "kind", "required (one of %s)", kindList)
 		return
 	}
 	info, ok := kinds[kind]
@@ -273,12 +285,14 @@ func (p *parser) document(file string, index int, content []byte) {
 		if reason, ok := otherKinds[group+"/"+kind]; ok {
 			p.add(file, resName, "kind", "kind %s %s", kind, reason)
 		} else {
-			p.add(file, resName, "kind", "kind %s (apiVersion %q) is not supported (meshlet reads ServiceEntry, WorkloadEntry, VirtualService and DestinationRule of networking.istio.io)", kind, apiVersion)
+			p.add(file, resName, "kind", "kind %s (apiVersion %q) is not supported (meshlet reads ServiceEntry, WorkloadEntry, VirtualService and DestinationRule of networking.istio.io, and PeerAuthentication and AuthorizationPolicy of security.istio.io)", kind, apiVersion)
 		}
 		return
 	}
-	if !apiVersions[apiVersion] {
-		p.add(file, resName, "apiVersion", "apiVersion %q is not supported for %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", apiVersion, kind)
+	if group, version, _ := strings.Cut(apiVersion, "/"); group != info.group || !slices.Contains(apiVersions[group], version) {
+		versions := apiVersions[info.group]
+		p.add(file, resName, "apiVersion", "apiVersion %q is not supported for %s (use %s/%s or %s)", apiVersion, kind,
+			info.group, strings.Join(versions[:len(versions)-1], ", "), versions[len(versions)-1])
 		return
 	}
 
@@ -424,12 +438,18 @@ func (p *parser) config() *model.Config {
 			cfg.VirtualServices = append(cfg.VirtualServices, &model.VirtualService{Meta: r.meta, Spec: s})
 		case *networking.DestinationRule:
 			cfg.DestinationRules = append(cfg.DestinationRules, &model.DestinationRule{Meta: r.meta, Spec: s})
+		case *security.PeerAuthentication:
+			cfg.PeerAuthentications = append(cfg.PeerAuthentications, &model.PeerAuthentication{Meta: r.meta, Spec: s})
+		case *security.AuthorizationPolicy:
+			cfg.AuthorizationPolicies = append(cfg.AuthorizationPolicies, &model.AuthorizationPolicy{Meta: r.meta, Spec: s})
 		}
 	}
 	sortByName(cfg.ServiceEntries, func(x *model.ServiceEntry) model.Meta { return x.Meta })
 	sortByName(cfg.WorkloadEntries, func(x *model.WorkloadEntry) model.Meta { return x.Meta })
 	sortByName(cfg.VirtualServices, func(x *model.VirtualService) model.Meta { return x.Meta })
 	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) model.Meta { return x.Meta })
+	sortByName(cfg.PeerAuthentications, func(x *model.PeerAuthentication) model.Meta { return x.Meta })
+	sortByName(cfg.AuthorizationPolicies, func(x *model.AuthorizationPolicy) model.Meta { return x.Meta })
 	return cfg
 }
 

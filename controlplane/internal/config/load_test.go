@@ -175,9 +175,11 @@ func TestLoadBad(t *testing.T) {
 		{"bad-kind", want{"gateway.yaml", "Gateway default/bookinfo-gateway", "kind", "kind Gateway is not supported"}},
 		{"bad-apiversion", want{"reviews.yaml", reviewsDR, "apiVersion", `apiVersion "networking.istio.io/v2" is not supported`}},
 		{"unknown-metadata", want{"reviews.yaml", reviewsDR, "metadata.lables", "unknown metadata field"}},
-		{"peer-authentication", want{"mtls.yaml", "PeerAuthentication istio-system/default", "kind", "kind PeerAuthentication is not supported yet"}},
+		{"request-authentication", want{"jwt.yaml", "RequestAuthentication istio-system/jwt", "kind", "kind RequestAuthentication is not supported yet"}},
+		{"peer-authentication-mode", want{"mesh.yaml", "PeerAuthentication istio-system/default", "spec.mtls.mode", `unknown value "STRICTER" (expected one of UNSET, DISABLE, PERMISSIVE, STRICT)`}},
+		{"duplicate-peer-authentication", want{"b.yaml", "PeerAuthentication shop/relaxed", "spec.selector", "has no selector and neither has PeerAuthentication shop/default in a.yaml"}},
 		{"resolution-dns", want{"details.yaml", "ServiceEntry default/details", "spec.resolution", "set resolution: STATIC"}},
-		{"tls", want{"reviews.yaml", reviewsDR, "spec.subsets[0].trafficPolicy.tls", "not supported yet (mTLS settings"}},
+		{"tls", want{"reviews.yaml", reviewsDR, "spec.subsets[0].trafficPolicy.tls.mode", "SIMPLE is not supported by meshlet (use ISTIO_MUTUAL: meshlet issues the certificates)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {

@@ -158,6 +158,15 @@ func (w *strictWalker) field(fd protoreflect.FieldDescriptor, v any, path, patte
 		}
 		for _, k := range sortedKeys(obj) {
 			p := path + "[" + strconv.Quote(k) + "]"
+			if kk := fd.MapKey().Kind(); kk != protoreflect.StringKind && kk != protoreflect.BoolKind {
+				// JSON keys are strings; protojson reads an integer key
+				// from its decimal form.
+				n := len(w.issues)
+				w.single(fd.MapKey(), k, p, "", false)
+				if len(w.issues) > n {
+					continue
+				}
+			}
 			if obj[k] == nil {
 				w.add(p, "expected a value, got null")
 				continue

@@ -7,13 +7,14 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // Reasons for fields that decode but that meshlet does not implement.
 const (
 	reasonUnsupported  = "not supported by meshlet (remove it)"
 	reasonFault        = "not supported yet (fault injection arrives with the policy work)"
-	reasonTLS          = "not supported yet (mTLS settings arrive with the security work)"
+	reasonTLSField     = "not supported by meshlet (meshlet issues the certificates: set mode ISTIO_MUTUAL or DISABLE, and nothing else)"
 	reasonPolicy       = "not supported yet (arrives with the HTTP data plane / policy work)"
 	reasonHashKey      = "not supported by meshlet (use httpHeaderName)"
 	reasonHashFunction = "not supported by meshlet (use ringHash, or leave it out)"
@@ -90,10 +91,12 @@ var (
 		"loadBalancer.consistentHash.ringHash.minimumRingSize",
 	}
 
+	trafficPolicyFields = append([]string{"tls.mode"}, loadBalancerFields...)
+
 	destinationRuleSupport = newSupport(concat(
 		[]string{"host", "subsets.name", "subsets.labels"},
-		under("trafficPolicy", loadBalancerFields...),
-		under("subsets.trafficPolicy", loadBalancerFields...),
+		under("trafficPolicy", trafficPolicyFields...),
+		under("subsets.trafficPolicy", trafficPolicyFields...),
 	), trafficPolicyReasons("trafficPolicy", "subsets.trafficPolicy"))
 
 	workloadEntryFields = []string{"address", "ports", "labels", "locality", "weight", "serviceAccount"}
@@ -110,15 +113,61 @@ var (
 			"resolution",
 			"location",
 			"workloadSelector.labels",
+			"subjectAltNames",
 		},
 		under("endpoints", workloadEntryFields...),
 	), nil)
+
+	peerAuthenticationSupport = newSupport([]string{
+		"selector.matchLabels",
+		"mtls.mode",
+		"portLevelMtls.mode",
+	}, nil)
+
+	authorizationPolicySupport = newSupport(concat(
+		[]string{"selector.matchLabels", "action", "rules.when.key", "rules.when.values", "rules.when.notValues"},
+		under("rules.from.source", sourceFields...),
+		under("rules.to.operation", operationFields...),
+	), map[string]string{
+		"targetRef":                              reasonTargetRef,
+		"targetRefs":                             reasonTargetRef,
+		"provider":                               "not supported by meshlet (a CUSTOM provider is an external authorizer, which meshlet does not call; use ALLOW or DENY rules)",
+		"rules.from.source.requestPrincipals":    reasonRequestPrincipals,
+		"rules.from.source.notRequestPrincipals": reasonRequestPrincipals,
+		"rules.from.source.ipBlocks":             reasonIPBlocks,
+		"rules.from.source.notIpBlocks":          reasonIPBlocks,
+		"rules.from.source.remoteIpBlocks":       reasonIPBlocks,
+		"rules.from.source.notRemoteIpBlocks":    reasonIPBlocks,
+		"rules.from.source.trustDomains":         "not supported by meshlet (use principals, which name the trust domain)",
+		"rules.from.source.notTrustDomains":      "not supported by meshlet (use notPrincipals, which name the trust domain)",
+		"rules.to.operation.hosts":               reasonHosts,
+		"rules.to.operation.notHosts":            reasonHosts,
+	})
+)
+
+// The fields of an AuthorizationPolicy source and operation that meshlet
+// implements; validation says "set at least one of" these.
+var (
+	sourceFields    = []string{"principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts"}
+	operationFields = []string{"methods", "notMethods", "paths", "notPaths", "ports", "notPorts"}
+)
+
+const (
+	reasonTargetRef         = "not supported by meshlet (it attaches a policy to a gateway or a Service object; select workloads with selector.matchLabels)"
+	reasonRequestPrincipals = "not supported by meshlet (request principals come from JWT authentication, which meshlet does not do yet; use principals, namespaces or serviceAccounts)"
+	reasonIPBlocks          = "not supported by meshlet (callers are identified by their mTLS identity, not their address; use principals, namespaces or serviceAccounts)"
+	reasonHosts             = "not supported by meshlet (a workload's policy covers every host it serves; use paths, methods or ports)"
 )
 
 func trafficPolicyReasons(prefixes ...string) map[string]string {
 	m := map[string]string{}
+	tls := (&networking.ClientTLSSettings{}).ProtoReflect().Descriptor().Fields()
 	for _, p := range prefixes {
-		m[p+".tls"] = reasonTLS
+		for i := 0; i < tls.Len(); i++ {
+			if name := tls.Get(i).JSONName(); name != "mode" {
+				m[p+".tls."+name] = reasonTLSField
+			}
+		}
 		m[p+".outlierDetection"] = reasonPolicy
 		m[p+".connectionPool"] = reasonPolicy
 		for _, k := range []string{"httpCookie", "useSourceIp", "httpQueryParameterName"} {

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 )
@@ -34,10 +35,15 @@ func (p *parser) validateSet() {
 			validateVirtualService(s, report)
 		case *networking.DestinationRule:
 			validateDestinationRule(s, report)
+		case *security.PeerAuthentication:
+			validatePeerAuthentication(s, report)
+		case *security.AuthorizationPolicy:
+			validateAuthorizationPolicy(s, report)
 		}
 	}
 	p.validateHostClaims()
 	p.validateSubsets()
+	p.validateNamespacePolicies()
 }
 
 func validateVirtualService(vs *networking.VirtualService, report reportFunc) {
@@ -184,11 +190,18 @@ func validateDestinationRule(dr *networking.DestinationRule, report reportFunc) 
 }
 
 func validateTrafficPolicy(tp *networking.TrafficPolicy, path string, report reportFunc) {
-	lb := tp.GetLoadBalancer()
+	switch mode := tp.GetTls().GetMode(); {
+	case tp.GetTls() == nil:
+	case mode == networking.ClientTLSSettings_SIMPLE || mode == networking.ClientTLSSettings_MUTUAL:
+		report.add(path+".tls.mode", "%s is not supported by meshlet (use ISTIO_MUTUAL: meshlet issues the certificates)", mode)
+	}
+	validateLoadBalancer(tp.GetLoadBalancer(), path+".loadBalancer", report)
+}
+
+func validateLoadBalancer(lb *networking.LoadBalancerSettings, path string, report reportFunc) {
 	if lb == nil {
 		return
 	}
-	path += ".loadBalancer"
 	switch p := lb.LbPolicy.(type) {
 	case *networking.LoadBalancerSettings_Simple:
 		if p.Simple == networking.LoadBalancerSettings_PASSTHROUGH {
@@ -268,6 +281,11 @@ func validateServiceEntry(se *networking.ServiceEntry, raw map[string]any, repor
 	}
 	for i, ep := range se.Endpoints {
 		validateWorkload(ep, fmt.Sprintf("spec.endpoints[%d]", i), names, report)
+	}
+	for i, san := range se.SubjectAltNames {
+		if san == "" {
+			report.add(fmt.Sprintf("spec.subjectAltNames[%d]", i), "must not be empty (a SPIFFE ID such as spiffe://cluster.local/ns/default/sa/reviews)")
+		}
 	}
 }
 

@@ -5,8 +5,10 @@ package model
 
 import (
 	"fmt"
+	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 
 	"github.com/meshlet/meshlet/internal/wire"
 )
@@ -54,13 +56,31 @@ type DestinationRule struct {
 	Spec *networking.DestinationRule
 }
 
+// PeerAuthentication is an Istio PeerAuthentication: the mTLS mode of the
+// workloads it selects. One without a selector applies to its whole
+// namespace, or to the whole mesh in the root namespace.
+type PeerAuthentication struct {
+	Meta
+	Spec *security.PeerAuthentication
+}
+
+// AuthorizationPolicy is an Istio AuthorizationPolicy: who may call the
+// workloads it selects. One without a selector applies to its whole
+// namespace, or to the whole mesh in the root namespace.
+type AuthorizationPolicy struct {
+	Meta
+	Spec *security.AuthorizationPolicy
+}
+
 // Config is one whole, validated configuration. Resources are sorted by
 // namespace and name so that translation is deterministic.
 type Config struct {
-	ServiceEntries   []*ServiceEntry
-	WorkloadEntries  []*WorkloadEntry
-	VirtualServices  []*VirtualService
-	DestinationRules []*DestinationRule
+	ServiceEntries        []*ServiceEntry
+	WorkloadEntries       []*WorkloadEntry
+	VirtualServices       []*VirtualService
+	DestinationRules      []*DestinationRule
+	PeerAuthentications   []*PeerAuthentication
+	AuthorizationPolicies []*AuthorizationPolicy
 }
 
 // FQDN expands a host as written in a resource of namespace ns into a fully
@@ -68,3 +88,18 @@ type Config struct {
 // "reviews", becomes "reviews.<ns>.svc.cluster.local". A name with a dot, or
 // a wildcard, is already qualified and is returned as it is.
 func FQDN(host, ns string) string { return wire.QualifyHost(host, ns) }
+
+// HeaderConditionKey returns the header name of an AuthorizationPolicy
+// condition key of the form request.headers[<name>], the only condition
+// meshlet evaluates, and whether key has that form.
+func HeaderConditionKey(key string) (string, bool) {
+	name, ok := strings.CutPrefix(key, "request.headers[")
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, "]")
+	if !ok || name == "" || strings.ContainsAny(name, "[]") {
+		return "", false
+	}
+	return name, true
+}

@@ -136,8 +136,9 @@ func portLevelLB(tp *networking.TrafficPolicy, port uint32) (*networking.LoadBal
 }
 
 // buildClusters makes the Clusters of one service port: the one without a
-// subset and one per DestinationRule subset. It records the hash policies
-// that RING_HASH clusters need on their routes.
+// subset and one per DestinationRule subset, with mTLS where clusterTLS
+// says. It records the hash policies that RING_HASH clusters need on their
+// routes.
 func (t *translator) buildClusters(s *service, p Port, dr destRule) ([]*clusterv3.Cluster, error) {
 	subsets := append([]*networking.Subset{nil}, dr.subsets...)
 	out := make([]*clusterv3.Cluster, 0, len(subsets))
@@ -146,6 +147,9 @@ func (t *translator) buildClusters(s *service, p Port, dr destRule) ([]*clusterv
 		lb, at := dr.loadBalancer(sub, p.Number)
 		c, hp, err := newCluster(name, lb, at)
 		if err != nil {
+			return nil, err
+		}
+		if c.TransportSocket, err = t.clusterTLS(s, p.Number, dr, sub); err != nil {
 			return nil, err
 		}
 		if len(hp) > 0 {

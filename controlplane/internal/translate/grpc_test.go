@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,14 +20,21 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
@@ -152,12 +160,74 @@ func startADS(t *testing.T, tracker *ackTracker) (string, cachev3.SnapshotCache)
 	return lis.Addr().String(), cache
 }
 
-func bootstrap(adsAddr string) []byte {
+// bootstrap is a gRPC xDS bootstrap for the ADS server at adsAddr whose
+// certificate provider CertProviderInstance is gRPC-Go's file_watcher
+// plugin reading creds. gRPC-Go NACKs a Listener or Cluster with a TLS
+// context that names an instance its bootstrap lacks.
+func bootstrap(adsAddr string, creds certFiles) []byte {
 	return fmt.Appendf(nil, `{
 		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
 		"node": {"id": "test"},
-		"server_listener_resource_name_template": %q
-	}`, adsAddr, translate.ServerListenerTemplate)
+		"server_listener_resource_name_template": %q,
+		"certificate_providers": {
+			%q: {"plugin_name": "file_watcher", "config": {
+				"certificate_file": %q, "private_key_file": %q, "ca_certificate_file": %q,
+				"refresh_interval": "600s"
+			}}
+		}
+	}`, adsAddr, translate.ServerListenerTemplate, translate.CertProviderInstance, creds.cert, creds.key, creds.ca)
+}
+
+// serve puts out into the cache as one snapshot and returns the
+// "type|name" keys of every resource in it.
+func serve(ctx context.Context, t *testing.T, cache cachev3.SnapshotCache, version string, out *translate.Output) []string {
+	t.Helper()
+	resources := map[resourcev3.Type][]cachetypes.Resource{}
+	var want []string
+	for _, l := range out.Listeners {
+		resources[resourcev3.ListenerType] = append(resources[resourcev3.ListenerType], l)
+		want = append(want, resourcev3.ListenerType+"|"+l.GetName())
+	}
+	for _, r := range out.Routes {
+		resources[resourcev3.RouteType] = append(resources[resourcev3.RouteType], r)
+		want = append(want, resourcev3.RouteType+"|"+r.GetName())
+	}
+	for _, c := range out.Clusters {
+		resources[resourcev3.ClusterType] = append(resources[resourcev3.ClusterType], c)
+		want = append(want, resourcev3.ClusterType+"|"+c.GetName())
+	}
+	for _, e := range out.Endpoints {
+		resources[resourcev3.EndpointType] = append(resources[resourcev3.EndpointType], e)
+		want = append(want, resourcev3.EndpointType+"|"+e.GetClusterName())
+	}
+	snap, err := cachev3.NewSnapshot(version, resources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.SetSnapshot(ctx, "mesh", snap); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// waitACKed polls until every wanted resource is ACKed, failing at the
+// first NACK or at the deadline of ctx.
+func waitACKed(ctx context.Context, t *testing.T, tracker *ackTracker, want []string) {
+	t.Helper()
+	for {
+		missing, nacks := tracker.missing(want)
+		if len(nacks) > 0 {
+			t.Fatalf("gRPC NACKed:\n%s", firstLines(nacks))
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			sort.Strings(missing)
+			t.Fatalf("never ACKed:\n%s", strings.Join(missing, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // e2eConfig routes five services to one server: rr (round robin, an 80/20
@@ -246,7 +316,8 @@ func TestGRPCAcceptsResources(t *testing.T) {
 	}
 	tracker := newAckTracker()
 	adsAddr, cache := startADS(t, tracker)
-	bs := bootstrap(adsAddr)
+	pki := newTestPKI(t)
+	bs := bootstrap(adsAddr, pki.leaf("workload", "spiffe://cluster.local/ns/default/sa/default"))
 
 	// The gRPC xDS server, the one endpoint of every service.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -286,33 +357,9 @@ func TestGRPCAcceptsResources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resources := map[resourcev3.Type][]cachetypes.Resource{}
-	var want []string
-	for _, l := range out.Listeners {
-		resources[resourcev3.ListenerType] = append(resources[resourcev3.ListenerType], l)
-		want = append(want, resourcev3.ListenerType+"|"+l.GetName())
-	}
-	for _, r := range out.Routes {
-		resources[resourcev3.RouteType] = append(resources[resourcev3.RouteType], r)
-		want = append(want, resourcev3.RouteType+"|"+r.GetName())
-	}
-	for _, c := range out.Clusters {
-		resources[resourcev3.ClusterType] = append(resources[resourcev3.ClusterType], c)
-		want = append(want, resourcev3.ClusterType+"|"+c.GetName())
-	}
-	for _, e := range out.Endpoints {
-		resources[resourcev3.EndpointType] = append(resources[resourcev3.EndpointType], e)
-		want = append(want, resourcev3.EndpointType+"|"+e.GetClusterName())
-	}
-	snap, err := cachev3.NewSnapshot("v1", resources)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cache.SetSnapshot(ctx, "mesh", snap); err != nil {
-		t.Fatal(err)
-	}
+	want := serve(ctx, t, cache, "v1", out)
 
 	resolverBuilder, err := xds.NewXDSResolverWithConfigForTesting(bs)
 	if err != nil {
@@ -383,20 +430,7 @@ func TestGRPCAcceptsResources(t *testing.T) {
 			}
 		}
 	}
-	for {
-		missing, nacks := tracker.missing(want)
-		if len(nacks) > 0 {
-			t.Fatalf("gRPC NACKed:\n%s", firstLines(nacks))
-		}
-		if len(missing) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			sort.Strings(missing)
-			t.Fatalf("never ACKed:\n%s", strings.Join(missing, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitACKed(ctx, t, tracker, want)
 }
 
 // firstLines shows the first NACKs only: gRPC NACKs in a loop.
@@ -406,4 +440,289 @@ func firstLines(nacks []string) string {
 		nacks = append(nacks[:n:n], fmt.Sprintf("... and %d more", len(nacks)-n))
 	}
 	return strings.Join(nacks, "\n")
+}
+
+// peerLog records, per server, the SPIFFE ID each RPC's caller proved over
+// TLS, or "plaintext".
+type peerLog struct {
+	mu    sync.Mutex
+	peers []string
+}
+
+func (l *peerLog) interceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	who := "plaintext"
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			who = "tls"
+			if info.SPIFFEID != nil {
+				who = info.SPIFFEID.String()
+			}
+		}
+	}
+	l.mu.Lock()
+	l.peers = append(l.peers, who)
+	l.mu.Unlock()
+	return h(ctx, req)
+}
+
+func (l *peerLog) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.peers) == 0 {
+		return ""
+	}
+	return l.peers[len(l.peers)-1]
+}
+
+// startSecureServer starts a gRPC xDS server with xDS credentials, which
+// fall back to plaintext when its Listener has no TLS context, as a
+// meshlet server does (meshlet's fallback also accepts TLS).
+func startSecureServer(t *testing.T, bs []byte) (string, *peerLog) {
+	t.Helper()
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &peerLog{}
+	xs, err := xds.NewGRPCServer(grpc.Creds(creds), grpc.UnaryInterceptor(log.interceptor), xds.BootstrapContentsForTesting(bs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthpb.RegisterHealthServer(xs, health.NewServer())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = xs.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		xs.Stop()
+		<-served
+	})
+	return lis.Addr().String(), log
+}
+
+// TestGRPCMutualTLSAndRBAC serves the security resources to real gRPC-Go
+// xDS servers and clients with xDS credentials and certificates from
+// gRPC-Go's file_watcher provider. Every resource must be ACKed, and:
+//
+//   - secure (STRICT: mesh-wide STRICT, then its own PERMISSIVE overridden
+//     for its port) answers the allowed caller over mTLS, refuses a header
+//     its DENY policy names, refuses a caller its ALLOW policy does not
+//     name, and refuses a plaintext client;
+//   - open (DISABLE) answers in plaintext, as auto mTLS chooses;
+//   - locked (allow-nothing) refuses everyone;
+//   - wrong.example.com, which selects secure but expects another
+//     identity, fails the TLS handshake.
+func TestGRPCMutualTLSAndRBAC(t *testing.T) {
+	tracker := newAckTracker()
+	adsAddr, cache := startADS(t, tracker)
+	pki := newTestPKI(t)
+	const td = "spiffe://cluster.local/ns/default/sa/"
+	serverBS := bootstrap(adsAddr, pki.leaf("server", td+"server"))
+	clientBS := bootstrap(adsAddr, pki.leaf("client", td+"client"))
+	intruderBS := bootstrap(adsAddr, pki.leaf("intruder", td+"intruder"))
+
+	secureAddr, secureLog := startSecureServer(t, serverBS)
+	openAddr, openLog := startSecureServer(t, serverBS)
+	lockedAddr, _ := startSecureServer(t, serverBS)
+
+	host := func(s string) string { return s + ".default.svc.cluster.local" }
+	_, securePortStr, _ := net.SplitHostPort(secureAddr)
+	securePort, _ := strconv.ParseUint(securePortStr, 10, 32)
+	var insts []registry.Instance
+	workloads := map[string]translate.Workload{}
+	for _, s := range []struct{ name, addr string }{{"secure", secureAddr}, {"open", openAddr}, {"locked", lockedAddr}} {
+		_, portStr, _ := net.SplitHostPort(s.addr)
+		port, _ := strconv.ParseUint(portStr, 10, 32)
+		labels := map[string]string{"app": s.name, "version": "v1"}
+		insts = append(insts, registry.Instance{
+			ID: s.name + "-1", Service: s.name, Namespace: "default", ServiceAccount: "server",
+			Address: "127.0.0.1", Port: uint32(port), ServicePort: 9080, Protocol: "GRPC", Labels: labels,
+		})
+		workloads[s.addr] = translate.Workload{Namespace: "default", ServiceAccount: "server", Labels: labels}
+	}
+	selector := func(app string) *typev1beta1.WorkloadSelector {
+		return &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": app}}
+	}
+	split := func(name string) *model.VirtualService {
+		return virtualService("default", name, &networking.VirtualService{
+			Hosts: []string{host(name)},
+			Http: []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{
+				{Destination: &networking.Destination{Host: host(name)}, Weight: 50},
+				{Destination: &networking.Destination{Host: host(name), Subset: "v1"}, Weight: 50},
+			}}},
+		})
+	}
+	v1 := []*networking.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}}
+	cfg := &model.Config{
+		ServiceEntries: []*model.ServiceEntry{serviceEntry("default", "wrong", &networking.ServiceEntry{
+			Hosts:            []string{"wrong.example.com"},
+			Ports:            []*networking.ServicePort{{Number: 9090, Name: "grpc", Protocol: "GRPC"}},
+			WorkloadSelector: &networking.WorkloadSelector{Labels: map[string]string{"app": "secure"}},
+			Resolution:       networking.ServiceEntry_STATIC,
+			SubjectAltNames:  []string{td + "not-the-server"},
+		})},
+		DestinationRules: []*model.DestinationRule{
+			destinationRule("default", "secure", &networking.DestinationRule{
+				Host:          host("secure"),
+				TrafficPolicy: &networking.TrafficPolicy{Tls: &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_ISTIO_MUTUAL}},
+				Subsets:       v1,
+			}),
+			destinationRule("default", "open", &networking.DestinationRule{Host: host("open"), Subsets: v1}),
+			destinationRule("default", "locked", &networking.DestinationRule{Host: host("locked"), Subsets: v1}),
+		},
+		VirtualServices: []*model.VirtualService{split("secure"), split("open"), split("locked")},
+		PeerAuthentications: []*model.PeerAuthentication{
+			peerAuth("istio-system", "default", &security.PeerAuthentication{Mtls: strictMode()}),
+			peerAuth("default", "open", &security.PeerAuthentication{
+				Selector: selector("open"),
+				Mtls:     &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_DISABLE},
+			}),
+			peerAuth("default", "secure", &security.PeerAuthentication{
+				Selector:      selector("secure"),
+				Mtls:          &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_PERMISSIVE},
+				PortLevelMtls: map[uint32]*security.PeerAuthentication_MutualTLS{uint32(securePort): strictMode()},
+			}),
+		},
+		AuthorizationPolicies: []*model.AuthorizationPolicy{
+			authzPolicy("default", "allow-client", &security.AuthorizationPolicy{
+				Selector: selector("secure"),
+				Rules: []*security.Rule{{
+					From: []*security.Rule_From{{Source: &security.Source{Principals: []string{"cluster.local/ns/default/sa/client"}}}},
+					To: []*security.Rule_To{{Operation: &security.Operation{
+						Paths:   []string{"/grpc.health.v1.Health/*"},
+						Methods: []string{"POST"},
+						Ports:   []string{securePortStr},
+					}}},
+				}},
+			}),
+			authzPolicy("default", "deny-header", &security.AuthorizationPolicy{
+				Selector: selector("secure"),
+				Action:   security.AuthorizationPolicy_DENY,
+				Rules: []*security.Rule{{
+					When: []*security.Condition{{Key: "request.headers[x-deny]", Values: []string{"yes"}}},
+				}},
+			}),
+			authzPolicy("default", "allow-nothing", &security.AuthorizationPolicy{Selector: selector("locked")}),
+		},
+	}
+	out, err := translate.Build(translate.Input{
+		Config:          cfg,
+		Instances:       insts,
+		ServerAddresses: []string{secureAddr, openAddr, lockedAddr},
+		Workloads:       workloads,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := serve(ctx, t, cache, "v1", out)
+
+	// The shapes under test, before gRPC sees them.
+	if ts := findListener(t, out, translate.ServerListenerName(secureAddr)).GetFilterChains()[0].GetTransportSocket(); ts == nil {
+		t.Fatal("secure: no transport socket on its server Listener")
+	}
+	if ts := findListener(t, out, translate.ServerListenerName(openAddr)).GetFilterChains()[0].GetTransportSocket(); ts != nil {
+		t.Fatal("open: a transport socket on its server Listener")
+	}
+	for _, c := range []string{"outbound|9080||" + host("secure"), "outbound|9080|v1|" + host("secure"), "outbound|9080||" + host("locked"), "outbound|9090||wrong.example.com"} {
+		if findCluster(t, out, c).GetTransportSocket() == nil {
+			t.Fatalf("cluster %s: no UpstreamTlsContext", c)
+		}
+	}
+	if findCluster(t, out, "outbound|9080||"+host("open")).GetTransportSocket() != nil {
+		t.Fatal("cluster for open: an UpstreamTlsContext to a DISABLE server")
+	}
+
+	dial := func(bs []byte, target string, creds credentials.TransportCredentials) healthpb.HealthClient {
+		t.Helper()
+		rb, err := xds.NewXDSResolverWithConfigForTesting(bs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(creds), grpc.WithResolvers(rb))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return healthpb.NewHealthClient(cc)
+	}
+	xdsCreds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secure := dial(clientBS, host("secure")+":9080", xdsCreds)
+	intruder := dial(intruderBS, host("secure")+":9080", xdsCreds)
+	plaintext := dial(clientBS, host("secure")+":9080", insecure.NewCredentials())
+	open := dial(clientBS, host("open")+":9080", xdsCreds)
+	locked := dial(clientBS, host("locked")+":9080", xdsCreds)
+	wrong := dial(clientBS, "wrong.example.com:9090", xdsCreds)
+
+	check := func(c healthpb.HealthClient, md metadata.MD) error {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		defer rcancel()
+		if md != nil {
+			rctx = metadata.NewOutgoingContext(rctx, md)
+		}
+		_, err := c.Check(rctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	// eventually polls until an RPC gives the code wanted: the servers
+	// serve once their Listeners arrive, the clients once theirs do.
+	eventually := func(name string, c healthpb.HealthClient, md metadata.MD, code codes.Code, msg string) {
+		t.Helper()
+		var err error
+		for {
+			if _, nacks := tracker.missing(nil); len(nacks) > 0 {
+				t.Fatalf("gRPC NACKed:\n%s", firstLines(nacks))
+			}
+			err = check(c, md)
+			if status.Code(err) == code && strings.Contains(status.Convert(err).Message(), msg) {
+				t.Logf("%s: %v", name, err)
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: got %v, want code %v with %q", name, err, code, msg)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	eventually("allowed caller", secure, nil, codes.OK, "")
+	if got := secureLog.last(); got != td+"client" {
+		t.Errorf("secure saw caller %q, want %s over mTLS", got, td+"client")
+	}
+	eventually("DENY header", secure, metadata.Pairs("x-deny", "yes"), codes.PermissionDenied,
+		`incoming RPC matched a deny policy "ns[default]-policy[deny-header]-rule[0]"`)
+	eventually("caller not allowed", intruder, nil, codes.PermissionDenied, "incoming RPC did not match an allow policy")
+	eventually("plaintext to STRICT", plaintext, nil, codes.Unavailable, "connection error")
+	eventually("DISABLE server", open, nil, codes.OK, "")
+	if got := openLog.last(); got != "plaintext" {
+		t.Errorf("open saw caller %q, want plaintext", got)
+	}
+	eventually("allow-nothing", locked, nil, codes.PermissionDenied, "incoming RPC did not match an allow policy")
+	eventually("SAN mismatch", wrong, nil, codes.Unavailable, "do not match any of the accepted SANs")
+
+	// The decisions hold for every call, not just the first.
+	for i := 0; i < 20; i++ {
+		if err := check(secure, nil); err != nil {
+			t.Fatalf("allowed caller, RPC %d: %v", i, err)
+		}
+		if err := check(secure, metadata.Pairs("x-deny", "yes")); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("DENY header, RPC %d: %v", i, err)
+		}
+		if err := check(intruder, nil); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("caller not allowed, RPC %d: %v", i, err)
+		}
+	}
+	waitACKed(ctx, t, tracker, want)
+}
+
+func strictMode() *security.PeerAuthentication_MutualTLS {
+	return &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_STRICT}
 }

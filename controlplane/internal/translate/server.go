@@ -15,7 +15,7 @@ import (
 // serverListener is the inbound Listener of a gRPC xDS server bound to addr
 // ("ip:port"). gRPC-Go looks it up by ServerListenerName(addr) and serves
 // only if its address is the exact bound IP and port.
-func serverListener(addr string) (*listenerv3.Listener, error) {
+func (t *translator) serverListener(addr string) (*listenerv3.Listener, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("translate: server address %q: %w", addr, err)
@@ -24,9 +24,19 @@ func serverListener(addr string) (*listenerv3.Listener, error) {
 	if err != nil || port == 0 || port > 65535 {
 		return nil, fmt.Errorf("translate: server address %q: bad port", addr)
 	}
-	fc, err := serverFilterChain(addr)
+	w := t.workload(addr)
+	filters, err := t.serverHTTPFilters(w)
 	if err != nil {
 		return nil, err
+	}
+	fc, err := serverFilterChain(addr, filters)
+	if err != nil {
+		return nil, err
+	}
+	if t.peerAuthMode(w, uint32(port)) == modeStrict {
+		if fc.TransportSocket, err = downstreamTLS(); err != nil {
+			return nil, err
+		}
 	}
 	return &listenerv3.Listener{
 		Name:             ServerListenerName(addr),
@@ -38,17 +48,12 @@ func serverListener(addr string) (*listenerv3.Listener, error) {
 
 // serverFilterChain is the one filter chain of a server Listener: an
 // HttpConnectionManager whose inline routes accept every request
-// (NonForwardingAction: the server handles it itself).
+// (NonForwardingAction: the server handles it itself), through filters.
 //
-// mTLS goes here: set the chain's TransportSocket, named
-// "envoy.transport_sockets.tls", to a DownstreamTlsContext whose
-// CommonTlsContext names certificate-provider instances (gRPC-Go reads only
-// those).
-func serverFilterChain(addr string) (*listenerv3.FilterChain, error) {
-	filters, err := serverHTTPFilters(addr)
-	if err != nil {
-		return nil, err
-	}
+// A STRICT server's chain gets a transport socket requiring mTLS
+// (downstreamTLS); without one, the server's fallback credentials take the
+// connection, which meshlet's accept as plaintext or TLS (PERMISSIVE).
+func serverFilterChain(addr string, filters []*hcmv3.HttpFilter) (*listenerv3.FilterChain, error) {
 	hcm, err := toAny(&hcmv3.HttpConnectionManager{
 		StatPrefix: "inbound|" + addr,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
@@ -77,14 +82,17 @@ func serverFilterChain(addr string) (*listenerv3.FilterChain, error) {
 	}, nil
 }
 
-// serverHTTPFilters are the HTTP filters of a server, the router last.
-//
-// Authorization goes here: the workload's RBAC filter
-// (envoy.filters.http.rbac) before the router.
-func serverHTTPFilters(string) ([]*hcmv3.HttpFilter, error) {
+// serverHTTPFilters are the HTTP filters of workload w's server: its RBAC
+// filters (rbacFilters), then the router, which gRPC-Go needs last. They
+// apply to every route; no per-route configuration is needed.
+func (t *translator) serverHTTPFilters(w Workload) ([]*hcmv3.HttpFilter, error) {
+	filters, err := t.rbacFilters(w)
+	if err != nil {
+		return nil, err
+	}
 	router, err := routerFilter()
 	if err != nil {
 		return nil, err
 	}
-	return []*hcmv3.HttpFilter{router}, nil
+	return append(filters, router), nil
 }

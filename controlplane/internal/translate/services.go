@@ -21,6 +21,9 @@ type service struct {
 	// endpoints are per service port number, without duplicate addresses.
 	endpoints map[uint32][]endpointInfo
 	seen      map[uint32]map[string]bool
+	// sans are the subjectAltNames of the ServiceEntries for the host: the
+	// identities its endpoints must prove, instead of their own.
+	sans []string
 }
 
 // endpointInfo is one endpoint of one service port.
@@ -30,6 +33,12 @@ type endpointInfo struct {
 	labels   map[string]string
 	locality registry.Locality
 	weight   uint32 // 0 means 1
+	// registered is set for a registry instance: a meshlet server, which
+	// accepts mTLS unless its PeerAuthentication says DISABLE.
+	registered bool
+	// namespace and serviceAccount are the endpoint's identity.
+	namespace      string
+	serviceAccount string
 }
 
 func newService(host, ns string, implicit bool) *service {
@@ -103,6 +112,7 @@ func buildServices(cfg *model.Config, instances []registry.Instance) []*service 
 			for _, p := range se.Spec.GetPorts() {
 				s.addPort(Port{Number: p.GetNumber(), TargetPort: p.GetTargetPort(), Name: p.GetName(), Protocol: p.GetProtocol()})
 			}
+			s.sans = append(s.sans, se.Spec.GetSubjectAltNames()...)
 			sources = append(sources, source{se: se, host: h})
 		}
 	}
@@ -170,7 +180,7 @@ func addServiceEntryEndpoints(s *service, se *model.ServiceEntry, wles []*model.
 			if we.GetAddress() == "" {
 				continue
 			}
-			s.addEndpoint(p.GetNumber(), endpointFromWorkloadEntry(we, p, target))
+			s.addEndpoint(p.GetNumber(), endpointFromWorkloadEntry(we, se.Namespace, p, target))
 			added++
 		}
 		if sel != nil {
@@ -178,7 +188,7 @@ func addServiceEntryEndpoints(s *service, se *model.ServiceEntry, wles []*model.
 				if wle.Spec == nil || wle.Spec.GetAddress() == "" || wle.Namespace != se.Namespace || !labelsMatch(sel.GetLabels(), wle.Spec.GetLabels()) {
 					continue
 				}
-				s.addEndpoint(p.GetNumber(), endpointFromWorkloadEntry(wle.Spec, p, target))
+				s.addEndpoint(p.GetNumber(), endpointFromWorkloadEntry(wle.Spec, wle.Namespace, p, target))
 				added++
 			}
 		}
@@ -197,7 +207,7 @@ func addServiceEntryEndpoints(s *service, se *model.ServiceEntry, wles []*model.
 		// Istio.
 		res := spec.GetResolution()
 		if added == 0 && sel == nil && (res == networking.ServiceEntry_DNS || res == networking.ServiceEntry_DNS_ROUND_ROBIN) {
-			s.addEndpoint(p.GetNumber(), endpointInfo{address: s.Host, port: target})
+			s.addEndpoint(p.GetNumber(), endpointInfo{address: s.Host, port: target, namespace: se.Namespace})
 		}
 	}
 }
@@ -209,7 +219,9 @@ func instanceServes(inst registry.Instance, p *networking.ServicePort, target ui
 	return servicePort(inst) == p.GetNumber() || inst.Port == target || nports == 1
 }
 
-func endpointFromWorkloadEntry(we *networking.WorkloadEntry, p *networking.ServicePort, target uint32) endpointInfo {
+// endpointFromWorkloadEntry makes the endpoint of a WorkloadEntry, or of an
+// inline ServiceEntry endpoint, of namespace ns.
+func endpointFromWorkloadEntry(we *networking.WorkloadEntry, ns string, p *networking.ServicePort, target uint32) endpointInfo {
 	port := target
 	if name := p.GetName(); name != "" {
 		if wp, ok := we.GetPorts()[name]; ok && wp != 0 {
@@ -222,6 +234,9 @@ func endpointFromWorkloadEntry(we *networking.WorkloadEntry, p *networking.Servi
 		labels:   we.GetLabels(),
 		locality: parseLocality(we.GetLocality()),
 		weight:   we.GetWeight(),
+
+		namespace:      ns,
+		serviceAccount: we.GetServiceAccount(),
 	}
 }
 
@@ -232,6 +247,10 @@ func endpointFromInstance(inst registry.Instance) endpointInfo {
 		labels:   inst.Labels,
 		locality: inst.Locality,
 		weight:   inst.Weight,
+
+		registered:     true,
+		namespace:      instanceNamespace(inst),
+		serviceAccount: inst.ServiceAccount,
 	}
 }
 

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -23,6 +24,19 @@ import (
 // %s is replaced by the exact "ip:port" the server is bound to.
 const ServerListenerTemplate = wire.ServerListenerTemplate
 
+// Defaults for the Input fields of the same names, Istio's.
+const (
+	DefaultTrustDomain   = "cluster.local"
+	DefaultRootNamespace = "istio-system"
+)
+
+// CertProviderInstance is the certificate-provider instance that every TLS
+// context names, for the workload's own certificate and for the roots that
+// verify its peers. Every workload's bootstrap must define it in
+// certificate_providers: gRPC-Go NACKs a Listener or Cluster that names an
+// instance its bootstrap lacks.
+const CertProviderInstance = wire.CertProviderInstance
+
 // Input is everything a translation needs.
 type Input struct {
 	// Config is the validated configuration. Hosts are fully qualified.
@@ -36,6 +50,26 @@ type Input struct {
 	// a control-plane restart, before the registry has heard from the
 	// servers again.
 	OmitEndpoints bool
+	// TrustDomain is the SPIFFE trust domain of every identity:
+	// spiffe://<TrustDomain>/ns/<namespace>/sa/<service account>. Empty
+	// means DefaultTrustDomain.
+	TrustDomain string
+	// RootNamespace holds the mesh-wide PeerAuthentication and
+	// AuthorizationPolicies. Empty means DefaultRootNamespace.
+	RootNamespace string
+	// Workloads says who listens at each ServerAddresses entry, as the
+	// server's xDS node metadata tells it. An address with no entry is a
+	// workload of namespace "default" with no labels. A registry instance
+	// at an address listed here is taken to be that workload.
+	Workloads map[string]Workload
+}
+
+// Workload is the workload behind a server address: what PeerAuthentication
+// and AuthorizationPolicy selectors match.
+type Workload struct {
+	Namespace      string
+	ServiceAccount string
+	Labels         map[string]string
 }
 
 // Output holds the xDS resources per type, each list sorted by name, and the
@@ -99,9 +133,12 @@ func Build(in Input) (*Output, error) {
 	}
 	svcs := buildServices(cfg, in.Instances)
 	t := &translator{
-		cfg:    cfg,
-		byHost: make(map[string]*service, len(svcs)),
-		hashes: make(map[string][]*routev3.RouteAction_HashPolicy),
+		cfg:           cfg,
+		byHost:        make(map[string]*service, len(svcs)),
+		hashes:        make(map[string][]*routev3.RouteAction_HashPolicy),
+		trustDomain:   cmp.Or(in.TrustDomain, DefaultTrustDomain),
+		rootNamespace: cmp.Or(in.RootNamespace, DefaultRootNamespace),
+		workloads:     in.Workloads,
 	}
 	for _, s := range svcs {
 		t.byHost[s.Host] = s
@@ -144,7 +181,7 @@ func Build(in Input) (*Output, error) {
 		out.Services = append(out.Services, s.Service)
 	}
 	for _, addr := range dedupSorted(in.ServerAddresses) {
-		l, err := serverListener(addr)
+		l, err := t.serverListener(addr)
 		if err != nil {
 			return nil, err
 		}
@@ -167,6 +204,10 @@ type translator struct {
 	// hashes holds the route hash policies that a RING_HASH cluster needs,
 	// by cluster name.
 	hashes map[string][]*routev3.RouteAction_HashPolicy
+
+	trustDomain   string
+	rootNamespace string
+	workloads     map[string]Workload
 }
 
 // virtualService returns the VirtualService that routes host for mesh

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
@@ -52,6 +53,14 @@ func virtualService(ns, name string, spec *networking.VirtualService) *model.Vir
 
 func destinationRule(ns, name string, spec *networking.DestinationRule) *model.DestinationRule {
 	return &model.DestinationRule{Meta: meta("DestinationRule", ns, name), Spec: spec}
+}
+
+func peerAuth(ns, name string, spec *security.PeerAuthentication) *model.PeerAuthentication {
+	return &model.PeerAuthentication{Meta: meta("PeerAuthentication", ns, name), Spec: spec}
+}
+
+func authzPolicy(ns, name string, spec *security.AuthorizationPolicy) *model.AuthorizationPolicy {
+	return &model.AuthorizationPolicy{Meta: meta("AuthorizationPolicy", ns, name), Spec: spec}
 }
 
 // instance is a registry instance of service svc in namespace default.
@@ -954,11 +963,26 @@ func TestDeterministic(t *testing.T) {
 			}},
 		})},
 	}
+	// Security policies: maps of Envoy policies and SAN lists.
+	cfg.PeerAuthentications = []*model.PeerAuthentication{
+		peerAuth("istio-system", "default", &security.PeerAuthentication{Mtls: &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_STRICT}}),
+	}
+	cfg.AuthorizationPolicies = []*model.AuthorizationPolicy{
+		authzPolicy("default", "deny", &security.AuthorizationPolicy{Action: security.AuthorizationPolicy_DENY, Rules: []*security.Rule{
+			{When: []*security.Condition{{Key: "request.headers[x-a]", Values: []string{"1", "2"}}}}, {}, {},
+		}}),
+		authzPolicy("default", "allow", &security.AuthorizationPolicy{Rules: []*security.Rule{
+			{From: []*security.Rule_From{{Source: &security.Source{Principals: []string{"a", "b"}}}}}, {}, {}, {},
+		}}),
+	}
 	insts := append(reviewsInstances(),
 		instance("x1", "ratings", "10.0.1.1", 9090, 0, nil),
 		instance("x2", "ratings", "10.0.1.2", 9090, 0, nil),
 		instance("x3", "details", "10.0.2.1", 9090, 0, nil),
 	)
+	for i := range insts {
+		insts[i].ServiceAccount = insts[i].ID
+	}
 	first := build(t, translate.Input{Config: cfg, Instances: insts, ServerAddresses: []string{"10.0.0.1:9080", "10.0.0.2:9080"}})
 	r := rand.New(rand.NewSource(1))
 	for i := 0; i < 20; i++ {
@@ -975,6 +999,13 @@ func TestDeterministic(t *testing.T) {
 			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(out.Listeners[j])
 			if string(a) != string(b) {
 				t.Fatalf("run %d: listener %s bytes differ", i, out.Listeners[j].GetName())
+			}
+		}
+		for j := range out.Clusters {
+			a, _ := proto.MarshalOptions{Deterministic: true}.Marshal(first.Clusters[j])
+			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(out.Clusters[j])
+			if string(a) != string(b) {
+				t.Fatalf("run %d: cluster %s bytes differ", i, out.Clusters[j].GetName())
 			}
 		}
 	}
