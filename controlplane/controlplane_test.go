@@ -320,3 +320,25 @@ func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
 		t.Errorf("a new client waited %v for endpoints after the warm-up", took)
 	}
 }
+
+func TestStartRefusesABadCARoot(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
+	notAFile := t.TempDir()
+	cases := []struct {
+		name      string
+		cert, key string
+		want      string
+	}{
+		{"missing root", filepath.Join(notAFile, "missing.pem"), filepath.Join(notAFile, "missing-key.pem"), "missing.pem"},
+		{"unreadable root", notAFile, notAFile, notAFile},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := controlplane.Start(t.Context(), controlplane.WithConfigDir(dir), controlplane.WithXDSAddress("127.0.0.1:0"),
+				controlplane.WithAdminAddress(""), controlplane.WithLogger(meshtest.Logger()), controlplane.WithCARoot(tc.cert, tc.key))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
