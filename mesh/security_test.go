@@ -1,0 +1,379 @@
+package mesh_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/mesh"
+	"github.com/meshlet/meshlet/meshtest"
+	"github.com/meshlet/meshlet/security"
+)
+
+// identityGreeter answers with who called: the caller's SPIFFE ID over
+// mTLS, "plaintext" otherwise.
+type identityGreeter struct {
+	greeterpb.UnimplementedGreeterServer
+}
+
+func (identityGreeter) SayHello(ctx context.Context, _ *greeterpb.HelloRequest) (*greeterpb.HelloReply, error) {
+	caller := "plaintext"
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 && len(ti.State.PeerCertificates[0].URIs) > 0 {
+			caller = ti.State.PeerCertificates[0].URIs[0].String()
+		}
+	}
+	return &greeterpb.HelloReply{Message: caller}, nil
+}
+
+// identities is how workloads get their SVIDs in a test: from the control
+// plane's built-in CA with per-workload tokens, or from a real SPIRE.
+type identities struct {
+	name string
+	// cpOptions configure the control plane for this source.
+	cpOptions []controlplane.Option
+	// workload returns the mesh options that give service account sa its
+	// identity.
+	workload func(t *testing.T, sa string) []mesh.Option
+}
+
+const td = "cluster.local"
+
+func spiffeFor(sa string) string { return "spiffe://" + td + "/ns/default/sa/" + sa }
+
+// identitySources returns the sources the identity tests run over, with
+// SVIDs of the given lifetime.
+func identitySources(t *testing.T, ttl time.Duration, accounts ...string) []identities {
+	t.Helper()
+	var cpOpts []controlplane.Option
+	cpOpts = append(cpOpts, controlplane.WithCAInsecureDev(false), controlplane.WithSVIDTTL(ttl))
+	for _, sa := range accounts {
+		cpOpts = append(cpOpts, controlplane.WithCAToken("token-"+sa, controlplane.Identity{Namespace: "default", ServiceAccount: sa}))
+	}
+	builtin := identities{
+		name:      "built-in CA",
+		cpOptions: cpOpts,
+		workload: func(t *testing.T, sa string) []mesh.Option {
+			return []mesh.Option{mesh.WithServiceAccount(sa), mesh.WithCAToken("token-" + sa)}
+		},
+	}
+	// One SPIRE for the whole test, started here on the test's goroutine.
+	s := meshtest.StartSPIRE(t)
+	entries := map[string]bool{} // subtests run one after another
+	spire := identities{
+		name: "SPIRE",
+		workload: func(t *testing.T, sa string) []mesh.Option {
+			t.Helper()
+			if !entries[sa] {
+				s.CreateEntry(t, spiffeFor(sa), ttl)
+				entries[sa] = true
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			src, err := security.NewWorkloadAPISource(ctx, security.WithSocketAddr(s.Addr()),
+				security.WithExpectedID(spiffeid.RequireFromString(spiffeFor(sa))))
+			if err != nil {
+				t.Fatalf("SVID for %s from SPIRE: %v", sa, err)
+			}
+			t.Cleanup(func() { src.Close() })
+			return []mesh.Option{mesh.WithServiceAccount(sa), mesh.WithIdentity(src)}
+		},
+	}
+	return []identities{builtin, spire}
+}
+
+// rawChain returns the DER of certs.
+func rawChain(certs []*x509.Certificate) [][]byte {
+	out := make([][]byte, len(certs))
+	for i, c := range certs {
+		out[i] = c.Raw
+	}
+	return out
+}
+
+// securityMesh is a control plane and the workloads of one identity test.
+type securityMesh struct {
+	cp     *controlplane.Server
+	dir    string
+	src    identities
+	server *instance
+}
+
+func startSecurityMesh(t *testing.T, src identities, files map[string]string) *securityMesh {
+	t.Helper()
+	dir := meshtest.WriteConfig(t, files)
+	cp := meshtest.StartControlPlane(t, dir, src.cpOptions...)
+	sm := &securityMesh{cp: cp, dir: dir, src: src}
+	m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, src.workload(t, "greeter")...)
+	sm.server = serveGreeter(t, m, "v1", identityGreeter{})
+	waitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	return sm
+}
+
+// client joins as service account sa and returns a greeter client.
+func (sm *securityMesh) client(t *testing.T, sa string) (greeterpb.GreeterClient, *mesh.Mesh) {
+	t.Helper()
+	m := startMesh(t, sm.cp.XDSAddr(), sa, nil, sm.src.workload(t, sa)...)
+	return dialGreeter(t, m), m
+}
+
+// firstReply waits until a call succeeds or fails with a status that is not
+// about the client still getting its config.
+func firstReply(t *testing.T, c greeterpb.GreeterClient) (*greeterpb.HelloReply, error) {
+	t.Helper()
+	var r *greeterpb.HelloReply
+	var err error
+	waitUntil(t, 15*time.Second, "a first answer", func() bool {
+		r, err = call(t.Context(), c, "")
+		return err == nil || status.Code(err) == codes.PermissionDenied
+	})
+	return r, err
+}
+
+// direct makes one call straight to addr with creds, bypassing xDS.
+func direct(t *testing.T, addr string, creds credentials.TransportCredentials) error {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	_, err = greeterpb.NewGreeterClient(cc).SayHello(ctx, &greeterpb.HelloRequest{Name: "direct"})
+	return err
+}
+
+const strictMesh = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: istio-system
+spec:
+  mtls:
+    mode: STRICT
+`
+
+const permissiveMesh = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: istio-system
+spec:
+  mtls:
+    mode: PERMISSIVE
+`
+
+func TestMutualTLS(t *testing.T) {
+	for _, src := range identitySources(t, time.Hour, "greeter", "client", "other") {
+		t.Run(src.name, func(t *testing.T) {
+			t.Run("STRICT", func(t *testing.T) {
+				sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": strictMesh})
+				c, cm := sm.client(t, "client")
+				r, err := firstReply(t, c)
+				if err != nil {
+					t.Fatalf("an mTLS client was refused: %v", err)
+				}
+				if r.GetMessage() != spiffeFor("client") {
+					t.Errorf("the server saw %q, want the client's SPIFFE ID", r.GetMessage())
+				}
+				if err := direct(t, sm.server.addr, insecure.NewCredentials()); err == nil {
+					t.Error("a plaintext client was served under STRICT")
+				}
+				// A valid SVID of another trust domain: the server must
+				// refuse it even though the client does not check the
+				// server.
+				other := otherTrustDomain(t)
+				cfg := &tls.Config{
+					InsecureSkipVerify: true,
+					GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+						svid, err := other.GetX509SVID()
+						if err != nil {
+							return nil, err
+						}
+						return &tls.Certificate{Certificate: rawChain(svid.Certificates), PrivateKey: svid.PrivateKey}, nil
+					},
+				}
+				if err := direct(t, sm.server.addr, credentials.NewTLS(cfg)); err == nil {
+					t.Error("a client with an SVID from another trust domain was served")
+				}
+				// The server presents the greeter's identity: a client
+				// that expects another refuses it.
+				wrong := security.ClientTLSConfig(cm.Identity(), tlsconfig.AuthorizeID(spiffeid.RequireFromString(spiffeFor("other"))))
+				if err := direct(t, sm.server.addr, credentials.NewTLS(wrong)); err == nil {
+					t.Error("a client expecting sa/other accepted the greeter's server")
+				}
+				right := security.ClientTLSConfig(cm.Identity(), tlsconfig.AuthorizeID(spiffeid.RequireFromString(spiffeFor("greeter"))))
+				if err := direct(t, sm.server.addr, credentials.NewTLS(right)); err != nil {
+					t.Errorf("a client expecting sa/greeter was refused: %v", err)
+				}
+			})
+			t.Run("PERMISSIVE", func(t *testing.T) {
+				sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": permissiveMesh})
+				c, _ := sm.client(t, "client")
+				r, err := firstReply(t, c)
+				if err != nil {
+					t.Fatalf("an mTLS client was refused: %v", err)
+				}
+				if r.GetMessage() != spiffeFor("client") {
+					t.Errorf("the mesh client reached the server as %q, want over mTLS as %s", r.GetMessage(), spiffeFor("client"))
+				}
+				if err := direct(t, sm.server.addr, insecure.NewCredentials()); err != nil {
+					t.Errorf("a plaintext client was refused under PERMISSIVE: %v", err)
+				}
+			})
+		})
+	}
+}
+
+// otherTrustDomain returns an identity issued by the CA of another
+// control plane, whose trust domain is other.example.
+func otherTrustDomain(t *testing.T) security.Source {
+	t.Helper()
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, nil), controlplane.WithTrustDomain("other.example"))
+	m := startMesh(t, cp.XDSAddr(), "intruder", nil, mesh.WithTrustDomain("other.example"))
+	return m.Identity()
+}
+
+func authzPolicy(name, action, principal string) string {
+	return fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: %s
+spec:
+  selector:
+    matchLabels:
+      app: greeter
+  action: %s
+  rules:
+  - from:
+    - source:
+        principals:
+        - %s/ns/default/sa/%s
+    to:
+    - operation:
+        paths:
+        - /meshlet.example.greeter.v1.Greeter/SayHello
+`, name, action, td, principal)
+}
+
+func TestAuthorizationPolicy(t *testing.T) {
+	for _, src := range identitySources(t, time.Hour, "greeter", "client-x", "client-y") {
+		t.Run(src.name, func(t *testing.T) {
+			sm := startSecurityMesh(t, src, map[string]string{
+				"peer-authentication.yaml": strictMesh,
+				"allow-x.yaml":             authzPolicy("allow-x", "ALLOW", "client-x"),
+			})
+			x, _ := sm.client(t, "client-x")
+			y, _ := sm.client(t, "client-y")
+			if _, err := firstReply(t, x); err != nil {
+				t.Fatalf("client-x, allowed, was refused: %v", err)
+			}
+			_, err := firstReply(t, y)
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "policy") {
+				t.Fatalf("client-y, not allowed: got %v, want PermissionDenied saying it was denied by policy", err)
+			}
+			t.Logf("client-y was told: %s", status.Convert(err).Message())
+
+			meshtest.WriteFile(t, sm.dir, "deny-x.yaml", authzPolicy("deny-x", "DENY", "client-x"))
+			waitUntil(t, 5*time.Second, "the DENY policy to take effect", func() bool {
+				_, err := call(t.Context(), x, "")
+				return status.Code(err) == codes.PermissionDenied
+			})
+			_, err = call(t.Context(), x, "")
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, "deny") {
+				t.Errorf("client-x was refused with %q, want the deny policy named", msg)
+			}
+		})
+	}
+}
+
+func TestRotationWithoutFailures(t *testing.T) {
+	const ttl = time.Minute
+	for _, src := range identitySources(t, ttl, "greeter", "client") {
+		t.Run(src.name, func(t *testing.T) {
+			sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": strictMesh})
+			c, cm := sm.client(t, "client")
+			if _, err := firstReply(t, c); err != nil {
+				t.Fatal(err)
+			}
+			first := serverSerial(t, sm.server.addr, cm.Identity())
+			var calls, failed atomic.Int64
+			var lastErr atomic.Value
+			traffic := startLoad(t, callerFunc(func() (string, string, error) {
+				time.Sleep(5 * time.Millisecond) // steady, not flat out, for a minute
+				r, err := call(t.Context(), c, "")
+				calls.Add(1)
+				if err != nil {
+					failed.Add(1)
+					lastErr.Store(err)
+				}
+				return r.GetVersion(), r.GetInstance(), err
+			}), 2)
+			// Renewal is at half-life: the server presents a new
+			// certificate about 30s in.
+			var second *big.Int
+			waitUntil(t, ttl, "the server's certificate to rotate", func() bool {
+				second = serverSerial(t, sm.server.addr, cm.Identity())
+				return second.Cmp(first) != 0
+			})
+			time.Sleep(2 * time.Second) // and traffic goes on across it
+			traffic.end()
+			t.Logf("server serial %x -> %x; %d calls, %d failed", first, second, calls.Load(), failed.Load())
+			if failed.Load() > 0 {
+				t.Errorf("%d of %d calls failed through a rotation, last: %v", failed.Load(), calls.Load(), lastErr.Load())
+			}
+		})
+	}
+}
+
+// serverSerial returns the serial of the certificate the server at addr
+// presents to a new mTLS connection.
+func serverSerial(t *testing.T, addr string, src security.Source) *big.Int {
+	t.Helper()
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, security.ClientTLSConfig(src, tlsconfig.AuthorizeAny()))
+	if err != nil {
+		t.Fatalf("TLS to %s: %v", addr, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+func TestCARefusesWithoutAValidToken(t *testing.T) {
+	cp, _ := startControlPlane(t, nil, controlplane.WithCAInsecureDev(false),
+		controlplane.WithCAToken("right", controlplane.Identity{Namespace: "default", ServiceAccount: "greeter"}))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for _, token := range []string{"", "wrong"} {
+		_, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithControlPlane(cp.XDSAddr()),
+			mesh.WithCAToken(token), mesh.WithLogger(meshtest.Logger()))
+		if err == nil || !strings.Contains(err.Error(), "token") {
+			t.Errorf("token %q: got %v, want a refusal that mentions the token", token, err)
+		}
+	}
+	// A valid token for another identity cannot get this one.
+	_, err := mesh.New(ctx, mesh.WithService("reviews"), mesh.WithControlPlane(cp.XDSAddr()),
+		mesh.WithCAToken("right"), mesh.WithLogger(meshtest.Logger()))
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("greeter's token asking for sa/reviews: got %v, want PermissionDenied", err)
+	}
+}
