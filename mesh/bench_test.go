@@ -5,17 +5,21 @@ import (
 	"net"
 	"testing"
 
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/security"
 )
 
 // BenchmarkUnary compares one unary RPC through meshlet (an xDS-routed
-// client, weighted route, EDS endpoints, to a mesh server) with the same
-// RPC between a plain grpc-go client and server, in the same process and
-// run, so that the ratio is what to read on a noisy machine.
+// client, weighted route, EDS endpoints, mTLS with SPIFFE SVIDs, to a mesh
+// server) with the same RPC between a plain grpc-go client and server,
+// plaintext and with the same mTLS, in the same process and run, so that
+// the ratios are what to read on a noisy machine.
 func BenchmarkUnary(b *testing.B) {
 	req := &greeterpb.HelloRequest{Name: "bench"}
 	b.Run("plain-grpc", func(b *testing.B) {
@@ -28,6 +32,27 @@ func BenchmarkUnary(b *testing.B) {
 		go s.Serve(lis)
 		defer s.Stop()
 		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cc.Close()
+		runUnary(b, greeterpb.NewGreeterClient(cc), req)
+	})
+	b.Run("plain-grpc-mtls", func(b *testing.B) {
+		// The same SVIDs meshlet uses, from a control plane's CA.
+		cp, _ := startControlPlane(b, nil)
+		serverID := startMesh(b, cp.XDSAddr(), "greeter", nil).Identity()
+		clientID := startMesh(b, cp.XDSAddr(), "client", nil).Identity()
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(security.ServerTLSConfig(serverID, tlsconfig.AuthorizeAny()))))
+		greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: "plain"})
+		go s.Serve(lis)
+		defer s.Stop()
+		cc, err := grpc.NewClient(lis.Addr().String(),
+			grpc.WithTransportCredentials(credentials.NewTLS(security.ClientTLSConfig(clientID, tlsconfig.AuthorizeAny()))))
 		if err != nil {
 			b.Fatal(err)
 		}
