@@ -240,6 +240,56 @@ func TestMutualTLS(t *testing.T) {
 					t.Errorf("a plaintext client was refused under PERMISSIVE: %v", err)
 				}
 			})
+			t.Run("PERMISSIVE to STRICT cuts plaintext connections", func(t *testing.T) {
+				sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": permissiveMesh})
+				cc, err := grpc.NewClient(sm.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cc.Close()
+				plain := greeterpb.NewGreeterClient(cc)
+				if _, err := firstReply(t, plain); err != nil {
+					t.Fatalf("plaintext under PERMISSIVE: %v", err)
+				}
+				meshtest.WriteFile(t, sm.dir, "peer-authentication.yaml", strictMesh)
+				// The server drains connections made under the old
+				// Listener; the plaintext client cannot reconnect.
+				waitUntil(t, 10*time.Second, "the plaintext connection to be refused", func() bool {
+					_, err := call(t.Context(), plain, "")
+					return err != nil
+				})
+			})
+			t.Run("DestinationRule tls DISABLE", func(t *testing.T) {
+				sm := startSecurityMesh(t, src, map[string]string{
+					"peer-authentication.yaml": permissiveMesh,
+					"no-tls.yaml": `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+spec:
+  host: greeter
+  trafficPolicy:
+    tls:
+      mode: DISABLE
+`,
+				})
+				c, _ := sm.client(t, "client")
+				r, err := firstReply(t, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.GetMessage() != "plaintext" {
+					t.Errorf("with tls DISABLE the client reached the server as %q, want plaintext", r.GetMessage())
+				}
+				// ISTIO_MUTUAL applies to new connections: gRPC-Go keeps a
+				// connection's security for its life. A new client gets mTLS.
+				meshtest.WriteFile(t, sm.dir, "no-tls.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: greeter\nspec:\n  host: greeter\n  trafficPolicy:\n    tls:\n      mode: ISTIO_MUTUAL\n")
+				waitUntil(t, 5*time.Second, "a new client to use mTLS", func() bool {
+					c, _ := sm.client(t, "client")
+					r, err := firstReply(t, c)
+					return err == nil && r.GetMessage() == spiffeFor("client")
+				})
+			})
 		})
 	}
 }
