@@ -43,7 +43,7 @@ type Mesh struct {
 	closers     []func() // run by Close, last first
 
 	mu      sync.Mutex
-	servers map[*Server]struct{}
+	servers map[stopper]struct{}
 	closed  bool
 }
 
@@ -74,7 +74,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	if o.controlPlane == "" {
 		return nil, fmt.Errorf("mesh: no control plane address: use WithControlPlane or set %s", EnvControlPlane)
 	}
-	m := &Mesh{opts: o, log: o.log, servers: map[*Server]struct{}{}}
+	m := &Mesh{opts: o, log: o.log, servers: map[stopper]struct{}{}}
 	m.nodeID = fmt.Sprintf("meshlet~%s-%s.%s~%s.%s", o.service, randomSuffix(), o.namespace, o.namespace, wire.DomainSuffix)
 	var err error
 	m.cpConn, err = grpc.NewClient(o.controlPlane,
@@ -138,7 +138,7 @@ func (m *Mesh) Close() error {
 		return nil
 	}
 	m.closed = true
-	servers := make([]*Server, 0, len(m.servers))
+	servers := make([]stopper, 0, len(m.servers))
 	for s := range m.servers {
 		servers = append(servers, s)
 	}
