@@ -1,0 +1,123 @@
+package resolver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+)
+
+// convertEndpoints validates a ClusterLoadAssignment as gRPC-Go does: every
+// locality is named, a locality is not listed twice at one priority,
+// priorities have no gaps, no address is listed twice, and weights are at
+// least 1 and sum to at most MaxUint32. Localities of weight 0 are left
+// out.
+func convertEndpoints(cla *endpointv3.ClusterLoadAssignment) (Endpoints, error) {
+	out := Endpoints{ClusterName: cla.GetClusterName()}
+	for i, d := range cla.GetPolicy().GetDropOverloads() {
+		pm, err := perMillion(d.GetDropPercentage())
+		if err != nil {
+			return Endpoints{}, fmt.Errorf("policy.drop_overloads[%d]: %w", i, err)
+		}
+		out.Drops = append(out.Drops, DropOverload{Category: d.GetCategory(), PerMillion: pm})
+	}
+	localities := map[uint32]map[Locality]bool{}
+	sums := map[uint32]*uint64{}
+	addrs := map[string]bool{}
+	for i, lle := range cla.GetEndpoints() {
+		at := fmt.Sprintf("endpoints[%d]", i)
+		l := lle.GetLocality()
+		if l == nil {
+			return Endpoints{}, fmt.Errorf("%s: no locality", at)
+		}
+		loc := Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}
+		w := lle.GetLoadBalancingWeight().GetValue()
+		if w == 0 {
+			continue
+		}
+		prio := lle.GetPriority()
+		if localities[prio] == nil {
+			localities[prio] = map[Locality]bool{}
+			sums[prio] = new(uint64)
+		}
+		if localities[prio][loc] {
+			return Endpoints{}, fmt.Errorf("%s: locality %q is listed twice at priority %d", at, loc, prio)
+		}
+		localities[prio][loc] = true
+		if err := addWeight(sums[prio], w); err != nil {
+			return Endpoints{}, fmt.Errorf("%s: locality weights at priority %d: %w", at, prio, err)
+		}
+		le := LocalityEndpoints{Locality: loc, Weight: w, Priority: prio}
+		var sum uint64
+		for j, lbe := range lle.GetLbEndpoints() {
+			ep, err := convertEndpoint(lbe, addrs)
+			if err != nil {
+				return Endpoints{}, fmt.Errorf("%s.lb_endpoints[%d]: %w", at, j, err)
+			}
+			if err := addWeight(&sum, ep.Weight); err != nil {
+				return Endpoints{}, fmt.Errorf("%s: endpoint weights: %w", at, err)
+			}
+			le.Endpoints = append(le.Endpoints, ep)
+		}
+		out.Localities = append(out.Localities, le)
+	}
+	for p := range uint32(len(localities)) {
+		if localities[p] == nil {
+			return Endpoints{}, fmt.Errorf("endpoints: priority %d is missing (priorities must run from 0 without gaps)", p)
+		}
+	}
+	return out, nil
+}
+
+func convertEndpoint(lbe *endpointv3.LbEndpoint, addrs map[string]bool) (Endpoint, error) {
+	e := lbe.GetEndpoint()
+	if e == nil {
+		return Endpoint{}, errors.New("endpoint: missing (endpoint_name is not supported by meshlet)")
+	}
+	sa := e.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return Endpoint{}, errors.New("endpoint.address: must be a socket address")
+	}
+	if sa.GetAddress() == "" {
+		return Endpoint{}, errors.New("endpoint.address.socket_address.address: empty")
+	}
+	if sa.GetResolverName() != "" {
+		return Endpoint{}, errors.New("endpoint.address.socket_address.resolver_name is not supported by meshlet")
+	}
+	port, ok := sa.GetPortSpecifier().(*corev3.SocketAddress_PortValue)
+	if !ok || port.PortValue == 0 || port.PortValue > 65535 {
+		return Endpoint{}, errors.New("endpoint.address.socket_address: port_value must be a port number (named ports are not supported)")
+	}
+	addr := net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(port.PortValue), 10))
+	if addrs[addr] {
+		return Endpoint{}, fmt.Errorf("duplicate endpoint address %s", addr)
+	}
+	addrs[addr] = true
+	out := Endpoint{Address: addr, Weight: 1, Hostname: e.GetHostname()}
+	if w := lbe.GetLoadBalancingWeight(); w != nil {
+		if w.GetValue() == 0 {
+			return Endpoint{}, fmt.Errorf("endpoint %s: load_balancing_weight 0 (must be at least 1)", addr)
+		}
+		out.Weight = w.GetValue()
+	}
+	switch h := lbe.GetHealthStatus(); h {
+	case corev3.HealthStatus_UNKNOWN:
+		out.Health, out.Healthy = HealthUnknown, true
+	case corev3.HealthStatus_HEALTHY:
+		out.Health, out.Healthy = HealthHealthy, true
+	case corev3.HealthStatus_UNHEALTHY:
+		out.Health = HealthUnhealthy
+	case corev3.HealthStatus_DRAINING:
+		out.Health = HealthDraining
+	case corev3.HealthStatus_TIMEOUT:
+		out.Health = HealthTimeout
+	case corev3.HealthStatus_DEGRADED:
+		out.Health = HealthDegraded
+	default:
+		return Endpoint{}, fmt.Errorf("endpoint %s: health_status: unknown value %d", addr, int32(h))
+	}
+	return out, nil
+}

@@ -1,0 +1,46 @@
+// Package resolver is meshlet's own xDS client and the service view built
+// from it. gRPC traffic uses gRPC-Go's xDS client; plain HTTP traffic and
+// server-side policy use this one, so that both follow the same resources
+// from the same control plane.
+//
+// A Client holds one ADS stream (state of the world) to a control plane and
+// subscribes to Listeners, RouteConfigurations, Clusters and
+// ClusterLoadAssignments by name for the watches registered on it. It
+// validates every resource, ACKs good updates and NACKs bad ones with a
+// reason (which the control plane shows in /debug/clients), and keeps the
+// last good value of every resource, also while the control plane is away:
+// it reconnects with exponential backoff and jitter, fails over between
+// control planes, and subscribes again with the versions it holds.
+//
+// On the wire it follows gRPC-Go's xDS client. Each request of a type
+// carries every name watched, the last version accepted and the nonce of
+// the last response on the stream; a new stream starts with the versions
+// held and no nonce, since nonces belong to a stream. A rejected response
+// is NACKed with a google.rpc.Status naming each bad resource and the
+// reason; the good resources of it are still taken. A control plane that
+// answers a NACK with the same version again has its repeats NACKed after
+// the backoff delay, not in a tight loop. For Listeners and Clusters a
+// response that leaves out a cached name means the resource was removed;
+// for RouteConfigurations and ClusterLoadAssignments it does not. A name
+// with no answer for 15s (WithResourceNotFoundTimeout) on a live stream
+// does not exist. Incremental (delta) xDS is not used.
+//
+// Values are meshlet's own types (Listener, RouteConfig, Cluster,
+// Endpoints), not Envoy protos. MatchRoute and PickWeightedCluster apply a
+// RouteConfig to a request, for any transport.
+//
+// The shortest use follows a client target "host:port" down to its
+// endpoints:
+//
+//	c, err := resolver.New(ctx, resolver.WithServers("127.0.0.1:15010"),
+//		resolver.WithNode(resolver.Node{Namespace: "default", WorkloadName: "productpage"}))
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	cancel := c.WatchListener("reviews.default.svc.cluster.local:9080", func(l resolver.Listener, err error) {
+//		// then WatchRouteConfig(l.RouteConfigName, ...), MatchRoute,
+//		// WatchCluster(PickWeightedCluster(...)), WatchEndpoints(...)
+//	})
+//	defer cancel()
+package resolver

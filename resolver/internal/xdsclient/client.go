@@ -1,0 +1,597 @@
+// Package xdsclient is the transport half of meshlet's xDS client: one
+// state-of-the-world ADS stream, subscriptions by name, ACK and NACK,
+// reconnection with backoff and failover, the resource cache, and the
+// does-not-exist timers. It knows nothing about what the resources mean:
+// each resource type brings a Decode function that validates a resource and
+// converts it to the caller's value type.
+package xdsclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// ResourceType describes one xDS resource type.
+type ResourceType struct {
+	// URL is the type URL, "type.googleapis.com/envoy.config....".
+	URL string
+	// Short is the name used in messages: "Listener", "Cluster", ...
+	Short string
+	// FullState is set for the types whose state-of-the-world responses
+	// always hold every subscribed resource that exists (LDS and CDS): a
+	// name left out of such a response has been removed.
+	FullState bool
+	// Decode validates one resource of this type and converts it. It
+	// returns the resource's name whenever it can read it, also with an
+	// error, so that the error can be charged to that resource.
+	Decode func(*anypb.Any) (name string, value any, err error)
+}
+
+// Config configures a Client.
+type Config struct {
+	Servers     []string
+	Node        *corev3.Node
+	DialOptions []grpc.DialOption
+	Log         *slog.Logger
+	// BackoffBase and BackoffMax bound the exponential backoff between
+	// rounds of connection attempts (one attempt per server per round).
+	BackoffBase, BackoffMax time.Duration
+	// NotFoundTimeout is how long a subscribed name may go unanswered on a
+	// live stream before its watchers are told it does not exist. Zero or
+	// less turns the timer off.
+	NotFoundTimeout time.Duration
+	// Types are the resource types that can be watched, in the order their
+	// requests are sent.
+	Types []*ResourceType
+	// NotFound is wrapped by the error a watcher gets when its resource
+	// does not exist: a full-state type's response left it out, or no
+	// response named it within NotFoundTimeout.
+	NotFound error
+}
+
+// Client is an ADS client. It is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	log   *slog.Logger
+	types map[string]*ResourceType
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	calls  *serializer
+
+	upOnce sync.Once
+	up     chan struct{} // closed when the first stream is up
+
+	mu     sync.Mutex
+	closed bool
+	state  map[string]*typeState // by type URL
+	stream *streamState          // nil while disconnected
+}
+
+// typeState is what the client holds of one type, across streams.
+type typeState struct {
+	rt *ResourceType
+	// version is the last version accepted (ACKed). It is sent on a new
+	// stream, so that a server that still serves it need not send it again.
+	version   string
+	resources map[string]*resourceState
+}
+
+// resourceState is one subscribed name.
+type resourceState struct {
+	watchers map[*watcher]struct{}
+	has      bool // value holds the last good resource
+	value    any
+	raw      []byte // the resource as last received, to skip unchanged ones
+	notFound bool   // the server said, or the timer decided, it does not exist
+	lastErr  string // the rejection last reported, not reported again
+	timer    *time.Timer
+}
+
+type watcher struct {
+	fn       func(any, error)
+	canceled bool // guarded by Client.mu
+}
+
+// streamState is the state of one ADS stream.
+type streamState struct {
+	wake      chan struct{}
+	nodeSent  bool
+	healthy   bool                        // a response arrived
+	nonce     map[string]string           // last nonce received, by type
+	nack      map[string]*statuspb.Status // error_detail for the next request
+	dirty     map[string]bool             // a request must be sent
+	requested map[string]bool             // a request was sent on this stream
+	notBefore map[string]time.Time        // repeated NACKs are spaced out
+	nacked    map[string]string           // the version last NACKed
+	nackCount map[string]int              // consecutive NACKs of nacked
+}
+
+// New starts a client and waits until its first ADS stream is up, or ctx
+// ends. After New returns, the client keeps (re)connecting until Close.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("no control-plane address")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.NotFound == nil {
+		cfg.NotFound = errors.New("resource does not exist")
+	}
+	c := &Client{
+		cfg:   cfg,
+		log:   cfg.Log,
+		types: map[string]*ResourceType{},
+		state: map[string]*typeState{},
+		up:    make(chan struct{}),
+		calls: newSerializer(),
+	}
+	for _, rt := range cfg.Types {
+		c.types[rt.URL] = rt
+		c.state[rt.URL] = &typeState{rt: rt, resources: map[string]*resourceState{}}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.calls.run()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.run()
+	}()
+	select {
+	case <-c.up:
+		return c, nil
+	case <-ctx.Done():
+		c.Close()
+		return nil, fmt.Errorf("no control plane reachable at %v: %w", cfg.Servers, ctx.Err())
+	}
+}
+
+// Close stops the client and waits for its goroutines. Watchers are not
+// called after Close returns.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	for _, ts := range c.state {
+		for _, rs := range ts.resources {
+			stopTimer(rs)
+		}
+	}
+	c.mu.Unlock()
+	c.cancel()
+	c.calls.close()
+	c.wg.Wait()
+}
+
+// Watch subscribes to one resource. fn is called, on the client's callback
+// goroutine, with every new value (err nil), with Config.NotFound
+// wrapped when the resource does not exist (value nil), and with other
+// errors when an update of it was rejected (value: the last good one, or
+// nil). A resource already cached is delivered at once. After cancel
+// returns, fn is not called again.
+func (c *Client) Watch(typeURL, name string, fn func(any, error)) (cancel func()) {
+	w := &watcher{fn: fn}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts := c.state[typeURL]
+	if ts == nil || c.closed {
+		err := fmt.Errorf("unknown resource type %q", typeURL)
+		if c.closed {
+			err = errors.New("client closed")
+		}
+		c.calls.put(func() { fn(nil, err) })
+		return func() {}
+	}
+	rs := ts.resources[name]
+	if rs == nil {
+		rs = &resourceState{watchers: map[*watcher]struct{}{}}
+		ts.resources[name] = rs
+		c.markDirtyLocked(typeURL)
+	}
+	rs.watchers[w] = struct{}{}
+	switch {
+	case rs.has:
+		v := rs.value
+		c.notifyLocked(w, v, nil)
+	case rs.notFound:
+		c.notifyLocked(w, nil, c.notFoundError(ts.rt, name))
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() { c.unwatch(typeURL, name, w) })
+	}
+}
+
+func (c *Client) unwatch(typeURL, name string, w *watcher) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.canceled = true
+	ts := c.state[typeURL]
+	rs := ts.resources[name]
+	if rs == nil {
+		return
+	}
+	delete(rs.watchers, w)
+	if len(rs.watchers) == 0 {
+		stopTimer(rs)
+		delete(ts.resources, name)
+		c.markDirtyLocked(typeURL)
+	}
+}
+
+// notifyLocked queues a call of w. The call is skipped if w is canceled by
+// then.
+func (c *Client) notifyLocked(w *watcher, v any, err error) {
+	c.calls.put(func() {
+		c.mu.Lock()
+		canceled := w.canceled
+		c.mu.Unlock()
+		if !canceled {
+			w.fn(v, err)
+		}
+	})
+}
+
+func (c *Client) notifyAllLocked(rs *resourceState, v any, err error) {
+	for w := range rs.watchers {
+		c.notifyLocked(w, v, err)
+	}
+}
+
+func (c *Client) notFoundError(rt *ResourceType, name string) error {
+	return fmt.Errorf("%s %q: %w", rt.Short, name, c.cfg.NotFound)
+}
+
+func (c *Client) markDirtyLocked(typeURL string) {
+	if ss := c.stream; ss != nil {
+		ss.dirty[typeURL] = true
+		select {
+		case ss.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func stopTimer(rs *resourceState) {
+	if rs.timer != nil {
+		rs.timer.Stop()
+		rs.timer = nil
+	}
+}
+
+// run connects to the servers in turn until Close. A round tries each
+// server once; between failed rounds it backs off exponentially with
+// jitter. A stream that got a response resets the backoff.
+func (c *Client) run() {
+	idx, failures := 0, 0
+	for {
+		addr := c.cfg.Servers[idx]
+		healthy, err := c.runStream(addr)
+		if c.ctx.Err() != nil {
+			return
+		}
+		if healthy {
+			failures = 0
+			c.log.Warn("xDS stream to control plane ended; reconnecting", "server", addr, "err", err)
+		} else {
+			failures++
+			c.log.Debug("xDS stream to control plane failed", "server", addr, "err", err)
+		}
+		idx = (idx + 1) % len(c.cfg.Servers)
+		if failures == 0 || failures%len(c.cfg.Servers) != 0 {
+			continue // try the next server at once
+		}
+		d := backoff(c.cfg.BackoffBase, c.cfg.BackoffMax, failures/len(c.cfg.Servers)-1)
+		if failures == len(c.cfg.Servers) {
+			c.log.Warn("no control plane reachable; keeping the last known config and retrying", "servers", c.cfg.Servers, "err", err)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is base*2^n, capped at max, with ±20% jitter.
+func backoff(base, max time.Duration, n int) time.Duration {
+	d := base
+	for i := 0; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	jitter := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(d) * jitter)
+}
+
+// runStream runs one ADS stream to addr until it breaks or the client
+// closes. It reports whether the stream got any response.
+func (c *Client) runStream(addr string) (healthy bool, err error) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	conn, err := grpc.NewClient(addr, c.cfg.DialOptions...)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return false, err
+	}
+
+	ss := &streamState{
+		wake:      make(chan struct{}, 1),
+		nonce:     map[string]string{},
+		nack:      map[string]*statuspb.Status{},
+		dirty:     map[string]bool{},
+		requested: map[string]bool{},
+		notBefore: map[string]time.Time{},
+		nacked:    map[string]string{},
+		nackCount: map[string]int{},
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false, errors.New("client closed")
+	}
+	c.stream = ss
+	for url := range c.state {
+		ss.dirty[url] = true
+	}
+	c.mu.Unlock()
+	c.upOnce.Do(func() { close(c.up) })
+	c.log.Info("xDS stream to control plane up", "server", addr)
+
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		if err := c.send(ctx, stream, ss); err != nil && ctx.Err() == nil {
+			c.log.Debug("xDS send failed", "server", addr, "err", err)
+		}
+		cancel()
+	}()
+
+	for {
+		resp, rerr := stream.Recv()
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		c.handleResponse(ss, resp)
+	}
+	cancel()
+	<-sendDone
+
+	c.mu.Lock()
+	healthy = ss.healthy
+	c.stream = nil
+	for _, ts := range c.state {
+		for _, rs := range ts.resources {
+			stopTimer(rs)
+		}
+	}
+	c.mu.Unlock()
+	return healthy, err
+}
+
+// send writes the requests that the stream state says are due, in type
+// order, until ctx ends or a send fails.
+func (c *Client) send(ctx context.Context, stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, ss *streamState) error {
+	for {
+		var reqs []*discoveryv3.DiscoveryRequest
+		var wait time.Duration = -1
+		now := time.Now()
+		c.mu.Lock()
+		for _, rt := range c.cfg.Types {
+			url := rt.URL
+			if !ss.dirty[url] {
+				continue
+			}
+			if nb := ss.notBefore[url]; now.Before(nb) {
+				if d := nb.Sub(now); wait < 0 || d < wait {
+					wait = d
+				}
+				continue
+			}
+			ss.dirty[url] = false
+			ts := c.state[url]
+			names := slices.Sorted(maps.Keys(ts.resources))
+			if len(names) == 0 && !ss.requested[url] {
+				// Nothing to ask for. (An empty first request would be a
+				// wildcard subscription.)
+				continue
+			}
+			req := &discoveryv3.DiscoveryRequest{
+				TypeUrl:       url,
+				ResourceNames: names,
+				VersionInfo:   ts.version,
+				ResponseNonce: ss.nonce[url],
+				ErrorDetail:   ss.nack[url],
+			}
+			if !ss.nodeSent {
+				req.Node = c.cfg.Node
+				ss.nodeSent = true
+			}
+			delete(ss.nack, url)
+			ss.requested[url] = true
+			reqs = append(reqs, req)
+		}
+		c.mu.Unlock()
+
+		for _, req := range reqs {
+			if err := stream.Send(req); err != nil {
+				return err
+			}
+			if req.ErrorDetail != nil {
+				c.log.Warn("rejected xDS update (NACK)", "type", c.types[req.TypeUrl].Short, "nonce", req.ResponseNonce, "keeping", req.VersionInfo, "reason", req.ErrorDetail.GetMessage())
+			}
+			c.startTimers(ss, req)
+		}
+
+		var timer <-chan time.Time
+		var t *time.Timer
+		if wait >= 0 {
+			t = time.NewTimer(wait)
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-ss.wake:
+		case <-timer:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// startTimers starts the does-not-exist timer of every name just requested
+// that has no value yet.
+func (c *Client) startTimers(ss *streamState, req *discoveryv3.DiscoveryRequest) {
+	if c.cfg.NotFoundTimeout <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream != ss || c.closed {
+		return
+	}
+	ts := c.state[req.TypeUrl]
+	for _, name := range req.ResourceNames {
+		rs := ts.resources[name]
+		if rs == nil || rs.has || rs.notFound || rs.timer != nil {
+			continue
+		}
+		var t *time.Timer
+		t = time.AfterFunc(c.cfg.NotFoundTimeout, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.closed || ts.resources[name] != rs || rs.timer != t || rs.has {
+				return
+			}
+			rs.timer = nil
+			rs.notFound = true
+			c.log.Warn("xDS resource not sent by the control plane; treating it as absent", "type", ts.rt.Short, "name", name, "after", c.cfg.NotFoundTimeout)
+			c.notifyAllLocked(rs, nil, c.notFoundError(ts.rt, name))
+		})
+		rs.timer = t
+	}
+}
+
+// handleResponse applies a response: the valid resources replace the
+// cached ones, the invalid ones are reported to their watchers and the
+// response is NACKed, and for a full-state type the subscribed names it
+// leaves out are removed.
+func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResponse) {
+	url := resp.GetTypeUrl()
+	rt := c.types[url]
+	if rt == nil {
+		c.log.Warn("xDS response of a type never asked for; ignoring it", "type", url)
+		return
+	}
+	dec := DecodeResponse(rt, resp)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream != ss || c.closed {
+		return
+	}
+	ss.healthy = true
+	ts := c.state[url]
+	ss.nonce[url] = resp.GetNonce()
+	ss.dirty[url] = true
+	if dec.Err == nil {
+		ts.version = resp.GetVersionInfo()
+		ss.nacked[url], ss.nackCount[url] = "", 0
+		delete(ss.notBefore, url)
+	} else {
+		msg := dec.Err.Error()
+		if len(msg) > maxDetail {
+			msg = msg[:maxDetail] + "..."
+		}
+		ss.nack[url] = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: msg}
+		// A server that ignores NACKs sends the same rejected version again
+		// at once; space such repeats out instead of spinning.
+		if ss.nacked[url] == resp.GetVersionInfo() {
+			ss.nackCount[url]++
+			ss.notBefore[url] = time.Now().Add(backoff(c.cfg.BackoffBase, c.cfg.BackoffMax, ss.nackCount[url]-1))
+		} else {
+			ss.nacked[url], ss.nackCount[url] = resp.GetVersionInfo(), 0
+			delete(ss.notBefore, url)
+		}
+	}
+
+	for _, r := range dec.Resources {
+		rs := ts.resources[r.Name]
+		if rs == nil {
+			continue // not subscribed (any more)
+		}
+		if r.Err != nil {
+			// A server that ignores NACKs sends the same rejected resource
+			// again and again; tell the watchers once.
+			if msg := r.Err.Error(); msg != rs.lastErr {
+				rs.lastErr = msg
+				c.notifyAllLocked(rs, rs.value, fmt.Errorf("update rejected, the last good value stays in force: %w", r.Err))
+			}
+			continue
+		}
+		stopTimer(rs)
+		rs.notFound, rs.lastErr = false, ""
+		if rs.has && string(rs.raw) == string(r.Raw) {
+			continue
+		}
+		rs.has, rs.value, rs.raw = true, r.Value, r.Raw
+		c.notifyAllLocked(rs, r.Value, nil)
+	}
+	if rt.FullState && dec.AllNamed {
+		present := make(map[string]bool, len(dec.Resources))
+		for _, r := range dec.Resources {
+			present[r.Name] = true
+		}
+		for name, rs := range ts.resources {
+			// Only a cached resource is removed: a name subscribed a moment
+			// ago may simply not be in a response sent before the server
+			// saw it. Its does-not-exist timer covers it.
+			if present[name] || !rs.has {
+				continue
+			}
+			stopTimer(rs)
+			rs.has, rs.value, rs.raw, rs.notFound = false, nil, nil, true
+			c.notifyAllLocked(rs, nil, c.notFoundError(rt, name))
+		}
+	}
+	select {
+	case ss.wake <- struct{}{}:
+	default:
+	}
+}
+
+// maxDetail bounds the NACK message sent to the control plane.
+const maxDetail = 8 << 10
