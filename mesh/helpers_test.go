@@ -238,7 +238,8 @@ const childEnv = "MESHLET_TEST_GREETER_CHILD"
 // runChild serves a greeter until killed. Its first line of output is
 // "ready <address>".
 func runChild() {
-	cpAddr, version, _ := strings.Cut(os.Getenv(childEnv), ",")
+	cpAddr, rest, _ := strings.Cut(os.Getenv(childEnv), ",")
+	version, proto, _ := strings.Cut(rest, ",")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	m, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithLabels(map[string]string{"version": version}),
 		mesh.WithControlPlane(cpAddr), mesh.WithLogger(meshtest.Logger()))
@@ -247,12 +248,22 @@ func runChild() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if proto == "http" {
+		s, err := m.NewHTTPServer(&httpGreeter{version: version, instance: lis.Addr().String()}, mesh.WithServicePort(greeterPort))
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready", lis.Addr().String())
+		s.Serve(lis)
+		return
+	}
+	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)

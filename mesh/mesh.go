@@ -16,11 +16,12 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/resolver"
+	grpcresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/xds"
 
 	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/resolver"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -34,13 +35,16 @@ type Mesh struct {
 	bootstrap []byte
 	// xdsResolver is nil when GRPC_XDS_BOOTSTRAP(_CONFIG) is set: then
 	// gRPC-Go's global xds resolver, configured by the environment, is used.
-	xdsResolver resolver.Builder
+	xdsResolver grpcresolver.Builder
 	cpConn      *grpc.ClientConn
 	registry    registrypb.RegistryClient
 	identity    security.Source
 	spiffeID    spiffeid.ID
 	providerKey string   // the identity's key in meshlet's certificate provider
 	closers     []func() // run by Close, last first
+
+	rcMu sync.Mutex
+	rc   *resolver.Client // meshlet's own xDS client, for HTTP; nil until used
 
 	mu      sync.Mutex
 	servers map[stopper]struct{}
@@ -151,6 +155,11 @@ func (m *Mesh) Close() error {
 
 // close releases what New set up, last first.
 func (m *Mesh) close() error {
+	m.rcMu.Lock()
+	if m.rc != nil {
+		m.rc.Close()
+	}
+	m.rcMu.Unlock()
 	for i := len(m.closers) - 1; i >= 0; i-- {
 		m.closers[i]()
 	}

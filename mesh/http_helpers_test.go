@@ -1,0 +1,144 @@
+package mesh_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshlet/meshlet/mesh"
+)
+
+// httpGreeter is the greeter over plain HTTP. It answers any path with
+// headers that say which instance answered and who called, sleeps for
+// ?sleep=<duration>, and fails the first `failures` calls of each ?key=
+// with 503.
+type httpGreeter struct {
+	version, instance string
+	failures          int
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (g *httpGreeter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d := r.URL.Query().Get("sleep"); d != "" {
+		dur, _ := time.ParseDuration(d)
+		select {
+		case <-time.After(dur):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if key := r.URL.Query().Get("key"); key != "" {
+		g.mu.Lock()
+		if g.calls == nil {
+			g.calls = map[string]int{}
+		}
+		g.calls[key]++
+		n := g.calls[key]
+		g.mu.Unlock()
+		if n <= g.failures {
+			http.Error(w, fmt.Sprintf("attempt %d fails on purpose", n), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	caller := "plaintext"
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		caller = r.TLS.PeerCertificates[0].URIs[0].String()
+	}
+	w.Header().Set("X-Version", g.version)
+	w.Header().Set("X-Instance", g.instance)
+	w.Header().Set("X-Caller", caller)
+	io.WriteString(w, "hello from "+g.version)
+}
+
+// httpInstance is one HTTP greeter in the mesh.
+type httpInstance struct {
+	mesh   *mesh.Mesh
+	server *mesh.HTTPServer
+	addr   string
+	done   chan error
+}
+
+// startHTTPGreeter starts an HTTP greeter of version as service greeter,
+// with g as its handler when not nil.
+func startHTTPGreeter(t testing.TB, cpAddr, version string, g *httpGreeter, extra ...mesh.Option) *httpInstance {
+	t.Helper()
+	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version}, extra...)
+	return serveHTTPGreeter(t, m, version, g)
+}
+
+func serveHTTPGreeter(t testing.TB, m *mesh.Mesh, version string, g *httpGreeter) *httpInstance {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g == nil {
+		g = &httpGreeter{}
+	}
+	g.version, g.instance = version, lis.Addr().String()
+	s, err := m.NewHTTPServer(g, mesh.WithServicePort(greeterPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &httpInstance{mesh: m, server: s, addr: lis.Addr().String(), done: make(chan error, 1)}
+	go func() { in.done <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		<-in.done
+	})
+	return in
+}
+
+// httpClientFor returns m's mesh HTTP client.
+func httpClientFor(t testing.TB, m *mesh.Mesh, opts ...mesh.HTTPOption) *http.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := m.HTTPClient(ctx, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// httpReply is what one HTTP call saw.
+type httpReply struct {
+	status            int
+	version, instance string
+	caller            string
+	body              string
+}
+
+// httpCall makes one GET to the greeter service, with end-user set when
+// user is not empty.
+func httpCall(ctx context.Context, c *http.Client, path, user string) (httpReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://greeter:%d%s", greeterPort, path), nil)
+	if err != nil {
+		return httpReply{}, err
+	}
+	if user != "" {
+		req.Header.Set("end-user", user)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return httpReply{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r := httpReply{status: resp.StatusCode, version: resp.Header.Get("X-Version"), instance: resp.Header.Get("X-Instance"),
+		caller: resp.Header.Get("X-Caller"), body: strings.TrimSpace(string(body))}
+	if resp.StatusCode != http.StatusOK {
+		return r, fmt.Errorf("status %d: %s", resp.StatusCode, r.body)
+	}
+	return r, nil
+}

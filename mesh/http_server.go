@@ -1,0 +1,210 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/resolver"
+	"github.com/meshlet/meshlet/security"
+)
+
+// HTTPServer is a net/http server in the mesh. It registers with the
+// control plane while it serves, follows the control plane's server
+// Listener for its address (PeerAuthentication decides whether plaintext is
+// accepted; AuthorizationPolicy decides who may call what), serves mTLS
+// with the workload's identity, and drains before it stops.
+type HTTPServer struct {
+	*lifecycle
+	srv *http.Server
+
+	mu        sync.Mutex
+	listeners map[string]*atomic.Pointer[resolver.Listener] // by listening address
+	cancels   []func()
+	conns     map[net.Conn]http.ConnState
+}
+
+// NewHTTPServer returns a mesh HTTP server for h. Call Serve or
+// ListenAndServe.
+func (m *Mesh) NewHTTPServer(h http.Handler, opts ...ServerOption) (*HTTPServer, error) {
+	s := &HTTPServer{
+		lifecycle: newLifecycle(m, opts, "HTTP"),
+		listeners: map[string]*atomic.Pointer[resolver.Listener]{},
+		conns:     map[net.Conn]http.ConnState{},
+	}
+	s.srv = &http.Server{
+		Handler:           s.Middleware(h),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState:         s.connState,
+	}
+	if err := s.track(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ListenAndServe listens on addr ("127.0.0.1:8080") and calls Serve.
+func (s *HTTPServer) ListenAndServe(addr string) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("mesh: listen %s: %w", addr, err)
+	}
+	return s.Serve(lis)
+}
+
+// Serve registers the server and serves on lis until Shutdown or Stop. The
+// endpoint enters callers' endpoint sets once the server has its Listener
+// from the control plane, and with it its policy.
+func (s *HTTPServer) Serve(lis net.Listener) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	rc, err := s.m.xdsClient(ctx)
+	cancel()
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	reg, err := s.register(lis)
+	if err != nil {
+		lis.Close()
+		if errors.Is(err, errServerStopped) {
+			return http.ErrServerClosed
+		}
+		return err
+	}
+	addr := lis.Addr().String()
+	current := &atomic.Pointer[resolver.Listener]{}
+	stopWatch := rc.WatchListener(fmt.Sprintf(wire.ServerListenerTemplate, addr), func(l resolver.Listener, err error) {
+		if err != nil {
+			// Keep the last policy: a removed Listener means the control
+			// plane no longer knows this server, so leave EDS.
+			if errors.Is(err, resolver.ErrResourceNotFound) {
+				reg.setState(registrypb.State_NOT_SERVING)
+			}
+			s.m.log.Warn("mesh: HTTP server listener", "address", addr, "err", err)
+			return
+		}
+		current.Store(&l)
+		reg.setState(registrypb.State_SERVING)
+	})
+	s.mu.Lock()
+	s.listeners[addr] = current
+	s.cancels = append(s.cancels, stopWatch)
+	s.mu.Unlock()
+
+	// The identity's own trust domain may call; which IDs may call what is
+	// AuthorizationPolicy's to decide.
+	tlsCfg := security.ServerTLSConfig(s.m.identity, tlsconfig.AuthorizeMemberOf(s.m.spiffeID.TrustDomain()))
+	strict := func() bool {
+		l := current.Load()
+		return l != nil && l.TLS != nil && l.TLS.RequireClientCert
+	}
+	return s.srv.Serve(security.PermissiveListener(lis, tlsCfg, strict))
+}
+
+// Middleware enforces the control plane's policy for the server Listener
+// of the address a request came in on: a request that AuthorizationPolicy
+// refuses gets 403 with the reason; one that comes before the server has
+// its policy gets 503. It also tracks requests for draining. Serve puts it
+// in front of the handler already.
+func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.touch()
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		var l *resolver.Listener
+		if local != nil {
+			s.mu.Lock()
+			p := s.listeners[local.String()]
+			s.mu.Unlock()
+			if p != nil {
+				l = p.Load()
+			}
+		}
+		if l == nil {
+			http.Error(w, "mesh: this server has no policy from the control plane yet", http.StatusServiceUnavailable)
+			return
+		}
+		if err := security.Authorize(l.HTTPFilters, authzRequest(r, local)); err != nil {
+			http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st == http.StateClosed || st == http.StateHijacked {
+		delete(s.conns, c)
+		return
+	}
+	s.conns[c] = st
+}
+
+func authzRequest(r *http.Request, local net.Addr) security.AuthzRequest {
+	req := security.AuthzRequest{
+		Method:    r.Method,
+		Path:      r.URL.Path,
+		Authority: r.Host,
+		Header:    func(name string) []string { return r.Header.Values(name) },
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		req.Peer = r.TLS.PeerCertificates[0]
+		req.ServerName = r.TLS.ServerName
+	}
+	if local != nil {
+		req.Local, _ = netip.ParseAddrPort(local.String())
+	}
+	req.Remote, _ = netip.ParseAddrPort(r.RemoteAddr)
+	return req
+}
+
+// Shutdown drains and stops the server: it takes its endpoints out of
+// callers' endpoint sets, waits until callers have acknowledged that and
+// stopped sending (bounded by the drain timeout), then shuts the
+// http.Server down, waiting for running requests until ctx ends.
+func (s *HTTPServer) Shutdown(ctx context.Context) error {
+	regs := s.drain()
+	// Callers have moved off: a connection that carries no request now
+	// will not carry one. net/http would wait 5s for connections that never
+	// carried a request (a client's spare dial); close them now.
+	s.mu.Lock()
+	for c, st := range s.conns {
+		if st == http.StateNew || st == http.StateIdle {
+			c.Close()
+		}
+	}
+	s.mu.Unlock()
+	err := s.srv.Shutdown(ctx)
+	s.finish(regs)
+	return err
+}
+
+// Stop deregisters the server and closes it at once. Prefer Shutdown.
+func (s *HTTPServer) Stop() {
+	regs := s.markStopped()
+	s.srv.Close()
+	s.finish(regs)
+}
+
+func (s *HTTPServer) finish(regs []*registration) {
+	s.mu.Lock()
+	cancels := s.cancels
+	s.cancels = nil
+	s.mu.Unlock()
+	for _, c := range cancels {
+		c()
+	}
+	s.deregister(regs)
+	s.untrack(s)
+}
