@@ -14,7 +14,9 @@ func TestAuthorize(t *testing.T) {
 	ca := newTestCA("cluster.local")
 	x := ca.issue(ca.id("default", "x"), 0).Certificates[0]
 	y := ca.issue(ca.id("default", "y"), 0).Certificates[0]
-	exact := func(s string) *resolver.StringMatch { return &resolver.StringMatch{Kind: resolver.StringExact, Value: s} }
+	exact := func(s string) *resolver.StringMatch {
+		return &resolver.StringMatch{Kind: resolver.StringExact, Value: s}
+	}
 	principalIs := func(id string) resolver.Principal {
 		return resolver.Principal{Kind: resolver.PrincipalAuthenticated, Name: exact(id)}
 	}
