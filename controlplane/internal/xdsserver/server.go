@@ -368,7 +368,9 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 		ts = &TypeStatus{}
 		st.types[typ] = ts
 	}
+	previous := ts.Requested
 	ts.Requested = slices.Clone(req.GetResourceNames())
+	missing := s.asksForMissingLocked(typ, previous, req)
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		sent := st.nonces[typ+"/"+nonce]
 		if detail := req.GetErrorDetail(); detail != nil {
@@ -392,6 +394,13 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 			s.signalLocked()
 		}
 	}
+	if missing {
+		// The cache stays silent about a newly asked name it does not
+		// have, and the client would wait 15s to learn it does not exist.
+		// Answer now: the response lacks the name, which for Listeners and
+		// Clusters says "does not exist". (After the ACK is recorded.)
+		req.VersionInfo = ""
+	}
 	changed := false
 	if typ == resource.ListenerType && s.inboundPrefix != "" {
 		var addrs []string
@@ -410,6 +419,24 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 		s.hooks.InboundChanged()
 	}
 	return nil
+}
+
+// asksForMissingLocked reports whether a Listener or Cluster request adds
+// a name, to those the stream asked before, that is not served.
+func (s *Server) asksForMissingLocked(typ string, previous []string, req *discovery.DiscoveryRequest) bool {
+	if typ != resource.ListenerType && typ != resource.ClusterType || req.GetErrorDetail() != nil {
+		return false
+	}
+	st := s.current[typ]
+	if st == nil {
+		return false
+	}
+	for _, n := range req.GetResourceNames() {
+		if _, ok := st.resources[n]; !ok && !slices.Contains(previous, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // setInboundLocked records the inbound addresses one stream asks for and

@@ -576,10 +576,12 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 			present[r.Name] = true
 		}
 		for name, rs := range ts.resources {
-			// Only a cached resource is removed: a name subscribed a moment
-			// ago may simply not be in a response sent before the server
-			// saw it. Its does-not-exist timer covers it.
-			if present[name] || !rs.has {
+			// A full-state response without a subscribed name says it
+			// does not exist, as gRPC-Go takes it, whether or not it was
+			// ever received. (A response already in flight when the name
+			// was subscribed can say so wrongly; a later response with the
+			// resource then brings it back.)
+			if present[name] || rs.notFound {
 				continue
 			}
 			stopTimer(rs)
