@@ -172,3 +172,89 @@ func TestHTTPControlPlaneOutage(t *testing.T) {
 		t.Errorf("%d requests while down, %d failed: want some, and none failed", down, failed)
 	}
 }
+
+// slowGreeter answers after delay.
+type slowGreeter struct {
+	httpGreeter
+	delay time.Duration
+}
+
+func (g *slowGreeter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(g.delay)
+	g.httpGreeter.ServeHTTP(w, r)
+}
+
+func TestHTTPLoadBalancing(t *testing.T) {
+	t.Run("ring hash keeps a key on one endpoint", func(t *testing.T) {
+		cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": lbRule("      consistentHash:\n        httpHeaderName: x-user")})
+		for range 3 {
+			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+		}
+		waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+		c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
+		home := map[string]string{}
+		used := map[string]bool{}
+		for i := range 300 {
+			user := fmt.Sprintf("user-%d", i%50)
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("http://greeter:%d/", greeterPort), nil)
+			req.Header.Set("x-user", user)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			inst := resp.Header.Get("X-Instance")
+			if h, ok := home[user]; ok && h != inst {
+				t.Fatalf("%s went to %s, then to %s", user, h, inst)
+			}
+			home[user] = inst
+			used[inst] = true
+		}
+		if len(used) < 2 {
+			t.Errorf("50 keys all went to %v, want them spread", used)
+		}
+	})
+
+	// One of three endpoints answers in 50ms, the others at once; under
+	// concurrent load a latency-aware policy sends it far less than a
+	// third. Thresholds: least request below 20%; round robin, the
+	// control, 28% to 40%.
+	for _, tc := range []struct {
+		name, lb string
+		min, max float64 // the slow endpoint's share, percent
+	}{
+		{"least request", "      simple: LEAST_REQUEST", 0, 20},
+		{"round robin (control)", "      simple: ROUND_ROBIN", 28, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": lbRule(tc.lb)})
+			slow := &slowGreeter{delay: 50 * time.Millisecond}
+			startHTTPGreeterHandler(t, cp.XDSAddr(), "v1", slow)
+			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+			waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
+			if _, err := httpCall(t.Context(), c, "/", ""); err != nil {
+				t.Fatal(err)
+			}
+			var slowN, total atomic.Int64
+			traffic := startLoad(t, callerFunc(func() (string, string, error) {
+				r, err := httpCall(t.Context(), c, "/", "")
+				if err == nil {
+					total.Add(1)
+					if r.instance == slow.instance {
+						slowN.Add(1)
+					}
+				}
+				return r.version, r.instance, err
+			}), 8)
+			time.Sleep(2 * time.Second)
+			traffic.end()
+			share := 100 * float64(slowN.Load()) / float64(total.Load())
+			t.Logf("%s: the slow endpoint got %.1f%% of %d requests (even share 33%%)", tc.name, share, total.Load())
+			if share < tc.min || share > tc.max {
+				t.Errorf("slow endpoint got %.1f%%, want %.0f%% to %.0f%%", share, tc.min, tc.max)
+			}
+		})
+	}
+}

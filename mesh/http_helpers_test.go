@@ -142,3 +142,26 @@ func httpCall(ctx context.Context, c *http.Client, path, user string) (httpReply
 	}
 	return r, nil
 }
+
+// startHTTPGreeterHandler starts an instance of version serving h, which
+// embeds an httpGreeter whose version and instance it sets.
+func startHTTPGreeterHandler(t testing.TB, cpAddr, version string, h *slowGreeter) *httpInstance {
+	t.Helper()
+	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.version, h.instance = version, lis.Addr().String()
+	s, err := m.NewHTTPServer(h, mesh.WithServicePort(greeterPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &httpInstance{mesh: m, server: s, addr: lis.Addr().String(), done: make(chan error, 1)}
+	go func() { in.done <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		<-in.done
+	})
+	return in
+}
