@@ -154,6 +154,7 @@ func (t *HTTPTransport) forward(req *http.Request, route *resolver.Route) (*http
 	if a.Retry != nil {
 		retries = int(a.Retry.NumRetries)
 	}
+	tried := map[string]bool{}
 	for attempt := 0; ; attempt++ {
 		out, err := attemptRequest(ctx, req, attempt)
 		if err != nil {
@@ -161,7 +162,7 @@ func (t *HTTPTransport) forward(req *http.Request, route *resolver.Route) (*http
 			closeBody(req)
 			return nil, err
 		}
-		resp, retryable, err := up.send(ctx, out, balancer.Request{Hash: hash, HasHash: hasHash}, a.Retry)
+		resp, retryable, err := up.send(ctx, out, balancer.Request{Hash: hash, HasHash: hasHash}, a.Retry, tried)
 		if attempt < retries && retryable && ctx.Err() == nil && (req.Body == nil || req.GetBody != nil) {
 			if resp != nil {
 				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

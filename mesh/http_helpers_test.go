@@ -165,3 +165,12 @@ func startHTTPGreeterHandler(t testing.TB, cpAddr, version string, h *slowGreete
 	})
 	return in
 }
+
+func listenLoopback(t testing.TB) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}

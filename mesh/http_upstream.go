@@ -304,26 +304,35 @@ func balancerConfig(c resolver.Cluster, local Locality) balancer.Config {
 		cfg.RingHash = balancer.RingHashConfig{MinRingSize: uint64(c.RingHash.MinRingSize), MaxRingSize: uint64(c.RingHash.MaxRingSize)}
 	case resolver.Random:
 		cfg.Policy = balancer.Random
+	case resolver.PeakEWMA:
+		// The balancer's defaults, those of Linkerd: Decay 10s, DefaultRTT
+		// 30ms. The Cluster carries no settings for them.
+		cfg.Policy = balancer.PeakEWMA
 	default:
 		cfg.Policy = balancer.WeightedRoundRobin
 	}
-	if od := c.OutlierDetection; od != nil {
-		// Envoy ejects on a detector only while its enforcing percentage
-		// is above 0; the balancer takes -1 (5xx) or 0 (gateway) as off.
-		c5xx, gw := int(od.Consecutive5xx), 0
-		if od.EnforcingConsecutive5xx == 0 {
-			c5xx = -1
-		}
-		if od.EnforcingConsecutiveGatewayFailure > 0 {
-			gw = int(od.ConsecutiveGatewayFailure)
+	// Envoy ejects nothing when max_ejection_percent is 0; the balancer
+	// reads 0 as its default, so detection is left off instead.
+	if od := c.OutlierDetection; od != nil && od.MaxEjectionPercent > 0 {
+		// Envoy runs a consecutive-error detector only while its count and
+		// its enforcing percentage are above 0 (a percentage below 100 is
+		// taken as 100). The balancer takes a negative threshold as off
+		// for 5xx and local-origin failures, and 0 for gateway failures.
+		detector := func(n, enforcing uint32) int {
+			if n == 0 || enforcing == 0 {
+				return -1
+			}
+			return int(n)
 		}
 		cfg.Outlier = &balancer.OutlierConfig{
-			Consecutive5xx:           c5xx,
-			ConsecutiveGatewayErrors: gw,
-			Interval:                 od.Interval,
-			BaseEjectionTime:         od.BaseEjectionTime,
-			MaxEjectionTime:          od.MaxEjectionTime,
-			MaxEjectionPercent:       int(od.MaxEjectionPercent),
+			Consecutive5xx:                 detector(od.Consecutive5xx, od.EnforcingConsecutive5xx),
+			ConsecutiveGatewayErrors:       max(detector(od.ConsecutiveGatewayFailure, od.EnforcingConsecutiveGatewayFailure), 0),
+			SplitLocalOriginErrors:         od.SplitExternalLocalOriginErrors,
+			ConsecutiveLocalOriginFailures: detector(od.ConsecutiveLocalOriginFailure, od.EnforcingConsecutiveLocalOriginFailure),
+			Interval:                       od.Interval,
+			BaseEjectionTime:               od.BaseEjectionTime,
+			MaxEjectionTime:                od.MaxEjectionTime,
+			MaxEjectionPercent:             int(od.MaxEjectionPercent),
 		}
 	}
 	return cfg
@@ -388,14 +397,14 @@ func (up *upstream) wait(ctx context.Context) error {
 
 // send makes one attempt: picks an endpoint, sends, and tells the balancer
 // how it went. It reports whether the policy retries the outcome.
-func (up *upstream) send(ctx context.Context, req *http.Request, br balancer.Request, policy *resolver.RetryPolicy) (*http.Response, bool, error) {
+func (up *upstream) send(ctx context.Context, req *http.Request, br balancer.Request, policy *resolver.RetryPolicy, tried map[string]bool) (*http.Response, bool, error) {
 	up.mu.Lock()
 	bal, tr, useTLS := up.bal, up.transport, up.tls
 	up.mu.Unlock()
 	if bal == nil {
 		return nil, false, balancer.ErrNoEndpoints
 	}
-	res, err := bal.Pick(br)
+	res, err := pickUntried(bal, br, tried)
 	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()
@@ -403,6 +412,7 @@ func (up *upstream) send(ctx context.Context, req *http.Request, br balancer.Req
 		// No endpoint: Envoy retries this as a connect failure.
 		return nil, retryOn(policy, 0, err), err
 	}
+	tried[res.Endpoint.Address] = true
 	req.URL.Host = res.Endpoint.Address
 	req.URL.Scheme = "http"
 	if useTLS {
@@ -438,6 +448,22 @@ func (up *upstream) send(ctx context.Context, req *http.Request, br balancer.Req
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, retryOn(policy, status, nil), nil
+}
+
+// pickTries is how many picks a retry makes to find an endpoint it has
+// not tried, as Istio's default previous_hosts retry predicate (5).
+const pickTries = 5
+
+// pickUntried picks an endpoint the request has not tried yet, if one
+// comes up within pickTries picks, else the last one picked.
+func pickUntried(bal *balancer.Balancer, br balancer.Request, tried map[string]bool) (balancer.Result, error) {
+	for i := 1; ; i++ {
+		res, err := bal.Pick(br)
+		if err != nil || !tried[res.Endpoint.Address] || i == pickTries {
+			return res, err
+		}
+		res.Done(balancer.DoneInfo{Failure: balancer.FailureCaller}) // not sent: no verdict
+	}
 }
 
 func (up *upstream) stop() {

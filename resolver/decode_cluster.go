@@ -43,7 +43,7 @@ var (
 
 // supportedLB lists what load_balancing_policy entries meshlet reads, for
 // messages.
-var supportedLB = []string{roundRobinName, leastRequestName, ringHashName, randomName, wrrLocalityName, "a TypedStruct naming " + wire.RandomPolicy}
+var supportedLB = []string{roundRobinName, leastRequestName, ringHashName, randomName, wrrLocalityName, "a TypedStruct naming " + wire.RandomPolicy + " or " + wire.PeakEWMAPolicy}
 
 func convertCluster(c *clusterv3.Cluster) (Cluster, error) {
 	out := Cluster{Name: c.GetName(), MaxRequests: defaultMaxRequests}
@@ -220,8 +220,12 @@ func convertLBPolicyList(lbp *clusterv3.LoadBalancingPolicy, out *Cluster, depth
 				return fmt.Errorf("%s: cannot unmarshal %s: %w", at, typ, err)
 			}
 			name := ts.GetTypeUrl()[strings.LastIndex(ts.GetTypeUrl(), "/")+1:]
-			if name == wire.RandomPolicy {
+			switch name {
+			case wire.RandomPolicy:
 				out.LBPolicy = Random
+				return nil
+			case wire.PeakEWMAPolicy:
+				out.LBPolicy = PeakEWMA
 				return nil
 			}
 			typ = typ + " " + name
@@ -324,6 +328,10 @@ func convertOutlierDetection(od *clusterv3.OutlierDetection) (*OutlierDetection,
 		FailurePercentageMinimumHosts:      5,
 		FailurePercentageRequestVolume:     50,
 		EnforcingFailurePercentage:         0,
+
+		SplitExternalLocalOriginErrors:         od.GetSplitExternalLocalOriginErrors(),
+		ConsecutiveLocalOriginFailure:          5,
+		EnforcingConsecutiveLocalOriginFailure: 100,
 	}
 	var err error
 	if od.GetInterval() != nil {
@@ -361,6 +369,8 @@ func convertOutlierDetection(od *clusterv3.OutlierDetection) (*OutlierDetection,
 		{od.GetFailurePercentageMinimumHosts(), "failure_percentage_minimum_hosts", &out.FailurePercentageMinimumHosts, false},
 		{od.GetFailurePercentageRequestVolume(), "failure_percentage_request_volume", &out.FailurePercentageRequestVolume, false},
 		{od.GetEnforcingFailurePercentage(), "enforcing_failure_percentage", &out.EnforcingFailurePercentage, true},
+		{od.GetConsecutiveLocalOriginFailure(), "consecutive_local_origin_failure", &out.ConsecutiveLocalOriginFailure, false},
+		{od.GetEnforcingConsecutiveLocalOriginFailure(), "enforcing_consecutive_local_origin_failure", &out.EnforcingConsecutiveLocalOriginFailure, true},
 	} {
 		if f.in == nil {
 			continue

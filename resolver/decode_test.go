@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshlet/meshlet/resolver"
@@ -151,8 +153,37 @@ func TestDecodeGood(t *testing.T) {
 					MaxEjectionPercent: 50, Consecutive5xx: 3, EnforcingConsecutive5xx: 100, ConsecutiveGatewayFailure: 5,
 					SuccessRateMinimumHosts: 5, SuccessRateRequestVolume: 100, SuccessRateStdevFactor: 1900, EnforcingSuccessRate: 100,
 					FailurePercentageThreshold: 85, FailurePercentageMinimumHosts: 5, FailurePercentageRequestVolume: 50,
+					ConsecutiveLocalOriginFailure: 5, EnforcingConsecutiveLocalOriginFailure: 100,
 				},
 				MaxRequests: 7,
+			},
+		},
+		{
+			name: "PEAK_EWMA cluster with local-origin outlier detection",
+			in: func() proto.Message {
+				c := cluster(t, "pe")
+				c.TransportSocket = nil
+				c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
+				peak := mustAny(t, &xdstypev3.TypedStruct{TypeUrl: "type.googleapis.com/meshlet.peak_ewma", Value: &structpb.Struct{}})
+				c.LoadBalancingPolicy.Policies = append([]*clusterv3.LoadBalancingPolicy_Policy{
+					{TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "meshlet.peak_ewma", TypedConfig: peak}},
+				}, c.LoadBalancingPolicy.Policies...)
+				c.OutlierDetection = &clusterv3.OutlierDetection{
+					Consecutive_5Xx: wrapperspb.UInt32(0), EnforcingConsecutive_5Xx: wrapperspb.UInt32(0), EnforcingSuccessRate: wrapperspb.UInt32(0),
+					SplitExternalLocalOriginErrors: true, ConsecutiveLocalOriginFailure: wrapperspb.UInt32(4), EnforcingConsecutiveLocalOriginFailure: wrapperspb.UInt32(100),
+				}
+				return c
+			}(),
+			want: resolver.Cluster{
+				Name: "pe", EDSServiceName: "pe", LBPolicy: resolver.PeakEWMA,
+				OutlierDetection: &resolver.OutlierDetection{
+					Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionTime: 300 * time.Second,
+					MaxEjectionPercent: 10, ConsecutiveGatewayFailure: 5,
+					SuccessRateMinimumHosts: 5, SuccessRateRequestVolume: 100, SuccessRateStdevFactor: 1900,
+					FailurePercentageThreshold: 85, FailurePercentageMinimumHosts: 5, FailurePercentageRequestVolume: 50,
+					SplitExternalLocalOriginErrors: true, ConsecutiveLocalOriginFailure: 4, EnforcingConsecutiveLocalOriginFailure: 100,
+				},
+				MaxRequests: 1024,
 			},
 		},
 		{
@@ -285,6 +316,13 @@ func TestDecodeBad(t *testing.T) {
 		{"outlier percent above 100", withCluster(func(c *clusterv3.Cluster) {
 			c.OutlierDetection = &clusterv3.OutlierDetection{MaxEjectionPercent: wrapperspb.UInt32(101)}
 		}), []string{"outlier_detection", "max_ejection_percent", "above 100"}},
+		{"local-origin enforcing above 100", withCluster(func(c *clusterv3.Cluster) {
+			c.OutlierDetection = &clusterv3.OutlierDetection{EnforcingConsecutiveLocalOriginFailure: wrapperspb.UInt32(101)}
+		}), []string{"outlier_detection", "enforcing_consecutive_local_origin_failure", "above 100"}},
+		{"unknown TypedStruct policy alone", withCluster(func(c *clusterv3.Cluster) {
+			c.LoadBalancingPolicy.Policies = c.LoadBalancingPolicy.Policies[:1]
+			c.LoadBalancingPolicy.Policies[0].TypedExtensionConfig.TypedConfig = mustAny(t, &xdstypev3.TypedStruct{TypeUrl: "type.googleapis.com/meshlet.fastest", Value: &structpb.Struct{}})
+		}), []string{"load_balancing_policy", "xds.type.v3.TypedStruct meshlet.fastest", "meshlet.random or meshlet.peak_ewma"}},
 
 		{"bad path regex", withRoute(func(r *routev3.Route) {
 			r.Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/a(b"}}

@@ -366,9 +366,12 @@ const (
 	LeastRequest                 // power of ChoiceCount choices, fewest outstanding requests
 	RingHash                     // consistent hashing on the route's hash policies
 	Random                       // uniformly random
+	PeakEWMA                     // latency-aware: power of two choices on peak-EWMA latency × load (meshlet's extension)
 )
 
-// String returns Envoy's name of the policy: "ROUND_ROBIN", ...
+// String returns Envoy's name of the policy: "ROUND_ROBIN", ...; for
+// PeakEWMA, which Envoy lacks, the value of meshlet's DestinationRule
+// annotation, "PEAK_EWMA".
 func (p LBPolicy) String() string {
 	switch p {
 	case RoundRobin:
@@ -379,6 +382,8 @@ func (p LBPolicy) String() string {
 		return "RING_HASH"
 	case Random:
 		return "RANDOM"
+	case PeakEWMA:
+		return "PEAK_EWMA"
 	}
 	return "LBPolicy(" + strconv.Itoa(int(p)) + ")"
 }
@@ -449,6 +454,12 @@ type OutlierDetection struct {
 	FailurePercentageMinimumHosts      uint32        // 5
 	FailurePercentageRequestVolume     uint32        // 50
 	EnforcingFailurePercentage         uint32        // 0
+	// SplitExternalLocalOriginErrors counts failures seen on the caller's
+	// side (connect failures, resets, timeouts) apart from responses,
+	// against ConsecutiveLocalOriginFailure.
+	SplitExternalLocalOriginErrors         bool   // false
+	ConsecutiveLocalOriginFailure          uint32 // 5
+	EnforcingConsecutiveLocalOriginFailure uint32 // 100
 }
 
 // Endpoints is an xDS ClusterLoadAssignment: the endpoints of a cluster,

@@ -35,6 +35,12 @@ func QualifyHost(host, ns string) string {
 // Istio's RANDOM load balancer; Clusters name it in load_balancing_policy.
 const RandomPolicy = "meshlet.random"
 
+// PeakEWMAPolicy names meshlet's peak-EWMA load balancer in a Cluster's
+// load_balancing_policy, through a TypedStruct whose type_url ends in it.
+// meshlet's resolver reads it; gRPC-Go has no balancer of this name, so a
+// gRPC client skips it and uses the next policy in the list.
+const PeakEWMAPolicy = "meshlet.peak_ewma"
+
 // ClusterName returns the name of the cluster of one subset of a service
 // port: outbound|<port>|<subset>|<host>.
 func ClusterName(port uint32, subset, host string) string {

@@ -31,4 +31,8 @@
 // serviceAccounts), operations are methods, paths and ports, and the only
 // condition is request.headers[<name>]. A DestinationRule's tls sets mode
 // ISTIO_MUTUAL or DISABLE and nothing else.
+//
+// Annotations are kept in model.Meta. One is meshlet's own: a
+// DestinationRule's model.LoadBalancerAnnotation, whose one value is
+// PEAK_EWMA and which cannot be combined with consistentHash.
 package config

@@ -306,6 +306,7 @@ func (p *parser) document(file string, index int, content []byte) {
 	if !p.metadata(file, resName, obj["metadata"]) {
 		return
 	}
+	meta.Annotations = annotations(obj["metadata"])
 
 	r := &resource{meta: meta, doc: index}
 	key := kind + "/" + meta.Namespace + "/" + meta.Name
@@ -395,6 +396,21 @@ func (p *parser) metadata(file, resName string, v any) bool {
 		good = false
 	}
 	return good
+}
+
+// annotations returns the metadata.annotations of a resource whose
+// metadata has been checked, or nil if it has none.
+func annotations(md any) map[string]string {
+	obj, _ := md.(map[string]any)
+	m, _ := obj["annotations"].(map[string]any)
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k], _ = v.(string)
+	}
+	return out
 }
 
 // normalise expands the hosts of a decoded resource in its own namespace

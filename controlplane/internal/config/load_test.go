@@ -116,8 +116,10 @@ func TestLoadGood(t *testing.T) {
 	meta := func(kind, ns, name, file string) model.Meta {
 		return model.Meta{Kind: kind, Namespace: ns, Name: name, File: file}
 	}
+	ratingsSE := meta("ServiceEntry", "default", "ratings", "ratings.yml")
+	ratingsSE.Annotations = map[string]string{"meshlet.io/owner": "bookinfo"}
 	want := []summary{
-		{meta("ServiceEntry", "default", "ratings", "ratings.yml"), []string{ratings}},
+		{ratingsSE, []string{ratings}},
 		{meta("ServiceEntry", "default", "reviews", "reviews.yaml"), []string{reviews}},
 		{meta("WorkloadEntry", "default", "reviews-v1", "reviews.yaml"), []string{"10.0.1.1"}},
 		{meta("WorkloadEntry", "default", "reviews-v2", "reviews.yaml"), []string{"10.0.1.2"}},

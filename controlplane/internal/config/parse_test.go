@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/meshlet/meshlet/controlplane/internal/config"
 )
@@ -135,6 +136,52 @@ spec:
   - name: blue
     labels: {color: blue}
 `)},
+	}, {
+		name: "outlier detection and peak EWMA",
+		files: map[string][]byte{"reviews.yaml": []byte(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  annotations:
+    meshlet.io/load-balancer: PEAK_EWMA
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_REQUEST}
+    outlierDetection:
+      consecutive5xxErrors: 3
+      consecutiveGatewayErrors: 2
+      interval: 5s
+      baseEjectionTime: 1m
+      maxEjectionPercent: 50
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      outlierDetection:
+        consecutive5xxErrors: 0
+        splitExternalLocalOriginErrors: true
+        consecutiveLocalOriginFailures: 4
+`)},
+		check: func(t *testing.T, c *configView) {
+			dr := c.cfg.DestinationRules[0]
+			if !dr.PeakEWMA() || dr.Annotations["meshlet.io/load-balancer"] != "PEAK_EWMA" {
+				t.Errorf("annotations = %v, want meshlet.io/load-balancer: PEAK_EWMA", dr.Annotations)
+			}
+			od := dr.Spec.TrafficPolicy.OutlierDetection
+			if od.GetConsecutive_5XxErrors().GetValue() != 3 || od.GetConsecutiveGatewayErrors().GetValue() != 2 ||
+				od.GetInterval().AsDuration() != 5*time.Second || od.GetBaseEjectionTime().AsDuration() != time.Minute || od.GetMaxEjectionPercent() != 50 {
+				t.Errorf("outlierDetection = %v", od)
+			}
+			sub := dr.Spec.Subsets[0].TrafficPolicy.OutlierDetection
+			if sub.GetConsecutive_5XxErrors() == nil || sub.GetConsecutive_5XxErrors().GetValue() != 0 {
+				t.Errorf("subset consecutive5xxErrors = %v, want an explicit 0", sub.GetConsecutive_5XxErrors())
+			}
+			if !sub.GetSplitExternalLocalOriginErrors() || sub.GetConsecutiveLocalOriginFailures().GetValue() != 4 {
+				t.Errorf("subset outlierDetection = %v", sub)
+			}
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,6 +232,20 @@ metadata:
 spec:
 ` + spec)
 	}
+	// annotated is a DestinationRule with meshlet's load-balancer
+	// annotation set to value, and spec lines after the host.
+	annotated := func(value, spec string) []byte {
+		return []byte(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  annotations:
+    meshlet.io/load-balancer: ` + value + `
+spec:
+  host: reviews
+` + spec)
+	}
 	const (
 		vsName = "VirtualService default/reviews"
 		drName = "DestinationRule default/reviews"
@@ -213,7 +274,20 @@ spec:
 		{"bad header regex", vs("  - match:\n    - headers: {x-a: {regex: \"a(?=b)\"}}\n    route:\n    - destination: {host: reviews}\n"), want{"x.yaml", vsName, `spec.http[0].match[0].headers["x-a"].regex`, "invalid regular expression"}},
 		{"missing destination host", vs("  - route:\n    - destination: {subset: v1}\n"), want{"x.yaml", vsName, "spec.http[0].route[0].destination.host", "required"}},
 		{"exportTo", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, exportTo: [.]}\n"), want{"x.yaml", drName, "spec.exportTo", "not supported by meshlet"}},
-		{"outlier detection", dr("      simple: RANDOM\n    outlierDetection: {consecutive5xxErrors: 3}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection", "not supported yet"}},
+		{"deprecated consecutiveErrors", dr("      simple: RANDOM\n    outlierDetection: {consecutiveErrors: 3}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.consecutiveErrors", "deprecated: use consecutive5xxErrors"}},
+		{"minHealthPercent", dr("      simple: RANDOM\n    outlierDetection: {consecutive5xxErrors: 3, minHealthPercent: 50}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.minHealthPercent", "not supported by meshlet"}},
+		{"subset connectionPool", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, subsets: [{name: v1, trafficPolicy: {connectionPool: {http: {maxRetries: 3}}}}]}\n"), want{"x.yaml", drName, "spec.subsets[0].trafficPolicy.connectionPool", "not supported yet"}},
+		{"zero interval", dr("      simple: RANDOM\n    outlierDetection: {interval: 0s}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.interval", "must be greater than 0"}},
+		{"negative base ejection time", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, subsets: [{name: v1, trafficPolicy: {outlierDetection: {baseEjectionTime: -1s}}}]}\n"), want{"x.yaml", drName, "spec.subsets[0].trafficPolicy.outlierDetection.baseEjectionTime", "must be greater than 0, got -1s"}},
+		{"max ejection percent above 100", dr("      simple: RANDOM\n    outlierDetection: {maxEjectionPercent: 101}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.maxEjectionPercent", "between 0 and 100, got 101"}},
+		{"negative max ejection percent", dr("      simple: RANDOM\n    outlierDetection: {maxEjectionPercent: -1}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.maxEjectionPercent", "between 0 and 100, got -1"}},
+		{"local origin failures without split", dr("      simple: RANDOM\n    outlierDetection: {consecutiveLocalOriginFailures: 3}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures", "unless splitExternalLocalOriginErrors is true"}},
+		{"negative consecutive 5xx", dr("      simple: RANDOM\n    outlierDetection: {consecutive5xxErrors: -1}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.consecutive5xxErrors", "expected a whole number from 0"}},
+		{"unknown outlier field", dr("      simple: RANDOM\n    outlierDetection: {consecutive5xxError: 3}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.consecutive5xxError", `did you mean "consecutive5xxErrors"?`}},
+		{"unknown load-balancer annotation value", annotated("LATENCY", "  trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n"), want{"x.yaml", drName, `metadata.annotations["meshlet.io/load-balancer"]`, `unknown value "LATENCY" of annotation meshlet.io/load-balancer (the one value is PEAK_EWMA`}},
+		{"lower-case load-balancer annotation", annotated("peak_ewma", ""), want{"x.yaml", drName, `metadata.annotations["meshlet.io/load-balancer"]`, "the one value is PEAK_EWMA"}},
+		{"PEAK_EWMA with consistentHash", annotated("PEAK_EWMA", "  trafficPolicy:\n    loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n"), want{"x.yaml", drName, "spec.trafficPolicy.loadBalancer.consistentHash", "cannot be combined with the annotation meshlet.io/load-balancer: PEAK_EWMA"}},
+		{"PEAK_EWMA with a subset's consistentHash", annotated("PEAK_EWMA", "  subsets:\n  - name: v1\n    trafficPolicy:\n      loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n"), want{"x.yaml", drName, "spec.subsets[0].trafficPolicy.loadBalancer.consistentHash", "cannot be combined with the annotation"}},
 		{"consistentHash without header", dr("      consistentHash: {minimumRingSize: 1024}\n"), want{"x.yaml", drName, "spec.trafficPolicy.loadBalancer.consistentHash.httpHeaderName", "required"}},
 		{"maglev", dr("      consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 65537}}\n"), want{"x.yaml", drName, "spec.trafficPolicy.loadBalancer.consistentHash.maglev", "not supported by meshlet"}},
 		{"missing host", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {subsets: [{name: v1, labels: {version: v1}}]}\n"), want{"x.yaml", drName, "spec.host", "required"}},

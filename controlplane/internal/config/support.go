@@ -15,7 +15,9 @@ const (
 	reasonUnsupported  = "not supported by meshlet (remove it)"
 	reasonFault        = "not supported yet (fault injection arrives with the policy work)"
 	reasonTLSField     = "not supported by meshlet (meshlet issues the certificates: set mode ISTIO_MUTUAL or DISABLE, and nothing else)"
-	reasonPolicy       = "not supported yet (arrives with the HTTP data plane / policy work)"
+	reasonPolicy       = "not supported yet (arrives with the policy work)"
+	reasonDeprecated   = "deprecated: use consecutive5xxErrors, or consecutiveGatewayErrors for what this field counted (502, 503 and 504)"
+	reasonMinHealth    = "not supported by meshlet (it sets Envoy's panic threshold, and meshlet's balancer has no panic mode; remove it)"
 	reasonHashKey      = "not supported by meshlet (use httpHeaderName)"
 	reasonHashFunction = "not supported by meshlet (use ringHash, or leave it out)"
 )
@@ -91,7 +93,20 @@ var (
 		"loadBalancer.consistentHash.ringHash.minimumRingSize",
 	}
 
-	trafficPolicyFields = append([]string{"tls.mode"}, loadBalancerFields...)
+	// outlierDetectionFields are the fields of Istio's outlierDetection
+	// that meshlet implements; the deprecated consecutiveErrors and
+	// minHealthPercent are refused with reasons of their own.
+	outlierDetectionFields = under("outlierDetection",
+		"consecutive5xxErrors",
+		"consecutiveGatewayErrors",
+		"interval",
+		"baseEjectionTime",
+		"maxEjectionPercent",
+		"splitExternalLocalOriginErrors",
+		"consecutiveLocalOriginFailures",
+	)
+
+	trafficPolicyFields = concat([]string{"tls.mode"}, loadBalancerFields, outlierDetectionFields)
 
 	destinationRuleSupport = newSupport(concat(
 		[]string{"host", "subsets.name", "subsets.labels"},
@@ -168,7 +183,8 @@ func trafficPolicyReasons(prefixes ...string) map[string]string {
 				m[p+".tls."+name] = reasonTLSField
 			}
 		}
-		m[p+".outlierDetection"] = reasonPolicy
+		m[p+".outlierDetection.consecutiveErrors"] = reasonDeprecated
+		m[p+".outlierDetection.minHealthPercent"] = reasonMinHealth
 		m[p+".connectionPool"] = reasonPolicy
 		for _, k := range []string{"httpCookie", "useSourceIp", "httpQueryParameterName"} {
 			m[p+".loadBalancer.consistentHash."+k] = reasonHashKey

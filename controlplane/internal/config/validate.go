@@ -34,7 +34,7 @@ func (p *parser) validateSet() {
 		case *networking.VirtualService:
 			validateVirtualService(s, report)
 		case *networking.DestinationRule:
-			validateDestinationRule(s, report)
+			validateDestinationRule(s, r.meta.Annotations, report)
 		case *security.PeerAuthentication:
 			validatePeerAuthentication(s, report)
 		case *security.AuthorizationPolicy:
@@ -169,10 +169,11 @@ func validateRetryOn(retryOn, path string, report reportFunc) {
 	}
 }
 
-func validateDestinationRule(dr *networking.DestinationRule, report reportFunc) {
+func validateDestinationRule(dr *networking.DestinationRule, annotations map[string]string, report reportFunc) {
 	if dr.Host == "" {
 		report.add("spec.host", "required")
 	}
+	validateLoadBalancerAnnotation(dr, annotations, report)
 	validateTrafficPolicy(dr.TrafficPolicy, "spec.trafficPolicy", report)
 	names := map[string]int{}
 	for i, s := range dr.Subsets {
@@ -196,6 +197,60 @@ func validateTrafficPolicy(tp *networking.TrafficPolicy, path string, report rep
 		report.add(path+".tls.mode", "%s is not supported by meshlet (use ISTIO_MUTUAL: meshlet issues the certificates)", mode)
 	}
 	validateLoadBalancer(tp.GetLoadBalancer(), path+".loadBalancer", report)
+	validateOutlierDetection(tp.GetOutlierDetection(), path+".outlierDetection", report)
+}
+
+// validateLoadBalancerAnnotation checks meshlet's load-balancer extension
+// (model.LoadBalancerAnnotation): a known value, and no consistentHash in
+// the rule, as the annotation sets the policy of every cluster of the rule.
+func validateLoadBalancerAnnotation(dr *networking.DestinationRule, annotations map[string]string, report reportFunc) {
+	v, ok := annotations[model.LoadBalancerAnnotation]
+	if !ok {
+		return
+	}
+	if v != model.LoadBalancerPeakEWMA {
+		report.add(fmt.Sprintf("metadata.annotations[%q]", model.LoadBalancerAnnotation),
+			"unknown value %q of annotation %s (the one value is %s; remove the annotation to use the rule's loadBalancer)",
+			v, model.LoadBalancerAnnotation, model.LoadBalancerPeakEWMA)
+		return
+	}
+	conflict := func(tp *networking.TrafficPolicy, path string) {
+		if tp.GetLoadBalancer().GetConsistentHash() != nil {
+			report.add(path+".loadBalancer.consistentHash",
+				"cannot be combined with the annotation %s: %s, which balances every cluster of this rule by peak EWMA (remove one of them)",
+				model.LoadBalancerAnnotation, v)
+		}
+	}
+	conflict(dr.TrafficPolicy, "spec.trafficPolicy")
+	for i, s := range dr.Subsets {
+		conflict(s.TrafficPolicy, fmt.Sprintf("spec.subsets[%d].trafficPolicy", i))
+	}
+}
+
+// validateOutlierDetection checks the outlierDetection fields meshlet
+// implements, as Istio does.
+func validateOutlierDetection(od *networking.OutlierDetection, path string, report reportFunc) {
+	if od == nil {
+		return
+	}
+	for _, d := range []struct {
+		name string
+		v    *durationpb.Duration
+		def  string
+	}{
+		{"interval", od.Interval, "10s"},
+		{"baseEjectionTime", od.BaseEjectionTime, "30s"},
+	} {
+		if d.v != nil && d.v.AsDuration() <= 0 {
+			report.add(path+"."+d.name, "must be greater than 0, got %v (leave it out for the default, %s)", d.v.AsDuration(), d.def)
+		}
+	}
+	if p := od.MaxEjectionPercent; p < 0 || p > 100 {
+		report.add(path+".maxEjectionPercent", "must be between 0 and 100, got %d (0 or leaving it out gives the default, 10)", p)
+	}
+	if od.ConsecutiveLocalOriginFailures.GetValue() > 0 && !od.SplitExternalLocalOriginErrors {
+		report.add(path+".consecutiveLocalOriginFailures", "has no effect unless splitExternalLocalOriginErrors is true (set it, or remove this field)")
+	}
 }
 
 func validateLoadBalancer(lb *networking.LoadBalancerSettings, path string, report reportFunc) {

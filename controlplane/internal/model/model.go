@@ -26,6 +26,9 @@ type Meta struct {
 	Name      string
 	Namespace string
 	File      string // path of the file the resource was read from
+	// Annotations are the resource's metadata.annotations, nil if it has
+	// none. meshlet reads LoadBalancerAnnotation; it keeps the others.
+	Annotations map[string]string
 }
 
 // String gives the form used in error messages: "Kind namespace/name".
@@ -54,6 +57,24 @@ type VirtualService struct {
 type DestinationRule struct {
 	Meta
 	Spec *networking.DestinationRule
+}
+
+// LoadBalancerAnnotation is meshlet's extension of a DestinationRule's load
+// balancer, for a policy Istio has no field for. Its one value,
+// LoadBalancerPeakEWMA, balances every cluster of the rule, top level and
+// subsets, by peak EWMA in meshlet's own clients; gRPC clients, which have
+// no such balancer, keep the rule's loadBalancer.simple, or round robin.
+// It cannot be combined with consistentHash.
+const LoadBalancerAnnotation = "meshlet.io/load-balancer"
+
+// LoadBalancerPeakEWMA is the value of LoadBalancerAnnotation that selects
+// peak EWMA.
+const LoadBalancerPeakEWMA = "PEAK_EWMA"
+
+// PeakEWMA reports whether the rule selects peak EWMA through
+// LoadBalancerAnnotation.
+func (dr *DestinationRule) PeakEWMA() bool {
+	return dr.Annotations[LoadBalancerAnnotation] == LoadBalancerPeakEWMA
 }
 
 // PeerAuthentication is an Istio PeerAuthentication: the mTLS mode of the

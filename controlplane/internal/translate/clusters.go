@@ -7,8 +7,10 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
 	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	wrrlocalityv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/wrr_locality/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -25,10 +27,19 @@ import (
 // round_robin under wrr_locality.
 const RandomPolicyName = wire.RandomPolicy
 
+// PeakEWMAPolicyName is the name under which a Cluster's
+// load_balancing_policy asks meshlet's resolver for peak EWMA, through an
+// xds.type.v3.TypedStruct whose type_url ends in this name. gRPC-Go has no
+// balancer of this name and uses the next policy in the list. A
+// DestinationRule selects it with the model.LoadBalancerAnnotation.
+const PeakEWMAPolicyName = wire.PeakEWMAPolicy
+
 const (
 	randomTypeURL      = "type.googleapis.com/" + RandomPolicyName
+	peakEWMATypeURL    = "type.googleapis.com/" + PeakEWMAPolicyName
 	wrrLocalityName    = "envoy.load_balancing_policies.wrr_locality"
 	roundRobinName     = "envoy.load_balancing_policies.round_robin"
+	leastRequestName   = "envoy.load_balancing_policies.least_request"
 	maxRingSize        = 8 * 1024 * 1024 // gRPC-Go refuses a larger minimum ring size
 	subsetFieldPattern = "spec.subsets[%d].trafficPolicy"
 )
@@ -42,6 +53,12 @@ type destRule struct {
 	subsets []*networking.Subset
 	// subsetAt says where each subset came from, for error messages.
 	subsetAt map[string]string
+	// peak holds the clusters that a rule's model.LoadBalancerAnnotation
+	// balances by peak EWMA: by subset name, "" for the cluster without a
+	// subset. Each subset follows the rule it came from; the cluster
+	// without a subset follows the rule that gave the top-level traffic
+	// policy, or the first rule if none did.
+	peak map[string]bool
 }
 
 // destinationRule merges the DestinationRules for s: those that name the
@@ -82,10 +99,14 @@ func (t *translator) destinationRule(s *service) destRule {
 		}
 	}
 
-	out := destRule{subsetAt: make(map[string]string)}
+	out := destRule{subsetAt: make(map[string]string), peak: make(map[string]bool)}
+	if len(ordered) > 0 {
+		out.peak[""] = ordered[0].PeakEWMA()
+	}
 	for _, dr := range ordered {
 		if out.top == nil && dr.Spec.GetTrafficPolicy() != nil {
 			out.top, out.topMeta = dr.Spec.GetTrafficPolicy(), dr.Meta
+			out.peak[""] = dr.PeakEWMA()
 		}
 		for i, sub := range dr.Spec.GetSubsets() {
 			if sub.GetName() == "" {
@@ -96,6 +117,7 @@ func (t *translator) destinationRule(s *service) destRule {
 			}
 			out.subsets = append(out.subsets, sub)
 			out.subsetAt[sub.GetName()] = where(dr.Meta) + ": " + fmt.Sprintf(subsetFieldPattern, i)
+			out.peak[sub.GetName()] = dr.PeakEWMA()
 		}
 	}
 	return out
@@ -126,6 +148,27 @@ func (d destRule) loadBalancer(subset *networking.Subset, port uint32) (*network
 	return nil, ""
 }
 
+// outlierDetection returns the outlier detection that applies to one port
+// of one subset (nil for the cluster without a subset), merged as
+// loadBalancer merges load-balancer settings.
+func (d destRule) outlierDetection(subset *networking.Subset, port uint32) *networking.OutlierDetection {
+	var tps []*networking.TrafficPolicy
+	if subset != nil {
+		tps = append(tps, subset.GetTrafficPolicy())
+	}
+	for _, tp := range append(tps, d.top) {
+		for _, pl := range tp.GetPortLevelSettings() {
+			if pl.GetPort().GetNumber() == port && pl.GetOutlierDetection() != nil {
+				return pl.GetOutlierDetection()
+			}
+		}
+		if od := tp.GetOutlierDetection(); od != nil {
+			return od
+		}
+	}
+	return nil
+}
+
 func portLevelLB(tp *networking.TrafficPolicy, port uint32) (*networking.LoadBalancerSettings, string) {
 	for i, pl := range tp.GetPortLevelSettings() {
 		if pl.GetPort().GetNumber() == port && pl.GetLoadBalancer() != nil {
@@ -149,6 +192,12 @@ func (t *translator) buildClusters(s *service, p Port, dr destRule) ([]*clusterv
 		if err != nil {
 			return nil, err
 		}
+		if dr.peak[sub.GetName()] {
+			if err := setPeakEWMA(c, at); err != nil {
+				return nil, err
+			}
+		}
+		c.OutlierDetection = outlierDetection(dr.outlierDetection(sub, p.Number))
 		if c.TransportSocket, err = t.clusterTLS(s, p.Number, dr, sub); err != nil {
 			return nil, err
 		}
@@ -253,24 +302,134 @@ func hashPolicy(ch *networking.LoadBalancerSettings_ConsistentHashLB) *routev3.R
 // next policy is tried (xdslbregistry.ConvertToServiceConfig). So a client
 // without meshlet.random uses the fallback and does not NACK.
 func randomPolicy() (*clusterv3.LoadBalancingPolicy, error) {
-	random, err := toAny(&xdstypev3.TypedStruct{TypeUrl: randomTypeURL, Value: &structpb.Struct{}})
+	random, err := typedStructPolicy(RandomPolicyName, randomTypeURL)
 	if err != nil {
 		return nil, err
 	}
-	rr, err := toAny(&roundrobinv3.RoundRobin{})
+	rr, err := roundRobinPolicy()
 	if err != nil {
 		return nil, err
 	}
-	wrr, err := toAny(&wrrlocalityv3.WrrLocality{EndpointPickingPolicy: &clusterv3.LoadBalancingPolicy{
-		Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: roundRobinName, TypedConfig: rr},
-		}},
+	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{random, rr}}, nil
+}
+
+// setPeakEWMA puts meshlet's peak-EWMA balancer, named through a
+// TypedStruct, first in c's load_balancing_policy, for meshlet's resolver.
+// What newCluster chose stays behind it for gRPC clients, which have no
+// peak EWMA and skip it as they skip an unknown meshlet.random (see
+// randomPolicy): the RANDOM policy list, least_request for LEAST_REQUEST,
+// or else round_robin under wrr_locality, as for lb_policy ROUND_ROBIN.
+// lb_policy keeps its value, which load_balancing_policy overrides.
+func setPeakEWMA(c *clusterv3.Cluster, at string) error {
+	if c.GetLbPolicy() == clusterv3.Cluster_RING_HASH {
+		return fmt.Errorf("translate: %s.consistentHash cannot be combined with the annotation %s: %s", at, model.LoadBalancerAnnotation, model.LoadBalancerPeakEWMA)
+	}
+	peak, err := typedStructPolicy(PeakEWMAPolicyName, peakEWMATypeURL)
+	if err != nil {
+		return err
+	}
+	fallback := c.GetLoadBalancingPolicy().GetPolicies()
+	if len(fallback) == 0 {
+		var p *clusterv3.LoadBalancingPolicy_Policy
+		if c.GetLbPolicy() == clusterv3.Cluster_LEAST_REQUEST {
+			p, err = extensionPolicy(leastRequestName, &leastrequestv3.LeastRequest{})
+		} else {
+			p, err = roundRobinPolicy()
+		}
+		if err != nil {
+			return err
+		}
+		fallback = []*clusterv3.LoadBalancingPolicy_Policy{p}
+	}
+	c.LoadBalancingPolicy = &clusterv3.LoadBalancingPolicy{Policies: append([]*clusterv3.LoadBalancingPolicy_Policy{peak}, fallback...)}
+	return nil
+}
+
+// typedStructPolicy names a meshlet balancer through a TypedStruct with an
+// empty config.
+func typedStructPolicy(name, typeURL string) (*clusterv3.LoadBalancingPolicy_Policy, error) {
+	return extensionPolicy(name, &xdstypev3.TypedStruct{TypeUrl: typeURL, Value: &structpb.Struct{}})
+}
+
+// roundRobinPolicy is round_robin under wrr_locality.
+func roundRobinPolicy() (*clusterv3.LoadBalancingPolicy_Policy, error) {
+	rr, err := extensionPolicy(roundRobinName, &roundrobinv3.RoundRobin{})
+	if err != nil {
+		return nil, err
+	}
+	return extensionPolicy(wrrLocalityName, &wrrlocalityv3.WrrLocality{EndpointPickingPolicy: &clusterv3.LoadBalancingPolicy{
+		Policies: []*clusterv3.LoadBalancingPolicy_Policy{rr},
 	}})
+}
+
+func extensionPolicy(name string, config proto.Message) (*clusterv3.LoadBalancingPolicy_Policy, error) {
+	a, err := toAny(config)
 	if err != nil {
 		return nil, err
 	}
-	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{
-		{TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: RandomPolicyName, TypedConfig: random}},
-		{TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: wrrLocalityName, TypedConfig: wrr}},
-	}}, nil
+	return &clusterv3.LoadBalancingPolicy_Policy{TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}}, nil
+}
+
+// outlierDetection translates Istio's outlierDetection as istiod does
+// (applyOutlierDetection in pilot/pkg/networking/core):
+//
+//   - success-rate ejection is turned off (enforcing_success_rate 0);
+//     Envoy and gRPC-Go would otherwise run it by default;
+//   - consecutive5xxErrors sets consecutive_5xx, enforced at 100%, or not
+//     at all when it is 0, which turns the 5xx detector off; left out,
+//     Envoy's default applies: 5, enforced;
+//   - consecutiveGatewayErrors sets consecutive_gateway_failure, enforced
+//     at 100% unless it is 0; left out, the gateway detector stays off
+//     (Envoy enforces it at 0% by default);
+//   - interval and baseEjectionTime are copied, maxEjectionPercent when
+//     above 0 (else Envoy's 10%); max_ejection_time is left at Envoy's
+//     300s;
+//   - splitExternalLocalOriginErrors is copied, with
+//     consecutiveLocalOriginFailures enforced at 100% when above 0 (else
+//     Envoy's 5, enforced), and local-origin success-rate ejection off.
+//
+// minHealthPercent, which istiod maps to the panic threshold, and the
+// deprecated consecutiveErrors are refused by the config package.
+//
+// gRPC-Go implements only success-rate and failure-percentage ejection
+// (gRFC A50), not the consecutive-error detectors, so gRPC clients accept
+// these Clusters and eject nothing, as proxyless gRPC under istiod does.
+// meshlet's resolver and balancer implement the consecutive detectors.
+func outlierDetection(od *networking.OutlierDetection) *clusterv3.OutlierDetection {
+	if od == nil {
+		return nil
+	}
+	enforcing := func(n uint32) *wrapperspb.UInt32Value {
+		if n > 0 {
+			return wrapperspb.UInt32(100)
+		}
+		return wrapperspb.UInt32(0)
+	}
+	out := &clusterv3.OutlierDetection{EnforcingSuccessRate: wrapperspb.UInt32(0)}
+	if e := od.GetConsecutive_5XxErrors(); e != nil {
+		out.Consecutive_5Xx = wrapperspb.UInt32(e.GetValue())
+		out.EnforcingConsecutive_5Xx = enforcing(e.GetValue())
+	}
+	if e := od.GetConsecutiveGatewayErrors(); e != nil {
+		out.ConsecutiveGatewayFailure = wrapperspb.UInt32(e.GetValue())
+		out.EnforcingConsecutiveGatewayFailure = enforcing(e.GetValue())
+	}
+	if d := od.GetInterval(); d != nil {
+		out.Interval = durationpb.New(d.AsDuration())
+	}
+	if d := od.GetBaseEjectionTime(); d != nil {
+		out.BaseEjectionTime = durationpb.New(d.AsDuration())
+	}
+	if p := od.GetMaxEjectionPercent(); p > 0 {
+		out.MaxEjectionPercent = wrapperspb.UInt32(uint32(min(p, 100)))
+	}
+	if od.GetSplitExternalLocalOriginErrors() {
+		out.SplitExternalLocalOriginErrors = true
+		if n := od.GetConsecutiveLocalOriginFailures().GetValue(); n > 0 {
+			out.ConsecutiveLocalOriginFailure = wrapperspb.UInt32(n)
+			out.EnforcingConsecutiveLocalOriginFailure = wrapperspb.UInt32(100)
+		}
+		out.EnforcingLocalOriginSuccessRate = wrapperspb.UInt32(0)
+	}
+	return out
 }

@@ -11,7 +11,10 @@
 //     domains hold every name a caller may dial (always with the ":port"
 //     form, which gRPC needs) and whose routes come from the VirtualService;
 //   - EDS Clusters "outbound|<port>|<subset>|<host>", load-balanced as the
-//     DestinationRule says;
+//     DestinationRule says, with its outlierDetection as istiod writes it;
+//     a rule's model.LoadBalancerAnnotation puts PeakEWMAPolicyName first
+//     in load_balancing_policy, for meshlet's resolver, ahead of the
+//     policy gRPC clients use;
 //   - a ClusterLoadAssignment per Cluster, grouped by locality, with a
 //     weight on every locality (gRPC ignores a locality without one);
 //   - a server Listener per xDS-enabled gRPC server address, named after

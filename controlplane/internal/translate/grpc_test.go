@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
@@ -230,10 +231,12 @@ func waitACKed(ctx context.Context, t *testing.T, tracker *ackTracker, want []st
 	}
 }
 
-// e2eConfig routes five services to one server: rr (round robin, an 80/20
+// e2eConfig routes seven services to one server: rr (round robin, an 80/20
 // split over two subsets, matches, timeout and retries), lr (least
-// request), rh (ring hash on x-user), rnd (RANDOM) and the ServiceEntry
-// echo.example.com, which selects the rr instance by label.
+// request), rh (ring hash on x-user), rnd (RANDOM), od (outlier detection,
+// with a subset of its own), pe (meshlet's PEAK_EWMA annotation over
+// LEAST_REQUEST, with a RANDOM subset, and outlier detection) and the
+// ServiceEntry echo.example.com, which selects the rr instance by label.
 func e2eConfig() *model.Config {
 	host := func(s string) string { return s + ".default.svc.cluster.local" }
 	dr := func(name string, lb *networking.LoadBalancerSettings) *model.DestinationRule {
@@ -243,6 +246,24 @@ func e2eConfig() *model.Config {
 			Subsets:       []*networking.Subset{{Name: "v1", Labels: map[string]string{"version": "v1"}}},
 		})
 	}
+	outlier := &networking.OutlierDetection{
+		Consecutive_5XxErrors:    wrapperspb.UInt32(3),
+		ConsecutiveGatewayErrors: wrapperspb.UInt32(2),
+		Interval:                 durationpb.New(5 * time.Second),
+		BaseEjectionTime:         durationpb.New(time.Minute),
+		MaxEjectionPercent:       50,
+	}
+	odDR := dr("od", nil)
+	odDR.Spec.TrafficPolicy.OutlierDetection = outlier
+	odDR.Spec.Subsets[0].TrafficPolicy = &networking.TrafficPolicy{OutlierDetection: &networking.OutlierDetection{
+		Consecutive_5XxErrors:          wrapperspb.UInt32(0),
+		SplitExternalLocalOriginErrors: true,
+		ConsecutiveLocalOriginFailures: wrapperspb.UInt32(4),
+	}}
+	peDR := dr("pe", &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_LEAST_REQUEST}})
+	peDR.Annotations = map[string]string{model.LoadBalancerAnnotation: model.LoadBalancerPeakEWMA}
+	peDR.Spec.TrafficPolicy.OutlierDetection = outlier
+	peDR.Spec.Subsets[0].TrafficPolicy = &networking.TrafficPolicy{LoadBalancer: &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_RANDOM}}}
 	rrDR := dr("rr", nil)
 	rrDR.Spec.Subsets = append(rrDR.Spec.Subsets, &networking.Subset{Name: "all", Labels: map[string]string{"app": "rr"}})
 	exact := func(s string) *networking.StringMatch {
@@ -271,6 +292,7 @@ func e2eConfig() *model.Config {
 			dr("lr", &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_LEAST_REQUEST}}),
 			dr("rh", headerHashLB("x-user", 64)),
 			dr("rnd", &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_RANDOM}}),
+			odDR, peDR,
 		},
 		VirtualServices: []*model.VirtualService{
 			virtualService("default", "rr", &networking.VirtualService{
@@ -299,7 +321,7 @@ func e2eConfig() *model.Config {
 					Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: host("rr")}}},
 				}},
 			}),
-			split("lr"), split("rh"), split("rnd"),
+			split("lr"), split("rh"), split("rnd"), split("od"), split("pe"),
 		},
 	}
 }
@@ -307,12 +329,15 @@ func e2eConfig() *model.Config {
 // TestGRPCAcceptsResources serves Build's output from a real go-control-plane
 // ADS server to a real gRPC-Go xDS server and xDS clients. Every resource
 // must be ACKed (none NACKed), and RPCs must succeed through every kind of
-// cluster: round robin, least request, ring hash with its header, and
-// RANDOM, which falls back to round robin because this test registers no
-// meshlet.random balancer.
+// cluster: round robin, least request, ring hash with its header, RANDOM,
+// which falls back to round robin because this test registers no
+// meshlet.random balancer, outlier detection, and peak EWMA, which falls
+// back to the rule's own policy because gRPC-Go has no meshlet.peak_ewma.
 func TestGRPCAcceptsResources(t *testing.T) {
-	if balancer.Get(translate.RandomPolicyName) != nil {
-		t.Fatalf("balancer %q is registered; this test proves the fallback without it", translate.RandomPolicyName)
+	for _, name := range []string{translate.RandomPolicyName, translate.PeakEWMAPolicyName} {
+		if balancer.Get(name) != nil {
+			t.Fatalf("balancer %q is registered; this test proves the fallback without it", name)
+		}
 	}
 	tracker := newAckTracker()
 	adsAddr, cache := startADS(t, tracker)
@@ -341,7 +366,7 @@ func TestGRPCAcceptsResources(t *testing.T) {
 	})
 
 	var insts []registry.Instance
-	for _, svc := range []string{"rr", "lr", "rh", "rnd"} {
+	for _, svc := range []string{"rr", "lr", "rh", "rnd", "od", "pe"} {
 		insts = append(insts, registry.Instance{
 			ID: svc + "-1", Service: svc, Namespace: "default",
 			Address: "127.0.0.1", Port: uint32(srvAddr.Port), ServicePort: 9080, Protocol: "GRPC",
@@ -383,8 +408,19 @@ func TestGRPCAcceptsResources(t *testing.T) {
 		}
 		targets = append(targets, tg)
 	}
-	if len(targets) != 5 {
-		t.Fatalf("client listeners %v, want 5", targets)
+	if len(targets) != 7 {
+		t.Fatalf("client listeners %v, want 7", targets)
+	}
+	// The shapes under test, before gRPC sees them.
+	for _, c := range []string{"outbound|9080||od.default.svc.cluster.local", "outbound|9080|v1|od.default.svc.cluster.local", "outbound|9080||pe.default.svc.cluster.local"} {
+		if findCluster(t, out, c).GetOutlierDetection() == nil {
+			t.Fatalf("cluster %s: no outlier_detection", c)
+		}
+	}
+	for _, c := range []string{"outbound|9080||pe.default.svc.cluster.local", "outbound|9080|v1|pe.default.svc.cluster.local"} {
+		if name := findCluster(t, out, c).GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName(); name != translate.PeakEWMAPolicyName {
+			t.Fatalf("cluster %s: first load_balancing_policy %q, want %s", c, name, translate.PeakEWMAPolicyName)
+		}
 	}
 	clients := make(map[string]healthpb.HealthClient)
 	for _, tg := range targets {

@@ -1,0 +1,151 @@
+package mesh_test
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshlet/meshlet/mesh"
+)
+
+// flakyHTTP answers 503 while failing is set.
+type flakyHTTP struct {
+	httpGreeter
+	failing atomic.Bool
+}
+
+func (g *flakyHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.failing.Load() {
+		http.Error(w, "failing on purpose", http.StatusServiceUnavailable)
+		return
+	}
+	g.httpGreeter.ServeHTTP(w, r)
+}
+
+// outlierRule ejects an endpoint after 3 consecutive 5xx for 2s.
+const outlierRule = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+spec:
+  host: greeter
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 3
+      interval: 1s
+      baseEjectionTime: 2s
+      maxEjectionPercent: 100
+`
+
+// serveFlaky starts a flaky instance with extra mesh options.
+func serveFlaky(t *testing.T, cpAddr string, extra ...mesh.Option) *flakyHTTP {
+	t.Helper()
+	g := &flakyHTTP{}
+	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": "v1"}, extra...)
+	lis := listenLoopback(t)
+	g.version, g.instance = "v1", lis.Addr().String()
+	s, err := m.NewHTTPServer(g, mesh.WithServicePort(greeterPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		<-done
+	})
+	return g
+}
+
+func TestHTTPOutlierEjection(t *testing.T) {
+	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": outlierRule})
+	bad := serveFlaky(t, cp.XDSAddr())
+	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+	waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
+	traffic := startLoad(t, callerFunc(func() (string, string, error) {
+		time.Sleep(2 * time.Millisecond)
+		r, err := httpCall(t.Context(), c, "/", "")
+		return r.version, r.instance, err
+	}), 2)
+	waitUntil(t, 10*time.Second, "the bad instance to get traffic", func() bool {
+		for _, r := range traffic.since(time.Now().Add(-time.Second)) {
+			if r.addr == bad.instance {
+				return true
+			}
+		}
+		return false
+	})
+
+	bad.failing.Store(true)
+	failedAt := time.Now()
+	// Its 503s are retried elsewhere (Istio's default retry policy), so
+	// callers see only successes; after three in a row it is ejected. It
+	// recovers after 1s, but must get no request until the 2s ejection
+	// ends.
+	time.Sleep(time.Second)
+	bad.failing.Store(false)
+	var back time.Time
+	waitUntil(t, 10*time.Second, "the instance to come back", func() bool {
+		for _, r := range traffic.since(failedAt) {
+			if r.addr == bad.instance && r.err == nil {
+				back = r.at
+				return true
+			}
+		}
+		return false
+	})
+	traffic.end()
+	failed := 0
+	for _, r := range traffic.since(failedAt) {
+		if r.err != nil {
+			failed++
+		}
+	}
+	gap := back.Sub(failedAt)
+	t.Logf("the failing instance answered again %v after it began failing (recovered at 1s, base ejection 2s); %d requests failed", gap, failed)
+	if gap < 1800*time.Millisecond || gap > 4*time.Second {
+		t.Errorf("the ejected instance was back after %v, want about the 2s ejection time", gap)
+	}
+	if failed > 0 {
+		t.Errorf("%d requests failed, want 0 (503s are retried on other endpoints)", failed)
+	}
+}
+
+func TestHTTPLocalityFailover(t *testing.T) {
+	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": outlierRule})
+	near := serveFlaky(t, cp.XDSAddr(), mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"}))
+	far := serveFlaky(t, cp.XDSAddr(), mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z2"}))
+	waitUntil(t, 15*time.Second, "two instances", func() bool { return registered(t, cp) == 2 })
+	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"})))
+
+	share := func(n int) (nearN, farN int) {
+		for range n {
+			r, _ := httpCall(t.Context(), c, "/", "")
+			switch r.instance {
+			case near.instance:
+				nearN++
+			case far.instance:
+				farN++
+			}
+		}
+		return
+	}
+	if n, f := share(100); n != 100 {
+		t.Fatalf("healthy: %d near, %d far; want all 100 in the caller's zone", n, f)
+	}
+	near.failing.Store(true)
+	// Until three 503s in a row eject it, the near endpoint is still the
+	// one picked (retries too: locality comes first), as with Envoy.
+	share(10)
+	if n, f := share(100); f != 100 {
+		t.Errorf("near zone failing: %d near, %d far; want all 100 to fail over to the other zone", n, f)
+	}
+	near.failing.Store(false)
+	waitUntil(t, 6*time.Second, "traffic to come back to the caller's zone", func() bool {
+		n, _ := share(20)
+		return n == 20
+	})
+}
