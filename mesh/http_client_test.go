@@ -217,17 +217,27 @@ func TestHTTPLoadBalancing(t *testing.T) {
 
 	// One of three endpoints answers in 50ms, the others at once; under
 	// concurrent load a latency-aware policy sends it far less than a
-	// third. Thresholds: least request below 20%; round robin, the
-	// control, 28% to 40%.
+	// third. Thresholds: least request and peak EWMA below 20%; round
+	// robin, the control, 28% to 40%.
+	peakEWMA := `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+  annotations:
+    meshlet.io/load-balancer: PEAK_EWMA
+spec:
+  host: greeter
+`
 	for _, tc := range []struct {
-		name, lb string
-		min, max float64 // the slow endpoint's share, percent
+		name, rule string
+		min, max   float64 // the slow endpoint's share, percent
 	}{
-		{"least request", "      simple: LEAST_REQUEST", 0, 20},
-		{"round robin (control)", "      simple: ROUND_ROBIN", 28, 40},
+		{"least request", lbRule("      simple: LEAST_REQUEST"), 0, 20},
+		{"peak EWMA", peakEWMA, 0, 20},
+		{"round robin (control)", lbRule("      simple: ROUND_ROBIN"), 28, 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": lbRule(tc.lb)})
+			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": tc.rule})
 			slow := &slowGreeter{delay: 50 * time.Millisecond}
 			startHTTPGreeterHandler(t, cp.XDSAddr(), "v1", slow)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
