@@ -5,7 +5,7 @@
 // support does the work in-process), and a server that registers itself
 // with the control plane while it serves and drains before it stops.
 //
-// The shortest use, for a caller:
+// The shortest use, for a gRPC caller:
 //
 //	m, err := mesh.New(ctx, mesh.WithService("productpage"), mesh.WithControlPlane("127.0.0.1:15010"))
 //	if err != nil { ... }
@@ -21,6 +21,11 @@
 //	go srv.Serve(lis)
 //	...
 //	srv.GracefulStop() // leaves callers' endpoint sets first, then stops
+//
+// Plain net/http gets the same: HTTPClient and HTTPTransport route
+// requests by the same config, with meshlet's own xDS client and balancer,
+// and NewHTTPServer registers an http.Handler, serves it with the
+// workload's mTLS identity and enforces AuthorizationPolicy.
 //
 // The control plane's address comes from WithControlPlane or the
 // MESHLET_CONTROL_PLANE environment variable. meshlet builds gRPC-Go's xDS
