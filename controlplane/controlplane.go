@@ -50,15 +50,16 @@ type Server struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	buildMu  sync.Mutex // serialises rebuilds so snapshots follow each other in order
-	mu       sync.Mutex
-	cfg      *model.Config
-	cfgAt    time.Time
-	lastErr  *ConfigError
-	services []translate.Service
-	warming  bool // endpoints are withheld while servers register again
-	warmed   bool // warm-up happened or can no longer start
-	built    bool
+	buildMu    sync.Mutex // serialises rebuilds so snapshots follow each other in order
+	mu         sync.Mutex
+	cfg        *model.Config
+	cfgAt      time.Time
+	lastErr    *ConfigError
+	services   []translate.Service
+	warming    bool          // endpoints are withheld while servers register again
+	warmupDone chan struct{} // closed when the warm-up time is over
+	warmed     bool          // warm-up happened or can no longer start
+	built      bool
 }
 
 // ConfigError is a config change that was refused. The config before it
@@ -82,7 +83,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
-	s := &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now()}
+	s := &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{})}
 	tokens := map[string]ca.Identity{}
 	for t, id := range o.caTokens {
 		tokens[t] = ca.Identity{Namespace: id.Namespace, ServiceAccount: id.ServiceAccount}
@@ -205,20 +206,25 @@ func (s *Server) Close() error {
 
 // restartDetected is called when a client of an earlier control-plane
 // process connects. If that happens soon after start, this process is a
-// restart with an empty registry: withhold endpoints until the servers had
-// time to register again, or callers would be sent empty endpoint sets.
-func (s *Server) restartDetected() {
+// restart with an empty registry: services made by registrations are
+// missing and endpoint sets are empty until servers register again. Such
+// clients are answered when the warm-up ends (they keep the config they
+// have until then), and endpoints are withheld from new clients meanwhile.
+func (s *Server) restartDetected() <-chan struct{} {
 	s.mu.Lock()
-	start := !s.warmed && !s.warming && time.Since(s.started) < s.opts.warmup
-	if start {
-		s.warming = true
+	if s.warmed || time.Since(s.started) >= s.opts.warmup {
+		s.mu.Unlock()
+		return nil
 	}
+	start := !s.warming
+	s.warming = true
 	s.mu.Unlock()
 	if start {
-		s.log.Info("clients of an earlier control plane are reconnecting; withholding endpoints while servers register again",
+		s.log.Info("clients of an earlier control plane are reconnecting; holding them, and endpoints, while servers register again",
 			"until", s.started.Add(s.opts.warmup).Format(time.RFC3339Nano))
 		s.rebuild()
 	}
+	return s.warmupDone
 }
 
 func (s *Server) endWarmup(ctx context.Context) {
@@ -233,6 +239,7 @@ func (s *Server) endWarmup(ctx context.Context) {
 	was := s.warming
 	s.warming, s.warmed = false, true
 	s.mu.Unlock()
+	defer close(s.warmupDone) // after the rebuild: held clients get the whole view
 	if was {
 		s.log.Info("warm-up over; serving endpoints", "registered", len(s.reg.Serving()))
 		s.rebuild()

@@ -27,7 +27,7 @@ func TestHTTPUnknownHosts(t *testing.T) {
 	defer outside.Close()
 	m := startMesh(t, cp.XDSAddr(), "client", nil)
 
-	pass := httpClientFor(t, m)
+	pass := httpClientFor(t, m, mesh.WithUnknownHosts(mesh.PassThrough))
 	resp, err := pass.Get(outside.URL + "/x")
 	if err != nil {
 		t.Fatalf("pass-through: %v", err)

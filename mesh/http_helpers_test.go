@@ -97,12 +97,14 @@ func serveHTTPGreeter(t testing.TB, m *mesh.Mesh, version string, g *httpGreeter
 	return in
 }
 
-// httpClientFor returns m's mesh HTTP client.
+// httpClientFor returns m's mesh HTTP client. Hosts outside the mesh are
+// refused unless opts say otherwise: a test must not resolve or reach
+// anything beyond loopback.
 func httpClientFor(t testing.TB, m *mesh.Mesh, opts ...mesh.HTTPOption) *http.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	c, err := m.HTTPClient(ctx, opts...)
+	c, err := m.HTTPClient(ctx, append([]mesh.HTTPOption{mesh.WithUnknownHosts(mesh.Refuse)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

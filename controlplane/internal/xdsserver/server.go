@@ -63,6 +63,7 @@ type typeState struct {
 
 type stream struct {
 	id      int64
+	ctx     context.Context // ends with the stream
 	peer    string
 	opened  time.Time
 	node    *core.Node
@@ -101,8 +102,11 @@ type Hooks struct {
 	// ask a Listener for changes.
 	InboundChanged func()
 	// EarlierVersion is called when a client asks with a version that an
-	// earlier control-plane process sent: this process was restarted.
-	EarlierVersion func()
+	// earlier control-plane process sent: this process was restarted. The
+	// request is answered once the channel it returns is closed (at once
+	// for nil), so that such a client keeps the config it has, rather
+	// than get a partial one, while servers register again.
+	EarlierVersion func() <-chan struct{}
 }
 
 // New returns a server with no resources. inboundPrefix is the name prefix
@@ -112,7 +116,7 @@ func New(log *slog.Logger, inboundPrefix string, hooks Hooks) *Server {
 		hooks.InboundChanged = func() {}
 	}
 	if hooks.EarlierVersion == nil {
-		hooks.EarlierVersion = func() {}
+		hooks.EarlierVersion = func() <-chan struct{} { return nil }
 	}
 	s := &Server{
 		log:           log,
@@ -323,7 +327,7 @@ func shortType(typ string) string {
 }
 
 func (s *Server) onStreamOpen(ctx context.Context, id int64, _ string) error {
-	st := &stream{id: id, opened: time.Now(), types: map[string]*TypeStatus{}, nonces: map[string]string{}}
+	st := &stream{id: id, ctx: ctx, opened: time.Now(), types: map[string]*TypeStatus{}, nonces: map[string]string{}}
 	if p, ok := peer.FromContext(ctx); ok {
 		st.peer = p.Addr.String()
 	}
@@ -412,11 +416,17 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 		changed = s.setInboundLocked(st, addrs)
 	}
 	s.mu.Unlock()
-	if earlier {
-		s.hooks.EarlierVersion()
-	}
 	if changed {
 		s.hooks.InboundChanged()
+	}
+	if earlier {
+		if hold := s.hooks.EarlierVersion(); hold != nil {
+			select {
+			case <-hold:
+			case <-st.ctx.Done():
+				return st.ctx.Err()
+			}
+		}
 	}
 	return nil
 }
