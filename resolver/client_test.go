@@ -242,7 +242,9 @@ func TestControlPlaneOutage(t *testing.T) {
 	}
 
 	meshtest.WriteFile(t, dir, "route.yaml", strings.Replace(reviewsRoute, "exact: jason", "exact: kim", 1))
-	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr))
+	// The restarted control plane answers clients of the earlier one when
+	// its warm-up ends.
+	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(time.Second))
 	routes.until(t, 5*time.Second, "the routes of the restarted control plane", func(rc resolver.RouteConfig, err error) bool {
 		return err == nil && rc.VirtualHosts[0].Routes[0].Match.Headers[0].String.Value == "kim"
 	})
@@ -262,8 +264,9 @@ func TestControlPlaneOutage(t *testing.T) {
 // closes, the client moves to the second.
 func TestFailover(t *testing.T) {
 	dir := writeReviews(t)
-	cp1 := meshtest.StartControlPlane(t, dir)
-	cp2 := meshtest.StartControlPlane(t, dir)
+	// Two replicas that are both up: no warm-up holds a client that moves.
+	cp1 := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(0))
+	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(0))
 	c := newClient(t, nodeID(t), []string{cp1.XDSAddr(), cp2.XDSAddr()})
 	routes := watch(t, c.WatchRouteConfig, reviewsTarget)
 	routes.value(t, 5*time.Second)
