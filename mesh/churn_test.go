@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,84 +78,104 @@ func TestEndpointChurn(t *testing.T) {
 	parent := t // instances started in a subtest outlive it
 
 	t.Run("new instance gets traffic within 2s", func(t *testing.T) {
-		started := time.Now()
-		b := startGreeter(parent, cp.XDSAddr(), "v1")
-		var took time.Duration
-		waitUntil(t, 5*time.Second, "the new instance to get traffic", func() bool {
-			for _, r := range traffic.since(started) {
-				if r.addr == b.addr {
-					took = r.at.Sub(started)
-					return true
-				}
-			}
-			return false
-		})
-		t.Logf("new instance answered %v after it started", took)
-		if took > 2*time.Second {
-			t.Errorf("new instance got traffic after %v, want within 2s", took)
-		}
+		checkNewInstance(t, traffic, func() string { return startGreeter(parent, cp.XDSAddr(), "v1").addr })
 	})
-
 	t.Run("graceful stop fails no RPC", func(t *testing.T) {
-		began := time.Now()
-		a.server.GracefulStop()
-		stopped := time.Now()
-		time.Sleep(300 * time.Millisecond)
-		rs := traffic.since(began)
-		failed, toA := 0, 0
-		for _, r := range rs {
-			if r.err != nil {
-				failed++
-				t.Logf("failed: %v", r.err)
-			}
-			if r.addr == a.addr && r.at.After(stopped) {
-				toA++
-			}
-		}
-		t.Logf("graceful stop took %v; %d RPCs during and after it, %d failed", stopped.Sub(began), len(rs), failed)
-		if failed > 0 {
-			t.Errorf("%d RPCs failed during a graceful stop, want 0", failed)
-		}
-		if toA > 0 {
-			t.Errorf("%d RPCs reached the stopped instance after it stopped", toA)
-		}
+		checkGracefulStop(t, traffic, a.addr, a.server.GracefulStop)
 	})
-
 	t.Run("abrupt stop recovers within 2s", func(t *testing.T) {
 		child, childAddr := startChild(parent, cp.XDSAddr(), "v1")
-		waitUntil(t, 5*time.Second, "the child instance to get traffic", func() bool {
-			for _, r := range traffic.since(time.Now().Add(-200 * time.Millisecond)) {
-				if r.err == nil && r.addr == childAddr {
-					return true
-				}
-			}
-			return false
-		})
-		killed := time.Now()
-		if err := child.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(2500 * time.Millisecond)
-		early, late, total := 0, 0, 0
-		for _, r := range traffic.since(killed) {
-			total++
-			if r.err == nil {
-				continue
-			}
-			if r.at.Sub(killed) < 2*time.Second {
-				early++
-			} else {
-				late++
-			}
-		}
-		t.Logf("abrupt stop: %d RPCs in 2.5s after the kill, %d failed in the first 2s, %d after", total, early, late)
-		if early > 5 {
-			t.Errorf("%d RPCs failed after an abrupt stop, want at most a handful (5)", early)
-		}
-		if late > 0 {
-			t.Errorf("%d RPCs failed more than 2s after an abrupt stop, want 0", late)
-		}
+		checkAbruptStop(t, traffic, child, childAddr)
 	})
+}
+
+// checkNewInstance starts an instance and checks that traffic reaches it
+// within 2s.
+func checkNewInstance(t *testing.T, traffic *load, start func() (addr string)) {
+	t.Helper()
+	started := time.Now()
+	addr := start()
+	var took time.Duration
+	waitUntil(t, 5*time.Second, "the new instance to get traffic", func() bool {
+		for _, r := range traffic.since(started) {
+			if r.addr == addr {
+				took = r.at.Sub(started)
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("new instance answered %v after it started", took)
+	if took > 2*time.Second {
+		t.Errorf("new instance got traffic after %v, want within 2s", took)
+	}
+}
+
+// checkGracefulStop stops the instance at addr with stop, under traffic,
+// and checks that no call failed and none reached it after it stopped.
+func checkGracefulStop(t *testing.T, traffic *load, addr string, stop func()) {
+	t.Helper()
+	began := time.Now()
+	stop()
+	stopped := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	rs := traffic.since(began)
+	failed, after := 0, 0
+	for _, r := range rs {
+		if r.err != nil {
+			failed++
+			t.Logf("failed: %v", r.err)
+		}
+		if r.addr == addr && r.at.After(stopped) {
+			after++
+		}
+	}
+	t.Logf("graceful stop took %v; %d calls during and after it, %d failed", stopped.Sub(began), len(rs), failed)
+	if failed > 0 {
+		t.Errorf("%d calls failed during a graceful stop, want 0", failed)
+	}
+	if after > 0 {
+		t.Errorf("%d calls reached the stopped instance after it stopped", after)
+	}
+}
+
+// checkAbruptStop waits for traffic to reach the child at addr, kills it
+// as a crash would, and checks that at most a handful of calls fail, none
+// after 2s.
+func checkAbruptStop(t *testing.T, traffic *load, child *exec.Cmd, addr string) {
+	t.Helper()
+	waitUntil(t, 5*time.Second, "the child instance to get traffic", func() bool {
+		for _, r := range traffic.since(time.Now().Add(-200 * time.Millisecond)) {
+			if r.err == nil && r.addr == addr {
+				return true
+			}
+		}
+		return false
+	})
+	killed := time.Now()
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	early, late, total := 0, 0, 0
+	for _, r := range traffic.since(killed) {
+		total++
+		if r.err == nil {
+			continue
+		}
+		if r.at.Sub(killed) < 2*time.Second {
+			early++
+		} else {
+			late++
+		}
+	}
+	t.Logf("abrupt stop: %d calls in 2.5s after the kill, %d failed in the first 2s, %d after", total, early, late)
+	if early > 5 {
+		t.Errorf("%d calls failed after an abrupt stop, want at most a handful (5)", early)
+	}
+	if late > 0 {
+		t.Errorf("%d calls failed more than 2s after an abrupt stop, want 0", late)
+	}
 }
 
 type callerFunc func() (string, string, error)

@@ -239,7 +239,7 @@ spec:
 		t.Run(tc.name, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": tc.rule})
 			slow := &slowGreeter{delay: 50 * time.Millisecond}
-			startHTTPGreeterHandler(t, cp.XDSAddr(), "v1", slow)
+			startHTTPGreeter(t, cp.XDSAddr(), "v1", slow)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 			waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })

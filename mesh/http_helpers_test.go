@@ -66,15 +66,26 @@ type httpInstance struct {
 	done   chan error
 }
 
+// greeterHandler is an HTTP greeter: httpGreeter, or a handler built on
+// it, told its version and address when it starts.
+type greeterHandler interface {
+	http.Handler
+	name(version, instance string)
+}
+
+func (g *httpGreeter) name(version, instance string) { g.version, g.instance = version, instance }
+
 // startHTTPGreeter starts an HTTP greeter of version as service greeter,
 // with g as its handler when not nil.
-func startHTTPGreeter(t testing.TB, cpAddr, version string, g *httpGreeter, extra ...mesh.Option) *httpInstance {
+func startHTTPGreeter(t testing.TB, cpAddr, version string, g greeterHandler, extra ...mesh.Option) *httpInstance {
 	t.Helper()
 	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version}, extra...)
 	return serveHTTPGreeter(t, m, version, g)
 }
 
-func serveHTTPGreeter(t testing.TB, m *mesh.Mesh, version string, g *httpGreeter) *httpInstance {
+// serveHTTPGreeter serves g (the plain greeter when nil) as an instance
+// of m.
+func serveHTTPGreeter(t testing.TB, m *mesh.Mesh, version string, g greeterHandler) *httpInstance {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,7 +94,7 @@ func serveHTTPGreeter(t testing.TB, m *mesh.Mesh, version string, g *httpGreeter
 	if g == nil {
 		g = &httpGreeter{}
 	}
-	g.version, g.instance = version, lis.Addr().String()
+	g.name(version, lis.Addr().String())
 	s, err := m.NewHTTPServer(g, mesh.WithServicePort(greeterPort))
 	if err != nil {
 		t.Fatal(err)
@@ -143,36 +154,4 @@ func httpCall(ctx context.Context, c *http.Client, path, user string) (httpReply
 		return r, fmt.Errorf("status %d: %s", resp.StatusCode, r.body)
 	}
 	return r, nil
-}
-
-// startHTTPGreeterHandler starts an instance of version serving h, which
-// embeds an httpGreeter whose version and instance it sets.
-func startHTTPGreeterHandler(t testing.TB, cpAddr, version string, h *slowGreeter) *httpInstance {
-	t.Helper()
-	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": version})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.version, h.instance = version, lis.Addr().String()
-	s, err := m.NewHTTPServer(h, mesh.WithServicePort(greeterPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := &httpInstance{mesh: m, server: s, addr: lis.Addr().String(), done: make(chan error, 1)}
-	go func() { in.done <- s.Serve(lis) }()
-	t.Cleanup(func() {
-		s.Stop()
-		<-in.done
-	})
-	return in
-}
-
-func listenLoopback(t testing.TB) net.Listener {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lis
 }

@@ -38,29 +38,10 @@ spec:
       maxEjectionPercent: 100
 `
 
-// serveFlaky starts a flaky instance with extra mesh options.
-func serveFlaky(t *testing.T, cpAddr string, extra ...mesh.Option) *flakyHTTP {
-	t.Helper()
-	g := &flakyHTTP{}
-	m := startMesh(t, cpAddr, "greeter", map[string]string{"version": "v1"}, extra...)
-	lis := listenLoopback(t)
-	g.version, g.instance = "v1", lis.Addr().String()
-	s, err := m.NewHTTPServer(g, mesh.WithServicePort(greeterPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(lis) }()
-	t.Cleanup(func() {
-		s.Stop()
-		<-done
-	})
-	return g
-}
-
 func TestHTTPOutlierEjection(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": outlierRule})
-	bad := serveFlaky(t, cp.XDSAddr())
+	bad := &flakyHTTP{}
+	startHTTPGreeter(t, cp.XDSAddr(), "v1", bad)
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
@@ -116,8 +97,9 @@ func TestHTTPOutlierEjection(t *testing.T) {
 
 func TestHTTPLocalityFailover(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": outlierRule})
-	near := serveFlaky(t, cp.XDSAddr(), mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"}))
-	far := serveFlaky(t, cp.XDSAddr(), mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z2"}))
+	near, far := &flakyHTTP{}, &flakyHTTP{}
+	startHTTPGreeter(t, cp.XDSAddr(), "v1", near, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"}))
+	startHTTPGreeter(t, cp.XDSAddr(), "v1", far, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z2"}))
 	waitUntil(t, 15*time.Second, "two instances", func() bool { return registered(t, cp) == 2 })
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"})))
 
