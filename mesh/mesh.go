@@ -155,14 +155,18 @@ func (m *Mesh) Close() error {
 
 // close releases what New set up, last first.
 func (m *Mesh) close() error {
+	m.mu.Lock()
+	closers := m.closers
+	m.closers = nil
+	m.mu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]() // HTTP transports first: they cancel their watches
+	}
 	m.rcMu.Lock()
 	if m.rc != nil {
 		m.rc.Close()
 	}
 	m.rcMu.Unlock()
-	for i := len(m.closers) - 1; i >= 0; i-- {
-		m.closers[i]()
-	}
 	return m.cpConn.Close()
 }
 
