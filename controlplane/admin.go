@@ -58,6 +58,10 @@ type ConfigDump struct {
 	Services  []Service          `json:"services"`
 	Instances []Instance         `json:"instances"`
 	XDS       map[string]XDSDump `json:"xds"`
+	// Warnings are choices the translation made that the operator should
+	// know about (a cluster mixing endpoints that expect mTLS with ones
+	// that may not speak it).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Service is one service host the mesh knows, from a ServiceEntry or from
@@ -88,6 +92,12 @@ type Instance struct {
 	Protocol       string            `json:"protocol"`
 	Labels         map[string]string `json:"labels,omitempty"`
 	Locality       string            `json:"locality,omitempty"` // region/zone/subzone
+	// Identity is the SPIFFE ID that registered it, proven by its
+	// certificate.
+	Identity string `json:"identity,omitempty"`
+	// ListenAddress is the IP the server is bound to when it differs from
+	// Address (a wildcard).
+	ListenAddress string `json:"listenAddress,omitempty"`
 	// State is NOT_SERVING, SERVING or DRAINING. Only SERVING instances
 	// are in callers' endpoints.
 	State string `json:"state"`
@@ -115,10 +125,10 @@ type XDSDump struct {
 // refused change, the registry and the xDS resources.
 func (s *Server) Dump() ConfigDump {
 	s.mu.Lock()
-	cfg, at, lastErr, services, warming := s.cfg, s.cfgAt, s.lastErr, s.services, s.warming
+	cfg, at, lastErr, services, warming, warnings := s.cfg, s.cfgAt, s.lastErr, s.services, s.warming, s.warnings
 	s.mu.Unlock()
 	d := ConfigDump{
-		ConfigDir: s.opts.configDir, LoadedAt: at, LastError: lastErr, Warming: warming,
+		ConfigDir: s.opts.configDir, LoadedAt: at, LastError: lastErr, Warming: warming, Warnings: warnings,
 		XDS: map[string]XDSDump{},
 	}
 	for _, svc := range services {
@@ -134,6 +144,7 @@ func (s *Server) Dump() ConfigDump {
 			ID: e.ID, Service: e.Service, Namespace: e.Namespace, ServiceAccount: e.ServiceAccount,
 			Address: e.Address, Port: e.Port, ServicePort: e.ServicePort, Protocol: e.Protocol,
 			Labels: e.Labels, Locality: loc, State: e.State.String(), Lost: e.Lost,
+			Identity: e.Identity, ListenAddress: e.ListenAddress,
 		})
 	}
 	add := func(m model.Meta, spec proto.Message) {

@@ -2,16 +2,19 @@ package controlplane
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -23,13 +26,10 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
 	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
+	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/internal/wire"
 )
-
-// ServerListenerTemplate is the server_listener_resource_name_template that
-// gRPC servers must have in their bootstrap: the name of the Listener a
-// server listening on IP:port asks for. It is istiod's.
-const ServerListenerTemplate = translate.ServerListenerTemplate
 
 // Server is a running control plane: the xDS and registration gRPC port,
 // the config watcher and the admin HTTP port.
@@ -38,13 +38,23 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 
-	xds     *xdsserver.Server
-	ca      *ca.CA
-	reg     *registry.Registry
-	grpc    *grpc.Server
-	xdsLis  net.Listener
-	admin   *http.Server
-	adminLn net.Listener
+	xds      *xdsserver.Server
+	ca       *ca.CA
+	serving  *ca.ServingCertificate // nil in the plaintext development mode
+	limits   Limits
+	reg      *registry.Registry
+	grpc     *grpc.Server
+	xdsLis   net.Listener
+	plain    *grpc.Server // the read-only plaintext xDS port, if on
+	plainLis net.Listener
+	admin    *http.Server
+	adminLn  net.Listener
+	untrust  func() // ends the in-process trust of this control plane
+
+	kick      chan struct{} // a registry change asks for a rebuild
+	builtGen  uint64        // rebuilds done, under mu
+	wantGen   uint64        // rebuilds asked for, under mu
+	builtCond *sync.Cond    // signalled when builtGen grows
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -60,6 +70,7 @@ type Server struct {
 	warmupDone chan struct{} // closed when the warm-up time is over
 	warmed     bool          // warm-up happened or can no longer start
 	built      bool
+	warnings   []string // of the last translation
 }
 
 // ConfigError is a config change that was refused. The config before it
@@ -83,18 +94,30 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
-	s := &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{})}
+	s := &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
+		limits: o.limits.withDefaults(), kick: make(chan struct{}, 1)}
+	s.builtCond = sync.NewCond(&s.mu)
+	caDir := o.caDir
+	if caDir == "" && o.caCertFile == "" && !o.caInMemory {
+		stateDir := o.stateDir
+		if stateDir == "" {
+			if stateDir, err = DefaultStateDir(); err != nil {
+				return nil, err
+			}
+		}
+		caDir = filepath.Dir(CARootPath(stateDir))
+	}
 	tokens := map[string]ca.Identity{}
 	for t, id := range o.caTokens {
 		tokens[t] = ca.Identity{Namespace: id.Namespace, ServiceAccount: id.ServiceAccount}
 	}
 	s.ca, err = ca.New(ca.Config{
 		TrustDomain: o.trustDomain,
-		Dir:         o.caDir,
+		Dir:         caDir,
 		CertFile:    o.caCertFile,
 		KeyFile:     o.caKeyFile,
 		DefaultTTL:  o.svidTTL,
-		MaxTTL:      max(o.svidTTL, ca.DefaultMaxTTL),
+		MaxTTL:      o.svidTTL, // the operator's TTL caps what a CSR may ask
 		TokensFile:  o.caTokensFile,
 		Tokens:      tokens,
 		InsecureDev: o.caInsecureDev,
@@ -103,13 +126,25 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	s.reg = registry.New(o.grace, s.rebuild)
-	prefix, _, _ := strings.Cut(ServerListenerTemplate, "%s")
-	s.xds = xdsserver.New(o.log, prefix, xdsserver.Hooks{
+	s.reg = registry.New(o.grace, s.kickRebuild)
+	prefix, _, _ := strings.Cut(wire.ServerListenerTemplate, "%s")
+	versionKey, err := s.ca.VersionKey("xds versions")
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: %w", err)
+	}
+	s.xds = xdsserver.New(o.log, prefix, versionKey, xdsserver.Limits{
+		Streams:          o.limits.Streams,
+		NamesPerRequest:  o.limits.NamesPerRequest,
+		InboundPerStream: o.limits.InboundPerStream,
+	}, xdsserver.Hooks{
 		InboundChanged: s.rebuild,
 		EarlierVersion: s.restartDetected,
 	})
 	if err := s.rebuildErr(); err != nil {
+		return nil, err
+	}
+	creds, err := s.channelCredentials()
+	if err != nil {
 		return nil, err
 	}
 
@@ -117,25 +152,50 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: xds address: %w", err)
 	}
-	s.grpc = grpc.NewServer(
+	keepalives := []grpc.ServerOption{
 		// gRPC's xDS client keeps its stream open with keepalives; allow them.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		// Find dead registrations quickly even when the peer vanished
 		// without a FIN.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-	)
+	}
+	s.grpc = s.newGRPCServer(creds, keepalives...)
 	s.xds.Register(s.grpc)
-	wait := func(ctx context.Context) bool { return s.xds.WaitAcked(ctx, resource.EndpointType) }
-	registrypb.RegisterRegistryServer(s.grpc, registry.NewService(s.reg, wait, o.drainTimeout, o.log))
+	wait := func(ctx context.Context) bool {
+		// The drain's change must be built before callers are waited on.
+		if !s.waitBuilt(ctx) {
+			return false
+		}
+		return s.xds.WaitAcked(ctx, resource.EndpointType)
+	}
+	registrypb.RegisterRegistryServer(s.grpc, registry.NewService(s.reg, wait, s.admit, s.limits.RegistrationsPerIdentity, o.drainTimeout, o.log))
 	s.ca.Register(s.grpc)
+	if o.plaintextXDS != "" {
+		if s.plainLis, err = net.Listen("tcp", o.plaintextXDS); err != nil {
+			s.xdsLis.Close()
+			return nil, fmt.Errorf("controlplane: plaintext xds address: %w", err)
+		}
+		s.plain = s.newReadOnlyServer(keepalives...)
+	}
+	closeListeners := func() {
+		s.xdsLis.Close()
+		if s.plainLis != nil {
+			s.plainLis.Close()
+		}
+	}
 
 	if o.adminAddress != "" {
 		s.adminLn, err = net.Listen("tcp", o.adminAddress)
 		if err != nil {
-			s.xdsLis.Close()
+			closeListeners()
 			return nil, fmt.Errorf("controlplane: admin address: %w", err)
 		}
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		s.admin = &http.Server{
+			Handler:           s.adminHandler(),
+			ReadHeaderTimeout: s.limits.AdminReadHeaderTimeout,
+			IdleTimeout:       s.limits.AdminIdleTimeout,
+			MaxHeaderBytes:    s.limits.AdminMaxHeaderBytes,
+		}
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -143,19 +203,32 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	w, err := newDirWatcher(o.configDir)
 	if err != nil {
 		cancel()
-		s.xdsLis.Close()
+		closeListeners()
 		if s.adminLn != nil {
 			s.adminLn.Close()
 		}
 		return nil, fmt.Errorf("controlplane: watch %s: %w", o.configDir, err)
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		if err := s.grpc.Serve(s.xdsLis); err != nil {
 			s.log.Error("xds server stopped", "err", err)
 		}
 	}()
+	go func() {
+		defer s.wg.Done()
+		s.buildLoop(runCtx)
+	}()
+	if s.plain != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.plain.Serve(s.plainLis); err != nil {
+				s.log.Error("plaintext xds server stopped", "err", err)
+			}
+		}()
+	}
 	go func() {
 		defer s.wg.Done()
 		s.watchConfig(runCtx, w)
@@ -173,8 +246,42 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 			}
 		}()
 	}
-	s.log.Info("control plane serving", "xds", s.xdsLis.Addr().String(), "admin", s.AdminAddr(), "config", o.configDir)
+	s.untrust = localtrust.Register(s.XDSAddr(), s.roots)
+	attrs := []any{"xds", s.xdsLis.Addr().String(), "admin", s.AdminAddr(), "config", o.configDir, "tls", s.serving != nil}
+	if s.serving != nil {
+		attrs = append(attrs, "identity", wire.ControlPlaneID(o.trustDomain, o.rootNamespace))
+		if caDir != "" {
+			attrs = append(attrs, "roots", filepath.Join(caDir, wire.CARootFile))
+		}
+	}
+	if s.plain != nil {
+		attrs = append(attrs, "plaintext_xds_read_only", s.plainLis.Addr().String())
+	}
+	s.log.Info("control plane serving", attrs...)
 	return s, nil
+}
+
+// TrustDomain returns the mesh's SPIFFE trust domain.
+func (s *Server) TrustDomain() string { return s.ca.TrustDomain().Name() }
+
+// PlaintextXDSAddr returns the address of the read-only plaintext xDS
+// port, or "" if it is off.
+func (s *Server) PlaintextXDSAddr() string {
+	if s.plainLis == nil {
+		return ""
+	}
+	return s.plainLis.Addr().String()
+}
+
+// Roots returns the certificates the control plane's serving certificate
+// chains to: what a workload in another process must trust
+// (MESHLET_CONTROL_PLANE_ROOTS), written as PEM.
+func (s *Server) Roots() []byte {
+	var out []byte
+	for _, c := range s.ca.Bundle() {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
 }
 
 // XDSAddr returns the address of the xDS and registration port.
@@ -193,8 +300,12 @@ func (s *Server) AdminAddr() string {
 // registrations' state until a control plane is back.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.untrust()
 		s.cancel()
 		s.grpc.Stop()
+		if s.plain != nil {
+			s.plain.Stop()
+		}
 		if s.admin != nil {
 			s.admin.Close()
 		}
@@ -252,6 +363,61 @@ func (s *Server) rebuild() {
 	}
 }
 
+// kickRebuild asks the build loop for a rebuild. Registry changes come in
+// bursts (a fleet starting, a control-plane restart): each burst is built
+// once, not once per registration.
+func (s *Server) kickRebuild() {
+	s.mu.Lock()
+	s.wantGen++
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) buildLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.builtGen = s.wantGen
+			s.builtCond.Broadcast()
+			s.mu.Unlock()
+			return
+		case <-s.kick:
+		}
+		s.mu.Lock()
+		want := s.wantGen
+		s.mu.Unlock()
+		s.rebuild()
+		s.mu.Lock()
+		s.builtGen = max(s.builtGen, want)
+		s.builtCond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// waitBuilt blocks until every registry change asked for before the call
+// is built and served, or ctx ends.
+func (s *Server) waitBuilt(ctx context.Context) bool {
+	s.mu.Lock()
+	want := s.wantGen
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.builtCond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.builtGen < want && ctx.Err() == nil {
+		s.builtCond.Wait()
+	}
+	return s.builtGen >= want
+}
+
 // rebuildErr translates the current config and registry and serves the
 // result.
 func (s *Server) rebuildErr() error {
@@ -261,8 +427,30 @@ func (s *Server) rebuildErr() error {
 	in := translate.Input{Config: s.cfg, OmitEndpoints: s.warming, TrustDomain: s.opts.trustDomain, RootNamespace: s.opts.rootNamespace}
 	s.mu.Unlock()
 	in.Instances = s.reg.Serving()
-	in.ServerAddresses = s.xds.InboundAddresses()
-	in.Workloads = workloads(s.xds.InboundNodes())
+	// A server Listener is built only for the identity that registered
+	// its address, from what it registered; other streams asking for the
+	// name are told it does not exist.
+	var owned []registry.Instance
+	for _, e := range s.reg.Entries() {
+		owned = append(owned, e.Instance)
+	}
+	for _, req := range s.xds.InboundRequests() {
+		for _, addr := range req.Addresses {
+			inst, ok := inboundOwner(owned, req.Identity, addr)
+			if !ok {
+				continue
+			}
+			in.Inbound = append(in.Inbound, translate.Inbound{
+				Key:     strconv.FormatInt(req.Stream, 10),
+				Address: addr,
+				Workload: translate.Workload{
+					Namespace:      inst.Namespace,
+					ServiceAccount: inst.ServiceAccount,
+					Labels:         inst.Labels,
+				},
+			})
+		}
+	}
 	out, err := translate.Build(in)
 	if err != nil {
 		return fmt.Errorf("controlplane: translate: %w", err)
@@ -280,13 +468,27 @@ func (s *Server) rebuildErr() error {
 	for _, e := range out.Endpoints {
 		res[resource.EndpointType] = append(res[resource.EndpointType], e)
 	}
-	if err := s.xds.Update(context.Background(), res); err != nil {
+	inbound := map[int64][]types.Resource{}
+	for key, ls := range out.Inbound {
+		id, _ := strconv.ParseInt(key, 10, 64)
+		for _, l := range ls {
+			inbound[id] = append(inbound[id], l)
+		}
+	}
+	if err := s.xds.Update(context.Background(), res, inbound); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.services = out.Services
 	s.built = true
+	newWarnings := !slices.Equal(s.warnings, out.Warnings)
+	s.warnings = out.Warnings
 	s.mu.Unlock()
+	if newWarnings {
+		for _, w := range out.Warnings {
+			s.log.Warn(w)
+		}
+	}
 	return nil
 }
 
@@ -299,26 +501,4 @@ func (s *Server) WaitSynced(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// workloads reads who listens at each inbound address from the node
-// metadata of the server's own xDS stream (istiod's keys, which meshlet's
-// bootstrap uses).
-func workloads(nodes map[string]*core.Node) map[string]translate.Workload {
-	out := make(map[string]translate.Workload, len(nodes))
-	for addr, n := range nodes {
-		md := n.GetMetadata().GetFields()
-		w := translate.Workload{
-			Namespace:      md["NAMESPACE"].GetStringValue(),
-			ServiceAccount: md["SERVICE_ACCOUNT"].GetStringValue(),
-		}
-		if labels := md["LABELS"].GetStructValue().GetFields(); len(labels) > 0 {
-			w.Labels = make(map[string]string, len(labels))
-			for k, v := range labels {
-				w.Labels[k] = v.GetStringValue()
-			}
-		}
-		out[addr] = w
-	}
-	return out
 }

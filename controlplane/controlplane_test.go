@@ -16,7 +16,6 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/meshtest"
@@ -186,7 +185,7 @@ func TestReloadWithinOneSecond(t *testing.T) {
 func TestNackIsShownAndNotResent(t *testing.T) {
 	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
 	cp := meshtest.StartControlPlane(t, dir)
-	cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(meshtest.ControlPlaneCredentials(t, cp, "default", "productpage")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,16 +257,15 @@ func TestNackIsShownAndNotResent(t *testing.T) {
 
 // A restarted control plane starts with an empty registry. A client of the
 // earlier one must not be sent empty endpoint sets before servers had the
-// warm-up to register again; a brand-new client is not held back.
+// warm-up to register again; a brand-new client is not held back, and
+// neither is one that only claims an earlier version.
 func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
 	const warmup = 1500 * time.Millisecond
 	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
-	started := time.Now()
-	cp := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(warmup))
 	const cla = "outbound|9080|v1|reviews.default.svc.cluster.local"
 
-	open := func(version string) (discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, func()) {
-		cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	open := func(cp *controlplane.Server, version string) (discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, func()) {
+		cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(meshtest.ControlPlaneCredentials(t, cp, "default", "productpage")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,16 +282,16 @@ func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
 		return ads, func() { cancel(); cc.Close() }
 	}
 	// firstCLA returns when the first response that holds the assignment
-	// arrived.
-	firstCLA := func(ads discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient) time.Time {
+	// arrived, and its version.
+	firstCLA := func(ads discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient) (time.Time, string) {
 		for {
 			resp, err := ads.Recv()
 			if err != nil {
 				t.Errorf("recv: %v", err)
-				return time.Time{}
+				return time.Time{}, ""
 			}
 			if len(resp.GetResources()) > 0 {
-				return time.Now()
+				return time.Now(), resp.GetVersionInfo()
 			}
 			// ACK the empty response and keep waiting.
 			ads.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{cla},
@@ -301,11 +299,33 @@ func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
 		}
 	}
 
-	// A client of an earlier control plane reconnects: it carries a
-	// version this process never sent.
-	old, closeOld := open("earlier-42")
+	// A first process, whose version a client keeps.
+	cp0 := meshtest.StartControlPlane(t, dir)
+	first, closeFirst := open(cp0, "")
+	_, earlier := firstCLA(first)
+	closeFirst()
+	cp0.Close()
+
+	// The restart (the same state directory: the same CA).
+	started := time.Now()
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(warmup))
+
+	// A forged "earlier" version, and one with a wrong signature, are not
+	// a restart: answered at once.
+	for _, forged := range []string{"earlier-42", "abc.0123456789abcdef-7"} {
+		ads, closeIt := open(cp, forged)
+		asked := time.Now()
+		if at, _ := firstCLA(ads); at.Sub(asked) > 500*time.Millisecond {
+			t.Errorf("a client claiming version %q was held %v, want it answered at once", forged, at.Sub(asked))
+		}
+		closeIt()
+	}
+
+	// A client of the earlier control plane reconnects with the version
+	// that process sent.
+	old, closeOld := open(cp, earlier)
 	defer closeOld()
-	got := firstCLA(old)
+	got, _ := firstCLA(old)
 	if held := got.Sub(started); held < warmup-100*time.Millisecond {
 		t.Errorf("a reconnecting client got endpoints %v after the restart, want none before the %v warm-up", held, warmup)
 	} else {
@@ -313,11 +333,11 @@ func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
 	}
 
 	// After the warm-up, a new client is served at once.
-	fresh, closeFresh := open("")
+	fresh, closeFresh := open(cp, "")
 	defer closeFresh()
 	asked := time.Now()
-	if took := firstCLA(fresh).Sub(asked); took > 500*time.Millisecond {
-		t.Errorf("a new client waited %v for endpoints after the warm-up", took)
+	if at, _ := firstCLA(fresh); at.Sub(asked) > 500*time.Millisecond {
+		t.Errorf("a new client waited %v for endpoints after the warm-up", at.Sub(asked))
 	}
 }
 

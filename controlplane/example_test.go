@@ -21,6 +21,7 @@ func Example() {
 
 	cp, err := controlplane.Start(context.Background(),
 		controlplane.WithConfigDir(dir),
+		controlplane.WithStateDir(filepath.Join(os.TempDir(), "meshlet-example-state")), // the CA root survives restarts here
 		controlplane.WithXDSAddress("127.0.0.1:0"),
 		controlplane.WithAdminAddress("127.0.0.1:0"),
 		controlplane.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))

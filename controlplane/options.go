@@ -1,8 +1,14 @@
 package controlplane
 
 import (
+	"crypto/x509"
+	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // Option configures a control plane.
@@ -31,7 +37,87 @@ type options struct {
 	caTokens      map[string]Identity
 	caInsecureDev bool
 	svidTTL       time.Duration
+
+	stateDir          string
+	caInMemory        bool
+	servingNames      []string
+	insecurePlaintext bool
+	plaintextXDS      string
+	trustBundle       []*x509.Certificate
+	trustAdvertised   bool
+	limits            Limits
 }
+
+// Limits bound what clients can make the control plane hold. A zero field
+// has the default given.
+type Limits struct {
+	// Streams bounds the open xDS streams. Default 10,000.
+	Streams int
+	// StreamsPerConnection bounds the concurrent gRPC streams of one
+	// connection (HTTP/2 MAX_CONCURRENT_STREAMS). Default 100.
+	StreamsPerConnection uint32
+	// NamesPerRequest bounds the resource names of one xDS request.
+	// Default 10,000.
+	NamesPerRequest int
+	// InboundPerStream bounds the server Listener names one xDS stream
+	// asks for. Default 64.
+	InboundPerStream int
+	// RegistrationsPerIdentity bounds the instances one identity
+	// registers. Default 1,000.
+	RegistrationsPerIdentity int
+	// AdminMaxHeaderBytes, AdminReadHeaderTimeout and AdminIdleTimeout
+	// bound the admin port's requests. Defaults 60 KiB, 5s and 60s.
+	AdminMaxHeaderBytes    int
+	AdminReadHeaderTimeout time.Duration
+	AdminIdleTimeout       time.Duration
+}
+
+// Defaults of Limits that the control plane package itself applies.
+const (
+	DefaultStreamsPerConnection     = 100
+	DefaultRegistrationsPerIdentity = 1000
+	DefaultAdminMaxHeaderBytes      = 60 << 10
+	DefaultAdminReadHeaderTimeout   = 5 * time.Second
+	DefaultAdminIdleTimeout         = 60 * time.Second
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.StreamsPerConnection == 0 {
+		l.StreamsPerConnection = DefaultStreamsPerConnection
+	}
+	if l.RegistrationsPerIdentity <= 0 {
+		l.RegistrationsPerIdentity = DefaultRegistrationsPerIdentity
+	}
+	if l.AdminMaxHeaderBytes <= 0 {
+		l.AdminMaxHeaderBytes = DefaultAdminMaxHeaderBytes
+	}
+	if l.AdminReadHeaderTimeout <= 0 {
+		l.AdminReadHeaderTimeout = DefaultAdminReadHeaderTimeout
+	}
+	if l.AdminIdleTimeout <= 0 {
+		l.AdminIdleTimeout = DefaultAdminIdleTimeout
+	}
+	return l
+}
+
+// DefaultStateDir is where the control plane keeps what must survive a
+// restart (the CA's root) when WithStateDir is not used:
+// $XDG_STATE_HOME/meshlet, or ~/.local/state/meshlet.
+func DefaultStateDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "meshlet"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return "", errors.New("controlplane: no home directory for the default state directory: set one with WithStateDir (--state-dir)")
+	}
+	return filepath.Join(home, ".local", "state", "meshlet"), nil
+}
+
+// CARootPath returns the file of the CA's root certificate in a state
+// directory: the roots that workloads in other processes verify the
+// control plane with (MESHLET_CONTROL_PLANE_ROOTS).
+func CARootPath(stateDir string) string { return filepath.Join(stateDir, "ca", wire.CARootFile) }
 
 // Identity is a workload identity the CA issues SVIDs for.
 type Identity struct {
@@ -47,8 +133,8 @@ func defaultOptions() options {
 		warmup:        5 * time.Second,
 		drainTimeout:  5 * time.Second,
 		debounce:      100 * time.Millisecond,
-		trustDomain:   "cluster.local",
-		rootNamespace: "istio-system",
+		trustDomain:   wire.DefaultTrustDomain,
+		rootNamespace: wire.DefaultRootNamespace,
 		svidTTL:       time.Hour,
 	}
 }
@@ -100,8 +186,7 @@ func WithRootNamespace(ns string) Option {
 }
 
 // WithCADir sets where the built-in CA keeps the root it generates at
-// first start. Without it (and without WithCARoot) the root lives in
-// memory only and changes at every start.
+// first start. Default: the "ca" folder of the state directory.
 func WithCADir(dir string) Option { return optionFunc(func(o *options) { o.caDir = dir }) }
 
 // WithCARoot loads the CA's signing certificate and key from PEM files
@@ -142,3 +227,59 @@ func WithCAInsecureDev(on bool) Option {
 // WithSVIDTTL sets the lifetime of the SVIDs the CA issues. Default 1h.
 // Workloads renew at half of it.
 func WithSVIDTTL(d time.Duration) Option { return optionFunc(func(o *options) { o.svidTTL = d }) }
+
+// WithStateDir sets the directory where the control plane keeps what must
+// survive a restart: the CA's root (in "ca", unless WithCADir or
+// WithCARoot says otherwise). Default DefaultStateDir().
+func WithStateDir(dir string) Option { return optionFunc(func(o *options) { o.stateDir = dir }) }
+
+// WithCAInMemory keeps a generated CA root in memory only. Every start
+// then makes a new root: workloads started before a restart no longer
+// trust the control plane or the workloads started after it until they
+// get new SVIDs, and the control plane says so in a WARN. For tests.
+func WithCAInMemory(on bool) Option { return optionFunc(func(o *options) { o.caInMemory = on }) }
+
+// WithServingNames adds DNS names and IP addresses to the control plane's
+// serving certificate, for xDS clients that check the host they dial
+// (gRPC's TLS channel credentials in a file bootstrap). Its SPIFFE ID,
+// spiffe://<trust domain>/ns/<root namespace>/sa/meshlet-controlplane, is
+// what meshlet workloads check. Default: localhost, 127.0.0.1, ::1, the
+// host name, and the xDS address's IP.
+func WithServingNames(names ...string) Option {
+	return optionFunc(func(o *options) { o.servingNames = append(o.servingNames, names...) })
+}
+
+// WithInsecurePlaintext serves the xDS, registration and CA port in
+// plaintext and believes what clients claim about themselves. For
+// development on loopback only: Start refuses it on any other address,
+// and logs a warning.
+func WithInsecurePlaintext(on bool) Option {
+	return optionFunc(func(o *options) { o.insecurePlaintext = on })
+}
+
+// WithPlaintextXDSAddress opens a second, plaintext port that serves
+// client xDS resources read-only, like istiod's 15010, for xDS clients
+// that cannot do TLS. It serves no registration, no CA and no server
+// Listeners. Default off.
+func WithPlaintextXDSAddress(addr string) Option {
+	return optionFunc(func(o *options) { o.plaintextXDS = addr })
+}
+
+// WithTrustBundle adds roots that client certificates may chain to, besides
+// the CA's own: SPIRE's bundle when workloads take their identity from
+// SPIRE.
+func WithTrustBundle(roots ...*x509.Certificate) Option {
+	return optionFunc(func(o *options) { o.trustBundle = append(o.trustBundle, roots...) })
+}
+
+// WithTrustAdvertisedAddresses believes the address a server registers
+// even when its connection comes from another one (NAT). Default off: a
+// registration's address must be its connection's, or, for a connection
+// over loopback, an address of the control plane's host.
+func WithTrustAdvertisedAddresses(on bool) Option {
+	return optionFunc(func(o *options) { o.trustAdvertised = on })
+}
+
+// WithLimits sets the limits on what clients can make the control plane
+// hold; zero fields keep their defaults.
+func WithLimits(l Limits) Option { return optionFunc(func(o *options) { o.limits = l }) }

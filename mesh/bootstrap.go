@@ -34,10 +34,16 @@ func (m *Mesh) bootstrapJSON() ([]byte, error) {
 	if l := o.locality; l != (Locality{}) {
 		node["locality"] = map[string]string{"region": l.Region, "zone": l.Zone, "sub_zone": l.SubZone}
 	}
+	creds := []any{map[string]any{"type": channelCredsName, "config": map[string]string{"key": m.cpCredsKey}}}
+	if o.cpInsecure {
+		creds = []any{map[string]string{"type": "insecure"}}
+	}
 	b := map[string]any{
 		"xds_servers": []any{map[string]any{
-			"server_uri":      o.controlPlane,
-			"channel_creds":   []any{map[string]string{"type": "insecure"}},
+			"server_uri": o.controlPlane,
+			// mTLS with the workload's SVID, verified against the roots it
+			// holds out of band.
+			"channel_creds":   creds,
 			"server_features": []string{"xds_v3"},
 		}},
 		"node":                                   node,

@@ -31,7 +31,7 @@ func Example() {
 	os.WriteFile(filepath.Join(dir, "greeter.yaml"), []byte(greeterRules+"---\n"+splitRoute(0, 100)), 0o644)
 	// The control plane's CA issues each workload its SPIFFE identity,
 	// authenticated by a token per workload.
-	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir),
+	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir), controlplane.WithStateDir(filepath.Join(os.TempDir(), "meshlet-example-state")),
 		controlplane.WithXDSAddress("127.0.0.1:0"), controlplane.WithAdminAddress(""), controlplane.WithLogger(quiet),
 		controlplane.WithCAToken("greeter-token", controlplane.Identity{Namespace: "default", ServiceAccount: "greeter"}),
 		controlplane.WithCAToken("caller-token", controlplane.Identity{Namespace: "default", ServiceAccount: "caller"}))
@@ -99,7 +99,7 @@ spec:
         principals:
         - cluster.local/ns/default/sa/caller
 `), 0o644)
-	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir), controlplane.WithXDSAddress("127.0.0.1:0"),
+	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir), controlplane.WithStateDir(filepath.Join(os.TempDir(), "meshlet-example-state")), controlplane.WithXDSAddress("127.0.0.1:0"),
 		controlplane.WithAdminAddress(""), controlplane.WithLogger(quiet), controlplane.WithCAInsecureDev(true))
 	if err != nil {
 		fmt.Println(err)

@@ -3,10 +3,12 @@ package mesh_test
 import (
 	"bufio"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 )
@@ -278,7 +281,17 @@ func runChild() {
 func startChild(t testing.TB, cpAddr, version string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+cpAddr+","+version)
+	// Another process trusts the control plane through its root file, as
+	// a service started by hand would.
+	var roots []byte
+	for _, c := range localtrust.Roots(cpAddr) {
+		roots = append(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	rootsFile := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(rootsFile, roots, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), childEnv+"="+cpAddr+","+version, mesh.EnvControlPlaneRoots+"="+rootsFile)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

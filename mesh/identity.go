@@ -2,10 +2,16 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshlet/meshlet/security"
 )
@@ -49,21 +55,60 @@ func (m *Mesh) setupIdentity(ctx context.Context) error {
 		if token == "" {
 			token = os.Getenv(EnvCAToken)
 		}
-		ca, err := security.NewCASource(ctx, security.CAConfig{Conn: m.cpConn, Token: token, ID: m.spiffeID, Log: m.log})
-		if err != nil {
-			return fmt.Errorf("mesh: identity from the control plane's CA: %w", err)
+		// The first CSR goes over TLS that verifies the control plane and
+		// carries the token; renewals go over m.cpConn, mTLS with the SVID
+		// being renewed, which the holder gives once there is one.
+		holder := &svidHolder{}
+		bootCreds, renewCreds := credentials.NewTLS(m.cpTrust.serverAuthConfig()), credentials.NewTLS(m.cpTrust.mtlsConfig(holder))
+		if o.cpInsecure {
+			bootCreds, renewCreds = insecure.NewCredentials(), insecure.NewCredentials()
 		}
+		boot, err := dialControlPlane(o.controlPlane, bootCreds)
+		if err != nil {
+			return fmt.Errorf("mesh: control plane %s: %w", o.controlPlane, err)
+		}
+		m.closers = append(m.closers, func() { boot.Close() })
+		if m.cpConn, err = dialControlPlane(o.controlPlane, renewCreds); err != nil {
+			return fmt.Errorf("mesh: control plane %s: %w", o.controlPlane, err)
+		}
+		cfg := security.CAConfig{Conn: boot, RenewConn: m.cpConn, Token: token, ID: m.spiffeID, Log: m.log, Roots: m.cpTrust}
+		if o.cpInsecure {
+			cfg.Roots, cfg.InsecureTrustResponse = nil, true
+		}
+		ca, err := security.NewCASource(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("mesh: identity from the control plane's CA at %s: %w (the control plane %s is verified with: %s)", o.controlPlane, err, m.cpTrust.id, m.cpTrust.describe())
+		}
+		holder.v.Store(x509svid.Source(ca))
 		m.closers = append(m.closers, func() { ca.Close() })
 		m.identity = ca
 	} else if svid, err := m.identity.GetX509SVID(); err == nil {
 		m.spiffeID = svid.ID
+		// SPIRE or files: their bundle verifies the control plane too.
+		m.cpTrust.setSource(m.identity)
 	} else {
 		return fmt.Errorf("mesh: identity source: %w", err)
+	}
+	// The service account is what the certificate proves.
+	if seg := strings.Split(strings.TrimPrefix(m.spiffeID.Path(), "/"), "/"); len(seg) == 4 && seg[0] == "ns" && seg[2] == "sa" {
+		m.opts.serviceAccount = seg[3]
 	}
 	key, unregister := security.RegisterProviderSource(m.identity)
 	m.closers = append(m.closers, unregister)
 	m.providerKey = key
 	return nil
+}
+
+// svidHolder is an x509svid.Source that is set once the first SVID is
+// there: the renewal connection's credentials are made before it.
+type svidHolder struct{ v atomic.Value }
+
+func (h *svidHolder) GetX509SVID() (*x509svid.SVID, error) {
+	src, ok := h.v.Load().(x509svid.Source)
+	if !ok {
+		return nil, errors.New("mesh: no SVID yet")
+	}
+	return src.GetX509SVID()
 }
 
 // Identity returns the workload's identity, for TLS configs of its own:

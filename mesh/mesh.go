@@ -13,9 +13,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	grpcresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/xds"
 
@@ -36,7 +33,9 @@ type Mesh struct {
 	// xdsResolver is nil when GRPC_XDS_BOOTSTRAP(_CONFIG) is set: then
 	// gRPC-Go's global xds resolver, configured by the environment, is used.
 	xdsResolver grpcresolver.Builder
-	cpConn      *grpc.ClientConn
+	cpConn      *grpc.ClientConn // mTLS with the workload's SVID
+	cpTrust     *cpTrust
+	cpCredsKey  string // the bootstrap's channel creds
 	registry    registrypb.RegistryClient
 	identity    security.Source
 	spiffeID    spiffeid.ID
@@ -56,7 +55,7 @@ type Mesh struct {
 // WithIdentity gives another source), and blocks until it has both, or ctx
 // ends.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
-	o := options{namespace: "default", log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: "cluster.local"}
+	o := options{namespace: "default", log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: wire.DefaultTrustDomain}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -81,26 +80,30 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	m := &Mesh{opts: o, log: o.log, servers: map[stopper]struct{}{}}
 	m.nodeID = fmt.Sprintf("meshlet~%s-%s.%s~%s.%s", o.service, randomSuffix(), o.namespace, o.namespace, wire.DomainSuffix)
 	var err error
-	m.cpConn, err = grpc.NewClient(o.controlPlane,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// Reconnect fast after a control-plane restart so that servers
-		// register again within its warm-up.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-			MinConnectTimeout: 2 * time.Second,
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("mesh: control plane %s: %w", o.controlPlane, err)
+	if m.cpTrust, err = newCPTrust(o); err != nil {
+		return nil, err
 	}
-	if err := waitReady(ctx, m.cpConn); err != nil {
-		m.cpConn.Close()
-		return nil, fmt.Errorf("mesh: connect to control plane %s: %w", o.controlPlane, err)
-	}
-	m.registry = registrypb.NewRegistryClient(m.cpConn)
 	if err := m.setupIdentity(ctx); err != nil {
 		m.close()
 		return nil, err
 	}
+	// Everything after the first SVID is mTLS: xDS, registration and
+	// renewals prove the workload's identity with it.
+	creds := m.cpCredentials()
+	if m.cpConn == nil {
+		if m.cpConn, err = dialControlPlane(o.controlPlane, creds); err != nil {
+			m.close()
+			return nil, fmt.Errorf("mesh: control plane %s: %w", o.controlPlane, err)
+		}
+	}
+	if err := checkControlPlane(ctx, m.cpConn, o.controlPlane); err != nil {
+		m.close()
+		return nil, fmt.Errorf("%w (the control plane %s is verified with: %s)", err, m.cpTrust.id, m.cpTrust.describe())
+	}
+	m.registry = registrypb.NewRegistryClient(m.cpConn)
+	var unregister func()
+	m.cpCredsKey, unregister = registerChannelCreds(creds)
+	m.closers = append(m.closers, unregister)
 	m.bootstrap, err = m.bootstrapJSON()
 	if err != nil {
 		m.close()
@@ -114,19 +117,6 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		}
 	}
 	return m, nil
-}
-
-func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
-	cc.Connect()
-	for {
-		s := cc.GetState()
-		if s == connectivity.Ready {
-			return nil
-		}
-		if !cc.WaitForStateChange(ctx, s) {
-			return ctx.Err()
-		}
-	}
 }
 
 // NodeID returns the xDS node ID this process uses.
@@ -167,6 +157,9 @@ func (m *Mesh) close() error {
 		m.rc.Close()
 	}
 	m.rcMu.Unlock()
+	if m.cpConn == nil {
+		return nil
+	}
 	return m.cpConn.Close()
 }
 

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"crypto/x509"
 	"log/slog"
 	"maps"
 	"time"
@@ -35,6 +36,10 @@ type options struct {
 	identity       security.Source
 	caToken        string
 	trustDomain    string
+	cpRoots        []*x509.Certificate
+	cpRootsFile    string
+	cpID           string
+	cpInsecure     bool
 }
 
 // EnvControlPlane names the environment variable that gives the control

@@ -80,6 +80,10 @@ func identitySources(t *testing.T, ttl time.Duration, accounts ...string) []iden
 	entries := map[string]bool{} // subtests run one after another
 	spire := identities{
 		name: "SPIRE",
+		// The control plane trusts SPIRE's SVIDs on its own port; the
+		// workloads trust the control plane through the roots it has in
+		// this process.
+		cpOptions: []controlplane.Option{controlplane.WithTrustBundle(s.Bundle(t)...)},
 		workload: func(t *testing.T, sa string) []mesh.Option {
 			t.Helper()
 			if !entries[sa] {
@@ -298,7 +302,7 @@ spec:
 // control plane, whose trust domain is other.example.
 func otherTrustDomain(t *testing.T) security.Source {
 	t.Helper()
-	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, nil), controlplane.WithTrustDomain("other.example"))
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, nil), controlplane.WithTrustDomain("other.example"), controlplane.WithStateDir(t.TempDir()))
 	m := startMesh(t, cp.XDSAddr(), "intruder", nil, mesh.WithTrustDomain("other.example"))
 	return m.Identity()
 }

@@ -103,7 +103,12 @@ func (l *lifecycle) instance(addr *net.TCPAddr) (*registrypb.Instance, error) {
 			}
 		}
 	}
+	var listen string
+	if bound := addr.IP.String(); bound != ip {
+		listen = bound // a wildcard bind: its server Listener is asked for by this address too
+	}
 	return &registrypb.Instance{
+		ListenAddress:  listen,
 		Id:             fmt.Sprintf("%s/%s:%d", l.m.nodeID, ip, addr.Port),
 		Service:        o.service,
 		Namespace:      o.namespace,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc"
+
 	"github.com/meshlet/meshlet/resolver"
 )
 
@@ -20,6 +22,7 @@ func (m *Mesh) xdsClient(ctx context.Context) (*resolver.Client, error) {
 	c, err := resolver.New(ctx,
 		resolver.WithServers(o.controlPlane),
 		resolver.WithLogger(m.log),
+		resolver.WithDialOptions(grpc.WithTransportCredentials(m.cpCredentials())),
 		resolver.WithNode(resolver.Node{
 			ID:             m.nodeID,
 			Cluster:        o.service + "." + o.namespace,

@@ -1,26 +1,44 @@
 package meshtest
 
 import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/security"
 )
 
 // StartControlPlane starts a control plane serving configDir, with its xDS
 // and admin ports on free loopback ports, and stops it when the test ends.
 // Later options override the defaults: no log output (set MESHLET_TEST_LOG=1
-// to see it), a 1s registration grace period, a 1s drain timeout, and a CA
+// to see it), a 1s registration grace period, a 1s drain timeout, a CA
 // that signs any identity without a token (the control plane is on
-// loopback and lives as long as the test).
+// loopback and lives as long as the test), and a state directory of the
+// test's own, which a control plane started again in the same test
+// reuses, as a restart with default flags would. Workloads in the test's
+// process trust it without any setup; see ControlPlaneCredentials for
+// clients of your own.
 func StartControlPlane(t testing.TB, configDir string, opts ...controlplane.Option) *controlplane.Server {
 	t.Helper()
 	all := []controlplane.Option{
 		controlplane.WithConfigDir(configDir),
+		controlplane.WithStateDir(stateDir(t)),
 		controlplane.WithXDSAddress("127.0.0.1:0"),
 		controlplane.WithAdminAddress("127.0.0.1:0"),
 		controlplane.WithLogger(Logger()),
@@ -34,6 +52,76 @@ func StartControlPlane(t testing.TB, configDir string, opts ...controlplane.Opti
 	}
 	t.Cleanup(func() { cp.Close() })
 	return cp
+}
+
+var stateDirs sync.Map // testing.TB -> string
+
+// stateDir is the test's control-plane state directory.
+func stateDir(t testing.TB) string {
+	if d, ok := stateDirs.Load(t); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	stateDirs.Store(t, d)
+	t.Cleanup(func() { stateDirs.Delete(t) })
+	return d
+}
+
+// ControlPlaneCredentials returns mTLS credentials for a client of cp of
+// your own (a raw xDS or registration client) with the identity
+// spiffe://<trust domain>/ns/<namespace>/sa/<serviceAccount>, issued by
+// cp's CA, which must sign without a token (StartControlPlane's default).
+// They verify cp's own identity against its roots.
+func ControlPlaneCredentials(t testing.TB, cp *controlplane.Server, namespace, serviceAccount string) credentials.TransportCredentials {
+	t.Helper()
+	roots, err := pemCerts(cp.Roots())
+	if err != nil {
+		t.Fatalf("meshtest: control plane roots: %v", err)
+	}
+	trustDomain, err := spiffeid.TrustDomainFromString(cp.TrustDomain())
+	if err != nil {
+		t.Fatalf("meshtest: trust domain: %v", err)
+	}
+	bundle := x509bundle.FromX509Authorities(trustDomain, roots)
+	cpID := spiffeid.RequireFromSegments(trustDomain, "ns", wire.DefaultRootNamespace, "sa", wire.ControlPlaneServiceAccount)
+	boot, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(cpID)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer boot.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	src, err := security.NewCASource(ctx, security.CAConfig{
+		Conn:  boot,
+		ID:    spiffeid.RequireFromSegments(trustDomain, "ns", namespace, "sa", serviceAccount),
+		Roots: bundle,
+		Log:   Logger(),
+	})
+	if err != nil {
+		t.Fatalf("meshtest: SVID for ns/%s/sa/%s: %v", namespace, serviceAccount, err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return credentials.NewTLS(tlsconfig.MTLSClientConfig(src, bundle, tlsconfig.AuthorizeID(cpID)))
+}
+
+func pemCerts(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	return out, nil
 }
 
 // Logger returns a logger for tests: silent unless MESHLET_TEST_LOG is set.

@@ -3,6 +3,7 @@ package meshtest
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -361,6 +362,18 @@ func (s *SPIRE) writeFile(t testing.TB, name, content string) string {
 		t.Fatalf("meshtest: SPIRE %s: %v", name, err)
 	}
 	return path
+}
+
+// Bundle returns the SPIRE server's trust bundle: what a meshlet control
+// plane must trust (controlplane.WithTrustBundle) for workloads whose
+// identity comes from this SPIRE to connect to it.
+func (s *SPIRE) Bundle(t testing.TB) []*x509.Certificate {
+	t.Helper()
+	certs, err := pemCerts([]byte(s.serverCommand(t, "bundle", "show", "-format", "pem")))
+	if err != nil {
+		t.Fatalf("meshtest: SPIRE bundle: %v", err)
+	}
+	return certs
 }
 
 // serverCommand runs a spire-server CLI command against the server's

@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
 
 	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/resolver"
 )
@@ -19,7 +22,7 @@ import (
 // real control plane, and checks that every value is converted right.
 func TestWatchChain(t *testing.T) {
 	cp := meshtest.StartControlPlane(t, writeReviews(t))
-	c := newClient(t, nodeID(t), []string{cp.XDSAddr()})
+	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, trusted(t, cp))
 
 	l := watch(t, c.WatchListener, reviewsTarget).value(t, 5*time.Second)
 	if diff := cmp.Diff(resolver.Listener{Name: reviewsTarget, RouteConfigName: reviewsTarget}, l, cmpOpts...); diff != "" {
@@ -143,7 +146,7 @@ func TestWatchChain(t *testing.T) {
 func TestLiveUpdate(t *testing.T) {
 	dir := writeReviews(t)
 	cp := meshtest.StartControlPlane(t, dir)
-	c := newClient(t, nodeID(t), []string{cp.XDSAddr()})
+	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, trusted(t, cp))
 	w := watch(t, c.WatchRouteConfig, reviewsTarget)
 	w.value(t, 5*time.Second)
 
@@ -165,7 +168,7 @@ func TestLiveUpdate(t *testing.T) {
 // and that the subscription ends with the last watch.
 func TestSharedWatchAndCache(t *testing.T) {
 	cp := meshtest.StartControlPlane(t, writeReviews(t))
-	c := newClient(t, nodeID(t), []string{cp.XDSAddr()})
+	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, trusted(t, cp))
 	w1 := watch(t, c.WatchCluster, clusterName("v1"))
 	v := w1.value(t, 5*time.Second)
 
@@ -193,7 +196,7 @@ func TestResourceNotFound(t *testing.T) {
 	ratings := strings.NewReplacer("reviews", "ratings").Replace(reviewsConfig[:strings.Index(reviewsConfig, "---")])
 	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": reviewsConfig, "ratings.yaml": ratings})
 	cp := meshtest.StartControlPlane(t, dir)
-	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, resolver.WithResourceNotFoundTimeout(500*time.Millisecond))
+	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, trusted(t, cp), resolver.WithResourceNotFoundTimeout(500*time.Millisecond))
 
 	w := watch(t, c.WatchListener, "ratings.default.svc.cluster.local:9080")
 	w.value(t, 5*time.Second)
@@ -225,7 +228,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	dir := writeReviews(t)
 	cp := meshtest.StartControlPlane(t, dir)
 	addr := cp.XDSAddr()
-	c := newClient(t, nodeID(t), []string{addr})
+	c := newClient(t, nodeID(t), []string{addr}, trusted(t, cp))
 	routes := watch(t, c.WatchRouteConfig, reviewsTarget)
 	routes.value(t, 5*time.Second)
 	watch(t, c.WatchEndpoints, clusterName("v1")).value(t, 5*time.Second)
@@ -267,7 +270,7 @@ func TestFailover(t *testing.T) {
 	// Two replicas that are both up: no warm-up holds a client that moves.
 	cp1 := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(0))
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(0))
-	c := newClient(t, nodeID(t), []string{cp1.XDSAddr(), cp2.XDSAddr()})
+	c := newClient(t, nodeID(t), []string{cp1.XDSAddr(), cp2.XDSAddr()}, trusted(t, cp1))
 	routes := watch(t, c.WatchRouteConfig, reviewsTarget)
 	routes.value(t, 5*time.Second)
 	waitClient(t, cp1, nodeID(t), "the client on the first control plane", func(cs clientStatus) bool { return true })
@@ -284,7 +287,7 @@ func TestFailover(t *testing.T) {
 
 	// A client whose first control plane is down from the start uses the
 	// next one.
-	c2 := newClient(t, nodeID(t)+"-2", []string{cp1.XDSAddr(), cp2.XDSAddr()})
+	c2 := newClient(t, nodeID(t)+"-2", []string{cp1.XDSAddr(), cp2.XDSAddr()}, trusted(t, cp2))
 	watch(t, c2.WatchRouteConfig, reviewsTarget).value(t, 5*time.Second)
 }
 
@@ -352,14 +355,28 @@ spec:
       values: ["abc*"]
 `
 
+// productpageGroup lets the test node's identity serve productpage.
+const productpageGroup = `apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata:
+  name: productpage
+spec:
+  template:
+    serviceAccount: bookinfo-productpage
+    labels:
+      app: productpage
+`
+
 // TestServerListener watches the Listener of a server address, which the
-// control plane builds for the workload the node metadata names: its TLS
-// requirement and RBAC filters come through converted.
+// control plane builds for the workload that registered the address: its
+// TLS requirement and RBAC filters come through converted.
 func TestServerListener(t *testing.T) {
-	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": reviewsConfig, "policy.yaml": policyConfig})
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": reviewsConfig, "policy.yaml": policyConfig, "group.yaml": productpageGroup})
 	cp := meshtest.StartControlPlane(t, dir)
-	c := newClient(t, nodeID(t), []string{cp.XDSAddr()})
-	name := strings.Replace(controlplane.ServerListenerTemplate, "%s", "127.0.0.1:8080", 1)
+	creds := meshtest.ControlPlaneCredentials(t, cp, "default", "bookinfo-productpage")
+	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, resolver.WithDialOptions(grpc.WithTransportCredentials(creds)))
+	register(t, cp, creds, &registrypb.Instance{Id: "pp-1", Service: "productpage", Namespace: "default", Address: "127.0.0.1", Port: 8080, Protocol: "HTTP"})
+	name := strings.Replace(wire.ServerListenerTemplate, "%s", "127.0.0.1:8080", 1)
 	l := watch(t, c.WatchListener, name).value(t, 5*time.Second)
 
 	if l.Address != "127.0.0.1" || l.Port != 8080 {

@@ -55,7 +55,7 @@ spec:
 func TestClusterPoliciesFromControlPlane(t *testing.T) {
 	services := reviewsConfig[:strings.LastIndex(reviewsConfig, "---")] // without its DestinationRule
 	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{"reviews.yaml": services, "rule.yaml": outlierRule}))
-	c := newClient(t, nodeID(t), []string{cp.XDSAddr()})
+	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, trusted(t, cp))
 
 	defaults := resolver.OutlierDetection{
 		Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionTime: 300 * time.Second,

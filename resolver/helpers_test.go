@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/resolver"
 )
@@ -179,6 +183,33 @@ func newClient(t *testing.T, nodeID string, addrs []string, opts ...resolver.Opt
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// trusted gives a client the mTLS credentials of the test node's identity
+// (ns/default/sa/bookinfo-productpage) from cp's CA.
+func trusted(t *testing.T, cp *controlplane.Server) resolver.Option {
+	t.Helper()
+	return resolver.WithDialOptions(grpc.WithTransportCredentials(meshtest.ControlPlaneCredentials(t, cp, "default", "bookinfo-productpage")))
+}
+
+// register keeps inst registered with cp, with creds, until the test ends.
+func register(t *testing.T, cp *controlplane.Server, creds credentials.TransportCredentials, inst *registrypb.Instance) {
+	t.Helper()
+	cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	stream, err := registrypb.NewRegistryClient(cc).Register(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&registrypb.RegisterRequest{Instance: inst, State: registrypb.State_SERVING}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("register %s: %v", inst.GetId(), err)
+	}
 }
 
 // update is one call of a watcher.

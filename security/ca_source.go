@@ -40,8 +40,24 @@ const (
 type CAConfig struct {
 	// Conn is a connection to the control plane, which serves
 	// meshlet.ca.v1.CertificateAuthority. Required. The source does not
-	// close it.
+	// close it. It should be TLS that verifies the control plane: the token
+	// crosses it.
 	Conn grpc.ClientConnInterface
+	// RenewConn, if set, carries renewals: a connection on which the
+	// workload proves itself with its current SVID (mTLS), so that no token
+	// is needed. A renewal that fails there is tried on Conn with the
+	// token, if there is one.
+	RenewConn grpc.ClientConnInterface
+	// Roots verify the CA's answer: the SVID it returns must chain to
+	// them. They are held out of band (the roots the control plane is
+	// verified with); the bundle in the answer, which a man in the middle
+	// could write, is never what the SVID is checked against. Required
+	// unless InsecureTrustResponse.
+	Roots x509bundle.Source
+	// InsecureTrustResponse checks the SVID against the bundle in the
+	// answer itself: for a plaintext control plane in development, where
+	// nothing is proven anyway.
+	InsecureTrustResponse bool
 	// Token authenticates the workload to the CA. It is sent as
 	// "authorization: Bearer <token>" request metadata. When empty, no
 	// authorization metadata is sent (Conn's own per-RPC credentials, if
@@ -65,9 +81,10 @@ type CAConfig struct {
 // next handshake reads: connections already established are not touched.
 // Its methods are safe for concurrent use and do not block.
 type CASource struct {
-	client capb.CertificateAuthorityClient
-	cfg    CAConfig
-	log    *slog.Logger
+	client      capb.CertificateAuthorityClient
+	renewClient capb.CertificateAuthorityClient // nil without RenewConn
+	cfg         CAConfig
+	log         *slog.Logger
 
 	cur atomic.Pointer[material]
 
@@ -96,17 +113,22 @@ func NewCASource(ctx context.Context, cfg CAConfig) (*CASource, error) {
 		return nil, errors.New("security: CA source: CAConfig.ID is empty (want spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)")
 	case cfg.TTL < 0:
 		return nil, fmt.Errorf("security: CA source: CAConfig.TTL is negative (%s)", cfg.TTL)
+	case cfg.Roots == nil && !cfg.InsecureTrustResponse:
+		return nil, errors.New("security: CA source: CAConfig.Roots is nil (give it the roots the control plane is verified with)")
 	}
 	s := &CASource{
 		client: capb.NewCertificateAuthorityClient(cfg.Conn),
 		cfg:    cfg,
 		log:    orDefault(cfg.Log),
 	}
+	if cfg.RenewConn != nil {
+		s.renewClient = capb.NewCertificateAuthorityClient(cfg.RenewConn)
+	}
 
 	var b backoff
 	var lastErr error // of the last attempt that ctx did not cut short
 	for {
-		m, err := s.sign(ctx)
+		m, err := s.sign(ctx, s.client, true)
 		if err == nil {
 			s.cur.Store(m)
 			break
@@ -178,7 +200,7 @@ func (s *CASource) renew(ctx context.Context) {
 		case <-t.C:
 		}
 
-		m, err := s.sign(ctx)
+		m, err := s.renewOnce(ctx)
 		now := time.Now()
 		if err == nil {
 			old := s.cur.Swap(m)
@@ -216,8 +238,27 @@ func renewAt(m *material, now time.Time) time.Time {
 	return now.Add(m.svid.Certificates[0].NotAfter.Sub(now) / 2)
 }
 
-// sign makes a new key, asks the CA to sign it and checks the answer.
-func (s *CASource) sign(ctx context.Context) (*material, error) {
+// renewOnce renews over the mTLS connection, then, if that fails and there
+// is a token, over Conn with the token (the SVID may have expired while
+// the process was suspended).
+func (s *CASource) renewOnce(ctx context.Context) (*material, error) {
+	if s.renewClient == nil {
+		return s.sign(ctx, s.client, true)
+	}
+	m, err := s.sign(ctx, s.renewClient, false)
+	if err == nil || s.cfg.Token == "" || ctx.Err() != nil {
+		return m, err
+	}
+	m, err2 := s.sign(ctx, s.client, true)
+	if err2 != nil {
+		return nil, fmt.Errorf("%w; with the token: %w", err, err2)
+	}
+	return m, nil
+}
+
+// sign makes a new key, asks the CA to sign it over client and checks the
+// answer. withToken sends the token.
+func (s *CASource) sign(ctx context.Context, client capb.CertificateAuthorityClient, withToken bool) (*material, error) {
 	id := s.cfg.ID
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -234,21 +275,21 @@ func (s *CASource) sign(ctx context.Context) (*material, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, signTimeout)
 	defer cancel()
-	if s.cfg.Token != "" {
+	if s.cfg.Token != "" && withToken {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.cfg.Token)
 	}
-	resp, err := s.client.Sign(ctx, req)
+	resp, err := client.Sign(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("security: CA source: sign %s: %w", id, err)
 	}
-	m, err := checkSignResponse(resp, id, key)
+	m, err := checkSignResponse(resp, id, key, s.cfg.Roots)
 	if err != nil {
 		return nil, fmt.Errorf("security: CA source: sign %s: %w: %w", id, errBadResponse, err)
 	}
 	return m, nil
 }
 
-func checkSignResponse(resp *capb.SignResponse, id spiffeid.ID, key *ecdsa.PrivateKey) (*material, error) {
+func checkSignResponse(resp *capb.SignResponse, id spiffeid.ID, key *ecdsa.PrivateKey, trusted x509bundle.Source) (*material, error) {
 	td := id.TrustDomain()
 	if resp.GetTrustDomain() != "" && resp.GetTrustDomain() != td.Name() {
 		return nil, fmt.Errorf("the CA serves trust domain %q, not %q", resp.GetTrustDomain(), td.Name())
@@ -292,6 +333,13 @@ func checkSignResponse(resp *capb.SignResponse, id spiffeid.ID, key *ecdsa.Priva
 	leafErr, bundleErr, chainErr := checkMaterial(svid, bundle, at)
 	if err := errors.Join(leafErr, bundleErr, chainErr); err != nil {
 		return nil, err
+	}
+	if trusted != nil {
+		// What the SVID must chain to is held out of band; the bundle in
+		// the answer is only what peers are verified with.
+		if _, _, err := x509svid.Verify(svid.Certificates, trusted, x509svid.WithTime(at)); err != nil {
+			return nil, fmt.Errorf("the SVID from the CA does not chain to the roots the control plane is trusted with: %w", err)
+		}
 	}
 	return &material{svid: svid, bundle: bundle}, nil
 }

@@ -124,7 +124,7 @@ func TestCASourceFirstSVID(t *testing.T) {
 	id := ca.id("shop", "cart")
 
 	src, err := security.NewCASource(t.Context(), security.CAConfig{
-		Conn: conn, Token: "s3cret", ID: id, TTL: 90 * time.Minute,
+		Conn: conn, Token: "s3cret", ID: id, TTL: 90 * time.Minute, Roots: ca.bundle(),
 	})
 	if err != nil {
 		t.Fatalf("NewCASource: %v", err)
@@ -162,7 +162,7 @@ func TestCASourceRenewsAtHalfLife(t *testing.T) {
 	id := ca.id("shop", "cart")
 
 	src, err := security.NewCASource(t.Context(), security.CAConfig{
-		Conn: conn, Token: "t", ID: id, TTL: 2 * time.Second,
+		Conn: conn, Token: "t", ID: id, TTL: 2 * time.Second, Roots: ca.bundle(),
 		Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -238,7 +238,7 @@ func TestCASourceRenewalRetries(t *testing.T) {
 	conn := startCA(t, srv)
 	var logs syncBuffer
 	src, err := security.NewCASource(t.Context(), security.CAConfig{
-		Conn: conn, Token: "t", ID: ca.id("shop", "cart"), TTL: 3 * time.Second,
+		Conn: conn, Token: "t", ID: ca.id("shop", "cart"), TTL: 3 * time.Second, Roots: ca.bundle(),
 		Log: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {
@@ -265,7 +265,7 @@ func TestCASourceRefusedToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := security.NewCASource(ctx, security.CAConfig{Conn: conn, Token: "wrong", ID: ca.id("shop", "cart")})
+	_, err := security.NewCASource(ctx, security.CAConfig{Conn: conn, Token: "wrong", ID: ca.id("shop", "cart"), Roots: ca.bundle()})
 	if err == nil {
 		t.Fatal("NewCASource: got no error")
 	}
@@ -286,7 +286,7 @@ func TestCASourceRefusesWrongID(t *testing.T) {
 	srv := &caServer{ca: ca, token: "t", issueFor: ca.id("kube-system", "admin")}
 	conn := startCA(t, srv)
 
-	_, err := security.NewCASource(t.Context(), security.CAConfig{Conn: conn, Token: "t", ID: ca.id("shop", "cart")})
+	_, err := security.NewCASource(t.Context(), security.CAConfig{Conn: conn, Token: "t", ID: ca.id("shop", "cart"), Roots: ca.bundle()})
 	if err == nil {
 		t.Fatal("NewCASource accepted a certificate for another ID")
 	}
@@ -305,7 +305,7 @@ func TestCASourceContextEnds(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	_, err := security.NewCASource(ctx, security.CAConfig{Conn: conn, Token: "t", ID: ca.id("shop", "cart")})
+	_, err := security.NewCASource(ctx, security.CAConfig{Conn: conn, Token: "t", ID: ca.id("shop", "cart"), Roots: ca.bundle()})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error = %v, want one that wraps context.DeadlineExceeded", err)
 	}
@@ -320,7 +320,8 @@ func TestCASourceConfigErrors(t *testing.T) {
 	for _, cfg := range []security.CAConfig{
 		{ID: ca.id("a", "b")},
 		{Conn: conn},
-		{Conn: conn, ID: ca.id("a", "b"), TTL: -time.Second},
+		{Conn: conn, ID: ca.id("a", "b"), TTL: -time.Second, Roots: ca.bundle()},
+		{Conn: conn, ID: ca.id("a", "b")}, // no roots to check the answer against
 	} {
 		if _, err := security.NewCASource(t.Context(), cfg); err == nil {
 			t.Errorf("NewCASource(%+v): got no error", cfg)
@@ -374,5 +375,18 @@ func echo(t *testing.T, c net.Conn, msg string) {
 	}
 	if string(buf) != msg {
 		t.Fatalf("echo = %q, want %q", buf, msg)
+	}
+}
+
+// TestCASourceRefusesPlantedRoot: a CA (or a man in the middle) that
+// answers with an SVID and a bundle of its own is refused: the SVID must
+// chain to the roots the workload holds out of band.
+func TestCASourceRefusesPlantedRoot(t *testing.T) {
+	trusted := newTestCA("cluster.local")
+	mitm := newTestCA("cluster.local")
+	conn := startCA(t, &caServer{ca: mitm, token: "t"})
+	_, err := security.NewCASource(t.Context(), security.CAConfig{Conn: conn, Token: "t", ID: mitm.id("shop", "cart"), Roots: trusted.bundle()})
+	if err == nil || !strings.Contains(err.Error(), "does not chain to the roots the control plane is trusted with") {
+		t.Fatalf("error = %v, want the SVID refused for not chaining to the held roots", err)
 	}
 }

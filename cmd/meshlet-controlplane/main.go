@@ -10,16 +10,35 @@
 // MESHLET_TRUST_DOMAIN, --root-namespace MESHLET_ROOT_NAMESPACE, --ca-dir
 // MESHLET_CA_DIR, --ca-cert MESHLET_CA_CERT, --ca-key MESHLET_CA_KEY,
 // --ca-tokens-file MESHLET_CA_TOKENS_FILE, --ca-insecure-dev
-// MESHLET_CA_INSECURE_DEV=true, --svid-ttl MESHLET_SVID_TTL.
+// MESHLET_CA_INSECURE_DEV=true, --svid-ttl MESHLET_SVID_TTL, --state-dir
+// MESHLET_STATE_DIR, --ca-in-memory MESHLET_CA_IN_MEMORY=true,
+// --serving-names MESHLET_SERVING_NAMES, --trust-bundle-file
+// MESHLET_TRUST_BUNDLE_FILE, --trust-advertised-addresses
+// MESHLET_TRUST_ADVERTISED_ADDRESSES=true, --plaintext-xds-address
+// MESHLET_PLAINTEXT_XDS_ADDRESS, --insecure-plaintext-dev
+// MESHLET_INSECURE_PLAINTEXT_DEV=true, and the limits --max-streams,
+// --max-streams-per-connection, --max-names-per-request,
+// --max-inbound-per-stream, --max-registrations-per-identity
+// (MESHLET_MAX_...).
+//
+// The xDS port serves TLS with a certificate from the built-in CA, whose
+// root is kept in <state dir>/ca/root-cert.pem: workloads in other
+// processes trust the control plane with that file
+// (MESHLET_CONTROL_PLANE_ROOTS).
 package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,9 +84,39 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	fs.DurationVar(&svidTTL, "svid-ttl", svidTTL, "lifetime of the SVIDs the CA issues")
+	fs.DurationVar(&svidTTL, "svid-ttl", svidTTL, "lifetime of the SVIDs the CA issues, and the most a CSR may ask for")
+	stateDir := fs.String("state-dir", env("MESHLET_STATE_DIR", ""), "directory of what survives a restart (the CA root in ca/); default $XDG_STATE_HOME/meshlet or ~/.local/state/meshlet")
+	caInMemory := fs.Bool("ca-in-memory", env("MESHLET_CA_IN_MEMORY", "") == "true", "keep a generated CA root in memory only: trust is lost at every restart")
+	servingNames := fs.String("serving-names", env("MESHLET_SERVING_NAMES", ""), "comma-separated DNS names and IPs to add to the control plane's certificate")
+	trustBundle := fs.String("trust-bundle-file", env("MESHLET_TRUST_BUNDLE_FILE", ""), "PEM file of more roots that client certificates may chain to (SPIRE's bundle)")
+	trustAdvertised := fs.Bool("trust-advertised-addresses", env("MESHLET_TRUST_ADVERTISED_ADDRESSES", "") == "true", "believe registered addresses that differ from the connection's (NAT)")
+	plainXDS := fs.String("plaintext-xds-address", env("MESHLET_PLAINTEXT_XDS_ADDRESS", ""), "address of a read-only plaintext xDS port for clients that cannot do TLS; empty: off")
+	insecurePlain := fs.Bool("insecure-plaintext-dev", env("MESHLET_INSECURE_PLAINTEXT_DEV", "") == "true", "serve the main port in plaintext and believe clients' claims: loopback development only")
+	var limits controlplane.Limits
+	maxStreams := fs.Int("max-streams", envInt("MESHLET_MAX_STREAMS", 0), "most open xDS streams (0: 10000)")
+	maxPerConn := fs.Int("max-streams-per-connection", envInt("MESHLET_MAX_STREAMS_PER_CONNECTION", 0), "most concurrent gRPC streams on one connection (0: 100)")
+	maxNames := fs.Int("max-names-per-request", envInt("MESHLET_MAX_NAMES_PER_REQUEST", 0), "most resource names in one xDS request (0: 10000)")
+	maxInbound := fs.Int("max-inbound-per-stream", envInt("MESHLET_MAX_INBOUND_PER_STREAM", 0), "most server Listener names one xDS stream asks for (0: 64)")
+	maxRegs := fs.Int("max-registrations-per-identity", envInt("MESHLET_MAX_REGISTRATIONS_PER_IDENTITY", 0), "most instances one identity registers (0: 1000)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
+	}
+	limits = controlplane.Limits{Streams: *maxStreams, StreamsPerConnection: uint32(max(*maxPerConn, 0)), NamesPerRequest: *maxNames,
+		InboundPerStream: *maxInbound, RegistrationsPerIdentity: *maxRegs}
+	var bundle []*x509.Certificate
+	if *trustBundle != "" {
+		if bundle, err = readCerts(*trustBundle); err != nil {
+			return fmt.Errorf("--trust-bundle-file: %w", err)
+		}
+	}
+	var names []string
+	for _, n := range strings.Split(*servingNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -92,6 +141,14 @@ func run(args []string) error {
 		controlplane.WithCATokensFile(*caTokens),
 		controlplane.WithCAInsecureDev(*insecureDev),
 		controlplane.WithSVIDTTL(svidTTL),
+		controlplane.WithStateDir(*stateDir),
+		controlplane.WithCAInMemory(*caInMemory),
+		controlplane.WithServingNames(names...),
+		controlplane.WithTrustBundle(bundle...),
+		controlplane.WithTrustAdvertisedAddresses(*trustAdvertised),
+		controlplane.WithPlaintextXDSAddress(*plainXDS),
+		controlplane.WithInsecurePlaintext(*insecurePlain),
+		controlplane.WithLimits(limits),
 	)
 	if err != nil {
 		return err
@@ -106,6 +163,38 @@ func env(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func envInt(name string, def int) int {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return out, nil
 }
 
 func envDuration(name string, def time.Duration) (time.Duration, error) {

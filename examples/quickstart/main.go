@@ -106,8 +106,17 @@ func run(calls int, verbose bool) error {
 	// The control plane is also the mesh's CA: each workload proves who it
 	// is with its token and gets a SPIFFE identity; calls between them are
 	// mTLS.
+	// The demo keeps its CA root with its config, so that it leaves
+	// nothing behind; a real control plane keeps it in its state
+	// directory, so that a restart keeps trust.
+	stateDir, err := os.MkdirTemp("", "meshlet-quickstart-state-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
 	cp, err := controlplane.Start(ctx,
 		controlplane.WithConfigDir(dir),
+		controlplane.WithStateDir(stateDir),
 		controlplane.WithCAToken(greeterToken, controlplane.Identity{Namespace: "default", ServiceAccount: "greeter"}),
 		controlplane.WithCAToken(clientToken, controlplane.Identity{Namespace: "default", ServiceAccount: "quickstart"}),
 		controlplane.WithXDSAddress("127.0.0.1:0"),

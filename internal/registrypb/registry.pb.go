@@ -157,10 +157,14 @@ type Instance struct {
 	// The port callers dial (reviews:9080). 0 means port.
 	ServicePort uint32 `protobuf:"varint,7,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
 	// Istio port protocol: GRPC or HTTP.
-	Protocol      string            `protobuf:"bytes,8,opt,name=protocol,proto3" json:"protocol,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Locality      *Locality         `protobuf:"bytes,10,opt,name=locality,proto3" json:"locality,omitempty"`
-	Weight        uint32            `protobuf:"varint,11,opt,name=weight,proto3" json:"weight,omitempty"`
+	Protocol string            `protobuf:"bytes,8,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Labels   map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Locality *Locality         `protobuf:"bytes,10,opt,name=locality,proto3" json:"locality,omitempty"`
+	// Load-balancing weight, at most 65536; 0 means 1.
+	Weight uint32 `protobuf:"varint,11,opt,name=weight,proto3" json:"weight,omitempty"`
+	// The IP the server is bound to when it differs from address: a
+	// wildcard (0.0.0.0 or ::) for a server listening on every interface.
+	ListenAddress string `protobuf:"bytes,12,opt,name=listen_address,json=listenAddress,proto3" json:"listen_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +274,13 @@ func (x *Instance) GetWeight() uint32 {
 		return x.Weight
 	}
 	return 0
+}
+
+func (x *Instance) GetListenAddress() string {
+	if x != nil {
+		return x.ListenAddress
+	}
+	return ""
 }
 
 type RegisterRequest struct {
@@ -397,7 +408,7 @@ const file_meshlet_registry_v1_registry_proto_rawDesc = "" +
 	"\bLocality\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x19\n" +
-	"\bsub_zone\x18\x03 \x01(\tR\asubZone\"\xb9\x03\n" +
+	"\bsub_zone\x18\x03 \x01(\tR\asubZone\"\xe0\x03\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1c\n" +
@@ -410,7 +421,8 @@ const file_meshlet_registry_v1_registry_proto_rawDesc = "" +
 	"\x06labels\x18\t \x03(\v2).meshlet.registry.v1.Instance.LabelsEntryR\x06labels\x129\n" +
 	"\blocality\x18\n" +
 	" \x01(\v2\x1d.meshlet.registry.v1.LocalityR\blocality\x12\x16\n" +
-	"\x06weight\x18\v \x01(\rR\x06weight\x1a9\n" +
+	"\x06weight\x18\v \x01(\rR\x06weight\x12%\n" +
+	"\x0elisten_address\x18\f \x01(\tR\rlistenAddress\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"~\n" +

@@ -52,3 +52,26 @@ func ClusterName(port uint32, subset, host string) string {
 // plane's TLS contexts name it both for the workload's own certificate and
 // for the trust-domain roots that verify peers.
 const CertProviderInstance = "meshlet"
+
+// ControlPlaneServiceAccount is the service account in the control
+// plane's SPIFFE ID, spiffe://<trust domain>/ns/<root namespace>/sa/
+// meshlet-controlplane, which workloads check when they connect to it.
+const ControlPlaneServiceAccount = "meshlet-controlplane"
+
+// DefaultRootNamespace is the namespace of mesh-wide policy and of the
+// control plane's own identity, Istio's.
+const DefaultRootNamespace = "istio-system"
+
+// DefaultTrustDomain is the SPIFFE trust domain of the mesh, Istio's.
+const DefaultTrustDomain = "cluster.local"
+
+// ControlPlaneID returns the control plane's SPIFFE ID in trust domain td
+// and root namespace ns.
+func ControlPlaneID(td, ns string) string {
+	return "spiffe://" + td + "/ns/" + ns + "/sa/" + ControlPlaneServiceAccount
+}
+
+// CARootFile is the name of the CA's root certificate in its directory,
+// and so in the control plane's state directory's "ca" folder: the file
+// workloads on other processes trust the control plane with.
+const CARootFile = "root-cert.pem"

@@ -126,6 +126,7 @@ type CA struct {
 	log         *slog.Logger
 	now         func() time.Time
 	auth        *authority
+	ephemeral   bool // the root is in memory only
 
 	mu     sync.RWMutex
 	tokens map[tokenKey]Identity
@@ -186,7 +187,8 @@ func New(cfg Config) (*CA, error) {
 	case cfg.Dir != "":
 		c.auth, err = loadOrCreateRoot(cfg.Dir, td, c.now(), c.log)
 	default:
-		c.log.Info("ca: no Dir or CertFile: the root is kept in memory only and is lost at exit")
+		c.log.Warn("ca: the root is kept in memory only: it changes at every start, so after a restart workloads started before it no longer trust workloads started after it, nor this control plane, until they get new SVIDs; keep it on disk (a state or CA directory) to avoid that")
+		c.ephemeral = true
 		c.auth, err = newMemoryRoot(td, c.now())
 	}
 	if err != nil {

@@ -121,6 +121,14 @@ func rootAuthority(cert *x509.Certificate, key crypto.Signer) *authority {
 // loadOrCreateRoot loads the root kept in dir, or generates and keeps one
 // if dir holds none.
 func loadOrCreateRoot(dir string, td spiffeid.TrustDomain, now time.Time, log *slog.Logger) (*authority, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ca: create root directory %s: %w", dir, err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	certPath := filepath.Join(dir, rootCertFile)
 	keyPath := filepath.Join(dir, rootKeyFile)
 	_, certErr := os.Lstat(certPath)

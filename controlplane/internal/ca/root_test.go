@@ -56,7 +56,9 @@ func TestRootPersisted(t *testing.T) {
 	}
 	var names []string
 	for _, e := range entries {
-		names = append(names, e.Name())
+		if e.Name() != ".lock" { // serialises control planes starting on one directory
+			names = append(names, e.Name())
+		}
 	}
 	if strings.Join(names, ",") != "root-cert.pem,root-key.pem" {
 		t.Errorf("dir holds %v, want only root-cert.pem and root-key.pem", names)

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/meshlet/meshlet/controlplane/internal/authn"
 	"github.com/meshlet/meshlet/internal/capb"
 )
 
@@ -53,9 +54,17 @@ func (s *server) Sign(ctx context.Context, req *capb.SignRequest) (*capb.SignRes
 }
 
 func (c *CA) sign(ctx context.Context, req *capb.SignRequest) (*capb.SignResponse, error) {
-	tokenID, hasToken, err := c.authenticate(ctx)
-	if err != nil {
-		return nil, err
+	// A workload renewing over mTLS proves its identity with its current
+	// SVID and needs no token; it may ask only for that identity.
+	peerID, hasPeer := authn.FromContext(ctx)
+	var tokenID Identity
+	hasToken := false
+	if !hasPeer || len(metadata.ValueFromIncomingContext(ctx, "authorization")) > 0 {
+		var err error
+		tokenID, hasToken, err = c.authenticate(ctx)
+		if err != nil {
+			return nil, err
+		}
 	}
 	csr, reqID, err := c.checkCSR(req.GetCsr())
 	if err != nil {
@@ -65,6 +74,10 @@ func (c *CA) sign(ctx context.Context, req *capb.SignRequest) (*capb.SignRespons
 	if hasToken && id != tokenID {
 		return nil, status.Errorf(codes.PermissionDenied, "ca: token for %s cannot ask for %s", tokenID, reqID.id)
 	}
+	if hasPeer && reqID.id != peerID.ID {
+		return nil, status.Errorf(codes.PermissionDenied, "ca: a workload with the SVID of %s cannot ask for %s", peerID.ID, reqID.id)
+	}
+	hasToken = hasToken || hasPeer
 
 	ttl, err := c.ttl(req.GetTtlSeconds())
 	if err != nil {

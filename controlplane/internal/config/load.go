@@ -115,7 +115,7 @@ func parse(files map[string][]byte) (*model.Config, []error) {
 const (
 	networkingGroup = "networking.istio.io"
 	securityGroup   = "security.istio.io"
-	kindList        = "ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy"
+	kindList        = "ServiceEntry, WorkloadEntry, WorkloadGroup, VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy"
 )
 
 // resource is one decoded document.
@@ -199,6 +199,7 @@ var (
 	kinds = map[string]kindInfo{
 		"ServiceEntry":        {networkingGroup, func() proto.Message { return &networking.ServiceEntry{} }, serviceEntrySupport},
 		"WorkloadEntry":       {networkingGroup, func() proto.Message { return &networking.WorkloadEntry{} }, workloadEntrySupport},
+		"WorkloadGroup":       {networkingGroup, func() proto.Message { return &networking.WorkloadGroup{} }, workloadGroupSupport},
 		"VirtualService":      {networkingGroup, func() proto.Message { return &networking.VirtualService{} }, virtualServiceSupport},
 		"DestinationRule":     {networkingGroup, func() proto.Message { return &networking.DestinationRule{} }, destinationRuleSupport},
 		"PeerAuthentication":  {securityGroup, func() proto.Message { return &security.PeerAuthentication{} }, peerAuthenticationSupport},
@@ -211,7 +212,6 @@ var (
 		"networking.istio.io/Gateway":             "is not supported by meshlet (a proxyless mesh has no gateway proxy; remove it)",
 		"networking.istio.io/Sidecar":             "is not supported by meshlet (there is no sidecar; remove it)",
 		"networking.istio.io/EnvoyFilter":         "is not supported by meshlet (there is no Envoy; remove it)",
-		"networking.istio.io/WorkloadGroup":       "is not supported yet (endpoints come from registration, a WorkloadEntry or a ServiceEntry)",
 		"networking.istio.io/ProxyConfig":         "is not supported by meshlet (there is no proxy; remove it)",
 		"security.istio.io/RequestAuthentication": "is not supported yet (JWT request authentication arrives with later security work)",
 		"telemetry.istio.io/Telemetry":            "is not supported yet (arrives with the telemetry work)",
@@ -285,7 +285,7 @@ func (p *parser) document(file string, index int, content []byte) {
 		if reason, ok := otherKinds[group+"/"+kind]; ok {
 			p.add(file, resName, "kind", "kind %s %s", kind, reason)
 		} else {
-			p.add(file, resName, "kind", "kind %s (apiVersion %q) is not supported (meshlet reads ServiceEntry, WorkloadEntry, VirtualService and DestinationRule of networking.istio.io, and PeerAuthentication and AuthorizationPolicy of security.istio.io)", kind, apiVersion)
+			p.add(file, resName, "kind", "kind %s (apiVersion %q) is not supported (meshlet reads ServiceEntry, WorkloadEntry, WorkloadGroup, VirtualService and DestinationRule of networking.istio.io, and PeerAuthentication and AuthorizationPolicy of security.istio.io)", kind, apiVersion)
 		}
 		return
 	}
@@ -450,6 +450,8 @@ func (p *parser) config() *model.Config {
 			cfg.ServiceEntries = append(cfg.ServiceEntries, &model.ServiceEntry{Meta: r.meta, Spec: s})
 		case *networking.WorkloadEntry:
 			cfg.WorkloadEntries = append(cfg.WorkloadEntries, &model.WorkloadEntry{Meta: r.meta, Spec: s})
+		case *networking.WorkloadGroup:
+			cfg.WorkloadGroups = append(cfg.WorkloadGroups, &model.WorkloadGroup{Meta: r.meta, Spec: s})
 		case *networking.VirtualService:
 			cfg.VirtualServices = append(cfg.VirtualServices, &model.VirtualService{Meta: r.meta, Spec: s})
 		case *networking.DestinationRule:
@@ -462,6 +464,7 @@ func (p *parser) config() *model.Config {
 	}
 	sortByName(cfg.ServiceEntries, func(x *model.ServiceEntry) model.Meta { return x.Meta })
 	sortByName(cfg.WorkloadEntries, func(x *model.WorkloadEntry) model.Meta { return x.Meta })
+	sortByName(cfg.WorkloadGroups, func(x *model.WorkloadGroup) model.Meta { return x.Meta })
 	sortByName(cfg.VirtualServices, func(x *model.VirtualService) model.Meta { return x.Meta })
 	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) model.Meta { return x.Meta })
 	sortByName(cfg.PeerAuthentications, func(x *model.PeerAuthentication) model.Meta { return x.Meta })

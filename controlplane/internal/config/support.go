@@ -118,6 +118,22 @@ var (
 
 	workloadEntrySupport = newSupport(workloadEntryFields, nil)
 
+	// A WorkloadGroup binds a service to the service account whose
+	// workloads may register as its instances, and gives them labels.
+	workloadGroupSupport = newSupport([]string{
+		"metadata.labels",
+		"metadata.annotations",
+		"template.serviceAccount",
+		"template.labels",
+	}, map[string]string{
+		"template.address":  "not supported by meshlet (a registered instance's address is the one its connection comes from; remove it)",
+		"template.ports":    "not supported by meshlet (instances register the ports they serve; remove it)",
+		"template.weight":   "not supported by meshlet (instances register their weight; remove it)",
+		"template.locality": "not supported by meshlet (instances register their locality; remove it)",
+		"template.network":  "not supported by meshlet (meshlet has one network; remove it)",
+		"probe":             "not supported by meshlet (a registration lives as long as its connection, and servers report SERVING themselves; remove it)",
+	})
+
 	serviceEntrySupport = newSupport(concat(
 		[]string{
 			"hosts",

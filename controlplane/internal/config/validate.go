@@ -31,6 +31,8 @@ func (p *parser) validateSet() {
 			validateServiceEntry(s, r.raw, report)
 		case *networking.WorkloadEntry:
 			validateWorkload(s, "spec", nil, report)
+		case *networking.WorkloadGroup:
+			validateWorkloadGroup(s, report)
 		case *networking.VirtualService:
 			validateVirtualService(s, report)
 		case *networking.DestinationRule:
@@ -482,4 +484,17 @@ func findRule(rules map[string]*networking.DestinationRule, host string) string 
 		}
 	}
 	return best
+}
+
+// validateWorkloadGroup checks what a WorkloadGroup binds: a service (its
+// template's app label, else the group's name) to a service account.
+func validateWorkloadGroup(wg *networking.WorkloadGroup, report reportFunc) {
+	if wg.GetTemplate().GetServiceAccount() == "" {
+		report.add("spec.template.serviceAccount", "required: the service account whose workloads may register as this group's service")
+	}
+	for k, v := range wg.GetTemplate().GetLabels() {
+		if k == "" || v == "" {
+			report.add("spec.template.labels", "label %q=%q: keys and values must not be empty", k, v)
+		}
+	}
 }

@@ -46,6 +46,23 @@ type WorkloadEntry struct {
 	Spec *networking.WorkloadEntry
 }
 
+// WorkloadGroup is an Istio WorkloadGroup: it lets the workloads of its
+// template's service account register as instances of one service, with
+// the template's labels.
+type WorkloadGroup struct {
+	Meta
+	Spec *networking.WorkloadGroup
+}
+
+// Service returns the service the group's workloads serve: the template's
+// app label, as Istio's Service selectors use it, else the group's name.
+func (g *WorkloadGroup) Service() string {
+	if app := g.Spec.GetTemplate().GetLabels()["app"]; app != "" {
+		return app
+	}
+	return g.Name
+}
+
 // VirtualService is an Istio VirtualService. Spec.Hosts and every
 // destination host are fully qualified.
 type VirtualService struct {
@@ -98,6 +115,7 @@ type AuthorizationPolicy struct {
 type Config struct {
 	ServiceEntries        []*ServiceEntry
 	WorkloadEntries       []*WorkloadEntry
+	WorkloadGroups        []*WorkloadGroup
 	VirtualServices       []*VirtualService
 	DestinationRules      []*DestinationRule
 	PeerAuthentications   []*PeerAuthentication

@@ -30,4 +30,12 @@ type Instance struct {
 	Locality Locality          `json:"locality"`
 	// Weight is the endpoint's load-balancing weight; 0 means 1.
 	Weight uint32 `json:"weight,omitempty"`
+	// Identity is the SPIFFE ID that registered the instance, proven by
+	// its certificate. Only that identity may change or remove it, and
+	// only that identity gets the server Listener for its address.
+	Identity string `json:"identity,omitempty"`
+	// ListenAddress is the IP the server is bound to when it differs from
+	// Address: a wildcard (0.0.0.0 or ::) for a server that listens on
+	// every interface and advertises one of them.
+	ListenAddress string `json:"listenAddress,omitempty"`
 }

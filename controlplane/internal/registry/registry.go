@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -64,20 +66,67 @@ func New(grace time.Duration, onChange func()) *Registry {
 	return &Registry{grace: grace, onChange: onChange, entries: map[string]*entry{}}
 }
 
+// ErrIDTaken is returned by Upsert when the instance ID belongs to
+// another identity.
+var ErrIDTaken = errors.New("the instance ID is registered by another identity")
+
+// ErrAddressTaken is returned by Upsert when another identity has an
+// instance at the same address and port.
+var ErrAddressTaken = errors.New("the address is registered by another identity")
+
+// ErrTooMany is returned by Upsert when the identity has as many
+// registrations as the limit allows.
+var ErrTooMany = errors.New("too many registrations for one identity")
+
 // Upsert registers inst in state s, replacing any earlier registration with
-// the same ID. It returns a generation that later calls for this
-// registration must pass, so that a stale stream cannot change a newer one.
-func (r *Registry) Upsert(inst Instance, s State) uint64 {
+// the same ID by the same identity. It returns a generation that later
+// calls for this registration must pass, so that a stale stream cannot
+// change a newer one. limit bounds the registrations of inst.Identity (0:
+// no bound).
+func (r *Registry) Upsert(inst Instance, s State, limit int) (uint64, error) {
 	r.mu.Lock()
+	old, replacing := r.entries[inst.ID]
+	if replacing && old.Identity != inst.Identity {
+		r.mu.Unlock()
+		return 0, fmt.Errorf("%w (%s)", ErrIDTaken, old.Identity)
+	}
+	n := 0
+	for _, e := range r.entries {
+		if e.Identity == inst.Identity {
+			n++
+		}
+		if e.ID != inst.ID && e.Identity != inst.Identity && e.Address == inst.Address && e.Port == inst.Port {
+			r.mu.Unlock()
+			return 0, fmt.Errorf("%w (%s)", ErrAddressTaken, e.Identity)
+		}
+	}
+	if limit > 0 && !replacing && n >= limit {
+		r.mu.Unlock()
+		return 0, fmt.Errorf("%w (%d)", ErrTooMany, limit)
+	}
 	r.gen++
 	gen := r.gen
-	if old, ok := r.entries[inst.ID]; ok && old.timer != nil {
+	if replacing && old.timer != nil {
 		old.timer.Stop()
 	}
 	r.entries[inst.ID] = &entry{Entry: Entry{Instance: inst, State: s}, gen: gen}
 	r.mu.Unlock()
 	r.onChange()
-	return gen
+	return gen, nil
+}
+
+// Owned returns the instances that identity registered, in any state.
+func (r *Registry) Owned(identity string) []Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Instance
+	for _, e := range r.entries {
+		if e.Identity == identity {
+			out = append(out, e.Instance)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 // SetState changes the state of a registration.

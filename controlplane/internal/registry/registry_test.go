@@ -28,7 +28,7 @@ func TestStatesAndCleanRemoval(t *testing.T) {
 	var changes atomic.Int32
 	r := registry.New(time.Hour, func() { changes.Add(1) })
 	defer r.Close()
-	gen := r.Upsert(inst("a"), registry.NotServing)
+	gen := mustUpsert(t, r, inst("a"), registry.NotServing)
 	if got := r.Serving(); len(got) != 0 {
 		t.Fatalf("a NOT_SERVING instance is serving: %v", ids(got))
 	}
@@ -53,7 +53,7 @@ func TestLostInstanceIsRemovedAfterGrace(t *testing.T) {
 	removed := make(chan struct{}, 10)
 	r := registry.New(100*time.Millisecond, func() { removed <- struct{}{} })
 	defer r.Close()
-	gen := r.Upsert(inst("a"), registry.Serving)
+	gen := mustUpsert(t, r, inst("a"), registry.Serving)
 	<-removed
 	lost := time.Now()
 	r.Lost("a", gen)
@@ -78,9 +78,9 @@ func TestLostInstanceIsRemovedAfterGrace(t *testing.T) {
 func TestReRegistrationWinsOverTheStaleStream(t *testing.T) {
 	r := registry.New(50*time.Millisecond, nil)
 	defer r.Close()
-	old := r.Upsert(inst("a"), registry.Serving)
+	old := mustUpsert(t, r, inst("a"), registry.Serving)
 	r.Lost("a", old)
-	cur := r.Upsert(inst("a"), registry.Serving)
+	cur := mustUpsert(t, r, inst("a"), registry.Serving)
 	r.SetState("a", old, registry.Draining)
 	r.Remove("a", old)
 	time.Sleep(150 * time.Millisecond) // past the old grace timer
@@ -92,4 +92,13 @@ func TestReRegistrationWinsOverTheStaleStream(t *testing.T) {
 	if got := r.Entries(); len(got) != 0 {
 		t.Fatalf("entries after removal: %v", got)
 	}
+}
+
+func mustUpsert(t *testing.T, r *registry.Registry, inst registry.Instance, s registry.State) uint64 {
+	t.Helper()
+	gen, err := r.Upsert(inst, s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gen
 }

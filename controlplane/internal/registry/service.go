@@ -22,20 +22,34 @@ import (
 // whether all of them did.
 type WaitFunc func(ctx context.Context) bool
 
+// AdmitFunc decides whether the peer of ctx may register inst, and
+// completes it: the proven identity, the service account, and the labels
+// the operator's config imposes. Its error is a gRPC status.
+type AdmitFunc func(ctx context.Context, inst *Instance) error
+
+// MaxWeight bounds a registered instance's weight, so that no sum of
+// weights in a ClusterLoadAssignment can overflow (Envoy caps the sum of
+// a locality's weights at 2^32-1).
+const MaxWeight = 1 << 16
+
 // Service implements the Registry gRPC service over a Registry.
 type Service struct {
 	pb.UnimplementedRegistryServer
 
 	reg          *Registry
 	wait         WaitFunc
+	admit        AdmitFunc
+	limit        int
 	drainTimeout time.Duration
 	log          *slog.Logger
 }
 
-// NewService serves registrations into reg. After an instance asks to
-// drain, it waits up to drainTimeout for wait before it answers drained.
-func NewService(reg *Registry, wait WaitFunc, drainTimeout time.Duration, log *slog.Logger) *Service {
-	return &Service{reg: reg, wait: wait, drainTimeout: drainTimeout, log: log}
+// NewService serves registrations into reg. admit checks each one; limit
+// bounds the registrations of one identity (0: no bound). After an
+// instance asks to drain, it waits up to drainTimeout for wait before it
+// answers drained.
+func NewService(reg *Registry, wait WaitFunc, admit AdmitFunc, limit int, drainTimeout time.Duration, log *slog.Logger) *Service {
+	return &Service{reg: reg, wait: wait, admit: admit, limit: limit, drainTimeout: drainTimeout, log: log}
 }
 
 // Register implements pb.RegistryServer.
@@ -48,7 +62,20 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "registry: %v", err)
 	}
-	gen := s.reg.Upsert(inst, stateFromProto(first.GetState()))
+	if err := s.admit(stream.Context(), &inst); err != nil {
+		s.log.Warn("registration refused", "id", inst.ID, "service", inst.Service, "namespace", inst.Namespace,
+			"address", fmt.Sprintf("%s:%d", inst.Address, inst.Port), "err", err)
+		return err
+	}
+	gen, err := s.reg.Upsert(inst, stateFromProto(first.GetState()), s.limit)
+	if err != nil {
+		code := codes.PermissionDenied
+		if errors.Is(err, ErrTooMany) {
+			code = codes.ResourceExhausted
+		}
+		s.log.Warn("registration refused", "id", inst.ID, "service", inst.Service, "identity", inst.Identity, "err", err)
+		return status.Errorf(code, "registry: instance %s of %s.%s at %s:%d: %v", inst.ID, inst.Service, inst.Namespace, inst.Address, inst.Port, err)
+	}
 	s.log.Info("instance registered", "id", inst.ID, "service", inst.Service, "namespace", inst.Namespace,
 		"address", fmt.Sprintf("%s:%d", inst.Address, inst.Port), "state", first.GetState().String())
 	if err := stream.Send(&pb.RegisterResponse{State: first.GetState()}); err != nil {
@@ -116,6 +143,17 @@ func instanceFromProto(p *pb.Instance) (Instance, error) {
 	if p.GetPort() == 0 || p.GetPort() > 65535 || p.GetServicePort() > 65535 {
 		return Instance{}, fmt.Errorf("instance port %d or service port %d is out of range", p.GetPort(), p.GetServicePort())
 	}
+	if p.GetWeight() > MaxWeight {
+		return Instance{}, fmt.Errorf("instance weight %d is over the maximum, %d", p.GetWeight(), MaxWeight)
+	}
+	var listen string
+	if la := p.GetListenAddress(); la != "" {
+		ip, err := netip.ParseAddr(la)
+		if err != nil {
+			return Instance{}, fmt.Errorf("instance listen address %q is not an IP address", la)
+		}
+		listen = ip.String()
+	}
 	proto := strings.ToUpper(p.GetProtocol())
 	switch proto {
 	case "":
@@ -135,6 +173,7 @@ func instanceFromProto(p *pb.Instance) (Instance, error) {
 		Protocol:       proto,
 		Labels:         p.GetLabels(),
 		Weight:         p.GetWeight(),
+		ListenAddress:  listen,
 	}
 	if inst.ServicePort == 0 {
 		inst.ServicePort = inst.Port

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"math"
 	"sort"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -40,6 +41,7 @@ func buildLoadAssignment(name string, eps []endpointInfo, subsetLabels map[strin
 	})
 
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	scale := weightScale(byLocality)
 	for _, l := range localities {
 		group := byLocality[l]
 		sort.Slice(group, func(i, j int) bool {
@@ -53,7 +55,7 @@ func buildLoadAssignment(name string, eps []endpointInfo, subsetLabels map[strin
 		}
 		var sum uint32
 		for _, e := range group {
-			w := max(e.weight, 1)
+			w := scaledWeight(e.weight, scale)
 			sum += w
 			lle.LbEndpoints = append(lle.LbEndpoints, &endpointv3.LbEndpoint{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
@@ -67,6 +69,37 @@ func buildLoadAssignment(name string, eps []endpointInfo, subsetLabels map[strin
 		cla.Endpoints = append(cla.Endpoints, lle)
 	}
 	return cla
+}
+
+// weightScale returns the factor that brings the sum of every endpoint
+// weight of a cluster within uint32, which Envoy and gRPC-Go require of
+// the locality weights and their sum (a sum that wrapped to 0 was NACKed):
+// 1 when it fits already.
+func weightScale(byLocality map[registry.Locality][]endpointInfo) float64 {
+	var total uint64
+	for _, group := range byLocality {
+		for _, e := range group {
+			total += uint64(max(e.weight, 1))
+		}
+	}
+	if total <= math.MaxUint32 {
+		return 1
+	}
+	// Leave room for weights rounded up to 1.
+	var n uint64
+	for _, group := range byLocality {
+		n += uint64(len(group))
+	}
+	return float64(math.MaxUint32-n) / float64(total)
+}
+
+// scaledWeight is an endpoint's weight (0 means 1) times scale, at least 1.
+func scaledWeight(w uint32, scale float64) uint32 {
+	w = max(w, 1)
+	if scale >= 1 {
+		return w
+	}
+	return max(uint32(float64(w)*scale), 1)
 }
 
 func socketAddress(addr string, port uint32) *corev3.Address {

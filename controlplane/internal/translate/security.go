@@ -30,20 +30,22 @@ func (t *translator) workload(addr string) Workload {
 	return w
 }
 
-// endpointWorkload is the workload behind a registry instance: its
-// Workloads entry when the server reported one for the same address, so
-// that clients and the server's own Listener agree on its mode, with what
-// the instance registered filling the fields the entry leaves empty.
+// endpointWorkload is the workload behind a registry instance: what it
+// registered, which the control plane checked against its certificate, so
+// that callers and the server's own Listener agree on its mode. A
+// Workloads entry for the same address (a server's Listener built from
+// Input.Workloads) fills what the instance left empty.
 func (t *translator) endpointWorkload(e endpointInfo) Workload {
-	w := t.workloads[net.JoinHostPort(e.address, strconv.FormatUint(uint64(e.port), 10))]
+	w := Workload{Namespace: e.namespace, ServiceAccount: e.serviceAccount, Labels: e.labels}
+	o := t.workloads[net.JoinHostPort(e.address, strconv.FormatUint(uint64(e.port), 10))]
 	if w.Namespace == "" {
-		w.Namespace = e.namespace
+		w.Namespace = o.Namespace
 	}
 	if w.ServiceAccount == "" {
-		w.ServiceAccount = e.serviceAccount
+		w.ServiceAccount = o.ServiceAccount
 	}
 	if w.Labels == nil {
-		w.Labels = e.labels
+		w.Labels = o.Labels
 	}
 	return w
 }

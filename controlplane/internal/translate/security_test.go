@@ -2,6 +2,7 @@ package translate_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -564,7 +565,9 @@ func TestClusterTLS(t *testing.T) {
 			DestinationRules: []*model.DestinationRule{dr(nil, nil)},
 		},
 		insts: insts[1:], // v2 only: instances
-		want:  map[string][]string{"": plain, "v1": plain, "v2": {saDf, sa2}, "none": plain},
+		// The whole service mixes instances that expect mTLS with a
+		// WorkloadEntry: mTLS, and a warning (TestMixedClusterWarns).
+		want: map[string][]string{"": {saDf, sa2, "spiffe://cluster.local/ns/default/sa/vm"}, "v1": plain, "v2": {saDf, sa2}, "none": plain},
 	}, {
 		name:  "ISTIO_MUTUAL: WorkloadEntries too, with their service accounts",
 		cfg:   &model.Config{ServiceEntries: []*model.ServiceEntry{se()}, WorkloadEntries: []*model.WorkloadEntry{wle("vm", "10.0.1.1", "vm", "v1"), wle("vm2", "10.0.1.2", "", "v1")}, DestinationRules: []*model.DestinationRule{dr(tlsMode(networking.ClientTLSSettings_ISTIO_MUTUAL), nil)}},
@@ -596,13 +599,20 @@ func TestClusterTLS(t *testing.T) {
 			})},
 		},
 		insts: insts,
-		want:  map[string][]string{"": plain, "v1": plain, "v2": {saDf, sa2}, "none": plain},
+		// One DISABLE instance does not turn the others' traffic to
+		// plaintext: only its own subset, where it is alone.
+		want: map[string][]string{"": {saDf, sa1, sa2}, "v1": plain, "v2": {saDf, sa2}, "none": plain},
 	}, {
-		name:      "auto: the server's own Workloads entry decides its mode and identity",
-		cfg:       &model.Config{DestinationRules: []*model.DestinationRule{dr(nil, nil)}, PeerAuthentications: []*model.PeerAuthentication{peerAuth("default", "off", &security.PeerAuthentication{Selector: matchLabels("mode", "off"), Mtls: mtls(disable)})}},
-		insts:     insts,
-		workloads: map[string]translate.Workload{"10.0.0.1:9080": {Namespace: "default", Labels: map[string]string{"mode": "off"}}, "10.0.0.3:9080": {ServiceAccount: "reported"}},
-		want:      map[string][]string{"": plain, "v1": plain, "v2": {"spiffe://cluster.local/ns/default/sa/reported", sa2}, "none": plain},
+		name: "auto: the labels an instance registered decide its mode",
+		cfg:  &model.Config{DestinationRules: []*model.DestinationRule{dr(nil, nil)}, PeerAuthentications: []*model.PeerAuthentication{peerAuth("default", "off", &security.PeerAuthentication{Selector: matchLabels("mode", "off"), Mtls: mtls(disable)})}},
+		insts: func() []registry.Instance {
+			off := inst("a", "10.0.0.1", "reviews-v1", "v1")
+			off.Labels["mode"] = "off"
+			return []registry.Instance{off, insts[1], insts[2]}
+		}(),
+		// The DISABLE instance cannot turn its service's traffic to
+		// plaintext: only its own subset, where it is alone.
+		want: map[string][]string{"": {saDf, sa1, sa2}, "v1": plain, "v2": {saDf, sa2}, "none": plain},
 	}, {
 		name:  "ServiceEntry subjectAltNames replace the endpoints' identities",
 		cfg:   &model.Config{ServiceEntries: []*model.ServiceEntry{se("spiffe://example.org/reviews", "spiffe://cluster.local/ns/default/sa/a")}, DestinationRules: []*model.DestinationRule{dr(nil, nil)}},
@@ -635,5 +645,29 @@ func TestClusterTLSTrustDomain(t *testing.T) {
 	sans, ok := clusterSANs(t, findCluster(t, out, translate.ClusterName(9080, "", "ratings.shop.svc.cluster.local")))
 	if want := []string{"spiffe://example.org/ns/shop/sa/ratings"}; !ok || !cmp.Equal(sans, want) {
 		t.Errorf("SANs = %v (TLS %v), want %v", sans, ok, want)
+	}
+}
+
+// TestMixedClusterWarns: a cluster whose endpoints mix meshlet servers
+// that expect mTLS with static endpoints uses mTLS, and says so.
+func TestMixedClusterWarns(t *testing.T) {
+	host := "reviews.default.svc.cluster.local"
+	se := serviceEntry("default", "reviews", &networking.ServiceEntry{
+		Hosts:            []string{host},
+		Ports:            []*networking.ServicePort{{Number: 9080, Name: "grpc", Protocol: "GRPC"}},
+		WorkloadSelector: &networking.WorkloadSelector{Labels: map[string]string{"app": "reviews"}},
+		Resolution:       networking.ServiceEntry_STATIC,
+	})
+	wle := workloadEntry("default", "vm", &networking.WorkloadEntry{Address: "10.0.1.1", Labels: map[string]string{"app": "reviews"}})
+	out := build(t, translate.Input{
+		Config:    &model.Config{ServiceEntries: []*model.ServiceEntry{se}, WorkloadEntries: []*model.WorkloadEntry{wle}},
+		Instances: []registry.Instance{{ID: "a", Service: "reviews", Namespace: "default", ServiceAccount: "reviews", Address: "10.0.0.1", Port: 9080, Labels: map[string]string{"app": "reviews"}}},
+	})
+	if _, ok := clusterSANs(t, findCluster(t, out, translate.ClusterName(9080, "", host))); !ok {
+		t.Error("the mixed cluster is plaintext, want mTLS")
+	}
+	want := "cluster outbound|9080||reviews.default.svc.cluster.local mixes meshlet servers that expect mTLS with endpoints that may not speak it (10.0.1.1:9080)"
+	if len(out.Warnings) != 1 || !strings.HasPrefix(out.Warnings[0], want) {
+		t.Errorf("warnings %q, want one starting %q", out.Warnings, want)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // serverListener is the inbound Listener of a gRPC xDS server bound to addr
 // ("ip:port"). gRPC-Go looks it up by ServerListenerName(addr) and serves
 // only if its address is the exact bound IP and port.
-func (t *translator) serverListener(addr string) (*listenerv3.Listener, error) {
+func (t *translator) serverListener(addr string, w Workload) (*listenerv3.Listener, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("translate: server address %q: %w", addr, err)
@@ -24,7 +24,6 @@ func (t *translator) serverListener(addr string) (*listenerv3.Listener, error) {
 	if err != nil || port == 0 || port > 65535 {
 		return nil, fmt.Errorf("translate: server address %q: bad port", addr)
 	}
-	w := t.workload(addr)
 	filters, err := t.serverHTTPFilters(w)
 	if err != nil {
 		return nil, err

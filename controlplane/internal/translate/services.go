@@ -194,7 +194,10 @@ func addServiceEntryEndpoints(s *service, se *model.ServiceEntry, wles []*model.
 		}
 		for _, inst := range insts {
 			selected := sel != nil && instanceNamespace(inst) == se.Namespace && labelsMatch(sel.GetLabels(), inst.Labels)
-			if !selected && instanceHost(inst) != s.Host {
+			// An operator who listed a host's endpoints inline closed it:
+			// a registration under the host does not join them.
+			joins := instanceHost(inst) == s.Host && len(spec.GetEndpoints()) == 0
+			if !selected && !joins {
 				continue
 			}
 			if !instanceServes(inst, p, target, len(ports)) {

@@ -1,7 +1,11 @@
 package translate
 
 import (
+	"fmt"
+	"net"
 	"sort"
+	"strconv"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -93,10 +97,27 @@ func (t *translator) clusterTLS(s *service, port uint32, dr destRule, sub *netwo
 	case len(eps) == 0:
 		return nil, nil
 	default:
+		// One endpoint cannot turn the others' traffic to plaintext: mTLS
+		// whenever a meshlet server that expects it is among them. A
+		// meshlet server under DISABLE still accepts TLS. gRPC-Go cannot
+		// choose TLS per endpoint (it NACKs transport_socket_matches), so
+		// a static endpoint in the same cluster gets mTLS too, and that is
+		// said loudly.
+		var expects, static []string
 		for _, e := range eps {
-			if !e.registered || t.peerAuthMode(t.endpointWorkload(e), e.port) == modeDisable {
-				return nil, nil
+			switch {
+			case !e.registered:
+				static = append(static, net.JoinHostPort(e.address, strconv.FormatUint(uint64(e.port), 10)))
+			case t.peerAuthMode(t.endpointWorkload(e), e.port) != modeDisable:
+				expects = append(expects, e.address)
 			}
+		}
+		if len(expects) == 0 {
+			return nil, nil
+		}
+		if len(static) > 0 {
+			t.warn(fmt.Sprintf("cluster %s mixes meshlet servers that expect mTLS with endpoints that may not speak it (%s): it uses mTLS for all of them; set the DestinationRule's tls.mode to decide",
+				ClusterName(port, sub.GetName(), s.Host), strings.Join(static, ", ")))
 		}
 	}
 	sans := t.subjectAltNames(s, eps)

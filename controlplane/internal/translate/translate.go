@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -62,6 +63,17 @@ type Input struct {
 	// workload of namespace "default" with no labels. A registry instance
 	// at an address listed here is taken to be that workload.
 	Workloads map[string]Workload
+	// Inbound are server Listeners built for one client each, keyed by
+	// Key in Output.Inbound: the same address can be two workloads' (two
+	// hosts' wildcard binds), and each sees only its own.
+	Inbound []Inbound
+}
+
+// Inbound asks for the server Listener of one workload at one address.
+type Inbound struct {
+	Key      string
+	Address  string // "ip:port"
+	Workload Workload
 }
 
 // Workload is the workload behind a server address: what PeerAuthentication
@@ -81,6 +93,11 @@ type Output struct {
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	// Services is the service view, sorted by host, for the admin endpoint.
 	Services []Service
+	// Inbound holds the server Listeners of Input.Inbound by key.
+	Inbound map[string][]*listenerv3.Listener
+	// Warnings are what the operator should know about the translation:
+	// choices made for them that may not be what they meant.
+	Warnings []string
 }
 
 // Service is one service host and its ports.
@@ -181,13 +198,28 @@ func Build(in Input) (*Output, error) {
 		out.Services = append(out.Services, s.Service)
 	}
 	for _, addr := range dedupSorted(in.ServerAddresses) {
-		l, err := t.serverListener(addr)
+		l, err := t.serverListener(addr, t.workload(addr))
 		if err != nil {
 			return nil, err
 		}
 		out.Listeners = append(out.Listeners, l)
 	}
+	for _, ib := range in.Inbound {
+		w := ib.Workload
+		if w.Namespace == "" {
+			w.Namespace = model.DefaultNamespace
+		}
+		l, err := t.serverListener(ib.Address, w)
+		if err != nil {
+			return nil, err
+		}
+		if out.Inbound == nil {
+			out.Inbound = map[string][]*listenerv3.Listener{}
+		}
+		out.Inbound[ib.Key] = append(out.Inbound[ib.Key], l)
+	}
 
+	out.Warnings = t.warnings
 	sort.Slice(out.Listeners, func(i, j int) bool { return out.Listeners[i].GetName() < out.Listeners[j].GetName() })
 	sort.Slice(out.Routes, func(i, j int) bool { return out.Routes[i].GetName() < out.Routes[j].GetName() })
 	sort.Slice(out.Clusters, func(i, j int) bool { return out.Clusters[i].GetName() < out.Clusters[j].GetName() })
@@ -208,6 +240,13 @@ type translator struct {
 	trustDomain   string
 	rootNamespace string
 	workloads     map[string]Workload
+	warnings      []string
+}
+
+func (t *translator) warn(w string) {
+	if !slices.Contains(t.warnings, w) {
+		t.warnings = append(t.warnings, w)
+	}
 }
 
 // virtualService returns the VirtualService that routes host for mesh

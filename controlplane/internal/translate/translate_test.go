@@ -725,7 +725,8 @@ func TestServiceEntryEndpoints(t *testing.T) {
 		{ID: "c2", Service: "catalog-v2", Namespace: "shop", Address: "10.1.0.6", Port: 8080, Labels: map[string]string{"app": "catalog"}},
 		// Wrong namespace.
 		{ID: "c3", Service: "catalog-v2", Namespace: "default", Address: "10.1.0.7", Port: 5000, ServicePort: 90, Labels: map[string]string{"app": "catalog"}},
-		// Registered under the ServiceEntry host itself.
+		// Registered under the ServiceEntry host itself: the host has
+		// inline endpoints, which an operator closed to registrations.
 		{ID: "c4", Service: "catalog", Namespace: "shop", Address: "10.1.0.8", Port: 7000, ServicePort: 90},
 	}
 	out := build(t, translate.Input{Config: &model.Config{ServiceEntries: []*model.ServiceEntry{se}, WorkloadEntries: wles}, Instances: insts})
@@ -735,7 +736,7 @@ func TestServiceEntryEndpoints(t *testing.T) {
 		want    []string
 	}{
 		{"outbound|80||catalog.shop.svc.cluster.local", []string{"//|10.1.0.1:8080|1", "//|10.1.0.2:8888|3", "//|10.1.0.6:8080|1"}},
-		{"outbound|90||catalog.shop.svc.cluster.local", []string{"//|10.1.0.1:9999|1", "//|10.1.0.2:90|3", "//|10.1.0.5:5000|1", "//|10.1.0.8:7000|1"}},
+		{"outbound|90||catalog.shop.svc.cluster.local", []string{"//|10.1.0.1:9999|1", "//|10.1.0.2:90|3", "//|10.1.0.5:5000|1"}},
 	}
 	for _, tt := range tests {
 		if diff := cmp.Diff(tt.want, endpointAddrs(findCLA(t, out, tt.cluster))); diff != "" {
@@ -772,8 +773,9 @@ func TestDNSServiceEntryResolvesItsHost(t *testing.T) {
 
 func TestLocalities(t *testing.T) {
 	se := serviceEntry("default", "reviews", &networking.ServiceEntry{
-		Hosts: []string{reviews},
-		Ports: []*networking.ServicePort{{Number: 9080, Name: "grpc", Protocol: "GRPC"}},
+		Hosts:            []string{reviews},
+		Ports:            []*networking.ServicePort{{Number: 9080, Name: "grpc", Protocol: "GRPC"}},
+		WorkloadSelector: &networking.WorkloadSelector{Labels: map[string]string{"app": "reviews"}},
 		Endpoints: []*networking.WorkloadEntry{
 			{Address: "10.0.0.10", Locality: "us-east/zone-a/rack-1", Weight: 4},
 			{Address: "10.0.0.11", Locality: "us-east/zone-a/rack-1"},
@@ -783,7 +785,7 @@ func TestLocalities(t *testing.T) {
 		},
 	})
 	insts := []registry.Instance{{
-		ID: "r9", Service: "reviews", Namespace: "default", Address: "10.0.0.14", Port: 9080,
+		ID: "r9", Service: "reviews", Namespace: "default", Address: "10.0.0.14", Port: 9080, Labels: map[string]string{"app": "reviews"},
 		Locality: registry.Locality{Region: "us-west", Zone: "zone-b"}, Weight: 7,
 	}}
 	out := build(t, translate.Input{Config: &model.Config{ServiceEntries: []*model.ServiceEntry{se}}, Instances: insts})

@@ -11,9 +11,14 @@ package xdsserver
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,16 +33,55 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshlet/meshlet/controlplane/internal/authn"
 )
 
-// snapshotKey is the one cache key every node shares: all clients see the
-// same resources and ask for the ones they need by name.
-const snapshotKey = "mesh"
+// Every stream has a cache key of its own, "s<stream ID>": most streams'
+// keys hold the same shared snapshot, and a server's stream holds the
+// shared resources plus the server Listeners built for its proven
+// identity, which no other stream can read.
+func streamKey(id int64) string { return "s" + strconv.FormatInt(id, 10) }
 
 // Types are the resource types served, in the order clients need them.
 var Types = []resource.Type{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType}
+
+// Limits bound what one client can make the server hold. Zero fields
+// have the documented defaults.
+type Limits struct {
+	// Streams bounds the open ADS streams. Default 10,000.
+	Streams int
+	// NamesPerRequest bounds the resource names of one request. Default
+	// 10,000.
+	NamesPerRequest int
+	// InboundPerStream bounds the server Listener names one stream asks
+	// for. Default 64.
+	InboundPerStream int
+}
+
+// Defaults of Limits.
+const (
+	DefaultStreams          = 10000
+	DefaultNamesPerRequest  = 10000
+	DefaultInboundPerStream = 64
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.Streams <= 0 {
+		l.Streams = DefaultStreams
+	}
+	if l.NamesPerRequest <= 0 {
+		l.NamesPerRequest = DefaultNamesPerRequest
+	}
+	if l.InboundPerStream <= 0 {
+		l.InboundPerStream = DefaultInboundPerStream
+	}
+	return l
+}
 
 // Server is an ADS server. It is safe for concurrent use.
 type Server struct {
@@ -46,14 +90,16 @@ type Server struct {
 	xds           serverv3.Server
 	inboundPrefix string
 	hooks         Hooks
-	epoch         string
+	limits        Limits
+	versionKey    []byte
+	epoch         string // "<random>.<mac>": versions are "<epoch>-<counter>"
 
 	mu        sync.Mutex
 	counter   uint64
 	current   map[resource.Type]*typeState
+	shared    *cache.Snapshot
 	streams   map[int64]*stream
-	inbound   map[string]int // requested inbound addresses -> number of streams asking
-	ackSignal chan struct{}  // closed and replaced on every ACK
+	ackSignal chan struct{} // closed and replaced on every ACK
 }
 
 type typeState struct {
@@ -63,13 +109,23 @@ type typeState struct {
 
 type stream struct {
 	id      int64
+	key     *core.Node      // the node the cache sees: its ID is the stream's key
 	ctx     context.Context // ends with the stream
 	peer    string
 	opened  time.Time
-	node    *core.Node
+	node    *core.Node // as the client sent it
 	types   map[string]*TypeStatus
 	nonces  map[string]string // type URL + "/" + nonce -> version sent
-	inbound []string
+	inbound []string          // valid server addresses asked for
+
+	identity authn.Identity // proven by the certificate, or claimed in insecure mode
+	known    bool           // identity is set
+	mode     authn.Mode
+
+	snap            *cache.Snapshot // what the cache holds for the stream
+	inboundRes      map[string]types.Resource
+	listenerVersion string
+	refused         map[string]bool // malformed names already logged
 }
 
 // TypeStatus is what one client asked for and acknowledged of one type.
@@ -86,6 +142,8 @@ type TypeStatus struct {
 // ClientStatus describes one connected xDS stream.
 type ClientStatus struct {
 	StreamID  int64                  `json:"streamID"`
+	Identity  string                 `json:"identity,omitempty"`
+	Mode      string                 `json:"mode,omitempty"`
 	NodeID    string                 `json:"nodeID"`
 	Cluster   string                 `json:"cluster,omitempty"`
 	Metadata  map[string]any         `json:"metadata,omitempty"`
@@ -98,8 +156,8 @@ type ClientStatus struct {
 // before the request is answered, so that they can change the resources
 // with Update first.
 type Hooks struct {
-	// InboundChanged is called when the set of addresses that gRPC servers
-	// ask a Listener for changes.
+	// InboundChanged is called when the server Listeners that streams ask
+	// for change (InboundRequests).
 	InboundChanged func()
 	// EarlierVersion is called when a client asks with a version that an
 	// earlier control-plane process sent: this process was restarted. The
@@ -111,7 +169,11 @@ type Hooks struct {
 
 // New returns a server with no resources. inboundPrefix is the name prefix
 // of gRPC server Listeners (the bootstrap template without "%s").
-func New(log *slog.Logger, inboundPrefix string, hooks Hooks) *Server {
+// versionKey authenticates the versions this server sends, so that a
+// client's claim to hold a version of an earlier process (a restart, which
+// holds clients during the warm-up) is believed only for versions a
+// process with the same key sent.
+func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limits, hooks Hooks) *Server {
 	if hooks.InboundChanged == nil {
 		hooks.InboundChanged = func() {}
 	}
@@ -122,13 +184,16 @@ func New(log *slog.Logger, inboundPrefix string, hooks Hooks) *Server {
 		log:           log,
 		inboundPrefix: inboundPrefix,
 		hooks:         hooks,
-		epoch:         strconv.FormatInt(time.Now().UnixNano(), 36),
+		limits:        limits.withDefaults(),
+		versionKey:    versionKey,
 		current:       map[resource.Type]*typeState{},
 		streams:       map[int64]*stream{},
-		inbound:       map[string]int{},
 		ackSignal:     make(chan struct{}),
 	}
-	s.cache = cache.NewSnapshotCache(false, constantHash{}, cacheLogger{log})
+	var nonce [6]byte
+	rand.Read(nonce[:])
+	s.epoch = s.signEpoch(hex.EncodeToString(nonce[:]))
+	s.cache = cache.NewSnapshotCache(false, streamHash{}, cacheLogger{log})
 	s.xds = serverv3.NewServer(context.Background(), s.cache, serverv3.CallbackFuncs{
 		StreamOpenFunc:     s.onStreamOpen,
 		StreamClosedFunc:   s.onStreamClosed,
@@ -138,22 +203,28 @@ func New(log *slog.Logger, inboundPrefix string, hooks Hooks) *Server {
 	return s
 }
 
+// ADS returns the ADS service, for a second gRPC server (the read-only
+// plaintext port).
+func (s *Server) ADS() serverv3.Server { return s.xds }
+
 // Register adds the ADS service to g.
 func (s *Server) Register(g *grpc.Server) {
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 }
 
-// Update replaces the served resources. A type whose resources did not
-// change keeps its version, so clients are not sent it again.
-func (s *Server) Update(ctx context.Context, res map[resource.Type][]types.Resource) error {
+// Update replaces the served resources: shared for every stream, and
+// inbound, by stream ID, the server Listeners of each stream. A type whose
+// resources did not change keeps its version, so clients are not sent it
+// again.
+func (s *Server) Update(ctx context.Context, shared map[resource.Type][]types.Resource, inbound map[int64][]types.Resource) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.counter++
 	version := fmt.Sprintf("%s-%d", s.epoch, s.counter)
-	changed := false
+	changed := map[resource.Type]bool{}
 	for _, typ := range Types {
 		byName := map[string]types.Resource{}
-		for _, r := range res[typ] {
+		for _, r := range shared[typ] {
 			byName[cache.GetResourceName(r)] = r
 		}
 		old := s.current[typ]
@@ -161,17 +232,50 @@ func (s *Server) Update(ctx context.Context, res map[resource.Type][]types.Resou
 			continue
 		}
 		s.current[typ] = &typeState{version: version, resources: byName}
-		changed = true
+		changed[typ] = true
 	}
-	if !changed {
+	if len(changed) > 0 || s.shared == nil {
+		snap := &cache.Snapshot{}
+		for _, typ := range Types {
+			st := s.current[typ]
+			snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(st.version, slices.Collect(maps.Values(st.resources)))
+		}
+		s.shared = snap
+	}
+	for _, st := range s.streams {
+		byName := map[string]types.Resource{}
+		for _, r := range inbound[st.id] {
+			byName[cache.GetResourceName(r)] = r
+		}
+		if err := s.setStreamSnapshotLocked(ctx, st, byName, version, changed[resource.ListenerType]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setStreamSnapshotLocked gives one stream the shared snapshot, or, when
+// it has server Listeners, the shared snapshot with those added.
+func (s *Server) setStreamSnapshotLocked(ctx context.Context, st *stream, inbound map[string]types.Resource, version string, listenersChanged bool) error {
+	snap := s.shared
+	if len(inbound) > 0 || len(st.inboundRes) > 0 {
+		if !sameResources(st.inboundRes, inbound) || listenersChanged || st.listenerVersion == "" {
+			st.listenerVersion = version
+		}
+		st.inboundRes = inbound
+		if len(inbound) > 0 {
+			snap = &cache.Snapshot{Resources: s.shared.Resources}
+			lt := cache.GetResponseType(resource.ListenerType)
+			all := maps.Clone(s.current[resource.ListenerType].resources)
+			maps.Copy(all, inbound)
+			snap.Resources[lt] = cache.NewResources(st.listenerVersion, slices.Collect(maps.Values(all)))
+		}
+	}
+	if snap == st.snap {
 		return nil
 	}
-	snap := &cache.Snapshot{}
-	for _, typ := range Types {
-		st := s.current[typ]
-		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(st.version, slices.Collect(maps.Values(st.resources)))
-	}
-	if err := s.cache.SetSnapshot(ctx, snapshotKey, snap); err != nil {
+	st.snap = snap
+	if err := s.cache.SetSnapshot(ctx, st.key.GetId(), snap); err != nil {
 		return fmt.Errorf("xdsserver: set snapshot: %w", err)
 	}
 	return nil
@@ -202,16 +306,23 @@ func (s *Server) Version(typ resource.Type) string {
 }
 
 // Resources returns the served resources of every type, sorted by name,
-// with their versions.
+// with their versions: the shared ones, and the server Listeners of every
+// stream.
 func (s *Server) Resources() map[resource.Type]VersionedResources {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[resource.Type]VersionedResources{}
 	for typ, st := range s.current {
-		names := slices.Sorted(maps.Keys(st.resources))
+		all := maps.Clone(st.resources)
+		if typ == resource.ListenerType {
+			for _, str := range s.streams {
+				maps.Copy(all, str.inboundRes)
+			}
+		}
+		names := slices.Sorted(maps.Keys(all))
 		vr := VersionedResources{Version: st.version}
 		for _, n := range names {
-			vr.Resources = append(vr.Resources, st.resources[n])
+			vr.Resources = append(vr.Resources, all[n])
 		}
 		out[typ] = vr
 	}
@@ -224,28 +335,25 @@ type VersionedResources struct {
 	Resources []types.Resource
 }
 
-// InboundAddresses returns the listening addresses that gRPC servers have
-// asked for a Listener for, sorted.
-func (s *Server) InboundAddresses() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Sorted(maps.Keys(s.inbound))
+// InboundRequest is one stream's request for server Listeners.
+type InboundRequest struct {
+	Stream    int64
+	Identity  authn.Identity // proven, or claimed in insecure mode
+	Addresses []string       // "ip:port", valid and sorted
 }
 
-// InboundNodes returns, for each inbound address, the node of a stream that
-// asks for its Listener: the server's own identity and labels, from its
-// bootstrap.
-func (s *Server) InboundNodes() map[string]*core.Node {
+// InboundRequests returns, by stream, the server Listener addresses that
+// streams with an identity ask for.
+func (s *Server) InboundRequests() []InboundRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]*core.Node, len(s.inbound))
+	var out []InboundRequest
 	for _, id := range slices.Sorted(maps.Keys(s.streams)) {
 		st := s.streams[id]
-		for _, a := range st.inbound {
-			if _, ok := out[a]; !ok && st.node != nil {
-				out[a] = st.node
-			}
+		if len(st.inbound) == 0 || !st.known {
+			continue
 		}
+		out = append(out, InboundRequest{Stream: id, Identity: st.identity, Addresses: slices.Clone(st.inbound)})
 	}
 	return out
 }
@@ -254,14 +362,25 @@ func (s *Server) InboundNodes() map[string]*core.Node {
 // version now served, or later, or until ctx ends. It reports whether all
 // did.
 func (s *Server) WaitAcked(ctx context.Context, typ resource.Type) bool {
-	target := s.Version(typ)
+	s.mu.Lock()
+	targets := map[int64]string{}
+	for id, st := range s.streams {
+		if st.snap != nil {
+			targets[id] = st.snap.GetVersion(typ)
+		}
+	}
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		done := true
-		for _, st := range s.streams {
+		for id, st := range s.streams {
 			ts := st.types[typ]
 			if ts == nil || len(ts.Requested) == 0 {
 				continue
+			}
+			target, ok := targets[id]
+			if !ok {
+				target = s.current[typ].version
 			}
 			if !s.atLeast(ts.Acked, target) {
 				done = false
@@ -305,6 +424,15 @@ func (s *Server) Clients() []ClientStatus {
 	for _, id := range slices.Sorted(maps.Keys(s.streams)) {
 		st := s.streams[id]
 		cs := ClientStatus{StreamID: id, Peer: st.peer, Connected: st.opened, Types: map[string]*TypeStatus{}}
+		if st.known {
+			cs.Identity = st.identity.String()
+		}
+		switch st.mode {
+		case authn.ModeReadOnly:
+			cs.Mode = "read-only (plaintext port)"
+		case authn.ModeInsecure:
+			cs.Mode = "insecure (claims believed)"
+		}
 		if st.node != nil {
 			cs.NodeID = st.node.GetId()
 			cs.Cluster = st.node.GetCluster()
@@ -327,13 +455,28 @@ func shortType(typ string) string {
 }
 
 func (s *Server) onStreamOpen(ctx context.Context, id int64, _ string) error {
-	st := &stream{id: id, ctx: ctx, opened: time.Now(), types: map[string]*TypeStatus{}, nonces: map[string]string{}}
+	st := &stream{
+		id: id, key: &core.Node{Id: streamKey(id)}, ctx: ctx, opened: time.Now(),
+		types: map[string]*TypeStatus{}, nonces: map[string]string{}, refused: map[string]bool{},
+		mode: authn.ModeFromContext(ctx),
+	}
 	if p, ok := peer.FromContext(ctx); ok {
 		st.peer = p.Addr.String()
 	}
+	st.identity, st.known = authn.FromContext(ctx)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.streams) >= s.limits.Streams {
+		s.log.Warn("xDS stream refused: too many streams", "peer", st.peer, "limit", s.limits.Streams)
+		return status.Errorf(codes.ResourceExhausted, "control plane: %d xDS streams are open, the limit", s.limits.Streams)
+	}
 	s.streams[id] = st
-	s.mu.Unlock()
+	if s.shared != nil {
+		st.snap = s.shared
+		if err := s.cache.SetSnapshot(ctx, st.key.GetId(), s.shared); err != nil {
+			return fmt.Errorf("xdsserver: set snapshot: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -341,9 +484,9 @@ func (s *Server) onStreamClosed(id int64, _ *core.Node) {
 	s.mu.Lock()
 	st := s.streams[id]
 	delete(s.streams, id)
-	changed := false
+	changed := st != nil && len(st.inbound) > 0
 	if st != nil {
-		changed = s.setInboundLocked(st, nil)
+		s.cache.ClearSnapshot(st.key.GetId())
 	}
 	s.signalLocked()
 	s.mu.Unlock()
@@ -359,13 +502,26 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 		s.mu.Unlock()
 		return nil
 	}
-	if req.GetNode() != nil {
+	if req.GetNode() != nil && req.GetNode() != st.key {
+		if err := s.checkNodeLocked(st, req.GetNode()); err != nil {
+			s.mu.Unlock()
+			return err
+		}
 		st.node = req.GetNode()
+	}
+	// The cache keys snapshots by node ID; the stream's own key makes it
+	// see its own snapshot, whatever ID the client chose.
+	req.Node = st.key
+	if n := len(req.GetResourceNames()); n > s.limits.NamesPerRequest {
+		s.mu.Unlock()
+		s.log.Warn("xDS request refused: too many resource names", "node", st.node.GetId(), "peer", st.peer, "names", n, "limit", s.limits.NamesPerRequest)
+		return status.Errorf(codes.ResourceExhausted, "control plane: a request for %d resource names is over the limit, %d", n, s.limits.NamesPerRequest)
 	}
 	typ := req.GetTypeUrl()
 	earlier := false
-	if v := req.GetVersionInfo(); v != "" && !strings.HasPrefix(v, s.epoch+"-") {
-		earlier = true
+	if v := req.GetVersionInfo(); v != "" && !strings.HasPrefix(v, s.epoch+"-") && st.mode != authn.ModeReadOnly && (st.known || st.mode == authn.ModeInsecure) {
+		epoch, _, _ := strings.Cut(v, "-")
+		earlier = s.verifyEpoch(epoch)
 	}
 	ts := st.types[typ]
 	if ts == nil {
@@ -374,7 +530,17 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 	}
 	previous := ts.Requested
 	ts.Requested = slices.Clone(req.GetResourceNames())
-	missing := s.asksForMissingLocked(typ, previous, req)
+	changed := false
+	if typ == resource.ListenerType && s.inboundPrefix != "" {
+		addrs, err := s.inboundAddressesLocked(st, req.GetResourceNames())
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		changed = !slices.Equal(st.inbound, addrs)
+		st.inbound = addrs
+	}
+	missing := s.asksForMissingLocked(st, typ, previous, req)
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		sent := st.nonces[typ+"/"+nonce]
 		if detail := req.GetErrorDetail(); detail != nil {
@@ -405,16 +571,6 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 		// Clusters says "does not exist". (After the ACK is recorded.)
 		req.VersionInfo = ""
 	}
-	changed := false
-	if typ == resource.ListenerType && s.inboundPrefix != "" {
-		var addrs []string
-		for _, n := range req.GetResourceNames() {
-			if a, ok := strings.CutPrefix(n, s.inboundPrefix); ok {
-				addrs = append(addrs, a)
-			}
-		}
-		changed = s.setInboundLocked(st, addrs)
-	}
 	s.mu.Unlock()
 	if changed {
 		s.hooks.InboundChanged()
@@ -431,46 +587,89 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 	return nil
 }
 
+// checkNodeLocked refuses a node whose metadata claims another namespace
+// or service account than the stream's certificate proves. In insecure
+// mode the claim is the identity.
+func (s *Server) checkNodeLocked(st *stream, n *core.Node) error {
+	md := n.GetMetadata().GetFields()
+	ns, sa := md["NAMESPACE"].GetStringValue(), md["SERVICE_ACCOUNT"].GetStringValue()
+	switch {
+	case st.mode == authn.ModeInsecure:
+		if ns != "" && sa != "" {
+			st.identity = authn.Identity{Namespace: ns, ServiceAccount: sa}
+			st.known = true
+		}
+	case st.known && (ns != "" && ns != st.identity.Namespace || sa != "" && sa != st.identity.ServiceAccount):
+		s.log.Warn("xDS stream refused: node metadata claims another identity", "node", n.GetId(), "peer", st.peer,
+			"claimed", "ns/"+ns+"/sa/"+sa, "proven", st.identity.String())
+		return status.Errorf(codes.PermissionDenied, "control plane: node %q claims namespace %q and service account %q, but its certificate is %s",
+			n.GetId(), ns, sa, st.identity)
+	}
+	return nil
+}
+
+// inboundAddressesLocked returns the server addresses that names ask for.
+// A malformed name is left out on its own (the client is told it does not
+// exist) and logged once; the read-only port serves no server Listeners.
+func (s *Server) inboundAddressesLocked(st *stream, names []string) ([]string, error) {
+	var addrs []string
+	for _, n := range names {
+		a, ok := strings.CutPrefix(n, s.inboundPrefix)
+		if !ok {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+			if !st.refused[n] && len(st.refused) < 100 {
+				st.refused[n] = true
+				s.log.Warn("xDS client asked for a malformed server Listener name; it does not exist", "node", st.node.GetId(), "peer", st.peer, "name", n)
+			}
+			continue
+		}
+		if st.mode == authn.ModeReadOnly || !st.known {
+			continue
+		}
+		addrs = append(addrs, ap.String())
+	}
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	if len(addrs) > s.limits.InboundPerStream {
+		s.log.Warn("xDS request refused: too many server Listener names", "node", st.node.GetId(), "peer", st.peer, "names", len(addrs), "limit", s.limits.InboundPerStream)
+		return nil, status.Errorf(codes.ResourceExhausted, "control plane: %d server Listener names on one stream are over the limit, %d", len(addrs), s.limits.InboundPerStream)
+	}
+	return addrs, nil
+}
+
+// signEpoch returns nonce with its MAC under the version key.
+func (s *Server) signEpoch(nonce string) string {
+	mac := hmac.New(sha256.New, s.versionKey)
+	mac.Write([]byte(nonce))
+	return nonce + "." + hex.EncodeToString(mac.Sum(nil)[:8])
+}
+
+// verifyEpoch reports whether epoch was made by a process with the same
+// version key: a forged or foreign version is not a restart.
+func (s *Server) verifyEpoch(epoch string) bool {
+	if len(s.versionKey) == 0 {
+		return false
+	}
+	nonce, _, ok := strings.Cut(epoch, ".")
+	return ok && hmac.Equal([]byte(s.signEpoch(nonce)), []byte(epoch))
+}
+
 // asksForMissingLocked reports whether a Listener or Cluster request adds
-// a name, to those the stream asked before, that is not served.
-func (s *Server) asksForMissingLocked(typ string, previous []string, req *discovery.DiscoveryRequest) bool {
-	if typ != resource.ListenerType && typ != resource.ClusterType || req.GetErrorDetail() != nil {
+// a name, to those the stream asked before, that its snapshot lacks.
+func (s *Server) asksForMissingLocked(st *stream, typ string, previous []string, req *discovery.DiscoveryRequest) bool {
+	if typ != resource.ListenerType && typ != resource.ClusterType || req.GetErrorDetail() != nil || st.snap == nil {
 		return false
 	}
-	st := s.current[typ]
-	if st == nil {
-		return false
-	}
+	have := st.snap.GetResources(typ)
 	for _, n := range req.GetResourceNames() {
-		if _, ok := st.resources[n]; !ok && !slices.Contains(previous, n) {
+		if _, ok := have[n]; !ok && !slices.Contains(previous, n) {
 			return true
 		}
 	}
 	return false
-}
-
-// setInboundLocked records the inbound addresses one stream asks for and
-// reports whether the set over all streams changed.
-func (s *Server) setInboundLocked(st *stream, addrs []string) bool {
-	slices.Sort(addrs)
-	if slices.Equal(st.inbound, addrs) {
-		return false
-	}
-	before := len(s.inbound)
-	added := false
-	for _, a := range addrs {
-		if s.inbound[a] == 0 {
-			added = true
-		}
-		s.inbound[a]++
-	}
-	for _, a := range st.inbound {
-		if s.inbound[a]--; s.inbound[a] <= 0 {
-			delete(s.inbound, a)
-		}
-	}
-	st.inbound = addrs
-	return added || len(s.inbound) != before
 }
 
 func (s *Server) onStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
@@ -498,9 +697,11 @@ func (s *Server) signalLocked() {
 	s.ackSignal = make(chan struct{})
 }
 
-type constantHash struct{}
+// streamHash keys the cache by the node ID onStreamRequest put on the
+// request: the stream's key.
+type streamHash struct{}
 
-func (constantHash) ID(*core.Node) string { return snapshotKey }
+func (streamHash) ID(n *core.Node) string { return n.GetId() }
 
 // cacheLogger sends go-control-plane's log to slog. Its Info level is
 // chatty (stale nonces), so it goes to Debug.
