@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,10 +113,13 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 }
 
 // Middleware enforces the control plane's policy for the server Listener
-// of the address a request came in on: a request that AuthorizationPolicy
-// refuses gets 403 with the reason; one that comes before the server has
-// its policy gets 503. It also tracks requests for draining. Serve puts it
-// in front of the handler already.
+// of the address a request came in on. A request whose method is not an
+// upper-case token, or whose path the Listener's normalization refuses,
+// gets 400; the path is then normalized as the Listener says, and the
+// handler gets the request with the path that authorization saw. A
+// request that AuthorizationPolicy refuses gets 403 with the reason; one
+// that comes before the server has its policy gets 503. It also tracks
+// requests for draining. Serve puts it in front of the handler already.
 func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.touch()
@@ -133,12 +137,68 @@ func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
 			http.Error(w, "mesh: this server has no policy from the control plane yet", http.StatusServiceUnavailable)
 			return
 		}
-		if err := security.Authorize(l.HTTPFilters, authzRequest(r, local)); err != nil {
+		if !validMethod(r.Method) {
+			http.Error(w, fmt.Sprintf("mesh: method %q is not an upper-case token (RFC 9110)", r.Method), http.StatusBadRequest)
+			return
+		}
+		raw := rawPath(r)
+		path, redirect, err := normalizePath(raw, l)
+		if err == nil && redirect && strings.HasPrefix(path, "//") {
+			// A client would read //host/... as another host.
+			err = fmt.Errorf("the path %q, unescaped, starts with //", path)
+		}
+		if err != nil {
+			http.Error(w, "mesh: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if redirect {
+			loc := path
+			if r.URL.RawQuery != "" {
+				loc += "?" + r.URL.RawQuery
+			}
+			w.Header().Set("Location", loc)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return
+		}
+		if path != raw {
+			// A shallow copy, as Request.WithContext makes: handlers do
+			// not change the request they are given.
+			r2 := new(http.Request)
+			*r2 = *r
+			u := *r.URL
+			r2.URL = &u
+			if err := setPath(r2, path); err != nil {
+				http.Error(w, "mesh: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			r = r2
+		}
+		if err := security.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
 			http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// rawPath is the request's path as the client sent it, escapes and all:
+// URL.EscapedPath may re-escape it, losing an escaped slash.
+func rawPath(r *http.Request) string {
+	u := r.RequestURI
+	if u == "" {
+		return r.URL.EscapedPath() // a request not read by net/http's server
+	}
+	u, _, _ = strings.Cut(u, "?")
+	if u != "*" && !strings.HasPrefix(u, "/") {
+		// absolute-form: scheme://authority/path
+		if _, rest, ok := strings.Cut(u, "://"); ok {
+			u = ""
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				u = rest[i:]
+			}
+		}
+	}
+	return u
 }
 
 func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
@@ -151,10 +211,12 @@ func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
 	s.conns[c] = st
 }
 
-func authzRequest(r *http.Request, local net.Addr) security.AuthzRequest {
+// authzRequest is what authorization sees of r; path is its (normalized)
+// path, escaped as Envoy's RBAC filter sees :path.
+func authzRequest(r *http.Request, path string, local net.Addr) security.AuthzRequest {
 	req := security.AuthzRequest{
 		Method:    r.Method,
-		Path:      r.URL.Path,
+		Path:      path,
 		Authority: r.Host,
 		Header:    func(name string) []string { return r.Header.Values(name) },
 	}

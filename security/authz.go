@@ -15,7 +15,9 @@ type AuthzRequest struct {
 	// Peer is the caller's verified leaf certificate; nil for a plaintext
 	// caller.
 	Peer *x509.Certificate
-	// Method, Path (without the query) and Authority of the request.
+	// Method, Path and Authority of the request. Path is without the
+	// query and escaped as sent, as Envoy's RBAC filter sees it; a server
+	// normalizes it first as its Listener says.
 	Method, Path, Authority string
 	// Header returns a request header's values, nil when absent. Names are
 	// lower-case.

@@ -1,0 +1,226 @@
+package mesh_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// denyAdminAndDelete refuses /admin, everything under it, and DELETE, to
+// anyone.
+const denyAdminAndDelete = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-admin
+spec:
+  selector:
+    matchLabels:
+      app: greeter
+  action: DENY
+  rules:
+  - to:
+    - operation:
+        paths:
+        - /admin
+        - /admin/*
+  - to:
+    - operation:
+        methods:
+        - DELETE
+`
+
+// pathRecorder answers 200 with the method and path it was given, in
+// headers, and remembers every request it served.
+type pathRecorder struct {
+	mu   sync.Mutex
+	seen []string // "METHOD path"
+}
+
+func (p *pathRecorder) name(string, string) {}
+
+func (p *pathRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.seen = append(p.seen, r.Method+" "+r.URL.Path)
+	p.mu.Unlock()
+	w.Header().Set("X-Path", r.URL.Path)
+	w.Header().Set("X-Raw-Path", r.URL.EscapedPath())
+	w.Header().Set("X-Request-URI", r.RequestURI)
+	io.WriteString(w, "ok")
+}
+
+func (p *pathRecorder) requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.seen...)
+}
+
+// rawRequest sends one request, written as given, in plaintext to addr,
+// so that the path and method reach the server byte for byte.
+func rawRequest(ctx context.Context, addr, method, target string, header ...string) (*http.Response, string, error) {
+	var d net.Dialer
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	defer c.Close()
+	deadline, _ := ctx.Deadline()
+	c.SetDeadline(deadline)
+	msg := method + " " + target + " HTTP/1.1\r\nHost: greeter\r\nConnection: close\r\n"
+	for _, h := range header {
+		msg += h + "\r\n"
+	}
+	if _, err := io.WriteString(c, msg+"\r\n"); err != nil {
+		return nil, "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, strings.TrimSpace(string(body)), err
+}
+
+// waitPolicy waits until the server at addr serves GET /public, that is,
+// until it has its policy.
+func waitPolicy(t *testing.T, addr string) {
+	t.Helper()
+	waitUntil(t, 15*time.Second, "the server to have its policy", func() bool {
+		resp, _, err := rawRequest(t.Context(), addr, "GET", "/public")
+		return err == nil && resp.StatusCode == http.StatusOK
+	})
+}
+
+func TestHTTPPathAndMethodTricks(t *testing.T) {
+	cp, _ := startControlPlane(t, map[string]string{"deny-admin.yaml": denyAdminAndDelete})
+	rec := &pathRecorder{}
+	srv := startHTTPGreeter(t, cp.XDSAddr(), "v1", rec)
+	waitPolicy(t, srv.addr)
+
+	refused := []struct {
+		method, target string
+		status         int
+	}{
+		{"GET", "/admin", 403},
+		{"GET", "/admin/users", 403},
+		{"GET", "//admin", 403},
+		{"GET", "///admin//users", 403},
+		{"GET", "/./admin", 403},
+		{"GET", "/x/../admin", 403},
+		{"GET", "/x/./../admin", 403},
+		{"GET", "/../admin", 403},
+		{"GET", "/%2e/admin", 403},
+		{"GET", "/%2E%2e/admin", 403},
+		{"GET", "/x/%2e%2e/admin", 403},
+		{"GET", "/%61dmin", 403},
+		{"GET", "/%41dmin/../admin", 403},
+		{"GET", `/\admin`, 403},
+		{"GET", `/x\..\admin`, 403},
+		{"GET", "/x/..%2Fadmin", 403},
+		{"GET", "/x%2F..%2Fadmin", 403},
+		{"GET", "/x%5c..%5cadmin", 403},
+		{"GET", "%2Fadmin", 400},
+		{"GET", "/admin%2F", 403},
+		{"GET", "/admin/.", 403},
+		{"GET", "/admin?x=1", 403},
+		{"GET", "http://greeter/x/../admin", 403},
+		{"GET", "/admin%00", 400},
+		{"GET", "/public%00/../admin", 400},
+		{"GET", "/%zzadmin", 400},
+		{"DELETE", "/public", 403},
+		{"delete", "/public", 400},
+		{"Delete", "/public", 400},
+		{"GeT", "/admin", 400},
+		{"get", "/public", 400},
+	}
+	for _, tc := range refused {
+		resp, body, err := rawRequest(t.Context(), srv.addr, tc.method, tc.target)
+		if err != nil {
+			t.Errorf("%s %s: %v", tc.method, tc.target, err)
+			continue
+		}
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s: got %d (%s), want %d", tc.method, tc.target, resp.StatusCode, body, tc.status)
+		}
+	}
+
+	served := []struct {
+		method, target string
+		path           string // what the handler sees: URL.Path
+		requestURI     string
+	}{
+		{"GET", "/public", "/public", "/public"},
+		{"GET", "/adminx", "/adminx", "/adminx"},
+		{"GET", "/public/../public/x", "/public/x", "/public/x"},
+		{"GET", "//public///x?q=%2F..", "/public/x", "/public/x?q=%2F.."},
+		{"GET", "/%70ublic/%7euser", "/public/~user", "/public/~user"},
+		{"GET", "/a%2fb", "/a/b", "/a/b"},
+		{"GET", "/a%3Fb%20c", "/a?b c", "/a%3Fb%20c"},
+		{"GET", "/a%3fb", "/a?b", "/a%3Fb"},
+		{"POST", "/public", "/public", "/public"},
+		{"M-SEARCH", "/public", "/public", "/public"},
+	}
+	for _, tc := range served {
+		resp, body, err := rawRequest(t.Context(), srv.addr, tc.method, tc.target, "Content-Length: 0")
+		if err != nil {
+			t.Errorf("%s %s: %v", tc.method, tc.target, err)
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s %s: got %d (%s), want 200", tc.method, tc.target, resp.StatusCode, body)
+			continue
+		}
+		if got := resp.Header.Get("X-Path"); got != tc.path {
+			t.Errorf("%s %s: the handler saw the path %q, want %q", tc.method, tc.target, got, tc.path)
+		}
+		if got := resp.Header.Get("X-Request-URI"); got != tc.requestURI {
+			t.Errorf("%s %s: the handler saw the request URI %q, want %q", tc.method, tc.target, got, tc.requestURI)
+		}
+	}
+
+	// A refusal says what was wrong.
+	for _, tc := range []struct{ method, target, want string }{
+		{"delete", "/public", `method "delete" is not an upper-case token (RFC 9110)`},
+		{"GET", "/a%00", "%00"},
+		{"GET", "/admin", `deny policy "ns[default]-policy[deny-admin]-rule[0]"`},
+	} {
+		_, body, err := rawRequest(t.Context(), srv.addr, tc.method, tc.target)
+		if err != nil || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: got %q (%v), want a reason saying %s", tc.method, tc.target, body, err, tc.want)
+		}
+	}
+
+	// The same over the mesh's own client, over mTLS.
+	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
+	if _, err := httpCall(t.Context(), c, "/public", ""); err != nil {
+		t.Errorf("GET /public through the mesh: %v", err)
+	}
+	for _, p := range []string{"//admin", "/./admin", "/x/../admin", "/%2e/admin"} {
+		r, err := httpCall(t.Context(), c, p, "")
+		if r.status != http.StatusForbidden {
+			t.Errorf("GET %s through the mesh: got %d (%v), want 403", p, r.status, err)
+		}
+	}
+
+	// Not even a handler that cleans paths, or compares methods without
+	// case, could have served /admin or a DELETE.
+	for _, seen := range rec.requests() {
+		method, p, _ := strings.Cut(seen, " ")
+		p = path.Clean(strings.ReplaceAll(p, `\`, "/"))
+		if strings.HasPrefix(p, "/admin/") || p == "/admin" || strings.EqualFold(method, "DELETE") {
+			t.Errorf("the handler served %s", seen)
+		}
+	}
+	if t.Failed() {
+		t.Logf("the handler saw: %q", rec.requests())
+	}
+}
