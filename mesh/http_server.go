@@ -137,48 +137,54 @@ func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
 			http.Error(w, "mesh: this server has no policy from the control plane yet", http.StatusServiceUnavailable)
 			return
 		}
-		if !validMethod(r.Method) {
-			http.Error(w, fmt.Sprintf("mesh: method %q is not an upper-case token (RFC 9110)", r.Method), http.StatusBadRequest)
-			return
+		enforce(l, local, w, r, next)
+	})
+}
+
+// enforce serves r as server Listener l says: refused, redirected, or
+// passed on to next with its path normalized.
+func enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *http.Request, next http.Handler) {
+	if !validMethod(r.Method) {
+		http.Error(w, fmt.Sprintf("mesh: method %q is not an upper-case token (RFC 9110)", r.Method), http.StatusBadRequest)
+		return
+	}
+	raw := rawPath(r)
+	path, redirect, err := normalizePath(raw, l)
+	if err == nil && redirect && strings.HasPrefix(path, "//") {
+		// A client would read //host/... as another host.
+		err = fmt.Errorf("the path %q, unescaped, starts with //", path)
+	}
+	if err != nil {
+		http.Error(w, "mesh: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if redirect {
+		loc := path
+		if r.URL.RawQuery != "" {
+			loc += "?" + r.URL.RawQuery
 		}
-		raw := rawPath(r)
-		path, redirect, err := normalizePath(raw, l)
-		if err == nil && redirect && strings.HasPrefix(path, "//") {
-			// A client would read //host/... as another host.
-			err = fmt.Errorf("the path %q, unescaped, starts with //", path)
-		}
-		if err != nil {
+		w.Header().Set("Location", loc)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return
+	}
+	if path != raw {
+		// A shallow copy, as Request.WithContext makes: handlers do
+		// not change the request they are given.
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		r2.URL = &u
+		if err := setPath(r2, path); err != nil {
 			http.Error(w, "mesh: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		if redirect {
-			loc := path
-			if r.URL.RawQuery != "" {
-				loc += "?" + r.URL.RawQuery
-			}
-			w.Header().Set("Location", loc)
-			w.WriteHeader(http.StatusTemporaryRedirect)
-			return
-		}
-		if path != raw {
-			// A shallow copy, as Request.WithContext makes: handlers do
-			// not change the request they are given.
-			r2 := new(http.Request)
-			*r2 = *r
-			u := *r.URL
-			r2.URL = &u
-			if err := setPath(r2, path); err != nil {
-				http.Error(w, "mesh: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			r = r2
-		}
-		if err := security.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
-			http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+		r = r2
+	}
+	if err := security.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
+		http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	next.ServeHTTP(w, r)
 }
 
 // rawPath is the request's path as the client sent it, escapes and all:
