@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // denyAdminAndDelete refuses /admin, everything under it, and DELETE, to
@@ -223,4 +226,63 @@ func TestHTTPPathAndMethodTricks(t *testing.T) {
 	if t.Failed() {
 		t.Logf("the handler saw: %q", rec.requests())
 	}
+}
+
+// secureServiceEntry makes greeter a ServiceEntry whose endpoints must
+// prove the given subjectAltNames ("" for none: the endpoints' SPIFFE IDs).
+func secureServiceEntry(san string) string {
+	sans := ""
+	if san != "" {
+		sans = "  subjectAltNames:\n  - " + san + "\n"
+	}
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: greeter
+spec:
+  hosts:
+  - greeter
+  ports:
+  - number: %d
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  workloadSelector:
+    labels:
+      app: greeter
+%s---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+spec:
+  host: greeter
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+`, greeterPort, sans)
+}
+
+func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
+	cp, dir := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry("secure.example")})
+	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+	waitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
+
+	// The server's SVID has no SAN secure.example: the client refuses it,
+	// and says which SAN it expected.
+	var err error
+	waitUntil(t, 15*time.Second, "the request to fail the server's identity check", func() bool {
+		_, err = httpCall(t.Context(), c, "/", "")
+		return err != nil && strings.Contains(err.Error(), "secure.example")
+	})
+	t.Logf("refused: %v", err)
+
+	// The same server, with the SANs left to the control plane (its
+	// SPIFFE ID), is served.
+	meshtest.WriteFile(t, dir, "greeter.yaml", secureServiceEntry(""))
+	waitUntil(t, 15*time.Second, "the server to be accepted by its SPIFFE ID", func() bool {
+		r, err := httpCall(t.Context(), c, "/", "")
+		return err == nil && r.caller != "plaintext"
+	})
 }
