@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 )
 
@@ -285,4 +286,89 @@ func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
 		r, err := httpCall(t.Context(), c, "/", "")
 		return err == nil && r.caller != "plaintext"
 	})
+}
+
+// serveHTTP serves h on lis as an instance of greeter in m, with opts.
+func serveHTTP(t *testing.T, m *mesh.Mesh, h http.Handler, lis net.Listener, opts ...mesh.ServerOption) *mesh.HTTPServer {
+	t.Helper()
+	s, err := m.NewHTTPServer(h, append([]mesh.ServerOption{mesh.WithServicePort(greeterPort)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		<-done
+	})
+	return s
+}
+
+func listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}
+
+func TestHTTPServerLimits(t *testing.T) {
+	cp, _ := startControlPlane(t, nil)
+	m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"})
+	byDefault := listen(t, "127.0.0.1:0")
+	serveHTTP(t, m, &pathRecorder{}, byDefault)
+	small := listen(t, "127.0.0.1:0")
+	serveHTTP(t, m, &pathRecorder{}, small, mesh.WithHTTPServerLimits(mesh.HTTPServerLimits{MaxHeaderBytes: 8 << 10, IdleTimeout: 100 * time.Millisecond}))
+	waitPolicy(t, byDefault.Addr().String())
+	waitPolicy(t, small.Addr().String())
+
+	for _, tc := range []struct {
+		addr   string
+		size   int // of one header's value
+		status int
+	}{
+		{byDefault.Addr().String(), 59 << 10, http.StatusOK},
+		{byDefault.Addr().String(), 60<<10 + 1, http.StatusRequestHeaderFieldsTooLarge},
+		{byDefault.Addr().String(), 62 << 10, http.StatusRequestHeaderFieldsTooLarge},
+		{small.Addr().String(), 7 << 10, http.StatusOK},
+		{small.Addr().String(), 9 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		resp, body, err := rawRequest(t.Context(), tc.addr, "GET", "/public", "X-Big: "+strings.Repeat("a", tc.size))
+		if err != nil {
+			t.Errorf("%d bytes of header to %s: %v", tc.size, tc.addr, err)
+			continue
+		}
+		if resp.StatusCode != tc.status {
+			t.Errorf("%d bytes of header to %s: got %d (%.80s), want %d", tc.size, tc.addr, resp.StatusCode, body, tc.status)
+		}
+	}
+
+	// Far past the limit, net/http answers 431 and hangs up while the
+	// client is still writing, which may reset the connection first.
+	resp, _, err := rawRequest(t.Context(), byDefault.Addr().String(), "GET", "/public", "X-Big: "+strings.Repeat("a", 200<<10))
+	if err == nil && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("200 KiB of header: got %d, want 431 or a reset", resp.StatusCode)
+	}
+
+	// An idle keep-alive connection is closed after IdleTimeout.
+	c, err := net.Dial("tcp", small.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /public HTTP/1.1\r\nHost: greeter\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("the idle connection was not closed by the server: %v", err)
+	}
 }

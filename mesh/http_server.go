@@ -27,7 +27,8 @@ import (
 // with the workload's identity, and drains before it stops.
 type HTTPServer struct {
 	*lifecycle
-	srv *http.Server
+	srv    *http.Server
+	limits HTTPServerLimits
 
 	mu        sync.Mutex
 	listeners map[string]*atomic.Pointer[resolver.Listener] // by listening address
@@ -36,16 +37,20 @@ type HTTPServer struct {
 }
 
 // NewHTTPServer returns a mesh HTTP server for h. Call Serve or
-// ListenAndServe.
+// ListenAndServe. Its limits are HTTPServerLimits' defaults unless
+// WithHTTPServerLimits says otherwise.
 func (m *Mesh) NewHTTPServer(h http.Handler, opts ...ServerOption) (*HTTPServer, error) {
 	s := &HTTPServer{
 		lifecycle: newLifecycle(m, opts, "HTTP"),
+		limits:    httpServerLimits(opts),
 		listeners: map[string]*atomic.Pointer[resolver.Listener]{},
 		conns:     map[net.Conn]http.ConnState{},
 	}
 	s.srv = &http.Server{
 		Handler:           s.Middleware(h),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 		ConnState:         s.connState,
 	}
 	if err := s.track(s); err != nil {
@@ -113,16 +118,22 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 }
 
 // Middleware enforces the control plane's policy for the server Listener
-// of the address a request came in on. A request whose method is not an
-// upper-case token, or whose path the Listener's normalization refuses,
-// gets 400; the path is then normalized as the Listener says, and the
-// handler gets the request with the path that authorization saw. A
-// request that AuthorizationPolicy refuses gets 403 with the reason; one
-// that comes before the server has its policy gets 503. It also tracks
-// requests for draining. Serve puts it in front of the handler already.
+// of the address a request came in on. A request whose line and headers
+// pass the server's MaxHeaderBytes gets 431. A request whose method is
+// not an upper-case token, or whose path the Listener's normalization
+// refuses, gets 400; the path is then normalized as the Listener says,
+// and the handler gets the request with the path that authorization saw.
+// A request that AuthorizationPolicy refuses gets 403 with the reason;
+// one that comes before the server has its policy gets 503. It also
+// tracks requests for draining. Serve puts it in front of the handler
+// already.
 func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.touch()
+		if headerBytes(r) > s.limits.MaxHeaderBytes {
+			http.Error(w, fmt.Sprintf("mesh: the request's headers pass this server's limit of %d bytes", s.limits.MaxHeaderBytes), http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
 		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 		var l *resolver.Listener
 		if local != nil {
