@@ -372,3 +372,39 @@ func TestHTTPServerLimits(t *testing.T) {
 		t.Errorf("the idle connection was not closed by the server: %v", err)
 	}
 }
+
+func TestHTTPWildcardBoundServer(t *testing.T) {
+	for _, bind := range []string{"0.0.0.0:0", "[::]:0"} {
+		t.Run(bind, func(t *testing.T) {
+			lis, err := net.Listen("tcp", bind)
+			if err != nil {
+				t.Skipf("cannot listen on %s here: %v", bind, err)
+			}
+			cp, _ := startControlPlane(t, map[string]string{"deny-admin.yaml": denyAdminAndDelete})
+			m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"})
+			rec := &pathRecorder{}
+			serveHTTP(t, m, rec, lis, mesh.WithAdvertiseAddress("127.0.0.1"))
+			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
+			waitUntil(t, 15*time.Second, "the wildcard-bound server to answer 200", func() bool {
+				_, err := httpCall(t.Context(), c, "/public", "")
+				return err == nil
+			})
+			r, err := httpCall(t.Context(), c, "/admin", "")
+			if r.status != http.StatusForbidden {
+				t.Errorf("GET /admin: got %d (%v), want 403 from its AuthorizationPolicy", r.status, err)
+			}
+			// Plaintext to another local address of the port, under
+			// PERMISSIVE: the same policy.
+			_, port := splitHostPort(t, lis.Addr().String())
+			resp, body, err := rawRequest(t.Context(), fmt.Sprintf("127.0.0.2:%d", port), "GET", "/admin")
+			if err == nil && resp.StatusCode != http.StatusForbidden {
+				t.Errorf("GET /admin on 127.0.0.2: got %d (%s), want 403", resp.StatusCode, body)
+			}
+			for _, seen := range rec.requests() {
+				if strings.Contains(seen, "/admin") {
+					t.Errorf("the handler served %s", seen)
+				}
+			}
+		})
+	}
+}

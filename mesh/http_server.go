@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,7 @@ type HTTPServer struct {
 	limits HTTPServerLimits
 
 	mu        sync.Mutex
-	listeners map[string]*atomic.Pointer[resolver.Listener] // by listening address
+	listeners map[string]*atomic.Pointer[resolver.Listener] // by policyKey of the listening address
 	cancels   []func()
 	conns     map[net.Conn]http.ConnState
 }
@@ -88,22 +89,25 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 		return err
 	}
 	addr := lis.Addr().String()
+	// The control plane knows the server by the address it registered
+	// (the advertised IP), whatever the listener is bound to.
+	registered := net.JoinHostPort(reg.inst.GetAddress(), strconv.FormatUint(uint64(reg.inst.GetPort()), 10))
 	current := &atomic.Pointer[resolver.Listener]{}
-	stopWatch := rc.WatchListener(fmt.Sprintf(wire.ServerListenerTemplate, addr), func(l resolver.Listener, err error) {
+	stopWatch := rc.WatchListener(fmt.Sprintf(wire.ServerListenerTemplate, registered), func(l resolver.Listener, err error) {
 		if err != nil {
 			// Keep the last policy: a removed Listener means the control
 			// plane no longer knows this server, so leave EDS.
 			if errors.Is(err, resolver.ErrResourceNotFound) {
 				reg.setState(registrypb.State_NOT_SERVING)
 			}
-			s.m.log.Warn("mesh: HTTP server listener", "address", addr, "err", err)
+			s.m.log.Warn("mesh: HTTP server listener", "address", addr, "registered", registered, "err", err)
 			return
 		}
 		current.Store(&l)
 		reg.setState(registrypb.State_SERVING)
 	})
 	s.mu.Lock()
-	s.listeners[addr] = current
+	s.listeners[policyKey(lis.Addr())] = current
 	s.cancels = append(s.cancels, stopWatch)
 	s.mu.Unlock()
 
@@ -135,21 +139,42 @@ func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-		var l *resolver.Listener
-		if local != nil {
-			s.mu.Lock()
-			p := s.listeners[local.String()]
-			s.mu.Unlock()
-			if p != nil {
-				l = p.Load()
-			}
-		}
+		l := s.policy(local)
 		if l == nil {
 			http.Error(w, "mesh: this server has no policy from the control plane yet", http.StatusServiceUnavailable)
 			return
 		}
 		enforce(l, local, w, r, next)
 	})
+}
+
+// policyKey is the key of a listening address in HTTPServer.listeners:
+// the address, or "*:port" for a wildcard address, which serves every
+// local IP of its port.
+func policyKey(a net.Addr) string {
+	if tcp, ok := a.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return "*:" + strconv.Itoa(tcp.Port)
+	}
+	return a.String()
+}
+
+// policy returns the server Listener for requests that come in on local
+// address local: that of the listener bound to it, else that of a
+// wildcard listener of its port; nil until the control plane sent it.
+func (s *HTTPServer) policy(local net.Addr) *resolver.Listener {
+	if local == nil {
+		return nil
+	}
+	s.mu.Lock()
+	p := s.listeners[local.String()]
+	if tcp, ok := local.(*net.TCPAddr); ok && p == nil {
+		p = s.listeners["*:"+strconv.Itoa(tcp.Port)]
+	}
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Load()
 }
 
 // enforce serves r as server Listener l says: refused, redirected, or
