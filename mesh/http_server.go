@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,25 +28,30 @@ import (
 // with the workload's identity, and drains before it stops.
 type HTTPServer struct {
 	*lifecycle
-	srv *http.Server
+	srv    *http.Server
+	limits HTTPServerLimits
 
 	mu        sync.Mutex
-	listeners map[string]*atomic.Pointer[resolver.Listener] // by listening address
+	listeners map[string]*atomic.Pointer[resolver.Listener] // by policyKey of the listening address
 	cancels   []func()
 	conns     map[net.Conn]http.ConnState
 }
 
 // NewHTTPServer returns a mesh HTTP server for h. Call Serve or
-// ListenAndServe.
+// ListenAndServe. Its limits are HTTPServerLimits' defaults unless
+// WithHTTPServerLimits says otherwise.
 func (m *Mesh) NewHTTPServer(h http.Handler, opts ...ServerOption) (*HTTPServer, error) {
 	s := &HTTPServer{
 		lifecycle: newLifecycle(m, opts, "HTTP"),
+		limits:    httpServerLimits(opts),
 		listeners: map[string]*atomic.Pointer[resolver.Listener]{},
 		conns:     map[net.Conn]http.ConnState{},
 	}
 	s.srv = &http.Server{
 		Handler:           s.Middleware(h),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 		ConnState:         s.connState,
 	}
 	if err := s.track(s); err != nil {
@@ -82,22 +89,25 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 		return err
 	}
 	addr := lis.Addr().String()
+	// The control plane knows the server by the address it registered
+	// (the advertised IP), whatever the listener is bound to.
+	registered := net.JoinHostPort(reg.inst.GetAddress(), strconv.FormatUint(uint64(reg.inst.GetPort()), 10))
 	current := &atomic.Pointer[resolver.Listener]{}
-	stopWatch := rc.WatchListener(fmt.Sprintf(wire.ServerListenerTemplate, addr), func(l resolver.Listener, err error) {
+	stopWatch := rc.WatchListener(fmt.Sprintf(wire.ServerListenerTemplate, registered), func(l resolver.Listener, err error) {
 		if err != nil {
 			// Keep the last policy: a removed Listener means the control
 			// plane no longer knows this server, so leave EDS.
 			if errors.Is(err, resolver.ErrResourceNotFound) {
 				reg.setState(registrypb.State_NOT_SERVING)
 			}
-			s.m.log.Warn("mesh: HTTP server listener", "address", addr, "err", err)
+			s.m.log.Warn("mesh: HTTP server listener", "address", addr, "registered", registered, "err", err)
 			return
 		}
 		current.Store(&l)
 		reg.setState(registrypb.State_SERVING)
 	})
 	s.mu.Lock()
-	s.listeners[addr] = current
+	s.listeners[policyKey(lis.Addr())] = current
 	s.cancels = append(s.cancels, stopWatch)
 	s.mu.Unlock()
 
@@ -112,33 +122,125 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 }
 
 // Middleware enforces the control plane's policy for the server Listener
-// of the address a request came in on: a request that AuthorizationPolicy
-// refuses gets 403 with the reason; one that comes before the server has
-// its policy gets 503. It also tracks requests for draining. Serve puts it
-// in front of the handler already.
+// of the address a request came in on. A request whose line and headers
+// pass the server's MaxHeaderBytes gets 431. A request whose method is
+// not an upper-case token, or whose path the Listener's normalization
+// refuses, gets 400; the path is then normalized as the Listener says,
+// and the handler gets the request with the path that authorization saw.
+// A request that AuthorizationPolicy refuses gets 403 with the reason;
+// one that comes before the server has its policy gets 503. It also
+// tracks requests for draining. Serve puts it in front of the handler
+// already.
 func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.touch()
-		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-		var l *resolver.Listener
-		if local != nil {
-			s.mu.Lock()
-			p := s.listeners[local.String()]
-			s.mu.Unlock()
-			if p != nil {
-				l = p.Load()
-			}
+		if headerBytes(r) > s.limits.MaxHeaderBytes {
+			http.Error(w, fmt.Sprintf("mesh: the request's headers pass this server's limit of %d bytes", s.limits.MaxHeaderBytes), http.StatusRequestHeaderFieldsTooLarge)
+			return
 		}
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		l := s.policy(local)
 		if l == nil {
 			http.Error(w, "mesh: this server has no policy from the control plane yet", http.StatusServiceUnavailable)
 			return
 		}
-		if err := security.Authorize(l.HTTPFilters, authzRequest(r, local)); err != nil {
-			http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
+		enforce(l, local, w, r, next)
+	})
+}
+
+// policyKey is the key of a listening address in HTTPServer.listeners:
+// the address, or "*:port" for a wildcard address, which serves every
+// local IP of its port.
+func policyKey(a net.Addr) string {
+	if tcp, ok := a.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return "*:" + strconv.Itoa(tcp.Port)
+	}
+	return a.String()
+}
+
+// policy returns the server Listener for requests that come in on local
+// address local: that of the listener bound to it, else that of a
+// wildcard listener of its port; nil until the control plane sent it.
+func (s *HTTPServer) policy(local net.Addr) *resolver.Listener {
+	if local == nil {
+		return nil
+	}
+	s.mu.Lock()
+	p := s.listeners[local.String()]
+	if tcp, ok := local.(*net.TCPAddr); ok && p == nil {
+		p = s.listeners["*:"+strconv.Itoa(tcp.Port)]
+	}
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Load()
+}
+
+// enforce serves r as server Listener l says: refused, redirected, or
+// passed on to next with its path normalized.
+func enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *http.Request, next http.Handler) {
+	if !validMethod(r.Method) {
+		http.Error(w, fmt.Sprintf("mesh: method %q is not an upper-case token (RFC 9110)", r.Method), http.StatusBadRequest)
+		return
+	}
+	raw := rawPath(r)
+	path, redirect, err := normalizePath(raw, l)
+	if err == nil && redirect && strings.HasPrefix(path, "//") {
+		// A client would read //host/... as another host.
+		err = fmt.Errorf("the path %q, unescaped, starts with //", path)
+	}
+	if err != nil {
+		http.Error(w, "mesh: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if redirect {
+		loc := path
+		if r.URL.RawQuery != "" {
+			loc += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Location", loc)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return
+	}
+	if path != raw {
+		// A shallow copy, as Request.WithContext makes: handlers do
+		// not change the request they are given.
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		r2.URL = &u
+		if err := setPath(r2, path); err != nil {
+			http.Error(w, "mesh: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		next.ServeHTTP(w, r)
-	})
+		r = r2
+	}
+	if err := security.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
+		http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	next.ServeHTTP(w, r)
+}
+
+// rawPath is the request's path as the client sent it, escapes and all:
+// URL.EscapedPath may re-escape it, losing an escaped slash.
+func rawPath(r *http.Request) string {
+	u := r.RequestURI
+	if u == "" {
+		return r.URL.EscapedPath() // a request not read by net/http's server
+	}
+	u, _, _ = strings.Cut(u, "?")
+	if u != "*" && !strings.HasPrefix(u, "/") {
+		// absolute-form: scheme://authority/path
+		if _, rest, ok := strings.Cut(u, "://"); ok {
+			u = ""
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				u = rest[i:]
+			}
+		}
+	}
+	return u
 }
 
 func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
@@ -151,10 +253,12 @@ func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
 	s.conns[c] = st
 }
 
-func authzRequest(r *http.Request, local net.Addr) security.AuthzRequest {
+// authzRequest is what authorization sees of r; path is its (normalized)
+// path, escaped as Envoy's RBAC filter sees :path.
+func authzRequest(r *http.Request, path string, local net.Addr) security.AuthzRequest {
 	req := security.AuthzRequest{
 		Method:    r.Method,
-		Path:      r.URL.Path,
+		Path:      path,
 		Authority: r.Host,
 		Header:    func(name string) []string { return r.Header.Values(name) },
 	}

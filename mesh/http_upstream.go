@@ -8,9 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-
 	"github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/resolver"
 	"github.com/meshlet/meshlet/security"
@@ -339,13 +336,13 @@ func balancerConfig(c resolver.Cluster, local Locality) balancer.Config {
 }
 
 // setTransportLocked makes the connection pool for the cluster's TLS
-// settings: mTLS checking the server's SPIFFE ID against the cluster's
-// SANs, or plaintext.
+// settings: mTLS checking the server's certificate against the cluster's
+// SANs (security.AuthorizeServer), or plaintext.
 func (up *upstream) setTransportLocked(c resolver.Cluster) {
 	useTLS := c.TLS != nil
 	sans := ""
 	if useTLS {
-		sans = fmt.Sprint(c.TLS.SANs)
+		sans = fmt.Sprintf("%q %v", c.TLS.SANs, c.TLS.SANMatchers)
 	}
 	if up.transport != nil && up.tls == useTLS && up.sans == sans {
 		return
@@ -357,27 +354,12 @@ func (up *upstream) setTransportLocked(c resolver.Cluster) {
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	if useTLS {
-		tr.TLSClientConfig = security.ClientTLSConfig(up.t.m.identity, sanAuthorizer(c.TLS.SANs, up.t.m.spiffeID.TrustDomain()))
+		tr.TLSClientConfig = security.ClientTLSConfig(up.t.m.identity, security.AuthorizeServer(c.TLS, up.t.m.spiffeID.TrustDomain()))
 	}
 	if up.transport != nil {
 		up.transport.CloseIdleConnections()
 	}
 	up.transport, up.tls, up.sans = tr, useTLS, sans
-}
-
-// sanAuthorizer accepts a server whose SPIFFE ID is one of sans, or, with
-// none given, any ID of the trust domain.
-func sanAuthorizer(sans []string, td spiffeid.TrustDomain) tlsconfig.Authorizer {
-	var ids []spiffeid.ID
-	for _, s := range sans {
-		if id, err := spiffeid.FromString(s); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
-		return tlsconfig.AuthorizeMemberOf(td)
-	}
-	return tlsconfig.AuthorizeOneOf(ids...)
 }
 
 // wait blocks until the cluster and its endpoints are known.

@@ -95,10 +95,38 @@ func convertListener(l *listenerv3.Listener) (Listener, error) {
 	if err := applyHCM(hcm, &out); err != nil {
 		return Listener{}, fmt.Errorf("%s.filters[0] %q: %w", field, filters[0].GetName(), err)
 	}
+	if err := applyPathNormalization(hcm, &out); err != nil {
+		return Listener{}, fmt.Errorf("%s.filters[0] %q: %w", field, filters[0].GetName(), err)
+	}
 	if err := checkEnvoy(hcm); err != nil {
 		return Listener{}, fmt.Errorf("%s.filters[0] %q: %w", field, filters[0].GetName(), err)
 	}
 	return out, nil
+}
+
+// applyPathNormalization reads how a server rewrites request paths before
+// authorization and the application see them. Only server Listeners have
+// a use for it: a client sends the path it was given.
+func applyPathNormalization(hcm *hcmv3.HttpConnectionManager, out *Listener) error {
+	if hcm.GetPathNormalizationOptions() != nil {
+		// Its transformations would be silently skipped otherwise.
+		return errors.New("path_normalization_options is not supported by meshlet (use normalize_path, merge_slashes and path_with_escaped_slashes_action)")
+	}
+	out.NormalizePath = hcm.GetNormalizePath().GetValue()
+	out.MergeSlashes = hcm.GetMergeSlashes()
+	switch a := hcm.GetPathWithEscapedSlashesAction(); a {
+	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
+		out.EscapedSlashes = KeepEscapedSlashes
+	case hcmv3.HttpConnectionManager_REJECT_REQUEST:
+		out.EscapedSlashes = RejectEscapedSlashes
+	case hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
+		out.EscapedSlashes = RedirectEscapedSlashes
+	case hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD:
+		out.EscapedSlashes = UnescapeEscapedSlashes
+	default:
+		return fmt.Errorf("path_with_escaped_slashes_action: unknown value %d", a)
+	}
+	return nil
 }
 
 // applyHCM reads the routes and HTTP filters of an HttpConnectionManager.

@@ -49,6 +49,50 @@ type Listener struct {
 	// terminal router filter, which every Listener must end with, is not
 	// listed.
 	HTTPFilters []HTTPFilter
+
+	// NormalizePath, MergeSlashes and EscapedSlashes say how a server
+	// rewrites a request's path before its filters and the application
+	// see it (the HttpConnectionManager's normalize_path, merge_slashes
+	// and path_with_escaped_slashes_action); unset, as in Envoy, the path
+	// is left as it came. NormalizePath removes dot segments (RFC 3986),
+	// decodes percent-encoded unreserved characters and turns backslashes
+	// into slashes; MergeSlashes then merges runs of slashes. Client
+	// Listeners leave them unset.
+	NormalizePath  bool
+	MergeSlashes   bool
+	EscapedSlashes EscapedSlashesAction
+}
+
+// EscapedSlashesAction is what a server does with a request path that
+// holds an escaped slash or backslash (%2F, %5C, in either case).
+type EscapedSlashesAction int
+
+// The actions on escaped slashes (Envoy's path_with_escaped_slashes_action).
+const (
+	// KeepEscapedSlashes leaves them escaped (Envoy's default).
+	KeepEscapedSlashes EscapedSlashesAction = iota
+	// RejectEscapedSlashes refuses the request with 400.
+	RejectEscapedSlashes
+	// RedirectEscapedSlashes unescapes them and redirects the client to
+	// the resulting path.
+	RedirectEscapedSlashes
+	// UnescapeEscapedSlashes unescapes them and serves the request.
+	UnescapeEscapedSlashes
+)
+
+// String returns Envoy's name of the action: "KEEP_UNCHANGED", ...
+func (a EscapedSlashesAction) String() string {
+	switch a {
+	case KeepEscapedSlashes:
+		return "KEEP_UNCHANGED"
+	case RejectEscapedSlashes:
+		return "REJECT_REQUEST"
+	case RedirectEscapedSlashes:
+		return "UNESCAPE_AND_REDIRECT"
+	case UnescapeEscapedSlashes:
+		return "UNESCAPE_AND_FORWARD"
+	}
+	return "EscapedSlashesAction(" + strconv.Itoa(int(a)) + ")"
 }
 
 // DownstreamTLS is a server's TLS requirement (a DownstreamTlsContext).

@@ -10,6 +10,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // serverListener is the inbound Listener of a gRPC xDS server bound to addr
@@ -53,7 +54,7 @@ func (t *translator) serverListener(addr string, w Workload) (*listenerv3.Listen
 // (downstreamTLS); without one, the server's fallback credentials take the
 // connection, which meshlet's accept as plaintext or TLS (PERMISSIVE).
 func serverFilterChain(addr string, filters []*hcmv3.HttpFilter) (*listenerv3.FilterChain, error) {
-	hcm, err := toAny(&hcmv3.HttpConnectionManager{
+	hcm, err := toAny(withPathNormalization(&hcmv3.HttpConnectionManager{
 		StatPrefix: "inbound|" + addr,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 			Name: "inbound|" + addr,
@@ -68,7 +69,7 @@ func serverFilterChain(addr string, filters []*hcmv3.HttpFilter) (*listenerv3.Fi
 			}},
 		}},
 		HttpFilters: filters,
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -94,4 +95,19 @@ func (t *translator) serverHTTPFilters(w Workload) ([]*hcmv3.HttpFilter, error) 
 		return nil, err
 	}
 	return append(filters, router), nil
+}
+
+// withPathNormalization sets how a server rewrites request paths before
+// its RBAC filters and the application see them, so that a policy on
+// /admin also holds for //admin, /./admin, /x/../admin, /%2e/admin and
+// /admin%2F: Istio's DECODE_AND_MERGE_SLASHES, the strictest of its
+// levels. Slashes are merged because a Go handler takes //admin for
+// /admin (http.ServeMux redirects there); escaped slashes are unescaped
+// because net/http already shows them unescaped in Request.URL.Path,
+// which is what most handlers read. gRPC-Go ignores these fields.
+func withPathNormalization(hcm *hcmv3.HttpConnectionManager) *hcmv3.HttpConnectionManager {
+	hcm.NormalizePath = wrapperspb.Bool(true)
+	hcm.MergeSlashes = true
+	hcm.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD
+	return hcm
 }
