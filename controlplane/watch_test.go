@@ -130,3 +130,87 @@ func TestWatchRefusesFilesThatAreNotRegular(t *testing.T) {
 		})
 	}
 }
+
+// A config directory that is deleted or renamed away and made again is
+// watched again: its content is served, and so are later edits.
+func TestWatchFollowsAReplacedDirectory(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace func(t *testing.T, cp *controlplane.Server, dir string, files map[string]string)
+	}{
+		{
+			name: "deleted and made again",
+			replace: func(t *testing.T, cp *controlplane.Server, dir string, files map[string]string) {
+				if err := os.RemoveAll(dir); err != nil {
+					t.Fatal(err)
+				}
+				writeDir(t, dir, files)
+			},
+		},
+		{
+			name: "renamed away and made again",
+			replace: func(t *testing.T, cp *controlplane.Server, dir string, files map[string]string) {
+				if err := os.Rename(dir, dir+".old"); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.RemoveAll(dir + ".old") })
+				writeDir(t, dir, files)
+			},
+		},
+		{
+			name: "gone for a while",
+			replace: func(t *testing.T, cp *controlplane.Server, dir string, files map[string]string) {
+				if err := os.RemoveAll(dir); err != nil {
+					t.Fatal(err)
+				}
+				waitUntil(t, 5*time.Second, "the missing directory on /debug/config", func() bool {
+					return dump(t, cp).LastError != nil
+				})
+				if got := servedWeights(t, cp); !slices.Equal(got, []int{80, 20}) {
+					t.Errorf("served weights %v while the directory is gone, want the last good config's [80 20]", got)
+				}
+				writeDir(t, dir, files)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "config")
+			writeDir(t, dir, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+			cp := meshtest.StartControlPlane(t, dir)
+
+			tt.replace(t, cp, dir, map[string]string{"reviews.yaml": goodConfig, "route.yaml": routeWithWeights("50", "50")})
+			waitUntil(t, 5*time.Second, "the new directory's config", func() bool {
+				return dump(t, cp).LastError == nil && slices.Equal(servedWeights(t, cp), []int{50, 50})
+			})
+			// Edits keep being served, in a new subdirectory too.
+			meshtest.WriteFile(t, dir, "route.yaml", routeWithWeights("30", "70"))
+			waitUntil(t, 5*time.Second, "an edit in the new directory", func() bool {
+				return slices.Equal(servedWeights(t, cp), []int{30, 70})
+			})
+			if err := os.Remove(filepath.Join(dir, "route.yaml")); err != nil {
+				t.Fatal(err)
+			}
+			meshtest.WriteFile(t, dir, "sub/route.yaml", routeWithWeights("10", "90"))
+			waitUntil(t, 5*time.Second, "an edit in a new subdirectory", func() bool {
+				return slices.Equal(servedWeights(t, cp), []int{10, 90})
+			})
+			meshtest.WriteFile(t, dir, "sub/route.yaml", routeWithWeights("90", "10"))
+			waitUntil(t, 5*time.Second, "a second edit in the new subdirectory", func() bool {
+				return slices.Equal(servedWeights(t, cp), []int{90, 10})
+			})
+			closeWithin(t, cp)
+		})
+	}
+}
+
+// writeDir makes dir and writes files (name -> content) into it.
+func writeDir(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		meshtest.WriteFile(t, dir, name, content)
+	}
+}
