@@ -19,6 +19,11 @@
 // and including the root). A root that cannot be used is an error at New,
 // never a panic or a silent replacement.
 //
+// An SVID lives
+// Config.DefaultTTL, or what its request asks for up to Config.MaxTTL,
+// which is DefaultTTL unless set: the lifetime the operator chose is the
+// longest a workload gets.
+//
 // The shortest correct use:
 //
 //	authority, err := ca.New(ca.Config{Dir: "/var/lib/meshlet/ca", TokensFile: "tokens.yaml"})

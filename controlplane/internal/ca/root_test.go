@@ -133,7 +133,8 @@ func TestIntermediate(t *testing.T) {
 	writePEM(t, certFile, certBlock(inter), certBlock(root))
 	writePEM(t, keyFile, keyBlock(t, interKey))
 
-	c := newCA(t, ca.Config{CertFile: certFile, KeyFile: keyFile, Dir: "/nonexistent/unused", Now: now, Tokens: map[string]ca.Identity{tokenA: identityA}})
+	// MaxTTL lets the 10h asked for below reach past the intermediate.
+	c := newCA(t, ca.Config{CertFile: certFile, KeyFile: keyFile, Dir: "/nonexistent/unused", Now: now, MaxTTL: 24 * time.Hour, Tokens: map[string]ca.Identity{tokenA: identityA}})
 	if b := c.Bundle(); len(b) != 1 || !b[0].Equal(root) {
 		t.Fatalf("Bundle() is not the root in the file")
 	}

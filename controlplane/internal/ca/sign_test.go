@@ -52,8 +52,8 @@ func TestSignIssuesSVID(t *testing.T) {
 	}{
 		{"default", 0, time.Hour},
 		{"asked", 600, 10 * time.Minute},
-		{"capped by MaxTTL", int64((48 * time.Hour).Seconds()), 24 * time.Hour},
-		{"huge", 1 << 62, 24 * time.Hour},
+		{"capped by the default TTL", int64((48 * time.Hour).Seconds()), time.Hour},
+		{"huge", 1 << 62, time.Hour},
 	}
 	serials := map[string]bool{}
 	for _, tt := range tests {
@@ -286,6 +286,52 @@ func TestConcurrentTokensAndSigning(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("concurrent Sign: %v", err)
+	}
+}
+
+// The TTL the operator configures caps what a request may ask for,
+// unless MaxTTL is set above it.
+func TestSignTTLIsCappedByTheConfiguredTTL(t *testing.T) {
+	t0, now := fixedNow()
+	seconds := func(d time.Duration) int64 { return int64(d / time.Second) }
+	tests := []struct {
+		name       string
+		defaultTTL time.Duration
+		maxTTL     time.Duration
+		ask        int64 // ttl_seconds
+		want       time.Duration
+	}{
+		{"short TTL, default asked", 5 * time.Minute, 0, 0, 5 * time.Minute},
+		{"short TTL, less asked", 5 * time.Minute, 0, 60, time.Minute},
+		{"short TTL, a day asked", 5 * time.Minute, 0, seconds(24 * time.Hour), 5 * time.Minute},
+		{"short TTL, forever asked", 5 * time.Minute, 0, 1 << 62, 5 * time.Minute},
+		{"default TTL, a day asked", 0, 0, seconds(24 * time.Hour), time.Hour},
+		{"MaxTTL above the TTL, more asked", 5 * time.Minute, 2 * time.Hour, seconds(time.Hour), time.Hour},
+		{"MaxTTL above the TTL, a day asked", 5 * time.Minute, 2 * time.Hour, seconds(24 * time.Hour), 2 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, DefaultTTL: tt.defaultTTL, MaxTTL: tt.maxTTL, Now: now})
+			client := serve(t, c)
+			key := newKey(t)
+			resp, err := sign(t, client, tokenA, &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idA}}), TtlSeconds: tt.ask})
+			if err != nil {
+				t.Fatalf("Sign: %v", err)
+			}
+			if got := parseSVID(t, resp, key, c.Bundle(), t0).Certificates[0].NotAfter.Sub(t0); got != tt.want {
+				t.Errorf("TTL = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// A MaxTTL below the DefaultTTL is refused, as before; the zero MaxTTL is
+// never below it.
+func TestNewMaxTTLBelowDefaultTTL(t *testing.T) {
+	_, err := ca.New(ca.Config{DefaultTTL: 2 * time.Hour, MaxTTL: time.Hour, Log: discardLog()})
+	wantErr(t, err, "ca: DefaultTTL 2h0m0s is more than MaxTTL 1h0m0s (lower DefaultTTL or raise MaxTTL)")
+	if _, err := ca.New(ca.Config{DefaultTTL: 48 * time.Hour, Log: discardLog()}); err != nil {
+		t.Errorf("a DefaultTTL of 48h without MaxTTL: %v", err)
 	}
 }
 
