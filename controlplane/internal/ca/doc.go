@@ -19,7 +19,8 @@
 // and including the root). A root that cannot be used is an error at New,
 // never a panic or a silent replacement.
 //
-// An SVID lives
+// The CA signs ECDSA P-256 and P-384 keys and RSA keys of 2048 to 4096
+// bits, and refuses any other key with InvalidArgument. An SVID lives
 // Config.DefaultTTL, or what its request asks for up to Config.MaxTTL,
 // which is DefaultTTL unless set: the lifetime the operator chose is the
 // longest a workload gets.
