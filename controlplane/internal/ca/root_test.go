@@ -195,7 +195,7 @@ func TestLoadErrors(t *testing.T) {
 				must(t, os.Mkdir(p, 0o700))
 				return ca.Config{Dir: dir}
 			},
-			want: []string{"root-cert.pem", "is a directory"},
+			want: []string{"root-cert.pem", "not a regular file (directory)"},
 		},
 		{
 			name: "root key is a directory",
@@ -206,7 +206,7 @@ func TestLoadErrors(t *testing.T) {
 				must(t, os.Mkdir(p, 0o700))
 				return ca.Config{Dir: dir}
 			},
-			want: []string{"root-key.pem", "is a directory"},
+			want: []string{"root-key.pem", "not a regular file (directory)"},
 		},
 		{
 			name: "cert file missing",
