@@ -2,7 +2,9 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +14,11 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/config"
 )
 
+// rewatchInterval is how often the watcher looks for the config
+// directory while it is gone (deleted, or renamed away): its watches went
+// with it, and nothing else says when a new one is in place.
+const rewatchInterval = 200 * time.Millisecond
+
 // newDirWatcher watches dir and every directory under it. Editors and
 // Kubernetes ConfigMaps replace files by rename, so the directories are
 // watched, not the files.
@@ -20,32 +27,76 @@ func newDirWatcher(dir string) (*fsnotify.Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if path != dir && strings.HasPrefix(d.Name(), ".") && !strings.HasPrefix(d.Name(), "..") {
-				return filepath.SkipDir
-			}
-			return w.Add(path)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := addTree(w, dir); err != nil {
 		w.Close()
 		return nil, err
 	}
 	return w, nil
 }
 
+// addTree watches dir, which must be a directory, and every directory
+// under it except hidden ones. Kubernetes keeps a ConfigMap's files in a
+// "..<timestamp>" directory, which is watched.
+func addTree(w *fsnotify.Watcher, dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case path == dir && !d.IsDir():
+			return fmt.Errorf("%s is not a directory", dir)
+		case !d.IsDir():
+			return nil
+		case path != dir && hidden(d.Name()):
+			return filepath.SkipDir
+		}
+		return w.Add(path)
+	})
+}
+
+func hidden(name string) bool {
+	return strings.HasPrefix(name, ".") && !strings.HasPrefix(name, "..")
+}
+
+// rewatch drops every watch and watches dir afresh. Watches follow inodes,
+// not paths: after the directory is deleted and made again, or renamed
+// away and replaced, the old watches see nothing of the new one.
+func rewatch(w *fsnotify.Watcher, dir string) error {
+	for _, p := range w.WatchList() {
+		_ = w.Remove(p) // gone already if its directory was deleted
+	}
+	return addTree(w, dir)
+}
+
 // watchConfig reloads the config directory after it changes, once writes
-// have settled for the debounce time.
+// have settled for the debounce time. If the directory goes away, the
+// config in force stays, and the directory is looked for every
+// rewatchInterval and watched again when it is back.
 func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 	defer w.Close()
+	dir := filepath.Clean(s.opts.configDir) // as fsnotify names it
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	retry := time.NewTicker(rewatchInterval)
+	retry.Stop()
+	defer retry.Stop()
+	watching := true
+	again := func() {
+		if err := rewatch(w, dir); err != nil {
+			if watching {
+				s.log.Warn("config directory is gone; the config in force stays until it is back", "dir", dir, "err", err)
+				retry.Reset(rewatchInterval)
+			}
+			watching = false
+			return
+		}
+		if !watching {
+			s.log.Info("config directory is back; watching it again", "dir", dir)
+			retry.Stop()
+		}
+		watching = true
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -54,17 +105,29 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 			if !ok {
 				return
 			}
-			if ev.Has(fsnotify.Create) {
-				// A new subdirectory must be watched too; Add fails
-				// harmlessly for files.
-				_ = w.Add(ev.Name)
+			switch {
+			case ev.Name == dir && ev.Has(fsnotify.Remove|fsnotify.Rename):
+				again()
+			case ev.Has(fsnotify.Create) && !hidden(filepath.Base(ev.Name)):
+				// A new directory must be watched too, and what it
+				// already holds (it may have been moved in).
+				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
+					_ = addTree(w, ev.Name)
+				}
 			}
 			timer.Reset(s.opts.debounce)
+		case <-retry.C:
+			if again(); watching {
+				timer.Reset(s.opts.debounce)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return
 			}
+			// Events may have been lost (a queue overflow), the removal
+			// of the directory among them.
 			s.log.Warn("config watch error", "err", err)
+			again()
 			timer.Reset(s.opts.debounce)
 		case <-timer.C:
 			s.Reload()

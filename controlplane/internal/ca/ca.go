@@ -15,12 +15,19 @@ import (
 	"github.com/meshlet/meshlet/internal/capb"
 )
 
-// Defaults for the zero fields of Config.
+// Defaults for the zero fields of Config. The zero MaxTTL is DefaultTTL
+// (Config.DefaultTTL as set, or this constant).
 const (
 	DefaultTrustDomain = "cluster.local"
 	DefaultTTL         = time.Hour
-	DefaultMaxTTL      = 24 * time.Hour
 )
+
+// DefaultMaxTTL was the zero MaxTTL's value.
+//
+// Deprecated: the zero MaxTTL is now the DefaultTTL, so that the TTL the
+// operator sets is also the cap. The CA does not use this constant; leave
+// MaxTTL zero, or set it on purpose.
+const DefaultMaxTTL = 24 * time.Hour
 
 // insecureDevWarning is logged at New when Config.InsecureDev is set.
 const insecureDevWarning = "ca: insecure development mode: the CA signs any identity without a token; never use this outside loopback demos"
@@ -50,7 +57,10 @@ type Config struct {
 	DefaultTTL time.Duration
 
 	// MaxTTL caps the lifetime of an SVID: a request for more gets MaxTTL.
-	// Default 24h. An SVID never outlives the CA certificates.
+	// Default DefaultTTL: the lifetime the operator chose is also the
+	// most a workload can ask for, so a short TTL cannot be bypassed by
+	// asking for a long one. Set it above DefaultTTL to let workloads
+	// ask for longer. An SVID never outlives the CA certificates.
 	MaxTTL time.Duration
 
 	// TokensFile is a YAML file of bearer tokens and the identity each may
@@ -163,7 +173,7 @@ func New(cfg Config) (*CA, error) {
 		c.defaultTTL = DefaultTTL
 	}
 	if c.maxTTL == 0 {
-		c.maxTTL = DefaultMaxTTL
+		c.maxTTL = c.defaultTTL
 	}
 	switch {
 	case c.defaultTTL < 0:

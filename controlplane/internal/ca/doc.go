@@ -19,6 +19,12 @@
 // and including the root). A root that cannot be used is an error at New,
 // never a panic or a silent replacement.
 //
+// The CA signs ECDSA P-256 and P-384 keys and RSA keys of 2048 to 4096
+// bits, and refuses any other key with InvalidArgument. An SVID lives
+// Config.DefaultTTL, or what its request asks for up to Config.MaxTTL,
+// which is DefaultTTL unless set: the lifetime the operator chose is the
+// longest a workload gets.
+//
 // The shortest correct use:
 //
 //	authority, err := ca.New(ca.Config{Dir: "/var/lib/meshlet/ca", TokensFile: "tokens.yaml"})

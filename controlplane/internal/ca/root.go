@@ -238,7 +238,7 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
 // certificate first, then its chain up to and including a root; keyFile
 // holds the signing certificate's private key.
 func loadAuthority(certFile, keyFile string, now time.Time) (*authority, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := readFile(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("ca: read CA certificate: %w", err)
 	}
@@ -246,7 +246,7 @@ func loadAuthority(certFile, keyFile string, now time.Time) (*authority, error) 
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := readFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("ca: read CA key: %w", err)
 	}

@@ -135,7 +135,8 @@ func TestIntermediate(t *testing.T) {
 	writePEM(t, certFile, certBlock(inter), certBlock(root))
 	writePEM(t, keyFile, keyBlock(t, interKey))
 
-	c := newCA(t, ca.Config{CertFile: certFile, KeyFile: keyFile, Dir: "/nonexistent/unused", Now: now, Tokens: map[string]ca.Identity{tokenA: identityA}})
+	// MaxTTL lets the 10h asked for below reach past the intermediate.
+	c := newCA(t, ca.Config{CertFile: certFile, KeyFile: keyFile, Dir: "/nonexistent/unused", Now: now, MaxTTL: 24 * time.Hour, Tokens: map[string]ca.Identity{tokenA: identityA}})
 	if b := c.Bundle(); len(b) != 1 || !b[0].Equal(root) {
 		t.Fatalf("Bundle() is not the root in the file")
 	}
@@ -196,7 +197,7 @@ func TestLoadErrors(t *testing.T) {
 				must(t, os.Mkdir(p, 0o700))
 				return ca.Config{Dir: dir}
 			},
-			want: []string{"root-cert.pem", "is a directory"},
+			want: []string{"root-cert.pem", "not a regular file (directory)"},
 		},
 		{
 			name: "root key is a directory",
@@ -207,7 +208,7 @@ func TestLoadErrors(t *testing.T) {
 				must(t, os.Mkdir(p, 0o700))
 				return ca.Config{Dir: dir}
 			},
-			want: []string{"root-key.pem", "is a directory"},
+			want: []string{"root-key.pem", "not a regular file (directory)"},
 		},
 		{
 			name: "cert file missing",

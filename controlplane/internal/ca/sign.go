@@ -30,8 +30,17 @@ import (
 	"github.com/meshlet/meshlet/internal/capb"
 )
 
-// minRSABits is the smallest RSA key the CA certifies.
-const minRSABits = 2048
+// The sizes of RSA key the CA certifies. Below the minimum a key is
+// weak; above the maximum every handshake that verifies with it costs its
+// peers more (RSA verification grows with the square of the size), for no
+// security a 4096-bit key lacks.
+const (
+	minRSABits = 2048
+	maxRSABits = 4096
+)
+
+// acceptedKeys says which keys checkKey accepts, for its errors.
+const acceptedKeys = "this CA signs ECDSA P-256 or P-384 keys and RSA keys of 2048 to 4096 bits"
 
 // errCAExpired is returned by issue when the CA certificates have expired.
 var errCAExpired = errors.New("ca: the CA certificate has expired")
@@ -165,6 +174,11 @@ func (c *CA) checkCSR(der []byte) (*x509.CertificateRequest, workloadID, error) 
 	if err != nil {
 		return nil, none, status.Errorf(codes.InvalidArgument, "ca: the CSR is not a DER-encoded PKCS #10 request: %v", err)
 	}
+	// Before the signature, which is checked with this key: a huge RSA
+	// key would make the check itself costly.
+	if err := checkKey(csr.PublicKey); err != nil {
+		return nil, none, err
+	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, none, status.Errorf(codes.InvalidArgument, "ca: the CSR's signature does not verify: %v", err)
 	}
@@ -189,16 +203,32 @@ func (c *CA) checkCSR(der []byte) (*x509.CertificateRequest, workloadID, error) 
 	if len(seg) != 4 || seg[0] != "ns" || seg[2] != "sa" {
 		return nil, none, status.Errorf(codes.InvalidArgument, "ca: %s is not of the form spiffe://%s/ns/<namespace>/sa/<service-account>", id, c.td.Name())
 	}
-	switch k := csr.PublicKey.(type) {
-	case *ecdsa.PublicKey, ed25519.PublicKey:
-	case *rsa.PublicKey:
-		if k.N.BitLen() < minRSABits {
-			return nil, none, status.Errorf(codes.InvalidArgument, "ca: the CSR's RSA key has %d bits, want at least %d (or use ECDSA P-256)", k.N.BitLen(), minRSABits)
-		}
-	default:
-		return nil, none, status.Errorf(codes.InvalidArgument, "ca: the CSR's key type %T is not supported (use ECDSA P-256)", csr.PublicKey)
-	}
 	return csr, workloadID{id: id, ns: seg[1], sa: seg[3]}, nil
+}
+
+// checkKey accepts the keys that every TLS stack in a mesh (Go, BoringSSL,
+// Java) verifies in X.509 certificates, and whose cost is bounded: ECDSA
+// P-256 and P-384, and RSA of 2048 to 4096 bits. Anything else is an
+// InvalidArgument error that names the key.
+func checkKey(pub any) error {
+	var key string
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {
+			return nil
+		}
+		key = "ECDSA " + k.Curve.Params().Name
+	case *rsa.PublicKey:
+		if bits := k.N.BitLen(); bits >= minRSABits && bits <= maxRSABits {
+			return nil
+		}
+		key = fmt.Sprintf("RSA of %d bits", k.N.BitLen())
+	case ed25519.PublicKey:
+		key = "Ed25519"
+	default:
+		key = fmt.Sprintf("of type %T", pub)
+	}
+	return status.Errorf(codes.InvalidArgument, "ca: the CSR's key is %s; %s (ECDSA P-256 is the usual choice)", key, acceptedKeys)
 }
 
 // ttl returns the lifetime for a request that asked for seconds.

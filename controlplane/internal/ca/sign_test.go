@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -52,8 +55,8 @@ func TestSignIssuesSVID(t *testing.T) {
 	}{
 		{"default", 0, time.Hour},
 		{"asked", 600, 10 * time.Minute},
-		{"capped by MaxTTL", int64((48 * time.Hour).Seconds()), 24 * time.Hour},
-		{"huge", 1 << 62, 24 * time.Hour},
+		{"capped by the default TTL", int64((48 * time.Hour).Seconds()), time.Hour},
+		{"huge", 1 << 62, time.Hour},
 	}
 	serials := map[string]bool{}
 	for _, tt := range tests {
@@ -289,27 +292,159 @@ func TestConcurrentTokensAndSigning(t *testing.T) {
 	}
 }
 
-func TestSignOtherKeyTypes(t *testing.T) {
+// The TTL the operator configures caps what a request may ask for,
+// unless MaxTTL is set above it.
+func TestSignTTLIsCappedByTheConfiguredTTL(t *testing.T) {
 	t0, now := fixedNow()
-	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, Now: now})
-	client := serve(t, c)
-	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	seconds := func(d time.Duration) int64 { return int64(d / time.Second) }
+	tests := []struct {
+		name       string
+		defaultTTL time.Duration
+		maxTTL     time.Duration
+		ask        int64 // ttl_seconds
+		want       time.Duration
+	}{
+		{"short TTL, default asked", 5 * time.Minute, 0, 0, 5 * time.Minute},
+		{"short TTL, less asked", 5 * time.Minute, 0, 60, time.Minute},
+		{"short TTL, a day asked", 5 * time.Minute, 0, seconds(24 * time.Hour), 5 * time.Minute},
+		{"short TTL, forever asked", 5 * time.Minute, 0, 1 << 62, 5 * time.Minute},
+		{"default TTL, a day asked", 0, 0, seconds(24 * time.Hour), time.Hour},
+		{"MaxTTL above the TTL, more asked", 5 * time.Minute, 2 * time.Hour, seconds(time.Hour), time.Hour},
+		{"MaxTTL above the TTL, a day asked", 5 * time.Minute, 2 * time.Hour, seconds(24 * time.Hour), 2 * time.Hour},
 	}
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, key := range map[string]crypto.Signer{"P-384": p384, "RSA-2048": rsaKey} {
-		t.Run(name, func(t *testing.T) {
-			resp, err := sign(t, client, tokenA, &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idA}})})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, DefaultTTL: tt.defaultTTL, MaxTTL: tt.maxTTL, Now: now})
+			client := serve(t, c)
+			key := newKey(t)
+			resp, err := sign(t, client, tokenA, &capb.SignRequest{Csr: makeCSR(t, key, csrSpec{uris: []string{idA}}), TtlSeconds: tt.ask})
 			if err != nil {
 				t.Fatalf("Sign: %v", err)
 			}
-			parseSVID(t, resp, key, c.Bundle(), t0)
+			if got := parseSVID(t, resp, key, c.Bundle(), t0).Certificates[0].NotAfter.Sub(t0); got != tt.want {
+				t.Errorf("TTL = %v, want %v", got, tt.want)
+			}
 		})
 	}
+}
+
+// A MaxTTL below the DefaultTTL is refused, as before; the zero MaxTTL is
+// never below it.
+func TestNewMaxTTLBelowDefaultTTL(t *testing.T) {
+	_, err := ca.New(ca.Config{DefaultTTL: 2 * time.Hour, MaxTTL: time.Hour, Log: discardLog()})
+	wantErr(t, err, "ca: DefaultTTL 2h0m0s is more than MaxTTL 1h0m0s (lower DefaultTTL or raise MaxTTL)")
+	if _, err := ca.New(ca.Config{DefaultTTL: 48 * time.Hour, Log: discardLog()}); err != nil {
+		t.Errorf("a DefaultTTL of 48h without MaxTTL: %v", err)
+	}
+}
+
+func TestSignKeyTypes(t *testing.T) {
+	t0, now := fixedNow()
+	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, Now: now})
+	client := serve(t, c)
+	const accepted = "this CA signs ECDSA P-256 or P-384 keys and RSA keys of 2048 to 4096 bits (ECDSA P-256 is the usual choice)"
+
+	ecKey := func(curve elliptic.Curve) crypto.Signer {
+		k, err := ecdsa.GenerateKey(curve, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	rsaKey := func(bits int) crypto.Signer {
+		k, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		key     crypto.Signer // signs the CSR, which holds its public key
+		csr     []byte        // or this CSR, for keys too costly to make
+		wantKey string        // the key the refusal names; "" if signed
+	}{
+		{name: "ECDSA P-256", key: ecKey(elliptic.P256())},
+		{name: "ECDSA P-384", key: ecKey(elliptic.P384())},
+		{name: "RSA 2048", key: rsaKey(2048)},
+		{name: "RSA 4096", key: rsaKey(4096)},
+		{name: "ECDSA P-224", key: ecKey(elliptic.P224()), wantKey: "ECDSA P-224"},
+		{name: "ECDSA P-521", key: ecKey(elliptic.P521()), wantKey: "ECDSA P-521"},
+		{name: "Ed25519", key: edKey, wantKey: "Ed25519"},
+		{name: "RSA 1024", key: rsaKey(1024), wantKey: "RSA of 1024 bits"},
+		{name: "RSA 2047", csr: csrWithPublicKey(t, rsaPublicKey(2047)), wantKey: "RSA of 2047 bits"},
+		{name: "RSA 4097", csr: csrWithPublicKey(t, rsaPublicKey(4097)), wantKey: "RSA of 4097 bits"},
+		{name: "RSA 8192", csr: csrWithPublicKey(t, rsaPublicKey(8192)), wantKey: "RSA of 8192 bits"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			csr := tt.csr
+			if csr == nil {
+				csr = makeCSR(t, tt.key, csrSpec{uris: []string{idA}})
+			}
+			resp, err := sign(t, client, tokenA, &capb.SignRequest{Csr: csr})
+			if tt.wantKey == "" {
+				if err != nil {
+					t.Fatalf("Sign: %v", err)
+				}
+				parseSVID(t, resp, tt.key, c.Bundle(), t0)
+				return
+			}
+			want := "ca: the CSR's key is " + tt.wantKey + "; " + accepted
+			if st := status.Convert(err); st.Code() != codes.InvalidArgument || st.Message() != want {
+				t.Errorf("got %v: %q\nwant InvalidArgument: %q", st.Code(), st.Message(), want)
+			}
+		})
+	}
+}
+
+// rsaPublicKey returns an RSA public key whose modulus has bits bits. It
+// has no private key: it is for CSRs that must be refused before their
+// signature is checked, at sizes too slow to generate in a test.
+func rsaPublicKey(bits int) *rsa.PublicKey {
+	n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+	return &rsa.PublicKey{N: n.Add(n, big.NewInt(1)), E: 65537}
+}
+
+// csrWithPublicKey returns a CSR for idA that holds pub. Its signature is
+// made by another key and does not verify.
+func csrWithPublicKey(t *testing.T, pub crypto.PublicKey) []byte {
+	t.Helper()
+	var csr struct {
+		TBS       asn1.RawValue
+		Algorithm asn1.RawValue
+		Signature asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(makeCSR(t, newKey(t), csrSpec{uris: []string{idA}}), &csr); err != nil {
+		t.Fatal(err)
+	}
+	var tbs struct {
+		Version    int
+		Subject    asn1.RawValue
+		PublicKey  asn1.RawValue
+		Attributes asn1.RawValue
+	}
+	if _, err := asn1.Unmarshal(csr.TBS.FullBytes, &tbs); err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbs.PublicKey = asn1.RawValue{FullBytes: spki}
+	if csr.TBS.FullBytes, err = asn1.Marshal(tbs); err != nil {
+		t.Fatal(err)
+	}
+	der, err := asn1.Marshal(csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
 
 func metadataCtx(ctx context.Context, authorization string) context.Context {

@@ -2,7 +2,6 @@ package ca
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -23,7 +22,7 @@ type tokenEntry struct {
 // loadTokens reads a tokens file. An error names the file and the entry,
 // never the token.
 func loadTokens(file string, td spiffeid.TrustDomain) (map[tokenKey]Identity, error) {
-	data, err := os.ReadFile(file)
+	data, err := readFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("ca: read tokens file: %w", err)
 	}

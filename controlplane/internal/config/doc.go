@@ -32,6 +32,12 @@
 // condition is request.headers[<name>]. A DestinationRule's tls sets mode
 // ISTIO_MUTUAL or DISABLE and nothing else.
 //
+// What a config may cost is bounded. Load reads only regular files (and
+// symbolic links to them) of at most DefaultMaxFileSize bytes, and never
+// blocks on a named pipe or a device. A regex in a match is at most
+// DefaultMaxRegexLength bytes and compiles to at most
+// DefaultMaxRegexProgramSize instructions. Options change the limits.
+//
 // Annotations are kept in model.Meta. One is meshlet's own: a
 // DestinationRule's model.LoadBalancerAnnotation, whose one value is
 // PEAK_EWMA and which cannot be combined with consistentHash.

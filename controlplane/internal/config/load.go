@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -24,9 +23,15 @@ import (
 // sorted order, skipping hidden files and directories. It parses every
 // document, validates the whole set and returns the normalised model.
 //
+// It reads only regular files and symbolic links to them, each of at most
+// DefaultMaxFileSize bytes (see WithMaxFileSize); a named pipe, socket or
+// device named *.yaml, or a bigger file, is an error that names it. Load
+// never blocks on such a file.
+//
 // On any problem it returns a nil Config and an error that joins every
 // *FieldError found. File names in errors are relative to dir.
-func Load(dir string) (*model.Config, error) {
+func Load(dir string, opts ...Option) (*model.Config, error) {
+	o := newOptions(opts)
 	files := map[string][]byte{}
 	var errs []error
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -54,25 +59,20 @@ func Load(dir string) (*model.Config, error) {
 		if d.IsDir() || !isYAML(d.Name()) {
 			return nil
 		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			// Kubernetes mounts a ConfigMap as symlinks to files; follow
-			// those, but not links to directories.
-			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-				return nil
-			}
+		b, err := readFile(path, o.maxFileSize)
+		switch {
+		case errors.Is(err, errDirLink):
+		case err != nil:
+			errs = append(errs, &FieldError{File: rel, Reason: err.Error()})
+		default:
+			files[rel] = b
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, &FieldError{File: rel, Reason: fmt.Sprintf("cannot read: %v", err)})
-			return nil
-		}
-		files[rel] = b
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: load %s: %w", dir, err)
 	}
-	cfg, parseErrs := parse(files)
+	cfg, parseErrs := parse(files, o)
 	if errs = append(errs, parseErrs...); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -86,8 +86,8 @@ func isYAML(name string) bool {
 
 // Parse is Load for files held in memory: it maps a file name, used in
 // errors, to the file's content.
-func Parse(files map[string][]byte) (*model.Config, error) {
-	cfg, errs := parse(files)
+func Parse(files map[string][]byte, opts ...Option) (*model.Config, error) {
+	cfg, errs := parse(files, newOptions(opts))
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -95,8 +95,8 @@ func Parse(files map[string][]byte) (*model.Config, error) {
 }
 
 // parse returns the config, or every error found, sorted by file.
-func parse(files map[string][]byte) (*model.Config, []error) {
-	p := &parser{seen: map[string]*resource{}}
+func parse(files map[string][]byte, o options) (*model.Config, []error) {
+	p := &parser{seen: map[string]*resource{}, opts: o}
 	for _, name := range sortedKeys(files) {
 		p.file(name, files[name])
 	}
@@ -138,6 +138,7 @@ type parser struct {
 	resources []*resource
 	seen      map[string]*resource // by kind/namespace/name
 	errs      []*FieldError
+	opts      options
 }
 
 func (p *parser) add(file, res, path, format string, args ...any) {

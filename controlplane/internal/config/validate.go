@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +33,7 @@ func (p *parser) validateSet() {
 		case *networking.WorkloadGroup:
 			validateWorkloadGroup(s, report)
 		case *networking.VirtualService:
-			validateVirtualService(s, report)
+			validateVirtualService(s, p.opts, report)
 		case *networking.DestinationRule:
 			validateDestinationRule(s, r.meta.Annotations, report)
 		case *security.PeerAuthentication:
@@ -48,7 +47,7 @@ func (p *parser) validateSet() {
 	p.validateNamespacePolicies()
 }
 
-func validateVirtualService(vs *networking.VirtualService, report reportFunc) {
+func validateVirtualService(vs *networking.VirtualService, o options, report reportFunc) {
 	if len(vs.Hosts) == 0 {
 		report.add("spec.hosts", "at least one host is required")
 	}
@@ -64,10 +63,10 @@ func validateVirtualService(vs *networking.VirtualService, report reportFunc) {
 		path := fmt.Sprintf("spec.http[%d]", i)
 		for j, m := range h.Match {
 			mp := fmt.Sprintf("%s.match[%d]", path, j)
-			validateStringMatch(m.Uri, mp+".uri", report)
-			validateStringMatch(m.Method, mp+".method", report)
+			validateStringMatch(m.Uri, mp+".uri", o, report)
+			validateStringMatch(m.Method, mp+".method", o, report)
 			for _, k := range sortedKeys(m.Headers) {
-				validateStringMatch(m.Headers[k], fmt.Sprintf("%s.headers[%q]", mp, k), report)
+				validateStringMatch(m.Headers[k], fmt.Sprintf("%s.headers[%q]", mp, k), o, report)
 			}
 			if m.Port > 65535 {
 				report.add(mp+".port", "must be between 1 and 65535, got %d", m.Port)
@@ -124,7 +123,7 @@ func validateRoutes(routes []*networking.HTTPRouteDestination, path string, repo
 	}
 }
 
-func validateStringMatch(m *networking.StringMatch, path string, report reportFunc) {
+func validateStringMatch(m *networking.StringMatch, path string, o options, report reportFunc) {
 	if m == nil {
 		return
 	}
@@ -132,9 +131,7 @@ func validateStringMatch(m *networking.StringMatch, path string, report reportFu
 	case nil:
 		report.add(path, "set one of exact, prefix or regex")
 	case *networking.StringMatch_Regex:
-		if _, err := regexp.Compile(mt.Regex); err != nil {
-			report.add(path+".regex", "invalid regular expression (RE2 syntax): %v", err)
-		}
+		validateRegex(mt.Regex, path+".regex", o, report)
 	}
 }
 
