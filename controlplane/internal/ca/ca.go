@@ -22,13 +22,6 @@ const (
 	DefaultTTL         = time.Hour
 )
 
-// DefaultMaxTTL was the zero MaxTTL's value.
-//
-// Deprecated: the zero MaxTTL is now the DefaultTTL, so that the TTL the
-// operator sets is also the cap. The CA does not use this constant; leave
-// MaxTTL zero, or set it on purpose.
-const DefaultMaxTTL = 24 * time.Hour
-
 // insecureDevWarning is logged at New when Config.InsecureDev is set.
 const insecureDevWarning = "ca: insecure development mode: the CA signs any identity without a token; never use this outside loopback demos"
 
