@@ -3,6 +3,7 @@ package controlplane_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -327,4 +328,55 @@ func TestInsecurePlaintextOnlyOnLoopback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "plaintext (insecure development mode) is refused on 0.0.0.0:0") {
 		t.Fatalf("error %v, want plaintext refused on a wildcard address", err)
 	}
+}
+
+// TestNoDowngradeByRegistration: a PeerAuthentication DISABLE that selects
+// app: legacy cannot be reached by a registration of reviews labelled
+// app: legacy (app is the service's), so the reviews cluster stays mTLS.
+func TestNoDowngradeByRegistration(t *testing.T) {
+	disable := `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: legacy
+spec:
+  selector:
+    matchLabels:
+      app: legacy
+  mtls:
+    mode: DISABLE
+`
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "legacy.yaml": disable}))
+	cc := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	if err := tryRegister(t, cc, reviewsInstance("r1", "127.0.0.1", 9080)); err != nil {
+		t.Fatal(err)
+	}
+	sneaky := reviewsInstance("r2", "127.0.0.1", 9081)
+	sneaky.Labels = map[string]string{"app": "legacy", "version": "v1"}
+	if err := tryRegister(t, cc, sneaky); err != nil {
+		t.Fatal(err)
+	}
+	const cluster = "outbound|9080||reviews.default.svc.cluster.local"
+	waitUntil(t, 5*time.Second, "both instances in EDS", func() bool {
+		for _, r := range xdsOf(dump(t, cp), "ClusterLoadAssignment") {
+			if strings.Contains(string(r), cluster) && strings.Count(string(r), "127.0.0.1") == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	for _, r := range xdsOf(dump(t, cp), ".Cluster") {
+		if strings.Contains(string(r), `"name":"`+cluster+`"`) && !strings.Contains(string(r), "transportSocket") {
+			t.Fatalf("cluster %s is plaintext after a registration labelled app: legacy:\n%s", cluster, r)
+		}
+	}
+}
+
+// xdsOf returns the served resources of the type whose URL ends in suffix.
+func xdsOf(d controlplane.ConfigDump, suffix string) []json.RawMessage {
+	for typ, x := range d.XDS {
+		if strings.HasSuffix(typ, suffix) {
+			return x.Resources
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package translate_test
 
 import (
+	"math"
 	"math/rand"
 	"strings"
 	"testing"
@@ -1010,5 +1011,40 @@ func TestDeterministic(t *testing.T) {
 				t.Fatalf("run %d: cluster %s bytes differ", i, out.Clusters[j].GetName())
 			}
 		}
+	}
+}
+
+// TestWeightsNeverOverflow: weights whose sum passes 2^32-1 (which wrapped
+// to 0, and was NACKed) are scaled down in proportion, each at least 1.
+func TestWeightsNeverOverflow(t *testing.T) {
+	se := serviceEntry("default", "reviews", &networking.ServiceEntry{
+		Hosts: []string{reviews},
+		Ports: []*networking.ServicePort{{Number: 9080, Name: "grpc", Protocol: "GRPC"}},
+		Endpoints: []*networking.WorkloadEntry{
+			{Address: "10.0.0.1", Weight: math.MaxUint32},
+			{Address: "10.0.0.2", Weight: math.MaxUint32 / 2},
+			{Address: "10.0.0.3", Weight: 1},
+		},
+	})
+	cla := findCLA(t, build(t, translate.Input{Config: &model.Config{ServiceEntries: []*model.ServiceEntry{se}}}), "outbound|9080||"+reviews)
+	var sum uint64
+	var ws []uint32
+	for _, lle := range cla.GetEndpoints() {
+		var local uint64
+		for _, e := range lle.GetLbEndpoints() {
+			w := e.GetLoadBalancingWeight().GetValue()
+			ws = append(ws, w)
+			local += uint64(w)
+		}
+		if uint64(lle.GetLoadBalancingWeight().GetValue()) != local {
+			t.Errorf("locality weight %d, want the sum of its endpoints, %d", lle.GetLoadBalancingWeight().GetValue(), local)
+		}
+		sum += local
+	}
+	if sum == 0 || sum > math.MaxUint32 {
+		t.Fatalf("sum of weights %d, want 1..2^32-1", sum)
+	}
+	if len(ws) != 3 || ws[2] != 1 || ws[0] < 2*ws[1]-2 || ws[0] > 2*ws[1]+2 {
+		t.Errorf("weights %v, want about 2:1 and the smallest kept at 1", ws)
 	}
 }
