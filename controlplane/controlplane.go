@@ -194,7 +194,8 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 			Handler:           s.adminHandler(),
 			ReadHeaderTimeout: s.limits.AdminReadHeaderTimeout,
 			IdleTimeout:       s.limits.AdminIdleTimeout,
-			MaxHeaderBytes:    s.limits.AdminMaxHeaderBytes,
+			// net/http reads 4 KiB past MaxHeaderBytes before it refuses.
+			MaxHeaderBytes: max(s.limits.AdminMaxHeaderBytes-4096, 1),
 		}
 	}
 
@@ -307,6 +308,11 @@ func (s *Server) Close() error {
 			s.plain.Stop()
 		}
 		if s.admin != nil {
+			// Shutdown waits for connections net/http is still closing
+			// (after a refused request it lingers up to 500ms); bounded.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s.admin.Shutdown(ctx)
+			cancel()
 			s.admin.Close()
 		}
 		s.wg.Wait()

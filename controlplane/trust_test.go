@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -379,4 +380,26 @@ func xdsOf(d controlplane.ConfigDump, suffix string) []json.RawMessage {
 		}
 	}
 	return nil
+}
+
+func TestAdminPortLimits(t *testing.T) {
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, nil))
+	req, err := http.NewRequest("GET", "http://"+cp.AdminAddr()+"/healthz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		size int
+		want int
+	}{{59 << 10, http.StatusOK}, {61 << 10, http.StatusRequestHeaderFieldsTooLarge}} {
+		req.Header.Set("X-Big", strings.Repeat("a", tc.size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("a %d KiB header got %d, want %d", tc.size>>10, resp.StatusCode, tc.want)
+		}
+	}
 }

@@ -197,3 +197,28 @@ func (s *syncBuffer) String() string {
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestInsecurePlaintextDevelopmentMode: with the explicit development flag
+// on both sides, the control channel is plaintext on loopback and the mesh
+// still works (claims are believed; the control plane says so loudly).
+func TestInsecurePlaintextDevelopmentMode(t *testing.T) {
+	var logs syncBuffer
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": splitRoute(100, 0)}),
+		controlplane.WithInsecurePlaintext(true), controlplane.WithLogger(slogTo(&logs)))
+	if !strings.Contains(logs.String(), "INSECURE") {
+		t.Errorf("no loud warning in %q", logs.String())
+	}
+	srv := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, mesh.WithInsecureControlPlane())
+	in := serveGreeter(t, srv, "v1", nil)
+	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "productpage", nil, mesh.WithInsecureControlPlane()))
+	waitServing(t, client, "v1")
+	if r, err := call(t.Context(), client, ""); err != nil || r.GetInstance() != in.addr {
+		t.Fatalf("call: %v %v", r, err)
+	}
+	// A workload that expects TLS does not fall back to plaintext.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if _, err := mesh.New(ctx, mesh.WithService("strict"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(meshtest.Logger())); err == nil {
+		t.Fatal("a TLS workload joined a plaintext control plane")
+	}
+}
