@@ -1,6 +1,7 @@
 // Package controlplane is meshlet's control plane. It reads a directory of
-// Istio YAML (ServiceEntry, WorkloadEntry, VirtualService and
-// DestinationRule), validates all of it strictly, keeps a registry of the
+// Istio YAML (ServiceEntry, WorkloadEntry, WorkloadGroup, VirtualService,
+// DestinationRule, PeerAuthentication and AuthorizationPolicy), validates
+// all of it strictly, keeps a registry of the
 // instances that meshlet servers register, and serves the result to gRPC-Go
 // and meshlet clients as standard xDS over ADS.
 //
@@ -10,6 +11,17 @@
 // /readyz, /debug/config (the model, the xDS resources and the last config
 // error) and /debug/clients (every xDS client and what it acknowledged or
 // rejected).
+//
+// Its gRPC port (xDS, registration, the CA) is TLS with a certificate from
+// its own CA, spiffe://<trust domain>/ns/<root namespace>/sa/
+// meshlet-controlplane. Every stream's identity is the one its client
+// certificate proves, never what it claims: a workload may register as
+// instances only of the service its service account may serve (its own
+// name, or what a WorkloadGroup binds), at its own address, and only it
+// gets the server Listener of that address. The CA's root is kept in the
+// state directory (DefaultStateDir), so that a restart keeps trust;
+// workloads in other processes trust the control plane with that root
+// file (mesh.EnvControlPlaneRoots).
 //
 // The shortest use:
 //

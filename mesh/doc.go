@@ -28,7 +28,12 @@
 // workload's mTLS identity and enforces AuthorizationPolicy.
 //
 // The control plane's address comes from WithControlPlane or the
-// MESHLET_CONTROL_PLANE environment variable. meshlet builds gRPC-Go's xDS
+// MESHLET_CONTROL_PLANE environment variable. The connection to it is TLS,
+// verified against roots the workload holds out of band
+// (WithControlPlaneRoots, or MESHLET_CONTROL_PLANE_ROOTS naming the
+// control plane's root file; a control plane in the same process needs
+// neither); after the first certificate request, which carries the
+// workload's token, it is mTLS with the workload's own SVID. meshlet builds gRPC-Go's xDS
 // bootstrap in-process; when GRPC_XDS_BOOTSTRAP or
 // GRPC_XDS_BOOTSTRAP_CONFIG is set, gRPC-Go's is used instead.
 //
