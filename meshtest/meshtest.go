@@ -74,6 +74,39 @@ func stateDir(t testing.TB) string {
 // They verify cp's own identity against its roots.
 func ControlPlaneCredentials(t testing.TB, cp *controlplane.Server, namespace, serviceAccount string) credentials.TransportCredentials {
 	t.Helper()
+	src, bundle, cpID := svidFrom(t, cp, namespace, serviceAccount)
+	return credentials.NewTLS(tlsconfig.MTLSClientConfig(src, bundle, tlsconfig.AuthorizeID(cpID)))
+}
+
+// SVIDFiles writes an SVID from cp's CA for
+// spiffe://<trust domain>/ns/<namespace>/sa/<serviceAccount> into a new
+// directory, as PEM files, for clients that read files: the certificate
+// chain, its key, and the trust bundle (cp's roots, which also verify cp
+// itself). cp's CA must sign without a token.
+func SVIDFiles(t testing.TB, cp *controlplane.Server, namespace, serviceAccount string) (certFile, keyFile, bundleFile string) {
+	t.Helper()
+	src, _, _ := svidFrom(t, cp, namespace, serviceAccount)
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := svid.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile, bundleFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "bundle.pem")
+	for name, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM, bundleFile: cp.Roots()} {
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile, bundleFile
+}
+
+// svidFrom gets an SVID from cp's CA over TLS that verifies cp.
+func svidFrom(t testing.TB, cp *controlplane.Server, namespace, serviceAccount string) (*security.CASource, *x509bundle.Bundle, spiffeid.ID) {
+	t.Helper()
 	roots, err := pemCerts(cp.Roots())
 	if err != nil {
 		t.Fatalf("meshtest: control plane roots: %v", err)
@@ -101,7 +134,7 @@ func ControlPlaneCredentials(t testing.TB, cp *controlplane.Server, namespace, s
 		t.Fatalf("meshtest: SVID for ns/%s/sa/%s: %v", namespace, serviceAccount, err)
 	}
 	t.Cleanup(func() { src.Close() })
-	return credentials.NewTLS(tlsconfig.MTLSClientConfig(src, bundle, tlsconfig.AuthorizeID(cpID)))
+	return src, bundle, cpID
 }
 
 func pemCerts(data []byte) ([]*x509.Certificate, error) {
