@@ -2,33 +2,232 @@
 
 package main
 
-// This file holds the one place where the benchmark connects to the control
-// plane's gRPC port (registrations and xDS). Today the control channel is
-// plaintext; when it becomes TLS/mTLS, only these two functions change:
-// the credentials, and the client certificate the control plane will ask for.
+// This file is the one place where the benchmark connects to the control
+// plane's gRPC port (CA, registrations and xDS), and the only one that
+// knows about credentials. The port serves TLS with a certificate from the
+// control plane's own CA, which workloads verify against the CA's root,
+// held out of band (the file in the control plane's state directory). A
+// workload first asks the CA for an SVID over TLS that verifies the
+// control plane (no token: the child runs with --ca-insecure-dev), then
+// uses mTLS with that SVID for everything else. With -plaintext, the child
+// runs with --insecure-plaintext-dev and every connection is plaintext.
 
 import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/security"
 )
 
-// controlPlaneDialOptions are the options of every connection to the
-// control plane: each registration's and the xDS watcher's.
-func controlPlaneDialOptions() []grpc.DialOption {
+// watcherServiceAccount is the identity of the xDS watcher.
+const watcherServiceAccount = "bench-watcher"
+
+// controlChannelArgs are the control plane's flags for the channel: its
+// state directory (where its CA keeps the root) and, with plaintext, the
+// insecure development mode.
+func controlChannelArgs(stateDir string, plaintext bool) []string {
+	args := []string{"--state-dir", stateDir, "--ca-insecure-dev"}
+	if plaintext {
+		args = append(args, "--insecure-plaintext-dev")
+	}
+	return args
+}
+
+// controlChannel holds the credentials of the connections to one control
+// plane: per service account, mTLS with an SVID from its CA, or plaintext.
+// Its methods are safe for concurrent use once newControlChannel returned.
+type controlChannel struct {
+	addr      string
+	plaintext bool
+	td        spiffeid.TrustDomain
+	cpID      spiffeid.ID
+	bundle    *x509bundle.Bundle                          // the CA's root, read from the state directory
+	creds     map[string]credentials.TransportCredentials // by service account
+	sources   []*security.CASource
+	csr       []time.Duration // each SVID's dial, handshake and CSR
+}
+
+// newControlChannel prepares the connections to the control plane at addr
+// for the given service accounts (namespace benchNamespace). Over TLS it
+// reads the CA's root from stateDir and gets one SVID per service account
+// from the CA, each over its own server-authenticated connection, as a
+// starting server does; it times each of those. Plaintext needs nothing.
+func newControlChannel(ctx context.Context, addr, stateDir string, plaintext bool, serviceAccounts []string) (*controlChannel, error) {
+	ch := &controlChannel{addr: addr, plaintext: plaintext, td: spiffeid.RequireTrustDomainFromString(wire.DefaultTrustDomain)}
+	if plaintext {
+		return ch, nil
+	}
+	ch.cpID = spiffeid.RequireFromString(wire.ControlPlaneID(wire.DefaultTrustDomain, wire.DefaultRootNamespace))
+	roots, err := readRoots(controlplane.CARootPath(stateDir))
+	if err != nil {
+		return nil, fmt.Errorf("control plane's CA root: %w", err)
+	}
+	ch.bundle = x509bundle.FromX509Authorities(ch.td, roots)
+	ch.creds = map[string]credentials.TransportCredentials{}
+	for _, sa := range serviceAccounts {
+		start := time.Now()
+		src, err := ch.newSVID(ctx, sa)
+		if err != nil {
+			ch.Close()
+			return nil, err
+		}
+		ch.csr = append(ch.csr, time.Since(start))
+		ch.sources = append(ch.sources, src)
+		ch.creds[sa] = credentials.NewTLS(tlsconfig.MTLSClientConfig(src, ch.bundle, tlsconfig.AuthorizeID(ch.cpID)))
+	}
+	return ch, nil
+}
+
+// newSVID does what a starting server does before it registers: a
+// connection that verifies the control plane and presents nothing, and one
+// CSR for ns/benchNamespace/sa/sa over it. The source renews until Close.
+func (ch *controlChannel) newSVID(ctx context.Context, sa string) (*security.CASource, error) {
+	id, err := spiffeid.FromSegments(ch.td, "ns", benchNamespace, "sa", sa)
+	if err != nil {
+		return nil, err
+	}
+	var creds credentials.TransportCredentials
+	cfg := security.CAConfig{ID: id, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if ch.plaintext {
+		creds, cfg.InsecureTrustResponse = insecure.NewCredentials(), true
+	} else {
+		creds, cfg.Roots = credentials.NewTLS(tlsconfig.TLSClientConfig(ch.bundle, tlsconfig.AuthorizeID(ch.cpID))), ch.bundle
+	}
+	boot, err := grpc.NewClient("passthrough:///"+ch.addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("dial control plane %s: %w", ch.addr, err)
+	}
+	defer boot.Close()
+	cfg.Conn = boot
+	src, err := security.NewCASource(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("SVID for %s: %w", id, err)
+	}
+	return src, nil
+}
+
+// dialOptions are the options of a connection to the control plane with
+// the identity of service account sa (which newControlChannel got an SVID
+// for): each registration's, and the xDS watcher's.
+func (ch *controlChannel) dialOptions(sa string) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if !ch.plaintext {
+		creds = ch.creds[sa]
+		if creds == nil {
+			panic(fmt.Sprintf("bench: no SVID for service account %q", sa))
+		}
+	}
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 }
 
-// dialControlPlane opens the connection of one registering server: every
-// meshlet server process has its own connection to the control plane, so
-// every registration gets one (and, once the channel is TLS, its own
-// handshake). addr is an IP:port; passthrough keeps gRPC from any name
-// lookup.
-func dialControlPlane(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("passthrough:///"+addr, controlPlaneDialOptions()...)
+// dial opens the connection of one registering server of service account
+// sa: every meshlet server process has its own connection to the control
+// plane, so every registration gets one, and over TLS its own full
+// handshake (no session is resumed: each tls.Config here has no session
+// cache, as each server process would have its own). The address is an
+// IP:port; passthrough keeps gRPC from any name lookup.
+func (ch *controlChannel) dial(sa string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+ch.addr, ch.dialOptions(sa)...)
+}
+
+// csrTimes returns how long each SVID took, first dial to SVID.
+func (ch *controlChannel) csrTimes() []time.Duration { return slices.Clone(ch.csr) }
+
+// sampleCSRs makes n more CSRs (for ns/benchNamespace/sa/bench-0), at most
+// concurrency at a time, each on its own new connection as a starting
+// server's, and returns how long each took, first dial to SVID. It runs
+// over TLS or plaintext, whichever the channel is.
+func (ch *controlChannel) sampleCSRs(ctx context.Context, n, concurrency int) ([]time.Duration, error) {
+	took := make([]time.Duration, n)
+	next := make(chan int)
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(concurrency, n) {
+		wg.Go(func() {
+			for i := range next {
+				start := time.Now()
+				src, err := ch.newSVID(ctx, serviceName(0))
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					continue
+				}
+				took[i] = time.Since(start)
+				src.Close()
+			}
+		})
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return took, firstErr
+}
+
+// Close stops the SVID sources' renewals.
+func (ch *controlChannel) Close() {
+	for _, s := range ch.sources {
+		s.Close()
+	}
+}
+
+func readRoots(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New(path + ": no PEM certificate in it")
+	}
+	return out, nil
 }

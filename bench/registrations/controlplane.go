@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,9 +52,9 @@ type controlPlane struct {
 
 // startControlPlane runs bin with an empty config directory (a valid
 // config: services come from registrations alone) under dir, on free
-// loopback ports, and returns once its /readyz says ready. Its log goes to
-// a file under dir.
-func startControlPlane(ctx context.Context, bin, dir, logLevel string) (*controlPlane, error) {
+// loopback ports, with the flags args besides, and returns once its
+// /readyz says ready. Its log goes to a file under dir.
+func startControlPlane(ctx context.Context, bin, dir, logLevel string, args []string) (*controlPlane, error) {
 	cfgDir := filepath.Join(dir, "config")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func startControlPlane(ctx context.Context, bin, dir, logLevel string) (*control
 	// A free port found by listening can be taken before the child binds
 	// it; try again with other ports then.
 	for attempt := range 3 {
-		cp, err := startOnce(ctx, bin, cfgDir, filepath.Join(dir, fmt.Sprintf("controlplane-%d.log", attempt)), logLevel)
+		cp, err := startOnce(ctx, bin, cfgDir, filepath.Join(dir, fmt.Sprintf("controlplane-%d.log", attempt)), logLevel, args)
 		if err == nil {
 			return cp, nil
 		}
@@ -74,7 +75,7 @@ func startControlPlane(ctx context.Context, bin, dir, logLevel string) (*control
 	return nil, lastErr
 }
 
-func startOnce(ctx context.Context, bin, cfgDir, logPath, logLevel string) (*controlPlane, error) {
+func startOnce(ctx context.Context, bin, cfgDir, logPath, logLevel string, args []string) (*controlPlane, error) {
 	xdsAddr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -88,13 +89,12 @@ func startOnce(ctx context.Context, bin, cfgDir, logPath, logLevel string) (*con
 		return nil, err
 	}
 	defer logf.Close() // the child holds its own descriptor
-	cmd := exec.Command(bin,
+	cmd := exec.Command(bin, append([]string{
 		"--config-dir", cfgDir,
 		"--xds-address", xdsAddr,
 		"--admin-address", adminAddr,
-		"--ca-insecure-dev",
 		"--log-level", logLevel,
-	)
+	}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The child dies with this process, however it ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -159,4 +159,36 @@ func (cp *controlPlane) stop() {
 	}
 	cp.cmd.Process.Kill()
 	<-cp.exited
+}
+
+// warnings returns the WARN and ERROR messages of the control plane's log
+// (slog's text format), each with how many times it was logged, in the
+// order first seen: refused registrations and xDS streams show there, with
+// the reason in the line.
+func (cp *controlPlane) warnings() ([]string, map[string]int, error) {
+	data, err := os.ReadFile(cp.logPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	var order []string
+	count := map[string]int{}
+	for line := range strings.Lines(string(data)) {
+		if !strings.Contains(line, " level=WARN ") && !strings.Contains(line, " level=ERROR ") {
+			continue
+		}
+		_, msg, ok := strings.Cut(line, " msg=")
+		if !ok {
+			continue
+		}
+		if q, err := strconv.QuotedPrefix(msg); err == nil {
+			msg, _ = strconv.Unquote(q)
+		} else {
+			msg, _, _ = strings.Cut(msg, " ")
+		}
+		if count[msg] == 0 {
+			order = append(order, msg)
+		}
+		count[msg]++
+	}
+	return order, count, nil
 }

@@ -6,26 +6,35 @@
 //
 // It builds cmd/meshlet-controlplane and runs it as a child process on
 // loopback, with an empty config directory, so that the control plane's
-// CPU can be read from /proc apart from this load generator's. It then
-// opens n registrations the way meshlet servers do (each on its own
-// connection: the Register stream, NOT_SERVING, then SERVING), at most -c
-// at a time, and watches the services with meshlet's own xDS client
-// (package resolver) until every instance is in EDS. The registrations
-// stay open until then, and are closed cleanly afterwards. Each of the -runs
-// runs uses a fresh control-plane process.
+// CPU can be read from /proc apart from this load generator's. Before the
+// clock starts, it gets one SVID per service identity from the control
+// plane's CA (one CSR each, as a starting server makes). It then opens n
+// registrations the way meshlet servers do (each on its own connection,
+// mTLS with its service's SVID: the Register stream, NOT_SERVING, then
+// SERVING), at most -c at a time, and watches the services with meshlet's
+// own xDS client (package resolver) until every instance is in EDS. The
+// registrations stay open until then, and are closed cleanly afterwards.
+// Each of the -runs runs uses a fresh control-plane process.
 //
-//	go run ./bench/registrations                 # n=1000, 10 services, -c 16, 3 runs
+// -plaintext runs the same binary in its insecure development mode
+// (--insecure-plaintext-dev) and dials plaintext; -compare alternates TLS
+// and plaintext runs (-runs of each) and prints their ratios. -csrs n also
+// times n more CSRs before the registrations, each on its own connection.
+//
+//	go run ./bench/registrations                 # n=1000, 10 services, -c 16, 3 runs, TLS
 //	go run ./bench/registrations -n 200 -runs 1
+//	go run ./bench/registrations -compare        # TLS, plaintext, TLS, plaintext, ...
 //
 // Everything runs on 127.0.0.0/8 and no name is looked up. Each run is
 // bounded by -timeout. It reads /proc, so it builds on Linux only.
 //
 // The connections to the control plane are made in controlchannel.go, and
-// only there: that file is what changes when the control channel does.
+// only there: it is the one file that knows about credentials.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -33,9 +42,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/meshlet/meshlet/controlplane"
 )
 
 type config struct {
@@ -43,6 +55,39 @@ type config struct {
 	timeout                           time.Duration
 	bin                               string
 	logLevel                          string
+	plaintext, compare                bool
+	csrs                              int
+}
+
+// mode is how a run's control channel works.
+type mode int
+
+const (
+	modeTLS       mode = iota // TLS, mTLS with SVIDs from the control plane's CA
+	modePlaintext             // the control plane's --insecure-plaintext-dev
+)
+
+func (m mode) String() string {
+	if m == modePlaintext {
+		return "plaintext"
+	}
+	return "TLS"
+}
+
+// modes returns the channel of each run, in order.
+func (c config) modes() []mode {
+	var ms []mode
+	for range c.repeats {
+		switch {
+		case c.compare:
+			ms = append(ms, modeTLS, modePlaintext)
+		case c.plaintext:
+			ms = append(ms, modePlaintext)
+		default:
+			ms = append(ms, modeTLS)
+		}
+	}
+	return ms
 }
 
 func main() {
@@ -50,10 +95,13 @@ func main() {
 	flag.IntVar(&c.n, "n", 1000, "registrations per run")
 	flag.IntVar(&c.services, "services", 10, "services the registrations are spread over, round robin")
 	flag.IntVar(&c.concurrency, "c", 16, "registrations in progress at once")
-	flag.IntVar(&c.repeats, "runs", 3, "runs, each against a fresh control-plane process")
+	flag.IntVar(&c.repeats, "runs", 3, "runs, each against a fresh control-plane process (with -compare, runs of each)")
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Minute, "limit of each run, from starting the control plane to closing the registrations")
 	flag.StringVar(&c.bin, "controlplane", "", "control-plane binary to run (default: build ./cmd/meshlet-controlplane)")
 	flag.StringVar(&c.logLevel, "cp-log-level", "info", "the control plane's --log-level (info, its default, logs two lines per registration)")
+	flag.BoolVar(&c.plaintext, "plaintext", false, "run the control plane with --insecure-plaintext-dev and dial plaintext (no SVIDs, no handshakes)")
+	flag.BoolVar(&c.compare, "compare", false, "alternate TLS and plaintext runs, -runs of each, and print the ratios TLS / plaintext")
+	flag.IntVar(&c.csrs, "csrs", 0, "before the registrations, time this many more CSRs, -c at a time, each on its own connection")
 	flag.Parse()
 	if err := c.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "registrations:", err)
@@ -79,19 +127,30 @@ func (c config) check() error {
 		return fmt.Errorf("-runs %d: want at least 1", c.repeats)
 	case c.timeout <= 0:
 		return fmt.Errorf("-timeout %v: want more than 0", c.timeout)
+	case c.plaintext && c.compare:
+		return errors.New("-plaintext and -compare: choose one (-compare runs both)")
+	case c.csrs < 0:
+		return fmt.Errorf("-csrs %d: want 0 or more", c.csrs)
 	}
 	return nil
 }
 
 // result is what one run measured.
 type result struct {
-	wall     time.Duration // first registration started to all n in EDS
-	acked    time.Duration // first registration started to the last SERVING answer
-	cpCPU    time.Duration // control-plane CPU over wall
-	rss      int64         // control plane's resident set once all were in EDS
+	mode     mode
+	svids    []time.Duration // each SVID the registrations use: dial, handshake, CSR
+	csrs     []time.Duration // the -csrs sample, each dial, handshake and CSR
+	csrWall  time.Duration   // the whole -csrs sample
+	csrCPU   time.Duration   // control-plane CPU over csrWall
+	wall     time.Duration   // first registration started to all n in EDS
+	acked    time.Duration   // first registration started to the last SERVING answer
+	cpCPU    time.Duration   // control-plane CPU over wall
+	rss      int64           // control plane's resident set once all were in EDS
 	peakRSS  int64
-	benchCPU time.Duration // this process's CPU over wall (it shares the cores)
-	closed   time.Duration // closing every registration cleanly, afterwards
+	benchCPU time.Duration  // this process's CPU over wall (it shares the cores)
+	closed   time.Duration  // closing every registration cleanly, afterwards
+	warnings []string       // the control plane's WARN and ERROR messages, first seen first
+	warned   map[string]int // how many times each was logged
 }
 
 func run(ctx context.Context, c config) (err error) {
@@ -117,40 +176,128 @@ func run(ctx context.Context, c config) (err error) {
 		}
 		what = "./cmd/meshlet-controlplane at " + commit(ctx, root)
 	}
-	fmt.Printf("registrations: n=%d services=%d concurrency=%d runs=%d; control plane %s, plaintext control channel, --log-level %s\n",
-		c.n, c.services, c.concurrency, c.repeats, what, c.logLevel)
+	channel := "TLS control channel (mTLS with SVIDs from its CA)"
+	switch {
+	case c.compare:
+		channel = "TLS and plaintext (--insecure-plaintext-dev) alternating"
+	case c.plaintext:
+		channel = "plaintext control channel (--insecure-plaintext-dev)"
+	}
+	fmt.Printf("registrations: n=%d services=%d concurrency=%d runs=%d; control plane %s, %s, --log-level %s\n",
+		c.n, c.services, c.concurrency, c.repeats, what, channel, c.logLevel)
 
 	var results []result
-	for i := range c.repeats {
-		rdir := filepath.Join(dir, fmt.Sprintf("run%d", i+1))
-		r, err := runOnce(ctx, c, bin, rdir)
+	for i, m := range c.modes() {
+		rdir := filepath.Join(dir, fmt.Sprintf("run%d-%s", i+1, m))
+		r, err := runOnce(ctx, c, bin, rdir, m)
 		if err != nil {
-			return fmt.Errorf("run %d: %w", i+1, err)
+			return fmt.Errorf("run %d (%s): %w", i+1, m, err)
 		}
 		results = append(results, r)
-		fmt.Printf("run %d: %d in EDS in %v (%.0f/s; last SERVING answer at %v); control plane CPU %v = %.0f µs/registration, RSS %.1f MiB (peak %.1f); bench CPU %v; closed in %v\n",
-			i+1, c.n, r.wall.Round(time.Millisecond), float64(c.n)/r.wall.Seconds(), r.acked.Round(time.Millisecond),
-			r.cpCPU, perRegistration(r.cpCPU, c.n), mib(r.rss), mib(r.peakRSS), r.benchCPU.Round(10*time.Millisecond), r.closed.Round(time.Millisecond))
+		fmt.Printf("run %d (%s): %d in EDS in %v (%.0f/s; last SERVING answer at %v); control plane CPU %v = %.0f µs/registration, RSS %.1f MiB (peak %.1f); bench CPU %v; closed in %v\n",
+			i+1, m, c.n, r.wall.Round(time.Millisecond), float64(c.n)/r.wall.Seconds(), r.acked.Round(time.Millisecond),
+			r.cpCPU, perOp(r.cpCPU, c.n), mib(r.rss), mib(r.peakRSS), r.benchCPU.Round(10*time.Millisecond), r.closed.Round(time.Millisecond))
+		for _, msg := range r.warnings {
+			if devModeWarning(msg) {
+				continue
+			}
+			short := msg
+			if len(short) > 100 {
+				short = short[:100] + "..."
+			}
+			fmt.Printf("  control plane WARN/ERROR %d×: %s\n", r.warned[msg], short)
+		}
+		if len(r.svids) > 0 {
+			lo, med, hi := stats(r.svids, func(d time.Duration) float64 { return ms(d) })
+			fmt.Printf("  before the clock: %d SVIDs (dial, handshake, CSR each) %.1f / %.1f / %.1f ms min/median/max\n", len(r.svids), lo, med, hi)
+		}
+		if len(r.csrs) > 0 {
+			lo, med, hi := stats(r.csrs, func(d time.Duration) float64 { return ms(d) })
+			fmt.Printf("  CSR sample: %d in %v, %d at a time, each (dial, handshake, CSR) %.1f / %.1f / %.1f ms min/median/max; control plane CPU %v = %.0f µs/CSR\n",
+				len(r.csrs), r.csrWall.Round(time.Millisecond), min(c.concurrency, c.csrs), lo, med, hi, r.csrCPU, perOp(r.csrCPU, len(r.csrs)))
+		}
 	}
-	printSummary(c, results)
+	byMode := map[mode][]result{}
+	for _, r := range results {
+		byMode[r.mode] = append(byMode[r.mode], r)
+	}
+	for _, m := range []mode{modeTLS, modePlaintext} {
+		if rs := byMode[m]; len(rs) > 0 {
+			printSummary(c, m, rs)
+		}
+	}
+	if c.compare {
+		printRatios(byMode[modeTLS], byMode[modePlaintext])
+	}
 	return nil
 }
 
-func runOnce(ctx context.Context, c config, bin, dir string) (res result, err error) {
+// devModeWarning reports whether msg is one of the warnings the control
+// plane logs because of the flags the benchmark runs it with: the CA's
+// --ca-insecure-dev (at start and for each CSR) and
+// --insecure-plaintext-dev. Others, such as a refused registration, are
+// shown.
+func devModeWarning(msg string) bool {
+	for _, p := range []string{"ca: insecure development mode", "ca: signed without a token", "INSECURE: "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// perIdentity is the most registrations one identity holds in a run.
+func (c config) perIdentity() int { return (c.n + c.services - 1) / c.services }
+
+func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result, err error) {
+	res.mode = m
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	cp, err := startControlPlane(ctx, bin, dir, c.logLevel)
+	stateDir := filepath.Join(dir, "state")
+	args := controlChannelArgs(stateDir, m == modePlaintext)
+	if k := c.perIdentity(); k > controlplane.DefaultRegistrationsPerIdentity {
+		args = append(args, "--max-registrations-per-identity", strconv.Itoa(k))
+	}
+	cp, err := startControlPlane(ctx, bin, dir, c.logLevel, args)
 	if err != nil {
 		return res, err
 	}
 	defer cp.stop()
-	w, err := watchEDS(ctx, cp.xdsAddr, c.services, c.n)
+	accounts := []string{watcherServiceAccount}
+	for k := range c.services {
+		accounts = append(accounts, serviceName(k))
+	}
+	ch, err := newControlChannel(ctx, cp.xdsAddr, stateDir, m == modePlaintext, accounts)
+	if err != nil {
+		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.logPath)
+	}
+	defer ch.Close()
+	res.svids = ch.csrTimes()
+	if c.csrs > 0 {
+		cpu0, err := processCPU(cp.pid())
+		if err != nil {
+			return res, err
+		}
+		start := time.Now()
+		res.csrs, err = ch.sampleCSRs(ctx, c.csrs, c.concurrency)
+		if err != nil {
+			return res, fmt.Errorf("CSR sample: %w (control plane log: %s)", err, cp.logPath)
+		}
+		res.csrWall = time.Since(start)
+		cpu1, err := processCPU(cp.pid())
+		if err != nil {
+			return res, err
+		}
+		res.csrCPU = cpu1 - cpu0
+	}
+
+	w, err := watchEDS(ctx, ch, c.services, c.n)
 	if err != nil {
 		return res, err
 	}
 	defer w.Close()
 	if err := w.waitSubscribed(ctx); err != nil {
-		return res, err
+		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.logPath)
 	}
 
 	cpu0, err := processCPU(cp.pid())
@@ -159,9 +306,9 @@ func runOnce(ctx context.Context, c config, bin, dir string) (res result, err er
 	}
 	self0 := selfCPU()
 	start := time.Now()
-	regs, err := registerAll(ctx, cp.xdsAddr, c.n, c.services, c.concurrency)
+	regs, err := registerAll(ctx, ch, c.n, c.services, c.concurrency)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.logPath)
 	}
 	res.acked = time.Since(start)
 	seen, err := w.wait(ctx)
@@ -192,43 +339,90 @@ func runOnce(ctx context.Context, c config, bin, dir string) (res result, err er
 		return res, fmt.Errorf("deregister: %w", err)
 	}
 	res.closed = time.Since(closing)
+	if res.warnings, res.warned, err = cp.warnings(); err != nil {
+		return res, err
+	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-func printSummary(c config, rs []result) {
-	stat := func(f func(result) float64) (lo, med, hi float64) {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		m := v[len(v)/2]
-		if len(v)%2 == 0 {
-			m = (v[len(v)/2-1] + v[len(v)/2]) / 2
-		}
-		return v[0], m, v[len(v)-1]
+// stats returns the min, median and max of f over v.
+func stats[T any](v []T, f func(T) float64) (lo, med, hi float64) {
+	x := make([]float64, len(v))
+	for i, e := range v {
+		x[i] = f(e)
 	}
-	fmt.Printf("\n%d runs of %d registrations (%d services, %d at a time)  min / median / max\n", len(rs), c.n, c.services, c.concurrency)
-	row := func(name, format string, f func(result) float64) {
-		lo, med, hi := stat(f)
-		fmt.Printf("  %-42s "+format+" / "+format+" / "+format+"\n", name, lo, med, hi)
+	slices.Sort(x)
+	med = x[len(x)/2]
+	if len(x)%2 == 0 {
+		med = (x[len(x)/2-1] + x[len(x)/2]) / 2
 	}
-	row(fmt.Sprintf("wall time, %d registrations in EDS (s)", c.n), "%.3f", func(r result) float64 { return r.wall.Seconds() })
-	row("registrations per second", "%.0f", func(r result) float64 { return float64(c.n) / r.wall.Seconds() })
-	row("control-plane CPU (s)", "%.2f", func(r result) float64 { return r.cpCPU.Seconds() })
-	row("control-plane CPU per registration (µs)", "%.0f", func(r result) float64 { return perRegistration(r.cpCPU, c.n) })
-	row("control-plane RSS after (MiB)", "%.1f", func(r result) float64 { return mib(r.rss) })
-	row("load generator CPU (s)", "%.2f", func(r result) float64 { return r.benchCPU.Seconds() })
+	return x[0], med, x[len(x)-1]
 }
 
-func perRegistration(d time.Duration, n int) float64 {
+// metrics are the summary's rows.
+var metrics = []struct {
+	name, format string
+	f            func(c config, r result) float64
+}{
+	{"wall time, all registrations in EDS (s)", "%.3f", func(_ config, r result) float64 { return r.wall.Seconds() }},
+	{"registrations per second", "%.0f", func(c config, r result) float64 { return float64(c.n) / r.wall.Seconds() }},
+	{"control-plane CPU (s)", "%.2f", func(_ config, r result) float64 { return r.cpCPU.Seconds() }},
+	{"control-plane CPU per registration (µs)", "%.0f", func(c config, r result) float64 { return perOp(r.cpCPU, c.n) }},
+	{"control-plane RSS after (MiB)", "%.1f", func(_ config, r result) float64 { return mib(r.rss) }},
+	{"load generator CPU (s)", "%.2f", func(_ config, r result) float64 { return r.benchCPU.Seconds() }},
+}
+
+func printSummary(c config, m mode, rs []result) {
+	fmt.Printf("\n%s: %d runs of %d registrations (%d services, %d at a time)  min / median / max\n", m, len(rs), c.n, c.services, c.concurrency)
+	for _, row := range metrics {
+		lo, med, hi := stats(rs, func(r result) float64 { return row.f(c, r) })
+		fmt.Printf("  %-42s "+row.format+" / "+row.format+" / "+row.format+"\n", row.name, lo, med, hi)
+	}
+	var csrs []time.Duration
+	var csrCPU time.Duration
+	for _, r := range rs {
+		csrs = append(csrs, r.csrs...)
+		csrCPU += r.csrCPU
+	}
+	if len(csrs) > 0 {
+		lo, med, hi := stats(csrs, func(d time.Duration) float64 { return ms(d) })
+		fmt.Printf("  %-42s %.1f / %.1f / %.1f\n", "CSR, dial to SVID (ms)", lo, med, hi)
+		fmt.Printf("  %-42s %.0f (all %d CSRs)\n", "control-plane CPU per CSR (µs)", perOp(csrCPU, len(csrs)), len(csrs))
+	}
+}
+
+// printRatios prints TLS / plaintext: of the medians, and of each TLS run
+// over the plaintext run right after it.
+func printRatios(tls, plain []result) {
+	fmt.Printf("\nTLS / plaintext  of medians;  run by run (each TLS run over the plaintext run after it) min / median / max\n")
+	for _, name := range []string{"wall time", "control-plane CPU", "control-plane RSS"} {
+		f := map[string]func(result) float64{
+			"wall time":         func(r result) float64 { return r.wall.Seconds() },
+			"control-plane CPU": func(r result) float64 { return r.cpCPU.Seconds() },
+			"control-plane RSS": func(r result) float64 { return float64(r.rss) },
+		}[name]
+		_, mt, _ := stats(tls, f)
+		_, mp, _ := stats(plain, f)
+		pairs := make([]float64, min(len(tls), len(plain)))
+		for i := range pairs {
+			pairs[i] = f(tls[i]) / f(plain[i])
+		}
+		lo, med, hi := stats(pairs, func(x float64) float64 { return x })
+		fmt.Printf("  %-20s %.2f;  %.2f / %.2f / %.2f\n", name, mt/mp, lo, med, hi)
+	}
+}
+
+// perOp returns d / n in µs.
+func perOp(d time.Duration, n int) float64 {
 	return float64(d.Microseconds()) / float64(n)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
 
 // commit describes the checkout in root that the control plane was built
 // from.

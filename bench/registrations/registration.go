@@ -65,11 +65,12 @@ type registration struct {
 // plane answered, turns it SERVING and waits for that answer too. The
 // control plane answers SERVING after it has put the instance in the
 // snapshot it serves. ctx bounds only the registering; the stream lives
-// until close.
-func register(ctx context.Context, addr string, inst *registrypb.Instance) (*registration, error) {
-	cc, err := dialControlPlane(addr)
+// until close. The connection has the identity of the instance's service
+// account.
+func register(ctx context.Context, ch *controlChannel, inst *registrypb.Instance) (*registration, error) {
+	cc, err := ch.dial(inst.GetServiceAccount())
 	if err != nil {
-		return nil, fmt.Errorf("dial control plane %s: %w", addr, err)
+		return nil, fmt.Errorf("dial control plane %s: %w", ch.addr, err)
 	}
 	// The stream has its own context, as in mesh: cancelling it looks like
 	// a dead connection to the control plane. A clean end is CloseSend.
@@ -131,7 +132,7 @@ func (r *registration) close(timeout time.Duration) error {
 // registerAll makes registrations 0..n-1, at most concurrency at a time,
 // each one starting as soon as a worker is free. On the first error it
 // closes what it registered and returns that error.
-func registerAll(ctx context.Context, addr string, n, services, concurrency int) ([]*registration, error) {
+func registerAll(ctx context.Context, ch *controlChannel, n, services, concurrency int) ([]*registration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	regs := make([]*registration, n)
@@ -144,7 +145,7 @@ func registerAll(ctx context.Context, addr string, n, services, concurrency int)
 	for range min(concurrency, n) {
 		wg.Go(func() {
 			for i := range next {
-				r, err := register(ctx, addr, instance(i, services))
+				r, err := register(ctx, ch, instance(i, services))
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					continue

@@ -33,13 +33,14 @@ type edsWatch struct {
 	nack       error
 }
 
-// watchEDS connects to the control plane's xDS port at addr and watches
-// services 0..services-1 until Close.
-func watchEDS(ctx context.Context, addr string, services, want int) (*edsWatch, error) {
+// watchEDS connects to the control plane's xDS port, with the identity
+// ns/benchNamespace/sa/watcherServiceAccount, and watches services
+// 0..services-1 until Close.
+func watchEDS(ctx context.Context, ch *controlChannel, services, want int) (*edsWatch, error) {
 	c, err := resolver.New(ctx,
-		resolver.WithServers(addr),
-		resolver.WithDialOptions(controlPlaneDialOptions()...),
-		resolver.WithNode(resolver.Node{Namespace: benchNamespace, WorkloadName: "bench-registrations-watcher"}),
+		resolver.WithServers(ch.addr),
+		resolver.WithDialOptions(ch.dialOptions(watcherServiceAccount)...),
+		resolver.WithNode(resolver.Node{Namespace: benchNamespace, ServiceAccount: watcherServiceAccount, WorkloadName: "bench-registrations-watcher"}),
 		resolver.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 	)
 	if err != nil {
