@@ -108,6 +108,10 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 			switch {
 			case ev.Name == dir && ev.Has(fsnotify.Remove|fsnotify.Rename):
 				again()
+			case !configEvent(ev.Name):
+				// A log or an editor's swap file next to the config:
+				// reloading for it would loop if the log is ours.
+				continue
 			case ev.Has(fsnotify.Create) && !hidden(filepath.Base(ev.Name)):
 				// A new directory must be watched too, and what it
 				// already holds (it may have been moved in).
@@ -162,4 +166,15 @@ func (s *Server) Reload() error {
 	}
 	s.log.Info("config loaded", "dir", s.opts.configDir)
 	return nil
+}
+
+// configEvent reports whether a change to name can change the config: a
+// YAML file, or a name without an extension (a directory, or a Kubernetes
+// ConfigMap's ..data link), not a log or an editor's swap file.
+func configEvent(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", "":
+		return true
+	}
+	return strings.HasPrefix(filepath.Base(name), "..")
 }

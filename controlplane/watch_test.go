@@ -214,3 +214,31 @@ func writeDir(t *testing.T, dir string, files map[string]string) {
 		meshtest.WriteFile(t, dir, name, content)
 	}
 }
+
+// TestNonConfigFilesDoNotReload: a log written inside the config directory
+// (the control plane's own, say) does not make it reload, which would
+// write to the log again, in a loop.
+func TestNonConfigFilesDoNotReload(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
+	cp := meshtest.StartControlPlane(t, dir)
+	loaded := dump(t, cp).LoadedAt
+	for i := range 5 {
+		if err := os.WriteFile(filepath.Join(dir, "cp.log"), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Ten debounce periods without a reload.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if !dump(t, cp).LoadedAt.Equal(loaded) {
+			t.Fatal("writing cp.log reloaded the config")
+		}
+	}
+	// A YAML write is picked up.
+	meshtest.WriteFile(t, dir, "other.yaml", goodRoute)
+	waitUntil(t, 5*time.Second, "the YAML change", func() bool { return !dump(t, cp).LoadedAt.Equal(loaded) })
+	for _, r := range dump(t, cp).Resources {
+		if r.File == "cp.log" {
+			t.Fatalf("cp.log was read as config")
+		}
+	}
+}
