@@ -26,6 +26,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/ca"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/internal/capb"
+	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
@@ -48,7 +49,7 @@ var readOnlyMethods = map[string]bool{
 func (s *Server) channelCredentials() (credentials.TransportCredentials, error) {
 	o := s.opts
 	if o.insecurePlaintext {
-		if !loopbackAddress(o.xdsAddress) {
+		if !localtrust.Loopback(o.xdsAddress) {
 			return nil, fmt.Errorf("controlplane: plaintext (insecure development mode) is refused on %s: it is only for a loopback address (127.0.0.1, ::1 or localhost)", o.xdsAddress)
 		}
 		s.log.Warn("INSECURE: the control plane's port is plaintext and believes what clients claim about themselves; any process that can reach it can take any identity's place. Development on loopback only.", "address", o.xdsAddress)
@@ -104,18 +105,6 @@ func servingNames(o options) (dns []string, ips []net.IP) {
 		}
 	}
 	return dns, ips
-}
-
-func loopbackAddress(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // newGRPCServer returns the gRPC server of the main port: TLS (creds) with

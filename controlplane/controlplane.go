@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
 	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
+	"github.com/meshlet/meshlet/internal/certfile"
 	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/internal/wire"
@@ -252,7 +252,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if s.serving != nil {
 		attrs = append(attrs, "identity", wire.ControlPlaneID(o.trustDomain, o.rootNamespace))
 		if caDir != "" {
-			attrs = append(attrs, "roots", filepath.Join(caDir, wire.CARootFile))
+			attrs = append(attrs, "roots", filepath.Join(caDir, filepath.Base(localtrust.CARootPath(""))))
 		}
 	}
 	if s.plain != nil {
@@ -278,11 +278,7 @@ func (s *Server) PlaintextXDSAddr() string {
 // chains to: what a workload in another process must trust
 // (MESHLET_CONTROL_PLANE_ROOTS), written as PEM.
 func (s *Server) Roots() []byte {
-	var out []byte
-	for _, c := range s.ca.Bundle() {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
+	return certfile.Encode(s.ca.Bundle())
 }
 
 // XDSAddr returns the address of the xDS and registration port.

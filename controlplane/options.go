@@ -2,12 +2,11 @@ package controlplane
 
 import (
 	"crypto/x509"
-	"errors"
+	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
@@ -104,20 +103,17 @@ func (l Limits) withDefaults() Limits {
 // restart (the CA's root) when WithStateDir is not used:
 // $XDG_STATE_HOME/meshlet, or ~/.local/state/meshlet.
 func DefaultStateDir() (string, error) {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "meshlet"), nil
+	d, err := localtrust.DefaultStateDir()
+	if err != nil {
+		return "", fmt.Errorf("controlplane: %w: set one with WithStateDir (--state-dir)", err)
 	}
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		return "", errors.New("controlplane: no home directory for the default state directory: set one with WithStateDir (--state-dir)")
-	}
-	return filepath.Join(home, ".local", "state", "meshlet"), nil
+	return d, nil
 }
 
 // CARootPath returns the file of the CA's root certificate in a state
 // directory: the roots that workloads in other processes verify the
 // control plane with (MESHLET_CONTROL_PLANE_ROOTS).
-func CARootPath(stateDir string) string { return filepath.Join(stateDir, "ca", wire.CARootFile) }
+func CARootPath(stateDir string) string { return localtrust.CARootPath(stateDir) }
 
 // Identity is a workload identity the CA issues SVIDs for.
 type Identity struct {

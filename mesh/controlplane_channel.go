@@ -5,11 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -28,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/xds/bootstrap"
 
+	"github.com/meshlet/meshlet/internal/certfile"
 	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/internal/wire"
 )
@@ -103,19 +100,19 @@ func newCPTrust(o options) (*cpTrust, error) {
 		file = os.Getenv(EnvControlPlaneRoots)
 	}
 	if file != "" {
-		roots, err := readRoots(file)
+		roots, err := certfile.Read(file)
 		if err != nil {
 			return nil, fmt.Errorf("mesh: control plane roots: %w", err)
 		}
 		t.static = append(t.static, roots...)
 		t.from = append(t.from, file)
-	} else if len(t.static) == 0 && loopback(o.controlPlane) {
+	} else if len(t.static) == 0 && localtrust.Loopback(o.controlPlane) {
 		// A control plane on this host with default flags keeps its root
 		// here; only this user (or root) can write it.
-		if dir, err := defaultStateDir(); err == nil {
-			if roots, err := readRoots(dir + "/ca/" + wire.CARootFile); err == nil {
+		if dir, err := localtrust.DefaultStateDir(); err == nil {
+			if roots, err := certfile.Read(localtrust.CARootPath(dir)); err == nil {
 				t.static = append(t.static, roots...)
-				t.from = append(t.from, dir+"/ca/"+wire.CARootFile+" (the default state directory of a control plane on this host)")
+				t.from = append(t.from, localtrust.CARootPath(dir)+" (the default state directory of a control plane on this host)")
 			}
 		}
 	}
@@ -162,7 +159,7 @@ func (t *cpTrust) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bun
 		}
 	}
 	if len(roots) == 0 {
-		return nil, fmt.Errorf("mesh: no roots to verify the control plane at %s with: set %s to its root certificate (the control plane logs the file at start: <state dir>/ca/%s), or use WithControlPlaneRoots", t.addr, EnvControlPlaneRoots, wire.CARootFile)
+		return nil, fmt.Errorf("mesh: no roots to verify the control plane at %s with: set %s to its root certificate (the control plane logs the file at start: %s), or use WithControlPlaneRoots", t.addr, EnvControlPlaneRoots, localtrust.CARootPath("<state dir>"))
 	}
 	return x509bundle.FromX509Authorities(td, roots), nil
 }
@@ -228,58 +225,6 @@ func checkControlPlane(ctx context.Context, cc *grpc.ClientConn, addr string) er
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
-}
-
-func readRoots(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
-	}
-	return out, nil
-}
-
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
-
-// defaultStateDir mirrors controlplane.DefaultStateDir without importing
-// the control plane into every service.
-func defaultStateDir() (string, error) {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return d + "/meshlet", nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		return "", errors.New("no home directory")
-	}
-	return home + "/.local/state/meshlet", nil
 }
 
 // channelCredsName is the channel_creds type in meshlet's gRPC-Go xDS

@@ -3,7 +3,6 @@ package mesh_test
 import (
 	"bufio"
 	"context"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/internal/certfile"
 	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
@@ -283,10 +283,7 @@ func startChild(t testing.TB, cpAddr, version string) (*exec.Cmd, string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// Another process trusts the control plane through its root file, as
 	// a service started by hand would.
-	var roots []byte
-	for _, c := range localtrust.Roots(cpAddr) {
-		roots = append(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
+	roots := certfile.Encode(localtrust.Roots(cpAddr))
 	rootsFile := filepath.Join(t.TempDir(), "roots.pem")
 	if err := os.WriteFile(rootsFile, roots, 0o644); err != nil {
 		t.Fatal(err)

@@ -2,9 +2,6 @@ package meshtest
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -20,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/certfile"
 	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/security"
 )
@@ -107,7 +105,7 @@ func SVIDFiles(t testing.TB, cp *controlplane.Server, namespace, serviceAccount 
 // svidFrom gets an SVID from cp's CA over TLS that verifies cp.
 func svidFrom(t testing.TB, cp *controlplane.Server, namespace, serviceAccount string) (*security.CASource, *x509bundle.Bundle, spiffeid.ID) {
 	t.Helper()
-	roots, err := pemCerts(cp.Roots())
+	roots, err := certfile.Parse(cp.Roots())
 	if err != nil {
 		t.Fatalf("meshtest: control plane roots: %v", err)
 	}
@@ -135,26 +133,6 @@ func svidFrom(t testing.TB, cp *controlplane.Server, namespace, serviceAccount s
 	}
 	t.Cleanup(func() { src.Close() })
 	return src, bundle, cpID
-}
-
-func pemCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	return out, nil
 }
 
 // Logger returns a logger for tests: silent unless MESHLET_TEST_LOG is set.

@@ -18,6 +18,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/meshlet/meshlet/internal/certfile"
 )
 
 // Bounds on every wait in this file. SPIRE starts in a few seconds on a
@@ -369,7 +371,7 @@ func (s *SPIRE) writeFile(t testing.TB, name, content string) string {
 // identity comes from this SPIRE to connect to it.
 func (s *SPIRE) Bundle(t testing.TB) []*x509.Certificate {
 	t.Helper()
-	certs, err := pemCerts([]byte(s.serverCommand(t, "bundle", "show", "-format", "pem")))
+	certs, err := certfile.Parse([]byte(s.serverCommand(t, "bundle", "show", "-format", "pem")))
 	if err != nil {
 		t.Fatalf("meshtest: SPIRE bundle: %v", err)
 	}

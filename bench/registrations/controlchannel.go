@@ -14,13 +14,9 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -34,6 +30,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/certfile"
 	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/security"
 )
@@ -77,7 +74,7 @@ func newControlChannel(ctx context.Context, addr, stateDir string, plaintext boo
 		return ch, nil
 	}
 	ch.cpID = spiffeid.RequireFromString(wire.ControlPlaneID(wire.DefaultTrustDomain, wire.DefaultRootNamespace))
-	roots, err := readRoots(controlplane.CARootPath(stateDir))
+	roots, err := certfile.Read(controlplane.CARootPath(stateDir))
 	if err != nil {
 		return nil, fmt.Errorf("control plane's CA root: %w", err)
 	}
@@ -204,30 +201,4 @@ func (ch *controlChannel) Close() {
 	for _, s := range ch.sources {
 		s.Close()
 	}
-}
-
-func readRoots(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		if b, data = pem.Decode(data); b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New(path + ": no PEM certificate in it")
-	}
-	return out, nil
 }

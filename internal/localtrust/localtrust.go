@@ -1,13 +1,20 @@
-// Package localtrust lets a workload trust a control plane that runs in
-// the same process without any setup: the control plane registers its
-// roots under its address, and the library looks them up when it dials
-// that address. Trust between separate processes comes from roots held
-// out of band (a file, or the identity source's bundle), never from here.
+// Package localtrust holds what a workload and a control plane on the same
+// host agree on without being told: a control plane in the same process
+// registers its roots under its address, and the library looks them up
+// when it dials that address; a control plane in another process keeps
+// its root in a state directory whose default place both know. Trust
+// between hosts comes from roots held out of band (a file, or the
+// identity source's bundle), never from here.
 package localtrust
 
 import (
 	"crypto/x509"
+	"errors"
 	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 )
@@ -56,4 +63,36 @@ func Roots(addr string) []*x509.Certificate {
 		out = append(out, g()...)
 	}
 	return out
+}
+
+// DefaultStateDir is where a control plane on this host keeps what must
+// survive a restart (its CA root) unless told otherwise:
+// $XDG_STATE_HOME/meshlet, or ~/.local/state/meshlet.
+func DefaultStateDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "meshlet"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return "", errors.New("no home directory for the default state directory")
+	}
+	return filepath.Join(home, ".local", "state", "meshlet"), nil
+}
+
+// CARootPath is the control plane's CA root certificate in a state
+// directory: the file workloads in other processes trust it with.
+func CARootPath(stateDir string) string { return filepath.Join(stateDir, "ca", "root-cert.pem") }
+
+// Loopback reports whether addr ("host:port") names this host: localhost
+// or a loopback IP.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

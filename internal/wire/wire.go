@@ -70,8 +70,3 @@ const DefaultTrustDomain = "cluster.local"
 func ControlPlaneID(td, ns string) string {
 	return "spiffe://" + td + "/ns/" + ns + "/sa/" + ControlPlaneServiceAccount
 }
-
-// CARootFile is the name of the CA's root certificate in its directory,
-// and so in the control plane's state directory's "ca" folder: the file
-// workloads on other processes trust the control plane with.
-const CARootFile = "root-cert.pem"
