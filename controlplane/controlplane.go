@@ -133,9 +133,9 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
 	s.xds = xdsserver.New(o.log, prefix, versionKey, xdsserver.Limits{
-		Streams:          o.limits.Streams,
-		NamesPerRequest:  o.limits.NamesPerRequest,
-		InboundPerStream: o.limits.InboundPerStream,
+		Streams:          s.limits.Streams,
+		NamesPerRequest:  s.limits.NamesPerRequest,
+		InboundPerStream: s.limits.InboundPerStream,
 	}, xdsserver.Hooks{
 		InboundChanged: s.rebuild,
 		EarlierVersion: s.restartDetected,

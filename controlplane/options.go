@@ -71,8 +71,11 @@ type Limits struct {
 	AdminIdleTimeout       time.Duration
 }
 
-// Defaults of Limits that the control plane package itself applies.
+// Defaults of Limits.
 const (
+	DefaultStreams                  = 10000
+	DefaultNamesPerRequest          = 10000
+	DefaultInboundPerStream         = 64
 	DefaultStreamsPerConnection     = 100
 	DefaultRegistrationsPerIdentity = 1000
 	DefaultAdminMaxHeaderBytes      = 60 << 10
@@ -81,6 +84,15 @@ const (
 )
 
 func (l Limits) withDefaults() Limits {
+	if l.Streams <= 0 {
+		l.Streams = DefaultStreams
+	}
+	if l.NamesPerRequest <= 0 {
+		l.NamesPerRequest = DefaultNamesPerRequest
+	}
+	if l.InboundPerStream <= 0 {
+		l.InboundPerStream = DefaultInboundPerStream
+	}
 	if l.StreamsPerConnection == 0 {
 		l.StreamsPerConnection = DefaultStreamsPerConnection
 	}

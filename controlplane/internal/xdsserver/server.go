@@ -50,38 +50,19 @@ func streamKey(id int64) string { return "s" + strconv.FormatInt(id, 10) }
 // Types are the resource types served, in the order clients need them.
 var Types = []resource.Type{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType}
 
-// Limits bound what one client can make the server hold. Zero fields
-// have the documented defaults.
+// Limits bound what one client can make the server hold. A zero field is
+// no bound; the control plane's options give the defaults.
 type Limits struct {
-	// Streams bounds the open ADS streams. Default 10,000.
+	// Streams bounds the open ADS streams.
 	Streams int
-	// NamesPerRequest bounds the resource names of one request. Default
-	// 10,000.
+	// NamesPerRequest bounds the resource names of one request.
 	NamesPerRequest int
 	// InboundPerStream bounds the server Listener names one stream asks
-	// for. Default 64.
+	// for.
 	InboundPerStream int
 }
 
-// Defaults of Limits.
-const (
-	DefaultStreams          = 10000
-	DefaultNamesPerRequest  = 10000
-	DefaultInboundPerStream = 64
-)
-
-func (l Limits) withDefaults() Limits {
-	if l.Streams <= 0 {
-		l.Streams = DefaultStreams
-	}
-	if l.NamesPerRequest <= 0 {
-		l.NamesPerRequest = DefaultNamesPerRequest
-	}
-	if l.InboundPerStream <= 0 {
-		l.InboundPerStream = DefaultInboundPerStream
-	}
-	return l
-}
+func over(n, limit int) bool { return limit > 0 && n > limit }
 
 // Server is an ADS server. It is safe for concurrent use.
 type Server struct {
@@ -184,7 +165,7 @@ func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limit
 		log:           log,
 		inboundPrefix: inboundPrefix,
 		hooks:         hooks,
-		limits:        limits.withDefaults(),
+		limits:        limits,
 		versionKey:    versionKey,
 		current:       map[resource.Type]*typeState{},
 		streams:       map[int64]*stream{},
@@ -466,7 +447,7 @@ func (s *Server) onStreamOpen(ctx context.Context, id int64, _ string) error {
 	st.identity, st.known = authn.FromContext(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.streams) >= s.limits.Streams {
+	if over(len(s.streams)+1, s.limits.Streams) {
 		s.log.Warn("xDS stream refused: too many streams", "peer", st.peer, "limit", s.limits.Streams)
 		return status.Errorf(codes.ResourceExhausted, "control plane: %d xDS streams are open, the limit", s.limits.Streams)
 	}
@@ -512,7 +493,7 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 	// The cache keys snapshots by node ID; the stream's own key makes it
 	// see its own snapshot, whatever ID the client chose.
 	req.Node = st.key
-	if n := len(req.GetResourceNames()); n > s.limits.NamesPerRequest {
+	if n := len(req.GetResourceNames()); over(n, s.limits.NamesPerRequest) {
 		s.mu.Unlock()
 		s.log.Warn("xDS request refused: too many resource names", "node", st.node.GetId(), "peer", st.peer, "names", n, "limit", s.limits.NamesPerRequest)
 		return status.Errorf(codes.ResourceExhausted, "control plane: a request for %d resource names is over the limit, %d", n, s.limits.NamesPerRequest)
@@ -633,7 +614,7 @@ func (s *Server) inboundAddressesLocked(st *stream, names []string) ([]string, e
 	}
 	slices.Sort(addrs)
 	addrs = slices.Compact(addrs)
-	if len(addrs) > s.limits.InboundPerStream {
+	if over(len(addrs), s.limits.InboundPerStream) {
 		s.log.Warn("xDS request refused: too many server Listener names", "node", st.node.GetId(), "peer", st.peer, "names", len(addrs), "limit", s.limits.InboundPerStream)
 		return nil, status.Errorf(codes.ResourceExhausted, "control plane: %d server Listener names on one stream are over the limit, %d", len(addrs), s.limits.InboundPerStream)
 	}
