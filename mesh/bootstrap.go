@@ -21,15 +21,9 @@ func bootstrapFromEnv() bool {
 func (m *Mesh) bootstrapJSON() ([]byte, error) {
 	o := m.opts
 	node := map[string]any{
-		"id":      m.nodeID,
-		"cluster": o.service + "." + o.namespace,
-		"metadata": map[string]any{
-			"NAMESPACE":       o.namespace,
-			"SERVICE_ACCOUNT": o.serviceAccount,
-			"WORKLOAD_NAME":   o.service,
-			"LABELS":          o.labels,
-			"GENERATOR":       "grpc",
-		},
+		"id":       m.nodeID,
+		"cluster":  o.service + "." + o.namespace,
+		"metadata": wire.NodeMetadata(o.namespace, o.serviceAccount, o.service, o.labels),
 	}
 	if l := o.locality; l != (Locality{}) {
 		node["locality"] = map[string]string{"region": l.Region, "zone": l.Zone, "sub_zone": l.SubZone}

@@ -55,7 +55,7 @@ type Mesh struct {
 // WithIdentity gives another source), and blocks until it has both, or ctx
 // ends.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
-	o := options{namespace: "default", log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: wire.DefaultTrustDomain}
+	o := options{namespace: wire.DefaultNamespace, log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: wire.DefaultTrustDomain}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -78,7 +78,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		return nil, fmt.Errorf("mesh: no control plane address: use WithControlPlane or set %s", EnvControlPlane)
 	}
 	m := &Mesh{opts: o, log: o.log, servers: map[stopper]struct{}{}}
-	m.nodeID = fmt.Sprintf("meshlet~%s-%s.%s~%s.%s", o.service, randomSuffix(), o.namespace, o.namespace, wire.DomainSuffix)
+	m.nodeID = wire.NodeID(o.service, randomSuffix(), o.namespace)
 	var err error
 	if m.cpTrust, err = newCPTrust(o); err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/meshlet/meshlet/internal/certfile"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // Bounds on every wait in this file. SPIRE starts in a few seconds on a
@@ -89,7 +90,7 @@ func WithSPIRETrustDomain(td string) SPIREOption {
 // files whose tails appear in failure messages.
 func StartSPIRE(t testing.TB, opts ...SPIREOption) *SPIRE {
 	t.Helper()
-	o := spireOptions{trustDomain: "cluster.local"}
+	o := spireOptions{trustDomain: wire.DefaultTrustDomain}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/resolver/internal/xdsclient"
 )
 
@@ -140,23 +141,7 @@ func watch[T any](c *Client, typeURL, name string, fn func(T, error)) func() {
 
 // proto builds the Envoy node.
 func (n Node) proto() (*corev3.Node, error) {
-	md := map[string]any{"GENERATOR": "grpc"}
-	if n.Namespace != "" {
-		md["NAMESPACE"] = n.Namespace
-	}
-	if n.ServiceAccount != "" {
-		md["SERVICE_ACCOUNT"] = n.ServiceAccount
-	}
-	if n.WorkloadName != "" {
-		md["WORKLOAD_NAME"] = n.WorkloadName
-	}
-	if len(n.Labels) > 0 {
-		labels := make(map[string]any, len(n.Labels))
-		for k, v := range n.Labels {
-			labels[k] = v
-		}
-		md["LABELS"] = labels
-	}
+	md := wire.NodeMetadata(n.Namespace, n.ServiceAccount, n.WorkloadName, n.Labels)
 	for k, v := range n.Metadata {
 		md[k] = v
 	}
@@ -184,8 +169,8 @@ func (n Node) proto() (*corev3.Node, error) {
 	return out, nil
 }
 
-// generatedID makes a node ID in the shape meshlet's gRPC side uses:
-// "meshlet~<workload>-<random>.<namespace>~<namespace>.svc.cluster.local".
+// generatedID makes a node ID in the shape meshlet's gRPC side uses
+// (wire.NodeID).
 func generatedID(n Node) (string, error) {
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
@@ -193,11 +178,11 @@ func generatedID(n Node) (string, error) {
 	}
 	ns := n.Namespace
 	if ns == "" {
-		ns = "default"
+		ns = wire.DefaultNamespace
 	}
 	w := n.WorkloadName
 	if w == "" {
 		w = "resolver"
 	}
-	return fmt.Sprintf("meshlet~%s-%s.%s~%s.svc.cluster.local", w, hex.EncodeToString(b), ns, ns), nil
+	return wire.NodeID(w, hex.EncodeToString(b), ns), nil
 }

@@ -70,3 +70,49 @@ const DefaultTrustDomain = "cluster.local"
 func ControlPlaneID(td, ns string) string {
 	return "spiffe://" + td + "/ns/" + ns + "/sa/" + ControlPlaneServiceAccount
 }
+
+// The node metadata keys meshlet's clients send and the control plane
+// reads: istiod's, so that a meshlet service can also follow istiod.
+const (
+	MetaNamespace      = "NAMESPACE"
+	MetaServiceAccount = "SERVICE_ACCOUNT"
+	MetaWorkloadName   = "WORKLOAD_NAME"
+	MetaLabels         = "LABELS"
+	MetaGenerator      = "GENERATOR"
+	// GeneratorGRPC is the GENERATOR value that asks for proxyless gRPC
+	// resources.
+	GeneratorGRPC = "grpc"
+)
+
+// DefaultNamespace is the namespace of a workload or resource that names
+// none, Kubernetes'.
+const DefaultNamespace = "default"
+
+// NodeMetadata returns the node metadata of a workload, with istiod's keys
+// (structpb-ready values). Empty fields are left out.
+func NodeMetadata(namespace, serviceAccount, workload string, labels map[string]string) map[string]any {
+	md := map[string]any{MetaGenerator: GeneratorGRPC}
+	if namespace != "" {
+		md[MetaNamespace] = namespace
+	}
+	if serviceAccount != "" {
+		md[MetaServiceAccount] = serviceAccount
+	}
+	if workload != "" {
+		md[MetaWorkloadName] = workload
+	}
+	if len(labels) > 0 {
+		l := make(map[string]any, len(labels))
+		for k, v := range labels {
+			l[k] = v
+		}
+		md[MetaLabels] = l
+	}
+	return md
+}
+
+// NodeID returns a node ID in istiod's sidecar shape, which meshlet's
+// clients use: "meshlet~<workload>-<suffix>.<namespace>~<namespace>.svc.cluster.local".
+func NodeID(workload, suffix, namespace string) string {
+	return fmt.Sprintf("meshlet~%s-%s.%s~%s.%s", workload, suffix, namespace, namespace, DomainSuffix)
+}

@@ -13,12 +13,13 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/meshlet/meshlet/internal/capb"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // Defaults for the zero fields of Config. The zero MaxTTL is DefaultTTL
 // (Config.DefaultTTL as set, or this constant).
 const (
-	DefaultTrustDomain = "cluster.local"
+	DefaultTrustDomain = wire.DefaultTrustDomain
 	DefaultTTL         = time.Hour
 )
 

@@ -15,7 +15,7 @@ import (
 
 // DefaultNamespace is the namespace of a resource whose metadata names none,
 // as in Kubernetes.
-const DefaultNamespace = "default"
+const DefaultNamespace = wire.DefaultNamespace
 
 // DomainSuffix is appended to <name>.<namespace> to form a service host.
 const DomainSuffix = wire.DomainSuffix

@@ -27,8 +27,8 @@ const ServerListenerTemplate = wire.ServerListenerTemplate
 
 // Defaults for the Input fields of the same names, Istio's.
 const (
-	DefaultTrustDomain   = "cluster.local"
-	DefaultRootNamespace = "istio-system"
+	DefaultTrustDomain   = wire.DefaultTrustDomain
+	DefaultRootNamespace = wire.DefaultRootNamespace
 )
 
 // CertProviderInstance is the certificate-provider instance that every TLS

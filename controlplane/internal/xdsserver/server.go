@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlet/meshlet/controlplane/internal/authn"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // Every stream has a cache key of its own, "s<stream ID>": most streams'
@@ -573,7 +574,7 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 // mode the claim is the identity.
 func (s *Server) checkNodeLocked(st *stream, n *core.Node) error {
 	md := n.GetMetadata().GetFields()
-	ns, sa := md["NAMESPACE"].GetStringValue(), md["SERVICE_ACCOUNT"].GetStringValue()
+	ns, sa := md[wire.MetaNamespace].GetStringValue(), md[wire.MetaServiceAccount].GetStringValue()
 	switch {
 	case st.mode == authn.ModeInsecure:
 		if ns != "" && sa != "" {
