@@ -186,7 +186,7 @@ func (t *translator) buildClusters(s *service, p Port, dr destRule) ([]*clusterv
 	subsets := append([]*networking.Subset{nil}, dr.subsets...)
 	out := make([]*clusterv3.Cluster, 0, len(subsets))
 	for _, sub := range subsets {
-		name := ClusterName(p.Number, sub.GetName(), s.Host)
+		name := wire.ClusterName(p.Number, sub.GetName(), s.Host)
 		lb, at := dr.loadBalancer(sub, p.Number)
 		c, hp, err := newCluster(name, lb, at)
 		if err != nil {

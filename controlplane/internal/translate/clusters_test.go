@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // TestOutlierDetection checks that outlierDetection becomes the Cluster's
@@ -61,18 +62,18 @@ func TestOutlierDetection(t *testing.T) {
 		cluster string
 		want    *clusterv3.OutlierDetection
 	}{
-		{translate.ClusterName(9080, "", reviews), top},
-		{translate.ClusterName(9080, "v1", reviews), top},
-		{translate.ClusterName(9080, "v2", reviews), &clusterv3.OutlierDetection{
+		{wire.ClusterName(9080, "", reviews), top},
+		{wire.ClusterName(9080, "v1", reviews), top},
+		{wire.ClusterName(9080, "v2", reviews), &clusterv3.OutlierDetection{
 			Consecutive_5Xx: wrapperspb.UInt32(0), EnforcingConsecutive_5Xx: wrapperspb.UInt32(0),
 			SplitExternalLocalOriginErrors: true,
 			ConsecutiveLocalOriginFailure:  wrapperspb.UInt32(4), EnforcingConsecutiveLocalOriginFailure: wrapperspb.UInt32(100),
 			EnforcingLocalOriginSuccessRate: wrapperspb.UInt32(0), EnforcingSuccessRate: wrapperspb.UInt32(0),
 		}},
-		{translate.ClusterName(9080, "v3", reviews), &clusterv3.OutlierDetection{
+		{wire.ClusterName(9080, "v3", reviews), &clusterv3.OutlierDetection{
 			Interval: durationpb.New(time.Second), EnforcingSuccessRate: wrapperspb.UInt32(0),
 		}},
-		{translate.ClusterName(9080, "", ratings), nil},
+		{wire.ClusterName(9080, "", ratings), nil},
 	}
 	for _, tt := range tests {
 		c := findCluster(t, out, tt.cluster)
@@ -81,7 +82,7 @@ func TestOutlierDetection(t *testing.T) {
 		}
 	}
 	// The rule's settings are copied, not shared with the Cluster.
-	if findCluster(t, out, translate.ClusterName(9080, "", reviews)).GetOutlierDetection().GetInterval() == dr.Spec.TrafficPolicy.OutlierDetection.Interval {
+	if findCluster(t, out, wire.ClusterName(9080, "", reviews)).GetOutlierDetection().GetInterval() == dr.Spec.TrafficPolicy.OutlierDetection.Interval {
 		t.Error("outlier_detection.interval is the rule's own Duration")
 	}
 }
@@ -138,7 +139,7 @@ func TestPeakEWMA(t *testing.T) {
 	randomCluster := findCluster(t, build(t, translate.Input{
 		Config:    &model.Config{DestinationRules: []*model.DestinationRule{destinationRule("default", "reviews", &networking.DestinationRule{Host: reviews, TrafficPolicy: &networking.TrafficPolicy{LoadBalancer: simpleLB(networking.LoadBalancerSettings_RANDOM)}})}},
 		Instances: reviewsInstances(),
-	}), translate.ClusterName(9080, "", reviews))
+	}), wire.ClusterName(9080, "", reviews))
 	checkRandomPolicy(t, randomCluster)
 	random := randomCluster.GetLoadBalancingPolicy().GetPolicies()
 	roundRobin := random[1:]
@@ -148,11 +149,11 @@ func TestPeakEWMA(t *testing.T) {
 		lbPolicy clusterv3.Cluster_LbPolicy
 		fallback []*clusterv3.LoadBalancingPolicy_Policy
 	}{
-		{translate.ClusterName(9080, "", reviews), clusterv3.Cluster_LEAST_REQUEST, leastRequest},
-		{translate.ClusterName(9080, "v1", reviews), clusterv3.Cluster_LEAST_REQUEST, leastRequest},
-		{translate.ClusterName(9080, "v2", reviews), clusterv3.Cluster_ROUND_ROBIN, random},
-		{translate.ClusterName(9080, "v3", reviews), clusterv3.Cluster_ROUND_ROBIN, roundRobin},
-		{translate.ClusterName(9080, "", ratings), clusterv3.Cluster_ROUND_ROBIN, roundRobin},
+		{wire.ClusterName(9080, "", reviews), clusterv3.Cluster_LEAST_REQUEST, leastRequest},
+		{wire.ClusterName(9080, "v1", reviews), clusterv3.Cluster_LEAST_REQUEST, leastRequest},
+		{wire.ClusterName(9080, "v2", reviews), clusterv3.Cluster_ROUND_ROBIN, random},
+		{wire.ClusterName(9080, "v3", reviews), clusterv3.Cluster_ROUND_ROBIN, roundRobin},
+		{wire.ClusterName(9080, "", ratings), clusterv3.Cluster_ROUND_ROBIN, roundRobin},
 	}
 	for _, tt := range tests {
 		c := findCluster(t, out, tt.cluster)

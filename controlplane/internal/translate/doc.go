@@ -18,11 +18,11 @@
 //   - a ClusterLoadAssignment per Cluster, grouped by locality, with a
 //     weight on every locality (gRPC ignores a locality without one);
 //   - a server Listener per xDS-enabled gRPC server address, named after
-//     ServerListenerTemplate, whose routes use NonForwardingAction.
+//     wire.ServerListenerTemplate, whose routes use NonForwardingAction.
 //
 // Security follows Istio's resources and SPIFFE identities
 // (spiffe://<trust domain>/ns/<namespace>/sa/<service account>), with
-// certificates from the certificate-provider instance CertProviderInstance
+// certificates from the certificate-provider instance wire.CertProviderInstance
 // that every workload's bootstrap defines:
 //
 //   - a server whose PeerAuthentication mode is STRICT gets a

@@ -40,6 +40,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // constHash puts every node in one snapshot.
@@ -176,7 +177,7 @@ func bootstrap(adsAddr string, creds certFiles) []byte {
 				"refresh_interval": "600s"
 			}}
 		}
-	}`, adsAddr, translate.ServerListenerTemplate, translate.CertProviderInstance, creds.cert, creds.key, creds.ca)
+	}`, adsAddr, wire.ServerListenerTemplate, wire.CertProviderInstance, creds.cert, creds.key, creds.ca)
 }
 
 // serve puts out into the cache as one snapshot and returns the
@@ -660,10 +661,10 @@ func TestGRPCMutualTLSAndRBAC(t *testing.T) {
 	want := serve(ctx, t, cache, "v1", out)
 
 	// The shapes under test, before gRPC sees them.
-	if ts := findListener(t, out, translate.ServerListenerName(secureAddr)).GetFilterChains()[0].GetTransportSocket(); ts == nil {
+	if ts := findListener(t, out, wire.ServerListenerName(secureAddr)).GetFilterChains()[0].GetTransportSocket(); ts == nil {
 		t.Fatal("secure: no transport socket on its server Listener")
 	}
-	if ts := findListener(t, out, translate.ServerListenerName(openAddr)).GetFilterChains()[0].GetTransportSocket(); ts != nil {
+	if ts := findListener(t, out, wire.ServerListenerName(openAddr)).GetFilterChains()[0].GetTransportSocket(); ts != nil {
 		t.Fatal("open: a transport socket on its server Listener")
 	}
 	for _, c := range []string{"outbound|9080||" + host("secure"), "outbound|9080|v1|" + host("secure"), "outbound|9080||" + host("locked"), "outbound|9090||wrong.example.com"} {

@@ -19,6 +19,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // Istio's default retry policy, used when a route sets no retries.
@@ -401,7 +402,7 @@ func (t *translator) destinationCluster(d *networking.Destination, host string, 
 			dport = s.Ports[0].Number
 		}
 	}
-	return ClusterName(dport, d.GetSubset(), dhost)
+	return wire.ClusterName(dport, d.GetSubset(), dhost)
 }
 
 // retryPolicy translates Istio retries. No retries field means Istio's

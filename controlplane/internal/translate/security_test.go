@@ -23,6 +23,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 func mtls(mode security.PeerAuthentication_MutualTLS_Mode) *security.PeerAuthentication_MutualTLS {
@@ -48,7 +49,7 @@ func matchLabels(kv ...string) *typev1beta1.WorkloadSelector {
 // server Listener for addr.
 func listenerHCM(t *testing.T, out *translate.Output, addr string) (*hcmv3.HttpConnectionManager, *corev3.TransportSocket) {
 	t.Helper()
-	fc := findListener(t, out, translate.ServerListenerName(addr)).GetFilterChains()[0]
+	fc := findListener(t, out, wire.ServerListenerName(addr)).GetFilterChains()[0]
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
 		t.Fatal(err)
@@ -71,7 +72,7 @@ func effectiveMode(t *testing.T, in translate.Input, w *translate.Workload, port
 	in.Instances = []registry.Instance{{ID: "a", Service: "svc", Namespace: ns, ServiceAccount: sa, Address: "10.0.0.1", Port: port, ServicePort: 80, Protocol: "GRPC", Labels: labels}}
 	out := build(t, in)
 	_, ts := listenerHCM(t, out, addr)
-	c := findCluster(t, out, translate.ClusterName(80, "", "svc."+ns+".svc.cluster.local"))
+	c := findCluster(t, out, wire.ClusterName(80, "", "svc."+ns+".svc.cluster.local"))
 	switch {
 	case ts != nil:
 		if c.GetTransportSocket() == nil {
@@ -624,7 +625,7 @@ func TestClusterTLS(t *testing.T) {
 			out := build(t, translate.Input{Config: tt.cfg, Instances: tt.insts, Workloads: tt.workloads})
 			got := map[string][]string{}
 			for _, sub := range []string{"", "v1", "v2", "none"} {
-				sans, ok := clusterSANs(t, findCluster(t, out, translate.ClusterName(9080, sub, host)))
+				sans, ok := clusterSANs(t, findCluster(t, out, wire.ClusterName(9080, sub, host)))
 				if !ok {
 					sans = plain
 				}
@@ -642,7 +643,7 @@ func TestClusterTLSTrustDomain(t *testing.T) {
 		TrustDomain: "example.org",
 		Instances:   []registry.Instance{{ID: "a", Service: "ratings", Namespace: "shop", ServiceAccount: "ratings", Address: "10.0.0.1", Port: 9080}},
 	})
-	sans, ok := clusterSANs(t, findCluster(t, out, translate.ClusterName(9080, "", "ratings.shop.svc.cluster.local")))
+	sans, ok := clusterSANs(t, findCluster(t, out, wire.ClusterName(9080, "", "ratings.shop.svc.cluster.local")))
 	if want := []string{"spiffe://example.org/ns/shop/sa/ratings"}; !ok || !cmp.Equal(sans, want) {
 		t.Errorf("SANs = %v (TLS %v), want %v", sans, ok, want)
 	}
@@ -663,7 +664,7 @@ func TestMixedClusterWarns(t *testing.T) {
 		Config:    &model.Config{ServiceEntries: []*model.ServiceEntry{se}, WorkloadEntries: []*model.WorkloadEntry{wle}},
 		Instances: []registry.Instance{{ID: "a", Service: "reviews", Namespace: "default", ServiceAccount: "reviews", Address: "10.0.0.1", Port: 9080, Labels: map[string]string{"app": "reviews"}}},
 	})
-	if _, ok := clusterSANs(t, findCluster(t, out, translate.ClusterName(9080, "", host))); !ok {
+	if _, ok := clusterSANs(t, findCluster(t, out, wire.ClusterName(9080, "", host))); !ok {
 		t.Error("the mixed cluster is plaintext, want mTLS")
 	}
 	want := "cluster outbound|9080||reviews.default.svc.cluster.local mixes meshlet servers that expect mTLS with endpoints that may not speak it (10.0.1.1:9080)"

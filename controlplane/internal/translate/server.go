@@ -11,10 +11,12 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // serverListener is the inbound Listener of a gRPC xDS server bound to addr
-// ("ip:port"). gRPC-Go looks it up by ServerListenerName(addr) and serves
+// ("ip:port"). gRPC-Go looks it up by wire.ServerListenerName(addr) and serves
 // only if its address is the exact bound IP and port.
 func (t *translator) serverListener(addr string, w Workload) (*listenerv3.Listener, error) {
 	host, portStr, err := net.SplitHostPort(addr)
@@ -39,7 +41,7 @@ func (t *translator) serverListener(addr string, w Workload) (*listenerv3.Listen
 		}
 	}
 	return &listenerv3.Listener{
-		Name:             ServerListenerName(addr),
+		Name:             wire.ServerListenerName(addr),
 		Address:          socketAddress(host, uint32(port)),
 		FilterChains:     []*listenerv3.FilterChain{fc},
 		TrafficDirection: corev3.TrafficDirection_INBOUND,

@@ -14,9 +14,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
-// commonTLSContext names CertProviderInstance for the workload's
+// commonTLSContext names wire.CertProviderInstance for the workload's
 // certificate and for the roots, in the fields gRPC-Go reads first (gRFC
 // A29): tls_certificate_provider_instance and validation_context's
 // ca_certificate_provider_instance. The older
@@ -29,7 +31,7 @@ import (
 // when the list is empty.
 func commonTLSContext(sans []string) *tlsv3.CommonTlsContext {
 	vc := &tlsv3.CertificateValidationContext{
-		CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertProviderInstance},
+		CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: wire.CertProviderInstance},
 	}
 	for _, san := range sans {
 		vc.MatchSubjectAltNames = append(vc.MatchSubjectAltNames, &matcherv3.StringMatcher{
@@ -37,7 +39,7 @@ func commonTLSContext(sans []string) *tlsv3.CommonTlsContext {
 		})
 	}
 	return &tlsv3.CommonTlsContext{
-		TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: CertProviderInstance},
+		TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: wire.CertProviderInstance},
 		ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
 	}
 }
@@ -117,7 +119,7 @@ func (t *translator) clusterTLS(s *service, port uint32, dr destRule, sub *netwo
 		}
 		if len(static) > 0 {
 			t.warn(fmt.Sprintf("cluster %s mixes meshlet servers that expect mTLS with endpoints that may not speak it (%s): it uses mTLS for all of them; set the DestinationRule's tls.mode to decide",
-				ClusterName(port, sub.GetName(), s.Host), strings.Join(static, ", ")))
+				wire.ClusterName(port, sub.GetName(), s.Host), strings.Join(static, ", ")))
 		}
 	}
 	sans := t.subjectAltNames(s, eps)

@@ -20,23 +20,11 @@ import (
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
-// ServerListenerTemplate is the server_listener_resource_name_template that
-// xDS-enabled gRPC servers get in their bootstrap, the one istiod uses. The
-// %s is replaced by the exact "ip:port" the server is bound to.
-const ServerListenerTemplate = wire.ServerListenerTemplate
-
 // Defaults for the Input fields of the same names, Istio's.
 const (
 	DefaultTrustDomain   = wire.DefaultTrustDomain
 	DefaultRootNamespace = wire.DefaultRootNamespace
 )
-
-// CertProviderInstance is the certificate-provider instance that every TLS
-// context names, for the workload's own certificate and for the roots that
-// verify its peers. Every workload's bootstrap must define it in
-// certificate_providers: gRPC-Go NACKs a Listener or Cluster that names an
-// instance its bootstrap lacks.
-const CertProviderInstance = wire.CertProviderInstance
 
 // Input is everything a translation needs.
 type Input struct {
@@ -120,20 +108,6 @@ type Port struct {
 	Protocol string
 }
 
-// ServerListenerName is the name of the inbound Listener for a gRPC xDS
-// server bound to addr, an exact "ip:port" as net.Listener.Addr().String()
-// gives it.
-func ServerListenerName(addr string) string {
-	return fmt.Sprintf(ServerListenerTemplate, addr)
-}
-
-// ClusterName is the name of the Cluster (and of its ClusterLoadAssignment)
-// for one port and subset of a service host, as istiod names it:
-// "outbound|9080|v1|reviews.default.svc.cluster.local". subset may be empty.
-func ClusterName(port uint32, subset, host string) string {
-	return wire.ClusterName(port, subset, host)
-}
-
 // listenerName is the name of the client Listener and of its
 // RouteConfiguration: the authority a gRPC client dials, "host:port".
 func listenerName(host string, port uint32) string {
@@ -175,9 +149,9 @@ func Build(in Input) (*Output, error) {
 			if in.OmitEndpoints {
 				continue
 			}
-			out.Endpoints = append(out.Endpoints, buildLoadAssignment(ClusterName(p.Number, "", s.Host), s.endpoints[p.Number], nil))
+			out.Endpoints = append(out.Endpoints, buildLoadAssignment(wire.ClusterName(p.Number, "", s.Host), s.endpoints[p.Number], nil))
 			for _, sub := range dr.subsets {
-				out.Endpoints = append(out.Endpoints, buildLoadAssignment(ClusterName(p.Number, sub.GetName(), s.Host), s.endpoints[p.Number], sub.GetLabels()))
+				out.Endpoints = append(out.Endpoints, buildLoadAssignment(wire.ClusterName(p.Number, sub.GetName(), s.Host), s.endpoints[p.Number], sub.GetLabels()))
 			}
 		}
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 const (
@@ -192,10 +193,10 @@ func u32(v uint32) string {
 
 func TestNames(t *testing.T) {
 	tests := []struct{ got, want string }{
-		{translate.ClusterName(9080, "v1", reviews), "outbound|9080|v1|reviews.default.svc.cluster.local"},
-		{translate.ClusterName(9080, "", reviews), "outbound|9080||reviews.default.svc.cluster.local"},
-		{translate.ServerListenerName("127.0.0.1:50051"), "xds.istio.io/grpc/lds/inbound/127.0.0.1:50051"},
-		{translate.ServerListenerName("[::1]:50051"), "xds.istio.io/grpc/lds/inbound/[::1]:50051"},
+		{wire.ClusterName(9080, "v1", reviews), "outbound|9080|v1|reviews.default.svc.cluster.local"},
+		{wire.ClusterName(9080, "", reviews), "outbound|9080||reviews.default.svc.cluster.local"},
+		{wire.ServerListenerName("127.0.0.1:50051"), "xds.istio.io/grpc/lds/inbound/127.0.0.1:50051"},
+		{wire.ServerListenerName("[::1]:50051"), "xds.istio.io/grpc/lds/inbound/[::1]:50051"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -618,7 +619,7 @@ func TestLoadBalancers(t *testing.T) {
 		{subset: "lr", policy: clusterv3.Cluster_LEAST_REQUEST},
 	}
 	for _, tt := range tests {
-		c := findCluster(t, out, translate.ClusterName(9080, tt.subset, reviews))
+		c := findCluster(t, out, wire.ClusterName(9080, tt.subset, reviews))
 		if c.GetLbPolicy() != tt.policy {
 			t.Errorf("%s: lb_policy = %v, want %v", c.GetName(), c.GetLbPolicy(), tt.policy)
 		}
@@ -839,7 +840,7 @@ func TestSubsetEndpoints(t *testing.T) {
 		{"v3", []string{"//|10.0.0.3:9080|1"}},
 	}
 	for _, tt := range tests {
-		if diff := cmp.Diff(tt.want, endpointAddrs(findCLA(t, out, translate.ClusterName(9080, tt.subset, reviews)))); diff != "" {
+		if diff := cmp.Diff(tt.want, endpointAddrs(findCLA(t, out, wire.ClusterName(9080, tt.subset, reviews)))); diff != "" {
 			t.Errorf("subset %q endpoints (-want +got):\n%s", tt.subset, diff)
 		}
 	}
@@ -848,7 +849,7 @@ func TestSubsetEndpoints(t *testing.T) {
 	dr := subsetsDR()
 	dr.Spec.Subsets = append(dr.Spec.Subsets, &networking.Subset{Name: "v9", Labels: map[string]string{"version": "v9"}})
 	out = build(t, translate.Input{Config: &model.Config{DestinationRules: []*model.DestinationRule{dr}}, Instances: reviewsInstances()})
-	if cla := findCLA(t, out, translate.ClusterName(9080, "v9", reviews)); len(cla.GetEndpoints()) != 0 {
+	if cla := findCLA(t, out, wire.ClusterName(9080, "v9", reviews)); len(cla.GetEndpoints()) != 0 {
 		t.Errorf("v9: %v, want no endpoints", cla.GetEndpoints())
 	}
 }
