@@ -116,3 +116,7 @@ func NodeMetadata(namespace, serviceAccount, workload string, labels map[string]
 func NodeID(workload, suffix, namespace string) string {
 	return fmt.Sprintf("meshlet~%s-%s.%s~%s.%s", workload, suffix, namespace, namespace, DomainSuffix)
 }
+
+// ServerListenerName is the name of the server Listener for a server at
+// addr ("ip:port").
+func ServerListenerName(addr string) string { return fmt.Sprintf(ServerListenerTemplate, addr) }
