@@ -168,7 +168,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		}
 		return s.xds.WaitAcked(ctx, resource.EndpointType)
 	}
-	registrypb.RegisterRegistryServer(s.grpc, registry.NewService(s.reg, wait, s.admit, s.limits.RegistrationsPerIdentity, o.drainTimeout, o.log))
+	registrypb.RegisterRegistryServer(s.grpc, registry.NewService(s.reg, wait, s.admit, s.limits.RegistrationsPerIdentity, o.drainAck, o.log))
 	s.ca.Register(s.grpc)
 	if o.plaintextXDS != "" {
 		if s.plainLis, err = net.Listen("tcp", o.plaintextXDS); err != nil {
@@ -259,6 +259,9 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		attrs = append(attrs, "plaintext_xds_read_only", s.plainLis.Addr().String())
 	}
 	s.log.Info("control plane serving", attrs...)
+	for _, d := range o.deprecated {
+		s.log.Warn(d)
+	}
 	return s, nil
 }
 

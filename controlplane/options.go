@@ -24,8 +24,9 @@ type options struct {
 	log          *slog.Logger
 	grace        time.Duration
 	warmup       time.Duration
-	drainTimeout time.Duration
+	drainAck     time.Duration
 	debounce     time.Duration
+	deprecated   []string // one line per deprecated option used, logged by Start
 
 	trustDomain   string
 	rootNamespace string
@@ -47,25 +48,40 @@ type options struct {
 	limits            Limits
 }
 
+// Defaults of the options. The command's flags take their defaults from
+// here, so that each is stated once.
+const (
+	DefaultXDSAddress        = "127.0.0.1:15010"
+	DefaultAdminAddress      = "127.0.0.1:15014"
+	DefaultRegistrationGrace = 10 * time.Second
+	DefaultWarmup            = 5 * time.Second
+	DefaultDrainAckTimeout   = 5 * time.Second
+	DefaultTrustDomain       = wire.DefaultTrustDomain
+	DefaultRootNamespace     = wire.DefaultRootNamespace
+	DefaultSVIDTTL           = time.Hour
+)
+
 // Limits bound what clients can make the control plane hold. A zero field
 // has the default given.
 type Limits struct {
-	// Streams bounds the open xDS streams. Default 10,000.
+	// Streams bounds the open xDS streams. Default DefaultStreams.
 	Streams int
 	// StreamsPerConnection bounds the concurrent gRPC streams of one
-	// connection (HTTP/2 MAX_CONCURRENT_STREAMS). Default 100.
+	// connection (HTTP/2 MAX_CONCURRENT_STREAMS). Default
+	// DefaultStreamsPerConnection.
 	StreamsPerConnection uint32
 	// NamesPerRequest bounds the resource names of one xDS request.
-	// Default 10,000.
+	// Default DefaultNamesPerRequest.
 	NamesPerRequest int
 	// InboundPerStream bounds the server Listener names one xDS stream
-	// asks for. Default 64.
+	// asks for. Default DefaultInboundPerStream.
 	InboundPerStream int
 	// RegistrationsPerIdentity bounds the instances one identity
-	// registers. Default 1,000.
+	// registers. Default DefaultRegistrationsPerIdentity.
 	RegistrationsPerIdentity int
 	// AdminMaxHeaderBytes, AdminReadHeaderTimeout and AdminIdleTimeout
-	// bound the admin port's requests. Defaults 60 KiB, 5s and 60s.
+	// bound the admin port's requests. Defaults DefaultAdminMaxHeaderBytes,
+	// DefaultAdminReadHeaderTimeout and DefaultAdminIdleTimeout.
 	AdminMaxHeaderBytes    int
 	AdminReadHeaderTimeout time.Duration
 	AdminIdleTimeout       time.Duration
@@ -134,16 +150,16 @@ type Identity struct {
 
 func defaultOptions() options {
 	return options{
-		xdsAddress:    "127.0.0.1:15010",
-		adminAddress:  "127.0.0.1:15014",
+		xdsAddress:    DefaultXDSAddress,
+		adminAddress:  DefaultAdminAddress,
 		log:           slog.Default(),
-		grace:         10 * time.Second,
-		warmup:        5 * time.Second,
-		drainTimeout:  5 * time.Second,
+		grace:         DefaultRegistrationGrace,
+		warmup:        DefaultWarmup,
+		drainAck:      DefaultDrainAckTimeout,
 		debounce:      100 * time.Millisecond,
-		trustDomain:   wire.DefaultTrustDomain,
-		rootNamespace: wire.DefaultRootNamespace,
-		svidTTL:       time.Hour,
+		trustDomain:   DefaultTrustDomain,
+		rootNamespace: DefaultRootNamespace,
+		svidTTL:       DefaultSVIDTTL,
 	}
 }
 
@@ -151,11 +167,12 @@ func defaultOptions() options {
 func WithConfigDir(dir string) Option { return optionFunc(func(o *options) { o.configDir = dir }) }
 
 // WithXDSAddress sets the address of the xDS and registration gRPC port.
-// Default 127.0.0.1:15010; port 0 picks a free port.
+// Default DefaultXDSAddress; port 0 picks a free port.
 func WithXDSAddress(addr string) Option { return optionFunc(func(o *options) { o.xdsAddress = addr }) }
 
 // WithAdminAddress sets the address of the admin HTTP port (health and
-// debug pages). Default 127.0.0.1:15014; an empty address turns it off.
+// debug pages). Default DefaultAdminAddress; an empty address turns it
+// off.
 func WithAdminAddress(addr string) Option {
 	return optionFunc(func(o *options) { o.adminAddress = addr })
 }
@@ -164,7 +181,8 @@ func WithAdminAddress(addr string) Option {
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.log = l }) }
 
 // WithRegistrationGrace sets how long an instance whose connection died
-// stays in EDS before it is removed. Default 10s. A clean deregistration
+// stays in EDS before it is removed. Default DefaultRegistrationGrace. A
+// clean deregistration
 // removes an instance at once.
 func WithRegistrationGrace(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.grace = d })
@@ -173,22 +191,37 @@ func WithRegistrationGrace(d time.Duration) Option {
 // WithWarmup sets how long a restarted control plane withholds endpoints,
 // so that servers can register again before callers are sent endpoint
 // sets. It applies only when clients of an earlier control plane connect
-// within this time after start. Default 5s.
+// within this time after start. Default DefaultWarmup.
 func WithWarmup(d time.Duration) Option { return optionFunc(func(o *options) { o.warmup = d }) }
 
-// WithDrainTimeout bounds how long a draining server waits for callers to
-// acknowledge endpoints without it. Default 5s.
+// WithDrainAckTimeout bounds how long the control plane waits, when a
+// server says it is draining, for every caller to acknowledge endpoints
+// without that server before it answers "drained". Default
+// DefaultDrainAckTimeout. It is not a server's own drain time
+// (mesh.WithDrainTimeout), within which the server waits for that answer.
+func WithDrainAckTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.drainAck = d })
+}
+
+// WithDrainTimeout is the former name of WithDrainAckTimeout; Start logs
+// a deprecation line when it is used.
+//
+// Deprecated: use WithDrainAckTimeout, which means the same. The old name
+// read like mesh.WithDrainTimeout, which is something else.
 func WithDrainTimeout(d time.Duration) Option {
-	return optionFunc(func(o *options) { o.drainTimeout = d })
+	return optionFunc(func(o *options) {
+		o.drainAck = d
+		o.deprecated = append(o.deprecated, "controlplane.WithDrainTimeout is deprecated: use WithDrainAckTimeout, which means the same (how long a drain waits for callers' ACKs)")
+	})
 }
 
 // WithTrustDomain sets the SPIFFE trust domain of the mesh. Default
-// "cluster.local", Istio's.
+// DefaultTrustDomain, "cluster.local", Istio's.
 func WithTrustDomain(td string) Option { return optionFunc(func(o *options) { o.trustDomain = td }) }
 
 // WithRootNamespace sets the namespace whose PeerAuthentication and
-// AuthorizationPolicy resources apply mesh-wide. Default "istio-system",
-// Istio's.
+// AuthorizationPolicy resources apply mesh-wide. Default
+// DefaultRootNamespace, "istio-system", Istio's.
 func WithRootNamespace(ns string) Option {
 	return optionFunc(func(o *options) { o.rootNamespace = ns })
 }
@@ -232,8 +265,8 @@ func WithCAInsecureDev(on bool) Option {
 	return optionFunc(func(o *options) { o.caInsecureDev = on })
 }
 
-// WithSVIDTTL sets the lifetime of the SVIDs the CA issues. Default 1h.
-// Workloads renew at half of it.
+// WithSVIDTTL sets the lifetime of the SVIDs the CA issues, and the most a
+// CSR may ask for. Default DefaultSVIDTTL. Workloads renew at half of it.
 func WithSVIDTTL(d time.Duration) Option { return optionFunc(func(o *options) { o.svidTTL = d }) }
 
 // WithStateDir sets the directory where the control plane keeps what must

@@ -25,7 +25,7 @@ import (
 // StartControlPlane starts a control plane serving configDir, with its xDS
 // and admin ports on free loopback ports, and stops it when the test ends.
 // Later options override the defaults: no log output (set MESHLET_TEST_LOG=1
-// to see it), a 1s registration grace period, a 1s drain timeout, a CA
+// to see it), a 1s registration grace period, a 1s drain-ACK timeout, a CA
 // that signs any identity without a token (the control plane is on
 // loopback and lives as long as the test), and a state directory of the
 // test's own, which a control plane started again in the same test
@@ -41,7 +41,7 @@ func StartControlPlane(t testing.TB, configDir string, opts ...controlplane.Opti
 		controlplane.WithAdminAddress("127.0.0.1:0"),
 		controlplane.WithLogger(Logger()),
 		controlplane.WithRegistrationGrace(time.Second),
-		controlplane.WithDrainTimeout(time.Second),
+		controlplane.WithDrainAckTimeout(time.Second),
 		controlplane.WithCAInsecureDev(true),
 	}
 	cp, err := controlplane.Start(t.Context(), append(all, opts...)...)

@@ -133,7 +133,7 @@ func run(args []string) error {
 		controlplane.WithLogger(log),
 		controlplane.WithRegistrationGrace(grace),
 		controlplane.WithWarmup(warmup),
-		controlplane.WithDrainTimeout(drain),
+		controlplane.WithDrainAckTimeout(drain),
 		controlplane.WithTrustDomain(*trustDomain),
 		controlplane.WithRootNamespace(*rootNS),
 		controlplane.WithCADir(*caDir),

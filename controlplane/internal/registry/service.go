@@ -36,20 +36,20 @@ const MaxWeight = 1 << 16
 type Service struct {
 	pb.UnimplementedRegistryServer
 
-	reg          *Registry
-	wait         WaitFunc
-	admit        AdmitFunc
-	limit        int
-	drainTimeout time.Duration
-	log          *slog.Logger
+	reg        *Registry
+	wait       WaitFunc
+	admit      AdmitFunc
+	limit      int
+	ackTimeout time.Duration
+	log        *slog.Logger
 }
 
 // NewService serves registrations into reg. admit checks each one; limit
 // bounds the registrations of one identity (0: no bound). After an
-// instance asks to drain, it waits up to drainTimeout for wait before it
-// answers drained.
-func NewService(reg *Registry, wait WaitFunc, admit AdmitFunc, limit int, drainTimeout time.Duration, log *slog.Logger) *Service {
-	return &Service{reg: reg, wait: wait, admit: admit, limit: limit, drainTimeout: drainTimeout, log: log}
+// instance asks to drain, it waits up to ackTimeout for wait (callers'
+// ACKs of endpoints without it) before it answers drained.
+func NewService(reg *Registry, wait WaitFunc, admit AdmitFunc, limit int, ackTimeout time.Duration, log *slog.Logger) *Service {
+	return &Service{reg: reg, wait: wait, admit: admit, limit: limit, ackTimeout: ackTimeout, log: log}
 }
 
 // Register implements pb.RegistryServer.
@@ -98,7 +98,7 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 		s.reg.SetState(inst.ID, gen, st)
 		resp := &pb.RegisterResponse{State: req.GetState()}
 		if st == Draining {
-			ctx, cancel := context.WithTimeout(stream.Context(), s.drainTimeout)
+			ctx, cancel := context.WithTimeout(stream.Context(), s.ackTimeout)
 			resp.AckedByAll = s.wait(ctx)
 			cancel()
 			resp.Drained = true

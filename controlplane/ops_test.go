@@ -1,0 +1,141 @@
+package controlplane_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/meshtest"
+)
+
+// logBuffer is a log a test reads while the control plane writes it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the log lines that contain every one of parts.
+func (b *logBuffer) lines(parts ...string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		all := l != ""
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func captureLog() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// drainAcked registers a reviews instance, asks to drain it while a
+// caller that never ACKs watches its endpoints, and returns how long the
+// control plane took to answer drained, and whether it said every caller
+// ACKed.
+func drainAcked(t *testing.T, cp *controlplane.Server) (time.Duration, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	caller := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "productpage"))
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(caller).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cla = "outbound|9080||reviews.default.svc.cluster.local"
+	if err := ads.Send(&discovery.DiscoveryRequest{Node: &core.Node{Id: "silent-caller"}, TypeUrl: resource.EndpointType, ResourceNames: []string{cla}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ads.Recv(); err != nil { // and never ACK it
+		t.Fatal(err)
+	}
+
+	server := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	reg, err := registrypb.NewRegistryClient(server).Register(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Send(&registrypb.RegisterRequest{Instance: reviewsInstance("r1", "127.0.0.1", 9080), State: registrypb.State_SERVING}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	asked := time.Now()
+	if err := reg.Send(&registrypb.RegisterRequest{State: registrypb.State_DRAINING}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := reg.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.GetDrained() {
+		t.Fatalf("answer to DRAINING = %v, want drained", resp)
+	}
+	return time.Since(asked), resp.GetAckedByAll()
+}
+
+// The control plane's drain wait is WithDrainAckTimeout; the old name,
+// WithDrainTimeout, still sets it and says it is deprecated.
+func TestDrainAckTimeoutAndItsDeprecatedName(t *testing.T) {
+	const timeout = 250 * time.Millisecond
+	cases := []struct {
+		name       string
+		opt        controlplane.Option
+		deprecated bool
+	}{
+		{"WithDrainAckTimeout", controlplane.WithDrainAckTimeout(timeout), false},
+		{"WithDrainTimeout", controlplane.WithDrainTimeout(timeout), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			log, logs := captureLog()
+			dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
+			cp := meshtest.StartControlPlane(t, dir, controlplane.WithLogger(log), tc.opt)
+			took, acked := drainAcked(t, cp)
+			if acked {
+				t.Errorf("drained with ackedByAll, but a caller never ACKed")
+			}
+			// The answer comes when the timeout ends: not before, and not
+			// at the 1s meshtest sets, or the 5s default.
+			if took < timeout || took > timeout+600*time.Millisecond {
+				t.Errorf("drained after %v, want just after the %v ACK timeout", took, timeout)
+			}
+			got := logs.lines("level=WARN", "WithDrainTimeout is deprecated", "use WithDrainAckTimeout")
+			if tc.deprecated && len(got) != 1 {
+				t.Errorf("want one deprecation WARN for WithDrainTimeout, got %q in:\n%s", got, logs)
+			}
+			if !tc.deprecated && len(logs.lines("deprecated")) != 0 {
+				t.Errorf("a deprecation line without a deprecated option:\n%s", logs)
+			}
+		})
+	}
+}
