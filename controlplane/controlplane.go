@@ -43,6 +43,7 @@ type Server struct {
 	serving  *ca.ServingCertificate // nil in the plaintext development mode
 	limits   Limits
 	reg      *registry.Registry
+	regSvc   *registry.Service
 	grpc     *grpc.Server
 	xdsLis   net.Listener
 	plain    *grpc.Server // the read-only plaintext xDS port, if on
@@ -168,7 +169,8 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		}
 		return s.xds.WaitAcked(ctx, resource.EndpointType)
 	}
-	registrypb.RegisterRegistryServer(s.grpc, registry.NewService(s.reg, wait, s.admit, s.limits.RegistrationsPerIdentity, o.drainAck, o.log))
+	s.regSvc = registry.NewService(s.reg, wait, s.admit, s.limits.RegistrationsPerIdentity, o.drainAck, o.log)
+	registrypb.RegisterRegistryServer(s.grpc, s.regSvc)
 	s.ca.Register(s.grpc)
 	if o.plaintextXDS != "" {
 		if s.plainLis, err = net.Listen("tcp", o.plaintextXDS); err != nil {
@@ -300,6 +302,13 @@ func (s *Server) AdminAddr() string {
 // registrations' state until a control plane is back.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		// Stopping ends every registration stream: said once here, not
+		// as one lost connection per instance.
+		ending := fmt.Sprintf("%d registrations end", s.regSvc.Stop())
+		if ending == "1 registrations end" {
+			ending = "1 registration ends"
+		}
+		s.log.Info("control plane stopping; " + ending)
 		s.untrust()
 		s.cancel()
 		s.grpc.Stop()
@@ -315,6 +324,7 @@ func (s *Server) Close() error {
 			s.admin.Close()
 		}
 		s.wg.Wait()
+		s.regSvc.Wait()
 		s.reg.Close()
 	})
 	return nil

@@ -139,3 +139,41 @@ func TestDrainAckTimeoutAndItsDeprecatedName(t *testing.T) {
 		})
 	}
 }
+
+// Closing the control plane ends every registration stream. That is said
+// once, at Info; a WARN per instance stays for connections really lost.
+func TestCloseIsNotALostConnection(t *testing.T) {
+	log, logs := captureLog()
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithLogger(log))
+	creds := meshtest.ControlPlaneCredentials(t, cp, "default", "reviews")
+	staying := dialCP(t, cp.XDSAddr(), creds)
+	for i, id := range []string{"r1", "r2"} {
+		if err := tryRegister(t, staying, reviewsInstance(id, "127.0.0.1", uint32(9080+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A server that goes away is still a WARN.
+	going := dialCP(t, cp.XDSAddr(), creds)
+	if err := tryRegister(t, going, reviewsInstance("r3", "127.0.0.1", 9082)); err != nil {
+		t.Fatal(err)
+	}
+	going.Close()
+	const lost = "instance connection lost; removing it after the grace period"
+	waitUntil(t, 5*time.Second, "the WARN for r3's lost connection", func() bool {
+		return len(logs.lines("level=WARN", lost, "id=r3")) == 1
+	})
+
+	cp.Close()
+	if got := logs.lines(lost); len(got) != 1 {
+		t.Errorf("Close logged lost connections: want only r3's, got:\n%s", strings.Join(got, "\n"))
+	}
+	if got := logs.lines("level=INFO", `msg="control plane stopping; 2 registrations end"`); len(got) != 1 {
+		t.Errorf("want one Info line for the 2 registrations that Close ends, got:\n%s", logs)
+	}
+	_, after, _ := strings.Cut(logs.String(), "control plane stopping")
+	if strings.Contains(after, "level=WARN") || strings.Contains(after, "level=ERROR") {
+		t.Errorf("a WARN or ERROR after Close began:\n%s", after)
+	}
+}

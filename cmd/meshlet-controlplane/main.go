@@ -430,8 +430,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 		return err
 	}
 	<-ctx.Done()
-	log.Info("shutting down")
-	return cp.Close()
+	return cp.Close() // which logs that it stops
 }
 
 func readCerts(path string) ([]*x509.Certificate, error) {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -42,6 +43,11 @@ type Service struct {
 	limit      int
 	ackTimeout time.Duration
 	log        *slog.Logger
+
+	handlers   sync.WaitGroup // Register calls in progress
+	mu         sync.Mutex
+	stopping   bool
+	registered int // streams whose instance is registered
 }
 
 // NewService serves registrations into reg. admit checks each one; limit
@@ -52,8 +58,38 @@ func NewService(reg *Registry, wait WaitFunc, admit AdmitFunc, limit int, ackTim
 	return &Service{reg: reg, wait: wait, admit: admit, limit: limit, ackTimeout: ackTimeout, log: log}
 }
 
+// Stop says that the control plane is stopping: the registration
+// streams that end from now on end because of that, not because their
+// servers went away, so they are not logged as lost; new ones are
+// refused. It returns how many registered instances have a stream open.
+func (s *Service) Stop() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
+	return s.registered
+}
+
+// Wait blocks until every Register call has returned. Call it after Stop,
+// once the gRPC server has ended the streams.
+func (s *Service) Wait() { s.handlers.Wait() }
+
+func (s *Service) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
 // Register implements pb.RegistryServer.
 func (s *Service) Register(stream pb.Registry_RegisterServer) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return status.Error(codes.Unavailable, "registry: the control plane is stopping; register again when it is back")
+	}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	defer s.handlers.Done()
+
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -76,11 +112,18 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 		s.log.Warn("registration refused", "id", inst.ID, "service", inst.Service, "identity", inst.Identity, "err", err)
 		return status.Errorf(code, "registry: instance %s of %s.%s at %s:%d: %v", inst.ID, inst.Service, inst.Namespace, inst.Address, inst.Port, err)
 	}
+	s.mu.Lock()
+	s.registered++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.registered--
+		s.mu.Unlock()
+	}()
 	s.log.Info("instance registered", "id", inst.ID, "service", inst.Service, "namespace", inst.Namespace,
 		"address", fmt.Sprintf("%s:%d", inst.Address, inst.Port), "state", first.GetState().String())
 	if err := stream.Send(&pb.RegisterResponse{State: first.GetState()}); err != nil {
-		s.reg.Lost(inst.ID, gen)
-		return err
+		return s.lost(inst, gen, err)
 	}
 	for {
 		req, err := stream.Recv()
@@ -90,9 +133,7 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 			return nil
 		}
 		if err != nil {
-			s.reg.Lost(inst.ID, gen)
-			s.log.Warn("instance connection lost; removing it after the grace period", "id", inst.ID, "service", inst.Service, "err", err)
-			return err
+			return s.lost(inst, gen, err)
 		}
 		st := stateFromProto(req.GetState())
 		s.reg.SetState(inst.ID, gen, st)
@@ -105,10 +146,22 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 			s.log.Info("instance drained", "id", inst.ID, "service", inst.Service, "ackedByAll", resp.AckedByAll)
 		}
 		if err := stream.Send(resp); err != nil {
-			s.reg.Lost(inst.ID, gen)
-			return err
+			return s.lost(inst, gen, err)
 		}
 	}
+}
+
+// lost handles the end of a registration stream that was not a clean
+// deregistration, and returns err.
+func (s *Service) lost(inst Instance, gen uint64, err error) error {
+	if s.isStopping() {
+		// Stop said so once for every stream; the registry goes too.
+		s.log.Debug("registration ends: the control plane is stopping", "id", inst.ID, "service", inst.Service)
+		return err
+	}
+	s.reg.Lost(inst.ID, gen)
+	s.log.Warn("instance connection lost; removing it after the grace period", "id", inst.ID, "service", inst.Service, "err", err)
+	return err
 }
 
 func stateFromProto(s pb.State) State {
