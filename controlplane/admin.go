@@ -48,12 +48,26 @@ func writeJSON(w http.ResponseWriter, v any) {
 	}
 }
 
-// ConfigDump is what /debug/config serves.
+// ConfigDump is what /debug/config serves. Its lists are empty, never
+// null, when there is nothing in them.
 type ConfigDump struct {
-	ConfigDir string             `json:"configDir"`
-	LoadedAt  time.Time          `json:"loadedAt"`
-	LastError *ConfigError       `json:"lastError"`
-	Warming   bool               `json:"warming"`
+	ConfigDir string `json:"configDir"`
+	// Status is "ok" when the config in force is the config directory's
+	// latest content, and "refused" when a later change was refused
+	// (LastError) and the config loaded at LoadedAt stays in force.
+	Status string `json:"status"`
+	// LoadedAt is when the config in force was loaded.
+	LoadedAt time.Time `json:"loadedAt"`
+	// LastError is the refused change the directory holds now; null when
+	// the latest change was loaded.
+	LastError *ConfigError `json:"lastError"`
+	// PreviousRefusal is the last refused change that a later, good load
+	// replaced, so that a refusal seen in the log can still be found; null
+	// if there was none.
+	PreviousRefusal *PreviousRefusal `json:"previousRefusal"`
+	Warming         bool             `json:"warming"`
+	// Resources are the Istio resources of the config in force, of every
+	// kind.
 	Resources []DumpedResource   `json:"resources"`
 	Services  []Service          `json:"services"`
 	Instances []Instance         `json:"instances"`
@@ -61,7 +75,22 @@ type ConfigDump struct {
 	// Warnings are choices the translation made that the operator should
 	// know about (a cluster mixing endpoints that expect mTLS with ones
 	// that may not speak it).
-	Warnings []string `json:"warnings,omitempty"`
+	Warnings []string `json:"warnings"`
+}
+
+// The values of ConfigDump.Status.
+const (
+	ConfigOK      = "ok"
+	ConfigRefused = "refused"
+)
+
+// PreviousRefusal is a refused config change that a later, good load
+// replaced.
+type PreviousRefusal struct {
+	ConfigError
+	// ReplacedAt is when the good config that replaced it, which is the
+	// one in force or an earlier one, was loaded.
+	ReplacedAt time.Time `json:"replacedAt"`
 }
 
 // Service is one service host the mesh knows, from a ServiceEntry or from
@@ -125,14 +154,18 @@ type XDSDump struct {
 // refused change, the registry and the xDS resources.
 func (s *Server) Dump() ConfigDump {
 	s.mu.Lock()
-	cfg, at, lastErr, services, warming, warnings := s.cfg, s.cfgAt, s.lastErr, s.services, s.warming, s.warnings
+	cfg, at, lastErr, prevErr, services, warming, warnings := s.cfg, s.cfgAt, s.lastErr, s.prevErr, s.services, s.warming, s.warnings
 	s.mu.Unlock()
 	d := ConfigDump{
-		ConfigDir: s.opts.configDir, LoadedAt: at, LastError: lastErr, Warming: warming, Warnings: warnings,
-		XDS: map[string]XDSDump{},
+		ConfigDir: s.opts.configDir, Status: ConfigOK, LoadedAt: at, LastError: lastErr, PreviousRefusal: prevErr, Warming: warming,
+		Resources: []DumpedResource{}, Services: []Service{}, Instances: []Instance{}, XDS: map[string]XDSDump{},
+		Warnings: append([]string{}, warnings...),
+	}
+	if lastErr != nil {
+		d.Status = ConfigRefused
 	}
 	for _, svc := range services {
-		out := Service{Host: svc.Host, Namespace: svc.Namespace}
+		out := Service{Host: svc.Host, Namespace: svc.Namespace, Ports: []Port{}}
 		for _, p := range svc.Ports {
 			out.Ports = append(out.Ports, Port{Number: p.Number, TargetPort: p.TargetPort, Name: p.Name, Protocol: p.Protocol})
 		}
@@ -147,29 +180,51 @@ func (s *Server) Dump() ConfigDump {
 			Identity: e.Identity, ListenAddress: e.ListenAddress,
 		})
 	}
-	add := func(m model.Meta, spec proto.Message) {
-		d.Resources = append(d.Resources, DumpedResource{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, File: m.File, Spec: marshal(spec)})
-	}
-	for _, r := range cfg.ServiceEntries {
-		add(r.Meta, r.Spec)
-	}
-	for _, r := range cfg.WorkloadEntries {
-		add(r.Meta, r.Spec)
-	}
-	for _, r := range cfg.VirtualServices {
-		add(r.Meta, r.Spec)
-	}
-	for _, r := range cfg.DestinationRules {
-		add(r.Meta, r.Spec)
+	for _, r := range istioResources(cfg) {
+		d.Resources = append(d.Resources, DumpedResource{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, File: r.File, Spec: marshal(r.spec)})
 	}
 	for typ, vr := range s.xds.Resources() {
-		x := XDSDump{Version: vr.Version}
+		x := XDSDump{Version: vr.Version, Resources: []json.RawMessage{}}
 		for _, r := range vr.Resources {
 			x.Resources = append(x.Resources, marshal(r))
 		}
 		d.XDS[typ] = x
 	}
 	return d
+}
+
+// istioResource is one Istio resource of a config, of any kind.
+type istioResource struct {
+	model.Meta
+	spec proto.Message
+}
+
+// istioResources lists every resource of cfg, of every kind, in the config's
+// order.
+func istioResources(cfg *model.Config) []istioResource {
+	var out []istioResource
+	for _, r := range cfg.ServiceEntries {
+		out = append(out, istioResource{r.Meta, r.Spec})
+	}
+	for _, r := range cfg.WorkloadEntries {
+		out = append(out, istioResource{r.Meta, r.Spec})
+	}
+	for _, r := range cfg.WorkloadGroups {
+		out = append(out, istioResource{r.Meta, r.Spec})
+	}
+	for _, r := range cfg.VirtualServices {
+		out = append(out, istioResource{r.Meta, r.Spec})
+	}
+	for _, r := range cfg.DestinationRules {
+		out = append(out, istioResource{r.Meta, r.Spec})
+	}
+	for _, r := range cfg.PeerAuthentications {
+		out = append(out, istioResource{r.Meta, r.Spec})
+	}
+	for _, r := range cfg.AuthorizationPolicies {
+		out = append(out, istioResource{r.Meta, r.Spec})
+	}
+	return out
 }
 
 func marshal(m proto.Message) json.RawMessage {

@@ -66,6 +66,7 @@ type Server struct {
 	cfg        *model.Config
 	cfgAt      time.Time
 	lastErr    *ConfigError
+	prevErr    *PreviousRefusal // the last refusal a good load replaced
 	services   []translate.Service
 	warming    bool          // endpoints are withheld while servers register again
 	warmupDone chan struct{} // closed when the warm-up time is over

@@ -3,7 +3,12 @@ package controlplane_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,5 +180,143 @@ func TestCloseIsNotALostConnection(t *testing.T) {
 	_, after, _ := strings.Cut(logs.String(), "control plane stopping")
 	if strings.Contains(after, "level=WARN") || strings.Contains(after, "level=ERROR") {
 		t.Errorf("a WARN or ERROR after Close began:\n%s", after)
+	}
+}
+
+const securityConfig = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: istio-system
+spec:
+  mtls:
+    mode: STRICT
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: reviews
+spec:
+  selector:
+    matchLabels:
+      app: reviews
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals:
+        - cluster.local/ns/default/sa/productpage
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata:
+  name: reviews-v2
+spec:
+  template:
+    serviceAccount: bookinfo-reviews
+    labels:
+      app: reviews
+      version: v2
+`
+
+// An empty list on /debug/config is [], not null.
+func TestDebugConfigListsAreNeverNull(t *testing.T) {
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, nil))
+	resp, err := http.Get("http://" + cp.AdminAddr() + "/debug/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"resources", "services", "instances", "warnings"} {
+		if got := string(d[field]); got != "[]" {
+			t.Errorf("%s = %s, want []", field, got)
+		}
+	}
+	var xds map[string]struct {
+		Resources json.RawMessage `json:"resources"`
+	}
+	if err := json.Unmarshal(d["xds"], &xds); err != nil {
+		t.Fatal(err)
+	}
+	if len(xds) == 0 {
+		t.Errorf("xds = %s, want every type", d["xds"])
+	}
+	for typ, x := range xds {
+		if got := string(x.Resources); got != "[]" {
+			t.Errorf("xds[%s].resources = %s, want []", typ, got)
+		}
+	}
+	if got := string(d["status"]); got != `"ok"` {
+		t.Errorf("status = %s, want \"ok\"", got)
+	}
+}
+
+// /debug/config dumps resources of every kind, each with its file.
+func TestDebugConfigDumpsEveryKind(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute, "security.yaml": securityConfig})
+	cp := meshtest.StartControlPlane(t, dir)
+	var got []string
+	for _, r := range dump(t, cp).Resources {
+		got = append(got, fmt.Sprintf("%s %s/%s %s", r.Kind, r.Namespace, r.Name, filepath.Base(r.File)))
+		if len(r.Spec) < 3 {
+			t.Errorf("%s %s/%s has spec %s", r.Kind, r.Namespace, r.Name, r.Spec)
+		}
+	}
+	slices.Sort(got)
+	want := []string{
+		"AuthorizationPolicy default/reviews security.yaml",
+		"DestinationRule default/reviews reviews.yaml",
+		"PeerAuthentication istio-system/default security.yaml",
+		"ServiceEntry default/reviews reviews.yaml",
+		"VirtualService default/reviews route.yaml",
+		"WorkloadGroup default/reviews-v2 security.yaml",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("resources:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A refused change stays on /debug/config after a good load replaced it,
+// as the previous refusal, and the status says the config in force is
+// good.
+func TestDebugConfigKeepsThePreviousRefusal(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	cp := meshtest.StartControlPlane(t, dir)
+	if d := dump(t, cp); d.Status != controlplane.ConfigOK || d.LastError != nil || d.PreviousRefusal != nil {
+		t.Fatalf("at start: status %q, lastError %v, previousRefusal %v; want ok and none", d.Status, d.LastError, d.PreviousRefusal)
+	}
+
+	meshtest.WriteFile(t, dir, "route.yaml", strings.Replace(goodRoute, "weight: 20", "weight: 30", 1))
+	var refused controlplane.ConfigDump
+	waitUntil(t, 3*time.Second, "the refusal", func() bool {
+		refused = dump(t, cp)
+		return refused.LastError != nil
+	})
+	if refused.Status != controlplane.ConfigRefused || refused.PreviousRefusal != nil || !refused.LoadedAt.Before(refused.LastError.Time) {
+		t.Errorf("after a refusal: status %q, previousRefusal %v, loadedAt %v, refused at %v; want refused, none, and the config in force older",
+			refused.Status, refused.PreviousRefusal, refused.LoadedAt, refused.LastError.Time)
+	}
+
+	meshtest.WriteFile(t, dir, "route.yaml", goodRoute)
+	var good controlplane.ConfigDump
+	waitUntil(t, 3*time.Second, "the good config", func() bool {
+		good = dump(t, cp)
+		return good.Status == controlplane.ConfigOK
+	})
+	p := good.PreviousRefusal
+	switch {
+	case good.LastError != nil:
+		t.Errorf("lastError %v after a good load, want null", good.LastError)
+	case p == nil:
+		t.Fatal("the refusal is gone after a good load, want it as previousRefusal")
+	case !p.Time.Equal(refused.LastError.Time) || p.Message != refused.LastError.Message:
+		t.Errorf("previousRefusal %v, want the refusal %v", p, refused.LastError)
+	case !p.ReplacedAt.Equal(good.LoadedAt) || !p.ReplacedAt.After(p.Time):
+		t.Errorf("previousRefusal replaced at %v, refused at %v, config loaded at %v; want replaced when the config in force was loaded, after the refusal",
+			p.ReplacedAt, p.Time, good.LoadedAt)
 	}
 }

@@ -152,18 +152,23 @@ func (s *Server) Reload() error {
 		return err
 	}
 	s.mu.Lock()
-	prev := s.cfg
+	prev, prevAt := s.cfg, s.cfgAt
 	s.cfg, s.cfgAt = cfg, time.Now()
-	s.lastErr = nil
 	s.mu.Unlock()
 	if err := s.rebuildErr(); err != nil {
 		s.mu.Lock()
-		s.cfg = prev
+		s.cfg, s.cfgAt = prev, prevAt
 		s.lastErr = &ConfigError{Time: time.Now(), Message: err.Error()}
 		s.mu.Unlock()
 		s.log.Error("config refused; the previous config stays in force", "dir", s.opts.configDir, "err", err)
 		return err
 	}
+	s.mu.Lock()
+	if s.lastErr != nil {
+		s.prevErr = &PreviousRefusal{ConfigError: *s.lastErr, ReplacedAt: s.cfgAt}
+		s.lastErr = nil
+	}
+	s.mu.Unlock()
 	s.log.Info("config loaded", "dir", s.opts.configDir)
 	return nil
 }
