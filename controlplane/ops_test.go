@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -318,5 +319,59 @@ func TestDebugConfigKeepsThePreviousRefusal(t *testing.T) {
 	case !p.ReplacedAt.Equal(good.LoadedAt) || !p.ReplacedAt.After(p.Time):
 		t.Errorf("previousRefusal replaced at %v, refused at %v, config loaded at %v; want replaced when the config in force was loaded, after the refusal",
 			p.ReplacedAt, p.Time, good.LoadedAt)
+	}
+}
+
+// A reload logs the resources it added, changed and removed, each with
+// its file.
+func TestReloadLogsWhatChanged(t *testing.T) {
+	log, logs := captureLog()
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	meshtest.StartControlPlane(t, dir, controlplane.WithLogger(log))
+	steps := []struct {
+		name   string
+		change func()
+		want   string // the whole message and attributes after dir=
+	}{
+		{"a changed spec", func() {
+			meshtest.WriteFile(t, dir, "route.yaml", strings.NewReplacer("weight: 80", "weight: 50", "weight: 20", "weight: 50").Replace(goodRoute))
+		}, `msg="config loaded" changed="VirtualService default/reviews (route.yaml)"`},
+		{"a new file", func() { meshtest.WriteFile(t, dir, "security.yaml", securityConfig) },
+			`msg="config loaded" added="WorkloadGroup default/reviews-v2 (security.yaml), PeerAuthentication istio-system/default (security.yaml), AuthorizationPolicy default/reviews (security.yaml)"`},
+		{"a moved resource", func() { rename(t, filepath.Join(dir, "route.yaml"), filepath.Join(dir, "vs.yaml")) },
+			`msg="config loaded" changed="VirtualService default/reviews (vs.yaml, was in route.yaml)"`},
+		{"a removed file", func() { remove(t, filepath.Join(dir, "vs.yaml")) },
+			`msg="config loaded" removed="VirtualService default/reviews (vs.yaml)"`},
+		{"a file written again as it was", func() { meshtest.WriteFile(t, dir, "security.yaml", securityConfig) },
+			`msg="config loaded; no resource changed"`},
+	}
+	for _, step := range steps {
+		before := len(logs.lines("config loaded"))
+		step.change()
+		waitUntil(t, 5*time.Second, "the reload after "+step.name, func() bool { return len(logs.lines("config loaded")) > before })
+		got := logs.lines("config loaded")[before:]
+		// What a reload logs, without its time and directory.
+		var msgs []string
+		for _, l := range got {
+			_, l, _ = strings.Cut(l, "level=INFO ")
+			msgs = append(msgs, strings.Replace(l, " dir="+dir, "", 1))
+		}
+		if len(msgs) != 1 || msgs[0] != step.want {
+			t.Errorf("after %s, the reload logged:\n%s\nwant:\n%s", step.name, strings.Join(msgs, "\n"), step.want)
+		}
+	}
+}
+
+func rename(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func remove(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
 	}
 }

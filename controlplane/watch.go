@@ -169,7 +169,7 @@ func (s *Server) Reload() error {
 		s.lastErr = nil
 	}
 	s.mu.Unlock()
-	s.log.Info("config loaded", "dir", s.opts.configDir)
+	s.logLoaded(diffConfig(prev, cfg))
 	return nil
 }
 
