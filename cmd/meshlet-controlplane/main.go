@@ -19,7 +19,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 	"time"
 
 	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/internal/certfile"
 )
 
 const name = "meshlet-controlplane"
@@ -386,7 +386,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	var bundle []*x509.Certificate
 	if s.trustBundle != "" {
 		var err error
-		if bundle, err = readCerts(s.trustBundle); err != nil {
+		if bundle, err = certfile.Read(s.trustBundle); err != nil {
 			return fmt.Errorf("--trust-bundle-file: %w", err)
 		}
 	}
@@ -431,27 +431,4 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	}
 	<-ctx.Done()
 	return cp.Close() // which logs that it stops
-}
-
-func readCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		if b, data = pem.Decode(data); b == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
-	}
-	return out, nil
 }
