@@ -3,6 +3,8 @@ package balancer
 import (
 	"fmt"
 	"time"
+
+	"github.com/meshlet/meshlet/internal/envoydefaults"
 )
 
 // PolicyKind names a load-balancing algorithm.
@@ -81,8 +83,8 @@ type Config struct {
 // Ring size bounds. DefaultMaxRingSize is also the largest allowed, as in
 // Envoy.
 const (
-	DefaultMinRingSize = 1024
-	DefaultMaxRingSize = 8 << 20
+	DefaultMinRingSize = envoydefaults.MinRingSize
+	DefaultMaxRingSize = envoydefaults.MaxRingSize
 )
 
 // RingHashConfig sizes the hash ring of the RingHash policy.
@@ -153,12 +155,12 @@ type LocalityConfig struct {
 
 // Outlier detection defaults, those of Istio and Envoy.
 const (
-	DefaultConsecutive5xx                 = 5
-	DefaultConsecutiveLocalOriginFailures = 5
-	DefaultOutlierInterval                = 10 * time.Second
-	DefaultBaseEjectionTime               = 30 * time.Second
-	DefaultMaxEjectionTime                = 300 * time.Second
-	DefaultMaxEjectionPercent             = 10
+	DefaultConsecutive5xx                 = envoydefaults.Consecutive5xx
+	DefaultConsecutiveLocalOriginFailures = envoydefaults.ConsecutiveLocalOriginFailure
+	DefaultOutlierInterval                = envoydefaults.OutlierInterval
+	DefaultBaseEjectionTime               = envoydefaults.BaseEjectionTime
+	DefaultMaxEjectionTime                = envoydefaults.MaxEjectionTime
+	DefaultMaxEjectionPercent             = envoydefaults.MaxEjectionPercent
 )
 
 // OutlierConfig configures outlier detection, as Istio's outlierDetection

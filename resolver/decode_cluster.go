@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -19,17 +18,19 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meshlet/meshlet/internal/envoydefaults"
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
-// Ring sizes: Envoy's defaults, and gRPC-Go's upper bound.
+// Envoy's defaults and gRPC-Go's bounds (envoydefaults), and how deep a
+// load-balancing policy may nest.
 const (
-	defaultMinRingSize = 1024
-	defaultMaxRingSize = 8 * 1024 * 1024
-	maxRingSize        = 8 * 1024 * 1024
+	defaultMinRingSize = envoydefaults.MinRingSize
+	defaultMaxRingSize = envoydefaults.MaxRingSize
+	maxRingSize        = envoydefaults.MaxRingSize
 
-	defaultChoiceCount = 2
-	defaultMaxRequests = 1024
+	defaultChoiceCount = envoydefaults.ChoiceCount
+	defaultMaxRequests = envoydefaults.MaxRequests
 	maxPolicyDepth     = 16
 )
 
@@ -312,26 +313,26 @@ func convertUpstreamTLS(ts *corev3.TransportSocket) (*UpstreamTLS, error) {
 // percentages above 100, as gRPC-Go does.
 func convertOutlierDetection(od *clusterv3.OutlierDetection) (*OutlierDetection, error) {
 	out := &OutlierDetection{
-		Interval:                           10 * time.Second,
-		BaseEjectionTime:                   30 * time.Second,
-		MaxEjectionTime:                    300 * time.Second,
-		MaxEjectionPercent:                 10,
-		Consecutive5xx:                     5,
-		EnforcingConsecutive5xx:            100,
-		ConsecutiveGatewayFailure:          5,
-		EnforcingConsecutiveGatewayFailure: 0,
-		SuccessRateMinimumHosts:            5,
-		SuccessRateRequestVolume:           100,
-		SuccessRateStdevFactor:             1900,
-		EnforcingSuccessRate:               100,
-		FailurePercentageThreshold:         85,
-		FailurePercentageMinimumHosts:      5,
-		FailurePercentageRequestVolume:     50,
-		EnforcingFailurePercentage:         0,
+		Interval:                           envoydefaults.OutlierInterval,
+		BaseEjectionTime:                   envoydefaults.BaseEjectionTime,
+		MaxEjectionTime:                    envoydefaults.MaxEjectionTime,
+		MaxEjectionPercent:                 envoydefaults.MaxEjectionPercent,
+		Consecutive5xx:                     envoydefaults.Consecutive5xx,
+		EnforcingConsecutive5xx:            envoydefaults.EnforcingConsecutive5xx,
+		ConsecutiveGatewayFailure:          envoydefaults.ConsecutiveGatewayFailure,
+		EnforcingConsecutiveGatewayFailure: envoydefaults.EnforcingConsecutiveGatewayFailure,
+		SuccessRateMinimumHosts:            envoydefaults.SuccessRateMinimumHosts,
+		SuccessRateRequestVolume:           envoydefaults.SuccessRateRequestVolume,
+		SuccessRateStdevFactor:             envoydefaults.SuccessRateStdevFactor,
+		EnforcingSuccessRate:               envoydefaults.EnforcingSuccessRate,
+		FailurePercentageThreshold:         envoydefaults.FailurePercentageThreshold,
+		FailurePercentageMinimumHosts:      envoydefaults.FailurePercentageMinimumHosts,
+		FailurePercentageRequestVolume:     envoydefaults.FailurePercentageRequestVolume,
+		EnforcingFailurePercentage:         envoydefaults.EnforcingFailurePercentage,
 
 		SplitExternalLocalOriginErrors:         od.GetSplitExternalLocalOriginErrors(),
-		ConsecutiveLocalOriginFailure:          5,
-		EnforcingConsecutiveLocalOriginFailure: 100,
+		ConsecutiveLocalOriginFailure:          envoydefaults.ConsecutiveLocalOriginFailure,
+		EnforcingConsecutiveLocalOriginFailure: envoydefaults.EnforcingConsecutiveLocalOriginFailure,
 	}
 	var err error
 	if od.GetInterval() != nil {

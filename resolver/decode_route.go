@@ -5,17 +5,18 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/meshlet/meshlet/internal/envoydefaults"
 )
 
 // Envoy's retry back-off defaults.
 const (
-	defaultRetryBase = 25 * time.Millisecond
-	retryMaxFactor   = 10
+	defaultRetryBase = envoydefaults.RetryBaseInterval
+	retryMaxFactor   = envoydefaults.RetryMaxFactor
 )
 
 var filterConfigName = fullName(&routev3.FilterConfig{})

@@ -17,6 +17,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
+	"github.com/meshlet/meshlet/internal/envoydefaults"
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
@@ -40,7 +41,7 @@ const (
 	wrrLocalityName    = "envoy.load_balancing_policies.wrr_locality"
 	roundRobinName     = "envoy.load_balancing_policies.round_robin"
 	leastRequestName   = "envoy.load_balancing_policies.least_request"
-	maxRingSize        = 8 * 1024 * 1024 // gRPC-Go refuses a larger minimum ring size
+	maxRingSize        = envoydefaults.MaxRingSize // gRPC-Go refuses a larger minimum ring size
 	subsetFieldPattern = "spec.subsets[%d].trafficPolicy"
 )
 

@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -19,6 +18,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
+	"github.com/meshlet/meshlet/internal/envoydefaults"
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
@@ -26,8 +26,8 @@ import (
 const (
 	defaultRetryOn    = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 	defaultNumRetries = 2
-	retryBaseInterval = 25 * time.Millisecond
-	retryMaxInterval  = 250 * time.Millisecond
+	retryBaseInterval = envoydefaults.RetryBaseInterval
+	retryMaxInterval  = envoydefaults.RetryMaxInterval
 )
 
 // knownRetryOn are the retry_on values kept from Istio's retryOn: the gRPC
