@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,14 +18,17 @@ import (
 // wraps it and says how many endpoints are in which state.
 var ErrNoEndpoints = errors.New("balancer: no endpoint available")
 
-// Locality is where an endpoint runs, as in EDS and Kubernetes topology
-// labels.
+// Locality is where an endpoint or a workload runs, as in EDS and
+// Kubernetes topology labels. It is the one locality type of meshlet:
+// resolver.Locality and mesh.Locality are this type.
 type Locality struct {
 	Region, Zone, SubZone string
 }
 
+// String returns "region/zone/subzone", Istio's form, without trailing
+// empty parts.
 func (l Locality) String() string {
-	return l.Region + "/" + l.Zone + "/" + l.SubZone
+	return strings.TrimRight(l.Region+"/"+l.Zone+"/"+l.SubZone, "/")
 }
 
 // Endpoint is one address of a cluster, as an EDS ClusterLoadAssignment

@@ -230,7 +230,7 @@ func TestUpdateErrorsKeepThePreviousSet(t *testing.T) {
 		eps     []balancer.Endpoint
 		wantMsg string
 	}{
-		{"no address", []balancer.Endpoint{{Address: "a:1"}, {}}, "endpoint 1 (//): no address"},
+		{"no address", []balancer.Endpoint{{Address: "a:1"}, {}}, `endpoint 1 (locality ""): no address`},
 		{"duplicate", []balancer.Endpoint{{Address: "a:1"}, {Address: "a:1"}}, `endpoint "a:1" appears twice`},
 		{"mixed locality weights", []balancer.Endpoint{
 			{Address: "a:1", Locality: balancer.Locality{Zone: "z1"}, LocalityWeight: 1},
@@ -239,7 +239,7 @@ func TestUpdateErrorsKeepThePreviousSet(t *testing.T) {
 		{"two weights for one locality", []balancer.Endpoint{
 			{Address: "a:1", Locality: balancer.Locality{Zone: "z1"}, LocalityWeight: 1},
 			{Address: "b:1", Locality: balancer.Locality{Zone: "z1"}, LocalityWeight: 2},
-		}, `locality /z1/ has weight 2, but 1 on another endpoint of priority 0`},
+		}, `locality /z1 has weight 2, but 1 on another endpoint of priority 0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -163,7 +163,7 @@ func buildLevels(eps []Endpoint, s *settings) ([]*staticLevel, error) {
 		ep := eps[i]
 		switch {
 		case ep.Address == "":
-			return nil, fmt.Errorf("balancer: endpoint %d (%v): no address", i, ep.Locality)
+			return nil, fmt.Errorf("balancer: endpoint %d (locality %q): no address", i, ep.Locality.String())
 		case seen[ep.Address]:
 			return nil, fmt.Errorf("balancer: endpoint %q appears twice (each address must be given once)", ep.Address)
 		}

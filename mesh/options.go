@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -20,9 +21,7 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 // Locality is where a workload runs. Callers prefer endpoints in their own
 // locality when a DestinationRule asks for it.
-type Locality struct {
-	Region, Zone, SubZone string
-}
+type Locality = balancer.Locality
 
 type options struct {
 	service        string

@@ -30,7 +30,7 @@ func (m *Mesh) xdsClient(ctx context.Context) (*resolver.Client, error) {
 			ServiceAccount: o.serviceAccount,
 			WorkloadName:   o.service,
 			Labels:         o.labels,
-			Locality:       resolver.Locality{Region: o.locality.Region, Zone: o.locality.Zone, SubZone: o.locality.SubZone},
+			Locality:       o.locality,
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("mesh: xds client: %w", err)

@@ -87,7 +87,7 @@ func TestWatchChain(t *testing.T) {
 		subset string
 		want   resolver.Cluster
 	}{
-		{"", resolver.Cluster{LBPolicy: resolver.RoundRobin, TLS: &resolver.UpstreamTLS{SANs: []string{sa("bookinfo-reviews"), sa("default")}}}},
+		{"", resolver.Cluster{LBPolicy: resolver.WeightedRoundRobin, TLS: &resolver.UpstreamTLS{SANs: []string{sa("bookinfo-reviews"), sa("default")}}}},
 		{"v1", resolver.Cluster{LBPolicy: resolver.Random, TLS: &resolver.UpstreamTLS{SANs: []string{sa("bookinfo-reviews")}}}},
 		{"v2", resolver.Cluster{LBPolicy: resolver.RingHash, RingHash: resolver.RingHashConfig{MinRingSize: 2048, MaxRingSize: 8 << 20}, TLS: &resolver.UpstreamTLS{SANs: []string{sa("default")}}}},
 		{"v3", resolver.Cluster{LBPolicy: resolver.LeastRequest, LeastRequest: resolver.LeastRequestConfig{ChoiceCount: 2}}},

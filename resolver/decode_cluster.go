@@ -108,7 +108,7 @@ func convertCluster(c *clusterv3.Cluster) (Cluster, error) {
 func convertLBEnum(c *clusterv3.Cluster, out *Cluster) error {
 	switch p := c.GetLbPolicy(); p {
 	case clusterv3.Cluster_ROUND_ROBIN:
-		out.LBPolicy = RoundRobin
+		out.LBPolicy = WeightedRoundRobin
 	case clusterv3.Cluster_LEAST_REQUEST:
 		out.LBPolicy = LeastRequest
 		return leastRequest(c.GetLeastRequestLbConfig().GetChoiceCount(), out, "least_request_lb_config")
@@ -180,7 +180,7 @@ func convertLBPolicyList(lbp *clusterv3.LoadBalancingPolicy, out *Cluster, depth
 			if err := unpackValid(cfg, &roundrobinv3.RoundRobin{}); err != nil {
 				return fmt.Errorf("%s: %w", at, err)
 			}
-			out.LBPolicy = RoundRobin
+			out.LBPolicy = WeightedRoundRobin
 			return nil
 		case leastRequestName:
 			lr := &leastrequestv3.LeastRequest{}

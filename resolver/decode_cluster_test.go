@@ -93,12 +93,12 @@ func TestClusterPoliciesFromControlPlane(t *testing.T) {
 
 func TestLBPolicyString(t *testing.T) {
 	for p, want := range map[resolver.LBPolicy]string{
-		resolver.RoundRobin:   "ROUND_ROBIN",
-		resolver.LeastRequest: "LEAST_REQUEST",
-		resolver.RingHash:     "RING_HASH",
-		resolver.Random:       "RANDOM",
-		resolver.PeakEWMA:     "PEAK_EWMA",
-		resolver.LBPolicy(9):  "LBPolicy(9)",
+		resolver.WeightedRoundRobin: "ROUND_ROBIN",
+		resolver.LeastRequest:       "LEAST_REQUEST",
+		resolver.RingHash:           "RING_HASH",
+		resolver.Random:             "RANDOM",
+		resolver.PeakEWMA:           "PEAK_EWMA",
+		resolver.LBPolicy(9):        "LBPolicy(9)",
 	} {
 		if got := p.String(); got != want {
 			t.Errorf("LBPolicy(%d).String() = %q, want %q", int(p), got, want)

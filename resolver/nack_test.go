@@ -127,7 +127,7 @@ func TestNACK(t *testing.T) {
 	srv.setClusters(t, "1", good)
 	c := newClient(t, nodeID(t), []string{srv.addr}, resolver.WithBackoff(50*time.Millisecond, time.Second))
 	w := watch(t, c.WatchCluster, "c1")
-	if got := w.value(t, 5*time.Second); got.LBPolicy != resolver.RoundRobin {
+	if got := w.value(t, 5*time.Second); got.LBPolicy != resolver.WeightedRoundRobin {
 		t.Fatalf("first cluster: %+v", got)
 	}
 	srv.waitRequest(t, 0, "the ACK of version 1", func(r *discoveryv3.DiscoveryRequest) bool {
@@ -175,10 +175,10 @@ func TestNACK(t *testing.T) {
 			if isNotFound(u.err) {
 				t.Errorf("rejection %v wraps ErrResourceNotFound", u.err)
 			}
-			if u.v.Name != "c1" || u.v.LBPolicy != resolver.RoundRobin {
+			if u.v.Name != "c1" || u.v.LBPolicy != resolver.WeightedRoundRobin {
 				t.Errorf("watcher was given %+v with the error, want the last good cluster", u.v)
 			}
-			if got := watch(t, c.WatchCluster, "c1").value(t, 100*time.Millisecond); got.Name != "c1" || got.LBPolicy != resolver.RoundRobin {
+			if got := watch(t, c.WatchCluster, "c1").value(t, 100*time.Millisecond); got.Name != "c1" || got.LBPolicy != resolver.WeightedRoundRobin {
 				t.Errorf("a new watch got %+v, want the last good cluster", got)
 			}
 		})

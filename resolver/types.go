@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshlet/meshlet/balancer"
 )
 
 // The values below are meshlet's view of the xDS resources. The client
@@ -12,14 +14,7 @@ import (
 // and the slices, maps and pointers in it, as read-only.
 
 // Locality is where a workload or an endpoint runs.
-type Locality struct {
-	Region, Zone, SubZone string
-}
-
-// String returns "region/zone/subzone", without trailing empty parts.
-func (l Locality) String() string {
-	return strings.TrimRight(l.Region+"/"+l.Zone+"/"+l.SubZone, "/")
-}
+type Locality = balancer.Locality
 
 // Listener is an xDS Listener.
 //
@@ -406,11 +401,14 @@ type LBPolicy int
 
 // The load-balancing policies.
 const (
-	RoundRobin   LBPolicy = iota // weighted round robin over endpoint weights
-	LeastRequest                 // power of ChoiceCount choices, fewest outstanding requests
-	RingHash                     // consistent hashing on the route's hash policies
-	Random                       // uniformly random
-	PeakEWMA                     // latency-aware: power of two choices on peak-EWMA latency × load (meshlet's extension)
+	// WeightedRoundRobin is Envoy's ROUND_ROBIN, which follows endpoint
+	// weights (balancer.WeightedRoundRobin; gRPC-Go's round_robin, and
+	// balancer.RoundRobin, ignore them).
+	WeightedRoundRobin LBPolicy = iota
+	LeastRequest                // power of ChoiceCount choices, fewest outstanding requests
+	RingHash                    // consistent hashing on the route's hash policies
+	Random                      // uniformly random
+	PeakEWMA                    // latency-aware: power of two choices on peak-EWMA latency × load (meshlet's extension)
 )
 
 // String returns Envoy's name of the policy: "ROUND_ROBIN", ...; for
@@ -418,7 +416,7 @@ const (
 // annotation, "PEAK_EWMA".
 func (p LBPolicy) String() string {
 	switch p {
-	case RoundRobin:
+	case WeightedRoundRobin:
 		return "ROUND_ROBIN"
 	case LeastRequest:
 		return "LEAST_REQUEST"

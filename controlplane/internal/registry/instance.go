@@ -1,11 +1,9 @@
 package registry
 
+import "github.com/meshlet/meshlet/balancer"
+
 // Locality is where an instance runs, as Envoy's core.Locality.
-type Locality struct {
-	Region  string `json:"region,omitempty"`
-	Zone    string `json:"zone,omitempty"`
-	SubZone string `json:"subZone,omitempty"`
-}
+type Locality = balancer.Locality
 
 // Instance is one live endpoint of a service that a meshlet server
 // registered with the control plane.
