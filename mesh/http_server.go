@@ -216,7 +216,7 @@ func enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *htt
 		}
 		r = r2
 	}
-	if err := security.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
+	if err := resolver.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
 		http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
 		return
 	}
@@ -255,8 +255,8 @@ func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
 
 // authzRequest is what authorization sees of r; path is its (normalized)
 // path, escaped as Envoy's RBAC filter sees :path.
-func authzRequest(r *http.Request, path string, local net.Addr) security.AuthzRequest {
-	req := security.AuthzRequest{
+func authzRequest(r *http.Request, path string, local net.Addr) resolver.AuthzRequest {
+	req := resolver.AuthzRequest{
 		Method:    r.Method,
 		Path:      path,
 		Authority: r.Host,

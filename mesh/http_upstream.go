@@ -354,7 +354,7 @@ func (up *upstream) setTransportLocked(c resolver.Cluster) {
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	if useTLS {
-		tr.TLSClientConfig = security.ClientTLSConfig(up.t.m.identity, security.AuthorizeServer(c.TLS, up.t.m.spiffeID.TrustDomain()))
+		tr.TLSClientConfig = security.ClientTLSConfig(up.t.m.identity, serverAuthorizer(c.TLS, up.t.m.spiffeID.TrustDomain()))
 	}
 	if up.transport != nil {
 		up.transport.CloseIdleConnections()

@@ -27,7 +27,8 @@
 //
 // Values are meshlet's own types (Listener, RouteConfig, Cluster,
 // Endpoints), not Envoy protos. MatchRoute and PickWeightedCluster apply a
-// RouteConfig to a request, for any transport.
+// RouteConfig to a request, and Authorize a server Listener's RBAC
+// filters, for any transport.
 //
 // The shortest use follows a client target "host:port" down to its
 // endpoints:

@@ -1,13 +1,16 @@
 package resolver
 
 import (
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 )
 
 // RBAC is the config of an RBAC HTTP filter (Envoy's
-// envoy.config.rbac.v3.RBAC), converted as it is: a later evaluator applies
-// Envoy's semantics to it. A request matches a policy when it matches any
+// envoy.config.rbac.v3.RBAC), converted as it is; Authorize applies
+// Envoy's semantics to it, for any transport. A request matches a policy when it matches any
 // of the policy's permissions and any of its principals.
 //
 // With Action RBACAllow, a request is allowed only if it matches some
@@ -162,4 +165,168 @@ type Principal struct {
 	Header HeaderMatch
 	String StringMatch // PrincipalURLPath
 	CIDR   netip.Prefix
+}
+
+// AuthzRequest is what an authorization decision looks at, for any
+// transport.
+type AuthzRequest struct {
+	// Peer is the caller's verified leaf certificate; nil for a plaintext
+	// caller.
+	Peer *x509.Certificate
+	// Method, Path and Authority of the request. Path is without the
+	// query and escaped as sent, as Envoy's RBAC filter sees it; a server
+	// normalizes it first as its Listener says.
+	Method, Path, Authority string
+	// Header returns a request header's values, nil when absent. Names are
+	// lower-case.
+	Header func(name string) []string
+	// Local is the server's address the request came in on; Remote is the
+	// caller's.
+	Local, Remote netip.AddrPort
+	// ServerName is the TLS SNI, if any.
+	ServerName string
+}
+
+// ErrDenied is wrapped by the error Authorize returns for a refused
+// request.
+var ErrDenied = errors.New("denied by policy")
+
+// Authorize applies a server Listener's RBAC filters to a request, in
+// order, with Envoy's and gRPC-Go's semantics: a DENY filter refuses a
+// request that matches one of its policies; an ALLOW filter refuses one
+// that matches none. Filters of other types are ignored. The error says
+// which policy decided, in gRPC-Go's words, and wraps ErrDenied.
+func Authorize(filters []HTTPFilter, req AuthzRequest) error {
+	for _, f := range filters {
+		if f.RBAC == nil {
+			continue
+		}
+		matched := ""
+		for _, p := range f.RBAC.Policies {
+			if anyPermission(p.Permissions, &req) && anyPrincipal(p.Principals, &req) {
+				matched = p.Name
+				break
+			}
+		}
+		switch f.RBAC.Action {
+		case RBACDeny:
+			if matched != "" {
+				return fmt.Errorf("incoming request matched a deny policy %q: %w", matched, ErrDenied)
+			}
+		case RBACAllow:
+			if matched == "" {
+				return fmt.Errorf("incoming request did not match an allow policy: %w", ErrDenied)
+			}
+		}
+	}
+	return nil
+}
+
+func anyPermission(ps []Permission, req *AuthzRequest) bool {
+	for _, p := range ps {
+		if permission(p, req) {
+			return true
+		}
+	}
+	return false
+}
+
+func permission(p Permission, req *AuthzRequest) bool {
+	switch p.Kind {
+	case PermissionAny:
+		return true
+	case PermissionAnd:
+		for _, r := range p.Rules {
+			if !permission(r, req) {
+				return false
+			}
+		}
+		return true
+	case PermissionOr:
+		return anyPermission(p.Rules, req)
+	case PermissionNot:
+		return len(p.Rules) == 1 && !permission(p.Rules[0], req)
+	case PermissionHeader:
+		return p.Header.Match(header(req, p.Header.Name))
+	case PermissionURLPath:
+		return p.String.Match(req.Path)
+	case PermissionDestinationIP:
+		return req.Local.IsValid() && p.CIDR.Contains(req.Local.Addr())
+	case PermissionDestinationPort:
+		return uint32(req.Local.Port()) == p.Port
+	case PermissionDestinationPortRange:
+		port := uint32(req.Local.Port())
+		return port >= p.Port && port < p.PortEnd
+	case PermissionRequestedServerName:
+		return p.String.Match(req.ServerName)
+	}
+	return false // a kind this evaluator does not know never matches
+}
+
+func anyPrincipal(ps []Principal, req *AuthzRequest) bool {
+	for _, p := range ps {
+		if principal(p, req) {
+			return true
+		}
+	}
+	return false
+}
+
+func principal(p Principal, req *AuthzRequest) bool {
+	switch p.Kind {
+	case PrincipalAny:
+		return true
+	case PrincipalAnd:
+		for _, id := range p.IDs {
+			if !principal(id, req) {
+				return false
+			}
+		}
+		return true
+	case PrincipalOr:
+		return anyPrincipal(p.IDs, req)
+	case PrincipalNot:
+		return len(p.IDs) == 1 && !principal(p.IDs[0], req)
+	case PrincipalAuthenticated:
+		if req.Peer == nil {
+			return false
+		}
+		return p.Name == nil || p.Name.Match(certName(req.Peer))
+	case PrincipalSourceIP, PrincipalDirectRemoteIP, PrincipalRemoteIP:
+		return req.Remote.IsValid() && p.CIDR.Contains(req.Remote.Addr())
+	case PrincipalHeader:
+		return p.Header.Match(header(req, p.Header.Name))
+	case PrincipalURLPath:
+		return p.String.Match(req.Path)
+	}
+	return false
+}
+
+// certName is the name Envoy matches an authenticated principal against:
+// the first URI SAN, else the first DNS SAN, else the subject.
+func certName(c *x509.Certificate) string {
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return c.Subject.String()
+}
+
+// header gives the pseudo-headers from the request's fields, as HTTP/2
+// carries them.
+func header(req *AuthzRequest, name string) []string {
+	switch name {
+	case ":method":
+		return []string{req.Method}
+	case ":path":
+		return []string{req.Path}
+	case ":authority", "host":
+		return []string{req.Authority}
+	}
+	if req.Header == nil {
+		return nil
+	}
+	return req.Header(name)
 }

@@ -578,3 +578,6 @@ type DropOverload struct {
 	Category   string
 	PerMillion uint32
 }
+
+// String returns the matcher as "<kind> <value>", for errors and logs.
+func (m StringMatch) String() string { return m.Kind.String() + " " + m.Value }

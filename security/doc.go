@@ -20,7 +20,9 @@
 //     ProviderConfig), through which gRPC-Go's xDS credentials get the
 //     identity named in the control plane's xDS resources;
 //   - PermissiveCredentials: one gRPC server port for both mTLS and plaintext
-//     clients, as Istio's PERMISSIVE mode.
+//     clients, as Istio's PERMISSIVE mode;
+//   - AuthorizeServer: a client's check of a server's subject alt names, as
+//     gRPC-Go makes it.
 //
 // The shortest use, with files written by cert-manager:
 //

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/meshlet/meshlet/resolver"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -15,7 +14,7 @@ import (
 // certificate carries that name: being in the trust domain is not enough.
 func ExampleAuthorizeServer() {
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	authorize := security.AuthorizeServer(&resolver.UpstreamTLS{SANs: []string{"secure.example"}}, td)
+	authorize := security.AuthorizeServer(td, []string{"secure.example"})
 
 	id := spiffeid.RequireFromString("spiffe://cluster.local/ns/default/sa/greeter")
 	cert := &x509.Certificate{URIs: []*url.URL{id.URL()}}
