@@ -62,3 +62,34 @@ spec:
 	fmt.Println(errors.Unwrap(err)) // without the directory's path
 	// Output: reviews.yaml: VirtualService default/reviews: spec.http[0].mirror: not supported by meshlet (remove it)
 }
+
+// A refused configuration's problems are values: each names the file, the
+// resource, the field and the reason.
+func ExampleFieldErrors() {
+	dir, _ := os.MkdirTemp("", "meshlet-config-")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - mirror:
+      host: reviews
+    route:
+    - destination:
+        host: reviews
+`), 0o644)
+	_, err := controlplane.Start(context.Background(), controlplane.WithConfigDir(dir),
+		controlplane.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	var first *controlplane.FieldError
+	fmt.Println(errors.As(err, &first))
+	for _, fe := range controlplane.FieldErrors(err) {
+		fmt.Printf("%s | %s | %s\n", fe.File, fe.Resource, fe.Path)
+	}
+	// Output:
+	// true
+	// reviews.yaml | VirtualService default/reviews | spec.http[0].mirror
+}
