@@ -83,8 +83,20 @@ type ConfigError struct {
 }
 
 // Start loads the config directory, which must be valid, and starts
-// serving. It returns once both ports listen. Close stops it.
-func Start(ctx context.Context, opts ...Option) (*Server, error) {
+// serving. It returns once both ports listen. ctx bounds the start: if it
+// ends first, Start fails with its error and leaves nothing running. The
+// control plane then runs until Close.
+func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("controlplane: start: %w", err)
+	}
+	defer func() {
+		// A start that ctx cut short stops what it started.
+		if err == nil && ctx.Err() != nil {
+			s.Close()
+			s, err = nil, fmt.Errorf("controlplane: start: %w", ctx.Err())
+		}
+	}()
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt.apply(&o)
@@ -96,7 +108,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
-	s := &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
+	s = &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
 		limits: o.limits.withDefaults(), kick: make(chan struct{}, 1)}
 	s.builtCond = sync.NewCond(&s.mu)
 	caDir := o.caDir

@@ -407,3 +407,13 @@ func TestAdminPortLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestStartHonoursItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := controlplane.Start(ctx, controlplane.WithConfigDir(meshtest.WriteConfig(t, nil)), controlplane.WithXDSAddress("127.0.0.1:0"),
+		controlplane.WithAdminAddress(""), controlplane.WithLogger(meshtest.Logger()), controlplane.WithStateDir(t.TempDir()))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start with an ended context: %v, want context.Canceled", err)
+	}
+}
