@@ -24,6 +24,12 @@
 // v1beta1). Hosts are expanded to fully qualified names (model.FQDN) in the
 // namespace of the resource that names them.
 //
+// A document whose API group is not Istio's (istio.io or *.istio.io), such
+// as a Kubernetes Service or Deployment kept beside the Istio config, is
+// skipped, and WithSkipped reports it so that the caller can log it. Any
+// kind of an Istio group that meshlet does not read is an error, and so is
+// an apiVersion that looks like a typo of an Istio group.
+//
 // Security resources are checked as Istio checks them, plus what meshlet
 // cannot enforce: portLevelMtls needs a selector, a namespace has at most
 // one PeerAuthentication without a selector, AuthorizationPolicy actions

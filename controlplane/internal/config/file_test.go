@@ -167,7 +167,7 @@ func TestLoadReportsBadFilesWithOtherErrors(t *testing.T) {
 	_, err := loadWithin(t, dir)
 	checkErrors(t, fieldErrors(t, err),
 		want{"a.yaml", "", "", "not a regular file"},
-		want{"b.yaml", "Gateway", "kind", "not supported"},
+		want{"b.yaml", "Gateway", "kind", "out of scope for meshlet"},
 	)
 }
 

@@ -45,6 +45,7 @@ type options struct {
 	maxFileSize         int64
 	maxRegexLength      int
 	maxRegexProgramSize int
+	skipped             func(Skipped) // WithSkipped
 }
 
 func newOptions(opts []Option) options {

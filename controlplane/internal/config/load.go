@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -101,6 +100,11 @@ func parse(files map[string][]byte, o options) (*model.Config, []error) {
 		p.file(name, files[name])
 	}
 	p.validateSet()
+	if o.skipped != nil {
+		for _, s := range p.skipped {
+			o.skipped(s)
+		}
+	}
 	if len(p.errs) == 0 {
 		return p.config(), nil
 	}
@@ -111,12 +115,6 @@ func parse(files map[string][]byte, o options) (*model.Config, []error) {
 	}
 	return nil, errs
 }
-
-const (
-	networkingGroup = "networking.istio.io"
-	securityGroup   = "security.istio.io"
-	kindList        = "ServiceEntry, WorkloadEntry, WorkloadGroup, VirtualService, DestinationRule, PeerAuthentication, AuthorizationPolicy"
-)
 
 // resource is one decoded document.
 type resource struct {
@@ -138,6 +136,7 @@ type parser struct {
 	resources []*resource
 	seen      map[string]*resource // by kind/namespace/name
 	errs      []*FieldError
+	skipped   []Skipped // documents outside Istio's API groups
 	opts      options
 }
 
@@ -181,43 +180,7 @@ func splitDocuments(content []byte) [][]byte {
 	return append(docs, cur.Bytes())
 }
 
-// kindInfo is what meshlet knows about one kind it reads.
-type kindInfo struct {
-	group   string // API group: networking.istio.io or security.istio.io
-	newSpec func() proto.Message
-	support *support // the fields of the spec that meshlet implements
-}
-
 var (
-	// apiVersions are the accepted versions of each API group.
-	apiVersions = map[string][]string{
-		networkingGroup: {"v1", "v1beta1", "v1alpha3"},
-		securityGroup:   {"v1", "v1beta1"},
-	}
-
-	// kinds maps each supported kind to its group, a new, empty spec and
-	// the fields of it that meshlet implements.
-	kinds = map[string]kindInfo{
-		"ServiceEntry":        {networkingGroup, func() proto.Message { return &networking.ServiceEntry{} }, serviceEntrySupport},
-		"WorkloadEntry":       {networkingGroup, func() proto.Message { return &networking.WorkloadEntry{} }, workloadEntrySupport},
-		"WorkloadGroup":       {networkingGroup, func() proto.Message { return &networking.WorkloadGroup{} }, workloadGroupSupport},
-		"VirtualService":      {networkingGroup, func() proto.Message { return &networking.VirtualService{} }, virtualServiceSupport},
-		"DestinationRule":     {networkingGroup, func() proto.Message { return &networking.DestinationRule{} }, destinationRuleSupport},
-		"PeerAuthentication":  {securityGroup, func() proto.Message { return &security.PeerAuthentication{} }, peerAuthenticationSupport},
-		"AuthorizationPolicy": {securityGroup, func() proto.Message { return &security.AuthorizationPolicy{} }, authorizationPolicySupport},
-	}
-
-	// otherKinds gives the reason for Istio kinds that meshlet refuses,
-	// by API group and kind.
-	otherKinds = map[string]string{
-		"networking.istio.io/Gateway":             "is not supported by meshlet (a proxyless mesh has no gateway proxy; remove it)",
-		"networking.istio.io/Sidecar":             "is not supported by meshlet (there is no sidecar; remove it)",
-		"networking.istio.io/EnvoyFilter":         "is not supported by meshlet (there is no Envoy; remove it)",
-		"networking.istio.io/ProxyConfig":         "is not supported by meshlet (there is no proxy; remove it)",
-		"security.istio.io/RequestAuthentication": "is not supported yet (JWT request authentication arrives with later security work)",
-		"telemetry.istio.io/Telemetry":            "is not supported yet (arrives with the telemetry work)",
-	}
-
 	topLevelKeys = map[string]bool{"apiVersion": true, "kind": true, "metadata": true, "spec": true, "status": true}
 
 	// metadataIgnored are the fields a Kubernetes API server adds, as
@@ -280,20 +243,8 @@ func (p *parser) document(file string, index int, content []byte) {
 		p.add(file, resName, "kind", "required (one of %s)", kindList)
 		return
 	}
-	info, ok := kinds[kind]
+	info, ok := p.kind(file, resName, apiVersion, kind, meta.Name, obj)
 	if !ok {
-		group, _, _ := strings.Cut(apiVersion, "/")
-		if reason, ok := otherKinds[group+"/"+kind]; ok {
-			p.add(file, resName, "kind", "kind %s %s", kind, reason)
-		} else {
-			p.add(file, resName, "kind", "kind %s (apiVersion %q) is not supported (meshlet reads ServiceEntry, WorkloadEntry, WorkloadGroup, VirtualService and DestinationRule of networking.istio.io, and PeerAuthentication and AuthorizationPolicy of security.istio.io)", kind, apiVersion)
-		}
-		return
-	}
-	if group, version, _ := strings.Cut(apiVersion, "/"); group != info.group || !slices.Contains(apiVersions[group], version) {
-		versions := apiVersions[info.group]
-		p.add(file, resName, "apiVersion", "apiVersion %q is not supported for %s (use %s/%s or %s)", apiVersion, kind,
-			info.group, strings.Join(versions[:len(versions)-1], ", "), versions[len(versions)-1])
 		return
 	}
 

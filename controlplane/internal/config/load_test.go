@@ -174,10 +174,11 @@ func TestLoadBad(t *testing.T) {
 		{"undefined-subset", want{"reviews.yaml", reviewsVS, "spec.http[0].route[1].destination.subset", `subset "v3" is not defined by any DestinationRule for host reviews.default.svc.cluster.local`}},
 		{"bad-regex", want{"reviews.yaml", reviewsVS, "spec.http[0].match[0].uri.regex", "invalid regular expression"}},
 		{"duplicate-resource", want{"b.yaml", reviewsDR, "metadata.name", "also defined in a.yaml"}},
-		{"bad-kind", want{"gateway.yaml", "Gateway default/bookinfo-gateway", "kind", "kind Gateway is not supported"}},
+		{"bad-kind", want{"gateway.yaml", "Gateway default/bookinfo-gateway", "kind", "kind Gateway is out of scope for meshlet: a proxyless mesh has no gateway proxy (remove it)"}},
+		{"kind-typo", want{"reviews.yaml", "VirtualServce default/reviews", "kind", "kind VirtualServce is not a kind of networking.istio.io (did you mean VirtualService?)"}},
 		{"bad-apiversion", want{"reviews.yaml", reviewsDR, "apiVersion", `apiVersion "networking.istio.io/v2" is not supported`}},
 		{"unknown-metadata", want{"reviews.yaml", reviewsDR, "metadata.lables", "unknown metadata field"}},
-		{"request-authentication", want{"jwt.yaml", "RequestAuthentication istio-system/jwt", "kind", "kind RequestAuthentication is not supported yet"}},
+		{"request-authentication", want{"jwt.yaml", "RequestAuthentication istio-system/jwt", "kind", "kind RequestAuthentication is planned, not yet supported: JWT request authentication is on meshlet's roadmap"}},
 		{"peer-authentication-mode", want{"mesh.yaml", "PeerAuthentication istio-system/default", "spec.mtls.mode", `unknown value "STRICTER" (expected one of UNSET, DISABLE, PERMISSIVE, STRICT)`}},
 		{"duplicate-peer-authentication", want{"b.yaml", "PeerAuthentication shop/relaxed", "spec.selector", "has no selector and neither has PeerAuthentication shop/default in a.yaml"}},
 		{"resolution-dns", want{"details.yaml", "ServiceEntry default/details", "spec.resolution", "set resolution: STATIC"}},
@@ -195,6 +196,32 @@ func TestLoadBad(t *testing.T) {
 				t.Errorf("got %d errors, want 1:\n%s", len(errs), errorList(errs))
 			}
 		})
+	}
+}
+
+// TestLoadSkipsKubernetesObjects loads a directory where Kubernetes
+// objects sit beside the Istio config: the Istio config loads, and each
+// other object is reported once as skipped.
+func TestLoadSkipsKubernetesObjects(t *testing.T) {
+	var skipped []config.Skipped
+	cfg, err := config.Load(filepath.Join("testdata", "kubernetes"), config.WithSkipped(func(s config.Skipped) {
+		skipped = append(skipped, s)
+	}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := []config.Skipped{
+		{File: "bookinfo.yaml", APIVersion: "v1", Kind: "Service", Name: "reviews"},
+		{File: "bookinfo.yaml", APIVersion: "v1", Kind: "ServiceAccount", Name: "bookinfo-reviews"},
+		{File: "bookinfo.yaml", APIVersion: "apps/v1", Kind: "Deployment", Namespace: "default", Name: "reviews-v1"},
+		{File: "gateway-api.yaml", APIVersion: "gateway.networking.k8s.io/v1", Kind: "HTTPRoute", Namespace: "shop", Name: "reviews"},
+		{File: "routing.yaml", APIVersion: "v1", Kind: "ConfigMap", Name: "reviews-settings"},
+	}
+	if diff := cmp.Diff(want, skipped); diff != "" {
+		t.Errorf("skipped (-want +got):\n%s", diff)
+	}
+	if len(cfg.VirtualServices) != 1 || len(cfg.DestinationRules) != 1 {
+		t.Errorf("got %d VirtualServices and %d DestinationRules, want 1 and 1", len(cfg.VirtualServices), len(cfg.DestinationRules))
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/meshlet/meshlet/controlplane/internal/config"
 )
 
@@ -259,7 +261,18 @@ spec:
 		{"duplicate YAML key", []byte("kind: VirtualService\nkind: DestinationRule\n"), want{"x.yaml", "", "", "invalid YAML"}},
 		{"not a resource", []byte("- reviews\n"), want{"x.yaml", "", "", "expected a resource"}},
 		{"missing kind", []byte("apiVersion: networking.istio.io/v1\nmetadata: {name: reviews}\n"), want{"x.yaml", "", "kind", "required"}},
-		{"unknown kind", []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: reviews}\n"), want{"x.yaml", "ConfigMap default/reviews", "kind", "kind ConfigMap (apiVersion \"v1\") is not supported"}},
+		{"unknown Istio kind", []byte("apiVersion: networking.istio.io/v1\nkind: Route\nmetadata: {name: reviews}\n"), want{"x.yaml", "Route default/reviews", "kind", "kind Route is not a kind of networking.istio.io (meshlet reads ServiceEntry, WorkloadEntry, WorkloadGroup, VirtualService and DestinationRule of networking.istio.io, and PeerAuthentication and AuthorizationPolicy of security.istio.io)"}},
+		{"kind in another Istio group", []byte("apiVersion: networking.istio.io/v1\nkind: PeerAuthentcation\nmetadata: {name: reviews}\n"), want{"x.yaml", "PeerAuthentcation default/reviews", "kind", "kind PeerAuthentcation is not a kind of networking.istio.io (did you mean PeerAuthentication of security.istio.io?)"}},
+		{"kind in lower case", []byte("apiVersion: networking.istio.io/v1\nkind: virtualservice\nmetadata: {name: reviews}\n"), want{"x.yaml", "virtualservice default/reviews", "kind", "(did you mean VirtualService?)"}},
+		{"typo in an Istio group", []byte("apiVersion: networking.istio.i0/v1\nkind: VirtualService\nmetadata: {name: reviews}\n"), want{"x.yaml", vsName, "apiVersion", `apiVersion "networking.istio.i0/v1": networking.istio.i0 is not an Istio API group (did you mean networking.istio.io?)`}},
+		{"Istio group cut short", []byte("apiVersion: security.istio/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews}\n"), want{"x.yaml", "AuthorizationPolicy default/reviews", "apiVersion", "(did you mean security.istio.io?)"}},
+		{"Istio kind without its group", []byte("apiVersion: v1alpha3\nkind: VirtualService\nmetadata: {name: reviews}\n"), want{"x.yaml", vsName, "apiVersion", `apiVersion "v1alpha3" is not supported for VirtualService (use networking.istio.io/v1, v1beta1 or v1alpha3)`}},
+		{"Istio kind without apiVersion", []byte("kind: DestinationRule\nmetadata: {name: reviews}\n"), want{"x.yaml", drName, "apiVersion", `apiVersion "" is not supported for DestinationRule (use networking.istio.io/v1, v1beta1 or v1alpha3)`}},
+		{"no apiVersion", []byte("kind: Service\nmetadata: {name: reviews}\n"), want{"x.yaml", "Service default/reviews", "apiVersion", "required (such as networking.istio.io/v1)"}},
+		{"List of Istio resources", []byte("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: reviews}}\n"), want{"x.yaml", "List", "kind", "a List of Istio resources is not read (write each resource as a document of its own, separated by ---)"}},
+		{"removed Istio group", []byte("apiVersion: rbac.istio.io/v1alpha1\nkind: ServiceRole\nmetadata: {name: reviews}\n"), want{"x.yaml", "ServiceRole default/reviews", "apiVersion", `apiVersion "rbac.istio.io/v1alpha1": Istio removed this API group (use AuthorizationPolicy of security.istio.io)`}},
+		{"Wasm plugin", []byte("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: reviews}\n"), want{"x.yaml", "WasmPlugin default/reviews", "kind", "kind WasmPlugin is out of scope for meshlet: Wasm plugins run inside Envoy, and there is no Envoy (remove it; write the logic as HTTP middleware or a gRPC interceptor)"}},
+		{"Telemetry", []byte("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\n"), want{"x.yaml", "Telemetry istio-system/mesh-default", "kind", "kind Telemetry is planned, not yet supported: tracing, metrics and access logs are on meshlet's roadmap (remove it for now)"}},
 		{"unknown top-level field", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews}\nextra: 1\n"), want{"x.yaml", drName, "extra", "unknown field"}},
 		{"spec not an object", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: [reviews]\n"), want{"x.yaml", drName, "spec", "expected an object"}},
 		{"label not a string", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, labels: {version: 1.0}}\nspec: {host: reviews}\n"), want{"x.yaml", drName, `metadata.labels["version"]`, "expected a string"}},
@@ -313,6 +326,47 @@ spec:
 				t.Errorf("got %d errors, want 1:\n%s", len(errs), errorList(errs))
 			}
 		})
+	}
+}
+
+// TestParseSkips checks which documents are skipped as not Istio config.
+func TestParseSkips(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		want    []config.Skipped
+	}{
+		{"Kubernetes Gateway API Gateway", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: web}\n",
+			[]config.Skipped{{File: "x.yaml", APIVersion: "gateway.networking.k8s.io/v1", Kind: "Gateway", Name: "web"}}},
+		{"List of Services", "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: reviews}}\n",
+			[]config.Skipped{{File: "x.yaml", APIVersion: "v1", Kind: "List"}}},
+		{"no metadata", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [bookinfo.yaml]\n",
+			[]config.Skipped{{File: "x.yaml", APIVersion: "kustomize.config.k8s.io/v1beta1", Kind: "Kustomization"}}},
+		{"Istio resource", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews}\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []config.Skipped
+			if _, err := config.Parse(map[string][]byte{"x.yaml": []byte(tt.content)}, config.WithSkipped(func(s config.Skipped) { got = append(got, s) })); err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("skipped (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestParseReportsSkippedWithErrors checks that skipped documents are
+// reported even when the config is refused.
+func TestParseReportsSkippedWithErrors(t *testing.T) {
+	n := 0
+	_, err := config.Parse(map[string][]byte{
+		"a.yaml": []byte("apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\n"),
+		"b.yaml": []byte("apiVersion: networking.istio.io/v1\nkind: VirtualServce\nmetadata: {name: reviews}\n"),
+	}, config.WithSkipped(func(config.Skipped) { n++ }))
+	if err == nil || n != 1 {
+		t.Errorf("Parse: error %v, %d skipped; want an error and 1 skipped", err, n)
 	}
 }
 

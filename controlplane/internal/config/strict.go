@@ -322,18 +322,27 @@ func describe(v any) string {
 // suggest proposes the field that the unknown key k was probably meant to
 // be, as " (did you mean \"x\"?)", or returns "".
 func suggest(md protoreflect.MessageDescriptor, k string) string {
-	best, bestDist := "", 3
 	fields := md.Fields()
-	for i := 0; i < fields.Len(); i++ {
-		name := fields.Get(i).JSONName()
-		if d := editDistance(strings.ToLower(k), strings.ToLower(name)); d < bestDist {
-			best, bestDist = name, d
+	names := make([]string, fields.Len())
+	for i := range names {
+		names[i] = fields.Get(i).JSONName()
+	}
+	if best := closest(k, names); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
+}
+
+// closest returns the candidate nearest to word, ignoring case, if it is
+// at most 2 edits away; the first of equals wins. It returns "" if none is.
+func closest(word string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(word), strings.ToLower(c)); d < bestDist {
+			best, bestDist = c, d
 		}
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return best
 }
 
 func editDistance(a, b string) int {
