@@ -280,6 +280,15 @@ spec:
 		{"null in a list", vs("  - route:\n    - null\n"), want{"x.yaml", vsName, "spec.http[0].route[0]", "got null"}},
 		{"field removed from the API", vs("  - route:\n    - destination: {host: reviews}\n      remove_response_headers: [x-a]\n"), want{"x.yaml", vsName, "spec.http[0].route[0].remove_response_headers", "removed from the Istio API"}},
 		{"bad content in a refused field", vs("  - route:\n    - destination: {host: reviews}\n    corsPolicy: {allowOrigin: [a], maxAge: 1d, allowCredentialz: true}\n"), want{"x.yaml", vsName, "spec.http[0].corsPolicy", "not supported by meshlet"}},
+		{"retryOn reset-before-request", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, retryOn: reset-before-request}\n"), want{"x.yaml", vsName, "spec.http[0].retries.retryOn", `retry condition "reset-before-request" is planned, not yet supported: meshlet's HTTP client cannot yet tell a reset before the request was sent from one after, and gRPC-Go retries such calls by itself (use connect-failure or refused-stream, or reset if the requests are idempotent)`}},
+		{"retryOn retriable-headers", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, retryOn: \"5xx, retriable-headers\"}\n"), want{"x.yaml", vsName, "spec.http[0].retries.retryOn", `retry condition "retriable-headers" is out of scope for meshlet: it retries on response headers that Istio has no field to name, so it would retry nothing (use retriable-status-codes or status codes)`}},
+		{"retryOn envoy-ratelimited", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, retryOn: envoy-ratelimited}\n"), want{"x.yaml", vsName, "spec.http[0].retries.retryOn", `retry condition "envoy-ratelimited" is out of scope for meshlet: it retries Envoy's own rate-limit answers, and there is no Envoy (remove it)`}},
+		{"retryOn http3-post-connect-failure", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, retryOn: http3-post-connect-failure}\n"), want{"x.yaml", vsName, "spec.http[0].retries.retryOn", `retry condition "http3-post-connect-failure" is out of scope for meshlet: meshlet does not speak HTTP/3 (remove it)`}},
+		{"retryOn typo", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, retryOn: unavaliable}\n"), want{"x.yaml", vsName, "spec.http[0].retries.retryOn", `unknown retry condition "unavaliable": did you mean unavailable? (accepted: cancelled, deadline-exceeded, internal, resource-exhausted and unavailable for gRPC; 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, retriable-status-codes and status codes from 100 to 599 for HTTP)`}},
+		{"retryOn unknown", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, retryOn: aborted}\n"), want{"x.yaml", vsName, "spec.http[0].retries.retryOn", `unknown retry condition "aborted" (accepted: cancelled, deadline-exceeded, internal, resource-exhausted and unavailable for gRPC; 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, retriable-status-codes and status codes from 100 to 599 for HTTP)`}},
+		{"retryOn status code out of range", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, retryOn: \"600\"}\n"), want{"x.yaml", vsName, "spec.http[0].retries.retryOn", `unknown retry condition "600" (accepted:`}},
+		{"retries without attempts", vs("  - route:\n    - destination: {host: reviews}\n    retries: {perTryTimeout: 2s, retryOn: 5xx}\n"), want{"x.yaml", vsName, "spec.http[0].retries.attempts", "is 0 or left out, which turns retries off, so retryOn and perTryTimeout would do nothing (set attempts, or remove retries for Istio's default of 2)"}},
+		{"zero backoff", vs("  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 2, backoff: 0s}\n"), want{"x.yaml", vsName, "spec.http[0].retries.backoff", "must be greater than 0, got 0s (leave it out for the default, 25ms)"}},
 		{"no http routes", vs(""), want{"x.yaml", vsName, "spec.http", "at least one http route"}},
 		{"rewrite", vs("  - rewrite: {uri: /}\n    route:\n    - destination: {host: reviews}\n"), want{"x.yaml", vsName, "spec.http[0].rewrite", "not supported by meshlet"}},
 		{"route headers", vs("  - route:\n    - destination: {host: reviews}\n      headers: {request: {set: {x-a: b}}}\n"), want{"x.yaml", vsName, "spec.http[0].route[0].headers", "not supported by meshlet"}},
@@ -417,5 +426,34 @@ func TestFieldErrorOmitsEmptyParts(t *testing.T) {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("Error() = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// TestParseRetryOnWithoutEffect is the report that started the retries
+// audit: retryOn conditions that no meshlet client acts on were accepted,
+// and the route got no retry policy at all. Each is refused now.
+func TestParseRetryOnWithoutEffect(t *testing.T) {
+	_, err := config.Parse(map[string][]byte{"reviews.yaml": []byte(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+    retries:
+      attempts: 3
+      retryOn: retriable-headers,reset-before-request
+`)})
+	errs := fieldErrors(t, err)
+	const vs = "VirtualService default/reviews"
+	checkErrors(t, errs,
+		want{"reviews.yaml", vs, "spec.http[0].retries.retryOn", `retry condition "retriable-headers" is out of scope for meshlet`},
+		want{"reviews.yaml", vs, "spec.http[0].retries.retryOn", `retry condition "reset-before-request" is planned, not yet supported`},
+	)
+	if len(errs) != 2 {
+		t.Errorf("got %d errors, want 2:\n%s", len(errs), errorList(errs))
 	}
 }

@@ -78,6 +78,7 @@ var (
 			"http.retries.attempts",
 			"http.retries.perTryTimeout",
 			"http.retries.retryOn",
+			"http.retries.backoff",
 		},
 		under("http.match.uri", stringMatchFields...),
 		under("http.match.headers", stringMatchFields...),

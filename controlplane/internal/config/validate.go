@@ -76,14 +76,8 @@ func validateVirtualService(vs *networking.VirtualService, o options, report rep
 		if h.Timeout != nil {
 			validatePositive(h.Timeout, path+".timeout", report)
 		}
-		if r := h.Retries; r != nil {
-			if r.Attempts < 0 {
-				report.add(path+".retries.attempts", "must not be negative, got %d (0 turns retries off)", r.Attempts)
-			}
-			if r.PerTryTimeout != nil {
-				validatePositive(r.PerTryTimeout, path+".retries.perTryTimeout", report)
-			}
-			validateRetryOn(r.RetryOn, path+".retries.retryOn", report)
+		if h.Retries != nil {
+			validateRetries(h.Retries, path+".retries", report)
 		}
 	}
 }
@@ -141,16 +135,25 @@ func validatePositive(d *durationpb.Duration, path string, report reportFunc) {
 	}
 }
 
-// retryConditions are the retry conditions Istio accepts in retryOn: the
-// Envoy x-envoy-retry-on and x-envoy-retry-grpc-on values.
-var retryConditions = map[string]bool{
-	"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true,
-	"retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true,
-	"retriable-headers": true, "envoy-ratelimited": true,
-	"http3-post-connect-failure": true, "reset-before-request": true,
-	"cancelled": true, "deadline-exceeded": true, "internal": true,
-	"resource-exhausted": true, "unavailable": true,
+// retryConditions are the retryOn conditions meshlet accepts, passed on
+// in the route's retry_on. gRPC-Go acts on the gRPC status names only,
+// meshlet's HTTP client on the others; an HTTP status code is accepted
+// too (retriable-status-codes). The README says what each one retries.
+var retryConditions = []string{
+	"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
+	"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream", "retriable-status-codes",
 }
+
+// refusedRetryConditions are the conditions Istio accepts that no meshlet
+// client acts on, and why: passed on, they would retry nothing.
+var refusedRetryConditions = map[string]string{
+	"reset-before-request":       "is planned, not yet supported: meshlet's HTTP client cannot yet tell a reset before the request was sent from one after, and gRPC-Go retries such calls by itself (use connect-failure or refused-stream, or reset if the requests are idempotent)",
+	"retriable-headers":          "is out of scope for meshlet: it retries on response headers that Istio has no field to name, so it would retry nothing (use retriable-status-codes or status codes)",
+	"envoy-ratelimited":          "is out of scope for meshlet: it retries Envoy's own rate-limit answers, and there is no Envoy (remove it)",
+	"http3-post-connect-failure": "is out of scope for meshlet: meshlet does not speak HTTP/3 (remove it)",
+}
+
+const acceptedRetryConditions = "accepted: cancelled, deadline-exceeded, internal, resource-exhausted and unavailable for gRPC; 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, retriable-status-codes and status codes from 100 to 599 for HTTP"
 
 func validateRetryOn(retryOn, path string, report reportFunc) {
 	if retryOn == "" {
@@ -158,14 +161,52 @@ func validateRetryOn(retryOn, path string, report reportFunc) {
 	}
 	for _, c := range strings.Split(retryOn, ",") {
 		c = strings.TrimSpace(c)
-		if retryConditions[c] {
+		if slices.Contains(retryConditions, c) {
 			continue
 		}
 		if n, err := strconv.Atoi(c); err == nil && n >= 100 && n <= 599 {
 			continue
 		}
-		report.add(path, "unknown retry condition %q (use a comma-separated list of conditions such as 5xx, reset, connect-failure, unavailable, or HTTP status codes)", c)
+		if reason, ok := refusedRetryConditions[c]; ok {
+			report.add(path, "retry condition %q %s", c, reason)
+			continue
+		}
+		if near := closest(c, retryConditions); near != "" {
+			report.add(path, "unknown retry condition %q: did you mean %s? (%s)", c, near, acceptedRetryConditions)
+			continue
+		}
+		report.add(path, "unknown retry condition %q (%s)", c, acceptedRetryConditions)
 	}
+}
+
+// validateRetries checks a route's retries. Attempts 0, or left out, turns
+// retries off, as in Istio, so the other fields would do nothing.
+func validateRetries(r *networking.HTTPRetry, path string, report reportFunc) {
+	if r.Attempts < 0 {
+		report.add(path+".attempts", "must not be negative, got %d (0 turns retries off)", r.Attempts)
+	}
+	if r.Attempts == 0 {
+		var set []string
+		if r.RetryOn != "" {
+			set = append(set, "retryOn")
+		}
+		if r.PerTryTimeout != nil {
+			set = append(set, "perTryTimeout")
+		}
+		if r.Backoff != nil {
+			set = append(set, "backoff")
+		}
+		if len(set) > 0 {
+			report.add(path+".attempts", "is 0 or left out, which turns retries off, so %s would do nothing (set attempts, or remove retries for Istio's default of 2)", strings.Join(set, " and "))
+		}
+	}
+	if r.PerTryTimeout != nil {
+		validatePositive(r.PerTryTimeout, path+".perTryTimeout", report)
+	}
+	if b := r.Backoff; b != nil && b.AsDuration() <= 0 {
+		report.add(path+".backoff", "must be greater than 0, got %v (leave it out for the default, 25ms)", b.AsDuration())
+	}
+	validateRetryOn(r.RetryOn, path+".retryOn", report)
 }
 
 func validateDestinationRule(dr *networking.DestinationRule, annotations map[string]string, report reportFunc) {

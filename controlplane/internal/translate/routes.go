@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,24 +30,6 @@ const (
 	retryBaseInterval = envoydefaults.RetryBaseInterval
 	retryMaxInterval  = envoydefaults.RetryMaxInterval
 )
-
-// knownRetryOn are the retry_on values kept from Istio's retryOn: the gRPC
-// status names gRPC-Go reads and the Envoy HTTP conditions meshlet's own
-// resolver reads.
-var knownRetryOn = map[string]bool{
-	"cancelled":              true,
-	"deadline-exceeded":      true,
-	"internal":               true,
-	"resource-exhausted":     true,
-	"unavailable":            true,
-	"5xx":                    true,
-	"gateway-error":          true,
-	"reset":                  true,
-	"connect-failure":        true,
-	"retriable-4xx":          true,
-	"refused-stream":         true,
-	"retriable-status-codes": true,
-}
 
 // clientListener is the Listener a client looks up by its target
 // "host:port": an api_listener whose HttpConnectionManager fetches the
@@ -427,8 +410,9 @@ func retryPolicy(r *networking.HTTPRetry) *routev3.RetryPolicy {
 		rp.RetryOn = defaultRetryOn
 		rp.RetriableStatusCodes = []uint32{503}
 	} else {
+		// The config package accepts only the conditions that gRPC-Go or
+		// meshlet's HTTP client act on, so each one is passed on.
 		var on []string
-		seen := make(map[string]bool)
 		for _, part := range strings.Split(r.GetRetryOn(), ",") {
 			part = strings.ToLower(strings.TrimSpace(part))
 			if code, err := strconv.ParseUint(part, 10, 32); err == nil {
@@ -436,13 +420,9 @@ func retryPolicy(r *networking.HTTPRetry) *routev3.RetryPolicy {
 				rp.RetriableStatusCodes = append(rp.RetriableStatusCodes, uint32(code))
 				part = "retriable-status-codes"
 			}
-			if knownRetryOn[part] && !seen[part] {
-				seen[part] = true
+			if part != "" && !slices.Contains(on, part) {
 				on = append(on, part)
 			}
-		}
-		if len(on) == 0 {
-			return nil
 		}
 		rp.RetryOn = strings.Join(on, ",")
 	}

@@ -516,22 +516,18 @@ func TestTimeoutAndRetries(t *testing.T) {
 			RetryBackOff:         defaultRetry().GetRetryBackOff(),
 		},
 	}, {
-		name:        "retryOn filtered, status codes kept",
-		retries:     &networking.HTTPRetry{Attempts: 3, RetryOn: "Unavailable, 5xx,bogus,502,deadline-exceeded,unavailable", Backoff: durationpb.New(10 * time.Millisecond)},
+		name:        "retryOn passed on once each, status codes as retriable-status-codes",
+		retries:     &networking.HTTPRetry{Attempts: 3, RetryOn: "Unavailable, 5xx,502,deadline-exceeded,unavailable,retriable-status-codes,504", Backoff: durationpb.New(10 * time.Millisecond)},
 		wantTimeout: durationpb.New(0),
 		wantRetry: &routev3.RetryPolicy{
 			RetryOn:              "unavailable,5xx,retriable-status-codes,deadline-exceeded",
 			NumRetries:           wrapperspb.UInt32(3),
-			RetriableStatusCodes: []uint32{502},
+			RetriableStatusCodes: []uint32{502, 504},
 			RetryBackOff: &routev3.RetryPolicy_RetryBackOff{
 				BaseInterval: durationpb.New(10 * time.Millisecond),
 				MaxInterval:  durationpb.New(100 * time.Millisecond),
 			},
 		},
-	}, {
-		name:        "retryOn with nothing known: no retry policy",
-		retries:     &networking.HTTPRetry{Attempts: 3, RetryOn: "bogus"},
-		wantTimeout: durationpb.New(0),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
