@@ -38,6 +38,12 @@
 // condition is request.headers[<name>]. A DestinationRule's tls sets mode
 // ISTIO_MUTUAL or DISABLE and nothing else.
 //
+// Every field accepted has an effect. What would have none is refused: a
+// WorkloadEntry that no ServiceEntry selects, retry fields beside attempts
+// 0, retryOn conditions no meshlet client acts on, gateways other than
+// mesh. A WorkloadGroup's metadata.labels are merged into its
+// template.labels, metadata's winning, as Istio labels the workloads.
+//
 // What a config may cost is bounded. Load reads only regular files (and
 // symbolic links to them) of at most DefaultMaxFileSize bytes, and never
 // blocks on a named pipe or a device. A regex in a match is at most

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -365,8 +366,9 @@ func annotations(md any) map[string]string {
 	return out
 }
 
-// normalise expands the hosts of a decoded resource in its own namespace
-// and upper-cases ServiceEntry port protocols.
+// normalise expands the hosts of a decoded resource in its own namespace,
+// upper-cases ServiceEntry port protocols and merges a WorkloadGroup's
+// metadata.labels into its template.labels.
 func normalise(r *resource) {
 	ns := r.meta.Namespace
 	switch s := r.spec.(type) {
@@ -390,6 +392,18 @@ func normalise(r *resource) {
 		}
 	case *networking.DestinationRule:
 		s.Host = model.FQDN(s.Host, ns)
+	case *networking.WorkloadGroup:
+		// Istio gives registered workloads both label sets, metadata's
+		// winning; template.labels is where the registry reads them.
+		if md := s.GetMetadata().GetLabels(); len(md) > 0 {
+			if s.Template == nil {
+				s.Template = &networking.WorkloadEntry{}
+			}
+			if s.Template.Labels == nil {
+				s.Template.Labels = map[string]string{}
+			}
+			maps.Copy(s.Template.Labels, md)
+		}
 	}
 }
 

@@ -275,9 +275,10 @@ func TestLoadCollectsAllErrors(t *testing.T) {
 		want{"e-workload.yaml", we, "spec.address", "is not an IP address"},
 		want{"e-workload.yaml", we, `spec.ports["http"]`, "between 1 and 65535"},
 		want{"e-workload.yaml", we, "spec.locality", "region/zone/subzone"},
+		want{"e-workload.yaml", we, "spec.labels", "no ServiceEntry in namespace default selects this WorkloadEntry"},
 	)
-	if len(errs) != 33 {
-		t.Errorf("got %d errors, want 33:\n%s", len(errs), errorList(errs))
+	if len(errs) != 34 {
+		t.Errorf("got %d errors, want 34:\n%s", len(errs), errorList(errs))
 	}
 }
 

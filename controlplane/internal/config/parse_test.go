@@ -9,6 +9,20 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/config"
 )
 
+// selectingSE is a ServiceEntry that selects the WorkloadEntries of app
+// reviews.
+const selectingSE = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: reviews}}
+`
+
 // reviewsRule is a DestinationRule for the routes in the tests below.
 const reviewsRule = `
 apiVersion: networking.istio.io/v1
@@ -321,7 +335,15 @@ spec:
 		{"service entry endpoints and selector", se("  hosts: [reviews]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: reviews}}\n  endpoints: [{address: 10.0.0.1}]\n"), want{"x.yaml", seName, "spec.workloadSelector", "cannot both be set"}},
 		{"service entry addresses", se("  hosts: [reviews]\n  addresses: [240.0.0.1]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n"), want{"x.yaml", seName, "spec.addresses", "not supported by meshlet"}},
 		{"service entry endpoint network", se("  hosts: [reviews]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1, network: vpc-1}]\n"), want{"x.yaml", seName, "spec.endpoints[0].network", "not supported by meshlet"}},
-		{"workload entry without address", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-v1}\nspec: {labels: {app: reviews}}\n"), want{"x.yaml", "WorkloadEntry default/reviews-v1", "spec.address", "required"}},
+		{"workload entry without address", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-v1}\nspec: {labels: {app: reviews}}\n---\n" + selectingSE), want{"x.yaml", "WorkloadEntry default/reviews-v1", "spec.address", "required"}},
+		{"workload entry no ServiceEntry selects", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-v1}\nspec: {address: 10.0.0.1, labels: {app: ratings}}\n---\n" + selectingSE), want{"x.yaml", "WorkloadEntry default/reviews-v1", "spec.labels", "no ServiceEntry in namespace default selects this WorkloadEntry, so it is no endpoint of anything (add a ServiceEntry whose workloadSelector.labels match these labels)"}},
+		{"workload entry in another namespace", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-v1, namespace: shop}\nspec: {address: 10.0.0.1, labels: {app: reviews}}\n---\n" + selectingSE), want{"x.yaml", "WorkloadEntry shop/reviews-v1", "spec.labels", "no ServiceEntry in namespace shop selects this WorkloadEntry"}},
+		{"workload entry port name", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-v1}\nspec: {address: 10.0.0.1, labels: {app: reviews}, ports: {grpc: 9090}}\n---\n" + selectingSE), want{"x.yaml", "WorkloadEntry default/reviews-v1", `spec.ports["grpc"]`, `"grpc" is not the name of a port of ServiceEntry default/reviews, which selects this entry (use one of http)`}},
+		{"minimum ring size too big", dr("      consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 8388609}}\n"), want{"x.yaml", drName, "spec.trafficPolicy.loadBalancer.consistentHash.ringHash.minimumRingSize", "must be at most 8388608, the largest ring gRPC-Go builds, got 8388609"}},
+		{"both minimum ring sizes", dr("      consistentHash: {httpHeaderName: x-user, minimumRingSize: 1024, ringHash: {minimumRingSize: 2048}}\n"), want{"x.yaml", drName, "spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize", "cannot be set with ringHash.minimumRingSize, which would win (remove this deprecated field)"}},
+		{"gateway", vs("  - match:\n    - gateways: [mesh, bookinfo-gateway]\n    route:\n    - destination: {host: reviews}\n"), want{"x.yaml", vsName, "spec.http[0].match[0].gateways[1]", `gateway "bookinfo-gateway" is out of scope for meshlet: a proxyless mesh has no gateway proxy (list only mesh, or leave gateways out)`}},
+		{"dry-run policy", []byte("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, annotations: {istio.io/dry-run: \"true\"}}\nspec: {action: DENY, rules: [{}]}\n"), want{"x.yaml", "AuthorizationPolicy default/deny-all", `metadata.annotations["istio.io/dry-run"]`, "is out of scope for meshlet: gRPC-Go's authorization has no dry-run mode, so this policy would be enforced for real (remove the policy, or remove the annotation to enforce it)"}},
+		{"workload group annotations", []byte("apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: reviews}\nspec: {metadata: {annotations: {team: books}}, template: {serviceAccount: reviews}}\n"), want{"x.yaml", "WorkloadGroup default/reviews", "spec.metadata.annotations", "is out of scope for meshlet: Istio puts them on the WorkloadEntry objects it makes for registered workloads, and meshlet makes none (remove it)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

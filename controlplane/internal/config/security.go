@@ -28,7 +28,14 @@ func validatePeerAuthentication(pa *security.PeerAuthentication, report reportFu
 	}
 }
 
-func validateAuthorizationPolicy(ap *security.AuthorizationPolicy, report reportFunc) {
+// dryRunAnnotation is Istio's annotation that makes an AuthorizationPolicy
+// only log what it would decide.
+const dryRunAnnotation = "istio.io/dry-run"
+
+func validateAuthorizationPolicy(ap *security.AuthorizationPolicy, annotations map[string]string, report reportFunc) {
+	if _, ok := annotations[dryRunAnnotation]; ok {
+		report.add(fmt.Sprintf("metadata.annotations[%q]", dryRunAnnotation), "is out of scope for meshlet: gRPC-Go's authorization has no dry-run mode, so this policy would be enforced for real (remove the policy, or remove the annotation to enforce it)")
+	}
 	switch ap.Action {
 	case security.AuthorizationPolicy_ALLOW, security.AuthorizationPolicy_DENY:
 	case security.AuthorizationPolicy_CUSTOM:

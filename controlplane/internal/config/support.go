@@ -68,8 +68,11 @@ var (
 		[]string{
 			"hosts",
 			"http.name",
+			"gateways",
 			"http.match.name",
 			"http.match.port",
+			"http.match.gateways",
+			"http.match.ignoreUriCase",
 			"http.route.destination.host",
 			"http.route.destination.subset",
 			"http.route.destination.port.number",
@@ -82,6 +85,7 @@ var (
 		},
 		under("http.match.uri", stringMatchFields...),
 		under("http.match.headers", stringMatchFields...),
+		under("http.match.withoutHeaders", stringMatchFields...),
 		under("http.match.method", stringMatchFields...),
 	), map[string]string{
 		"http.fault": reasonFault,
@@ -123,16 +127,16 @@ var (
 	// workloads may register as its instances, and gives them labels.
 	workloadGroupSupport = newSupport([]string{
 		"metadata.labels",
-		"metadata.annotations",
 		"template.serviceAccount",
 		"template.labels",
 	}, map[string]string{
-		"template.address":  "not supported by meshlet (a registered instance's address is the one its connection comes from; remove it)",
-		"template.ports":    "not supported by meshlet (instances register the ports they serve; remove it)",
-		"template.weight":   "not supported by meshlet (instances register their weight; remove it)",
-		"template.locality": "not supported by meshlet (instances register their locality; remove it)",
-		"template.network":  "not supported by meshlet (meshlet has one network; remove it)",
-		"probe":             "not supported by meshlet (a registration lives as long as its connection, and servers report SERVING themselves; remove it)",
+		"metadata.annotations": "is out of scope for meshlet: Istio puts them on the WorkloadEntry objects it makes for registered workloads, and meshlet makes none (remove it)",
+		"template.address":     "not supported by meshlet (a registered instance's address is the one its connection comes from; remove it)",
+		"template.ports":       "not supported by meshlet (instances register the ports they serve; remove it)",
+		"template.weight":      "not supported by meshlet (instances register their weight; remove it)",
+		"template.locality":    "not supported by meshlet (instances register their locality; remove it)",
+		"template.network":     "not supported by meshlet (meshlet has one network; remove it)",
+		"probe":                "not supported by meshlet (a registration lives as long as its connection, and servers report SERVING themselves; remove it)",
 	})
 
 	serviceEntrySupport = newSupport(concat(

@@ -39,12 +39,64 @@ func (p *parser) validateSet() {
 		case *security.PeerAuthentication:
 			validatePeerAuthentication(s, report)
 		case *security.AuthorizationPolicy:
-			validateAuthorizationPolicy(s, report)
+			validateAuthorizationPolicy(s, r.meta.Annotations, report)
 		}
 	}
 	p.validateHostClaims()
 	p.validateSubsets()
 	p.validateNamespacePolicies()
+	p.validateWorkloadEntries()
+}
+
+// validateWorkloadEntries refuses a WorkloadEntry that no ServiceEntry
+// selects, and port names that the ServiceEntries selecting it do not
+// have: meshlet would use neither. (In Istio a Kubernetes Service may
+// select it; meshlet reads no Services.)
+func (p *parser) validateWorkloadEntries() {
+	var entries []*resource
+	for _, r := range p.resources {
+		if se, ok := r.spec.(*networking.ServiceEntry); ok && se.WorkloadSelector != nil {
+			entries = append(entries, r)
+		}
+	}
+	for _, r := range p.resources {
+		we, ok := r.spec.(*networking.WorkloadEntry)
+		if !ok {
+			continue
+		}
+		report := p.reporter(r)
+		var by []*resource
+		names := map[string]bool{}
+		for _, e := range entries {
+			se := e.spec.(*networking.ServiceEntry)
+			if e.meta.Namespace != r.meta.Namespace || !labelsSelect(se.WorkloadSelector.Labels, we.Labels) {
+				continue
+			}
+			by = append(by, e)
+			for _, port := range se.Ports {
+				names[port.Name] = true
+			}
+		}
+		if len(by) == 0 {
+			report.add("spec.labels", "no ServiceEntry in namespace %s selects this WorkloadEntry, so it is no endpoint of anything (add a ServiceEntry whose workloadSelector.labels match these labels)", r.meta.Namespace)
+			continue
+		}
+		for _, name := range sortedKeys(we.Ports) {
+			if !names[name] {
+				report.add(fmt.Sprintf("spec.ports[%q]", name), "%q is not the name of a port of %s, which selects this entry (use one of %s)", name, by[0].meta.String(), strings.Join(sortedKeys(names), ", "))
+			}
+		}
+	}
+}
+
+// labelsSelect reports whether labels carry every label of selector.
+func labelsSelect(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func validateVirtualService(vs *networking.VirtualService, o options, report reportFunc) {
@@ -56,6 +108,7 @@ func validateVirtualService(vs *networking.VirtualService, o options, report rep
 			report.add(fmt.Sprintf("spec.hosts[%d]", i), "must not be empty")
 		}
 	}
+	validateGateways(vs.Gateways, "spec.gateways", report)
 	if len(vs.Http) == 0 {
 		report.add("spec.http", "at least one http route is required (meshlet routes HTTP and gRPC)")
 	}
@@ -68,6 +121,10 @@ func validateVirtualService(vs *networking.VirtualService, o options, report rep
 			for _, k := range sortedKeys(m.Headers) {
 				validateStringMatch(m.Headers[k], fmt.Sprintf("%s.headers[%q]", mp, k), o, report)
 			}
+			for _, k := range sortedKeys(m.WithoutHeaders) {
+				validateStringMatch(m.WithoutHeaders[k], fmt.Sprintf("%s.withoutHeaders[%q]", mp, k), o, report)
+			}
+			validateGateways(m.Gateways, mp+".gateways", report)
 			if m.Port > 65535 {
 				report.add(mp+".port", "must be between 1 and 65535, got %d", m.Port)
 			}
@@ -78,6 +135,16 @@ func validateVirtualService(vs *networking.VirtualService, o options, report rep
 		}
 		if h.Retries != nil {
 			validateRetries(h.Retries, path+".retries", report)
+		}
+	}
+}
+
+// validateGateways accepts only the gateway "mesh", which names the
+// traffic between workloads: the only traffic meshlet routes.
+func validateGateways(gateways []string, path string, report reportFunc) {
+	for i, g := range gateways {
+		if g != "mesh" {
+			report.add(fmt.Sprintf("%s[%d]", path, i), "gateway %q is out of scope for meshlet: a proxyless mesh has no gateway proxy (list only mesh, or leave gateways out)", g)
 		}
 	}
 }
@@ -303,9 +370,25 @@ func validateLoadBalancer(lb *networking.LoadBalancerSettings, path string, repo
 			report.add(path+".simple", "PASSTHROUGH is not supported by meshlet (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)")
 		}
 	case *networking.LoadBalancerSettings_ConsistentHash:
+		ch := p.ConsistentHash
+		//nolint:staticcheck // the deprecated field is still Istio API
+		if ch.GetMinimumRingSize() > 0 && ch.GetRingHash().GetMinimumRingSize() > 0 {
+			report.add(path+".consistentHash.minimumRingSize", "cannot be set with ringHash.minimumRingSize, which would win (remove this deprecated field)")
+		}
+		for _, rs := range []struct {
+			field string
+			n     uint64
+		}{
+			{"minimumRingSize", ch.GetMinimumRingSize()}, //nolint:staticcheck // as above
+			{"ringHash.minimumRingSize", ch.GetRingHash().GetMinimumRingSize()},
+		} {
+			if rs.n > maxRingSize {
+				report.add(path+".consistentHash."+rs.field, "must be at most %d, the largest ring gRPC-Go builds, got %d", maxRingSize, rs.n)
+			}
+		}
 		// Other hash keys are refused as unsupported fields.
 		const reason = "required: consistentHash hashes on a request header, the only hash key meshlet supports"
-		switch k := p.ConsistentHash.GetHashKey().(type) {
+		switch k := ch.GetHashKey().(type) {
 		case nil:
 			report.add(path+".consistentHash.httpHeaderName", reason)
 		case *networking.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName:
@@ -315,6 +398,10 @@ func validateLoadBalancer(lb *networking.LoadBalancerSettings, path string, repo
 		}
 	}
 }
+
+// maxRingSize is the largest minimum ring size gRPC-Go accepts (8M
+// entries); translate would have to cut a larger one down.
+const maxRingSize = 8 << 20
 
 func validateServiceEntry(se *networking.ServiceEntry, raw map[string]any, report reportFunc) {
 	if len(se.Hosts) == 0 {
