@@ -119,7 +119,7 @@ func TestInvalidConfigIsRefusedAndTheLastGoodOneServed(t *testing.T) {
 		{
 			name: "unsupported field",
 			yaml: strings.Replace(goodRoute, "  - route:", "  - mirror:\n      host: reviews\n    route:", 1),
-			want: []string{"route.yaml", "VirtualService default/reviews", "spec.http[0].mirror", "not supported"},
+			want: []string{"route.yaml", "VirtualService default/reviews", "spec.http[0].mirror", "out of scope for meshlet"},
 		},
 		{
 			name: "weights do not sum to 100",

@@ -60,7 +60,7 @@ spec:
 	_, err := controlplane.Start(context.Background(), controlplane.WithConfigDir(dir),
 		controlplane.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	fmt.Println(errors.Unwrap(err)) // without the directory's path
-	// Output: reviews.yaml: VirtualService default/reviews: spec.http[0].mirror: not supported by meshlet (remove it)
+	// Output: reviews.yaml: VirtualService default/reviews: spec.http[0].mirror: out of scope for meshlet: a proxyless client would send each mirrored request twice, from the caller's own process (remove it)
 }
 
 // A refused configuration's problems are values: each names the file, the

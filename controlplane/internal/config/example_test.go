@@ -48,7 +48,7 @@ spec:
 `)})
 	fmt.Println(err)
 	// Output:
-	// reviews.yaml: VirtualService default/reviews: spec.http[0].mirror: not supported by meshlet (remove it)
+	// reviews.yaml: VirtualService default/reviews: spec.http[0].mirror: out of scope for meshlet: a proxyless client would send each mirrored request twice, from the caller's own process (remove it)
 	// reviews.yaml: VirtualService default/reviews: spec.http[0].timeout: must be greater than 0, got 0s (leave it out for no limit)
 }
 
@@ -98,4 +98,29 @@ metadata:
 	fmt.Println(err)
 	// Output:
 	// reviews.yaml: VirtualServce default/reviews: kind: kind VirtualServce is not a kind of networking.istio.io (did you mean VirtualService?)
+}
+
+// A refusal says whether the field is planned, and what it waits for, or
+// out of scope for a proxyless mesh, and why; and what to do now.
+func ExampleParse_refusals() {
+	_, err := config.Parse(map[string][]byte{"ratings.yaml": []byte(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ratings
+spec:
+  hosts: [ratings]
+  gateways: [bookinfo-gateway]
+  http:
+  - fault:
+      abort:
+        httpStatus: 503
+        percentage: {value: 10}
+    route:
+    - destination: {host: ratings}
+`)})
+	fmt.Println(err)
+	// Output:
+	// ratings.yaml: VirtualService default/ratings: spec.http[0].fault: planned, not yet supported: fault injection is on meshlet's roadmap, with its other resilience policies (remove it for now)
+	// ratings.yaml: VirtualService default/ratings: spec.gateways[0]: gateway "bookinfo-gateway" is out of scope for meshlet: a proxyless mesh has no gateway proxy (list only mesh, or leave gateways out)
 }

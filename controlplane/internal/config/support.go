@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,16 +11,59 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 )
 
-// Reasons for fields that decode but that meshlet does not implement.
+// Why a field is refused. Each reason says whether meshlet plans to
+// implement the field, and what it waits for, or why it is out of scope
+// for a proxyless mesh; and what to do now. A refusal is one line of an
+// error: "<file>: <resource>: <field path>: <reason>".
 const (
-	reasonUnsupported  = "not supported by meshlet (remove it)"
-	reasonFault        = "not supported yet (fault injection arrives with the policy work)"
-	reasonTLSField     = "not supported by meshlet (meshlet issues the certificates: set mode ISTIO_MUTUAL or DISABLE, and nothing else)"
-	reasonPolicy       = "not supported yet (arrives with the policy work)"
-	reasonDeprecated   = "deprecated: use consecutive5xxErrors, or consecutiveGatewayErrors for what this field counted (502, 503 and 504)"
-	reasonMinHealth    = "not supported by meshlet (it sets Envoy's panic threshold, and meshlet's balancer has no panic mode; remove it)"
-	reasonHashKey      = "not supported by meshlet (use httpHeaderName)"
-	reasonHashFunction = "not supported by meshlet (use ringHash, or leave it out)"
+	// reasonUnknownField is for a field that Istio added after this
+	// meshlet was written; TestRefusalReasons keeps every field of the
+	// Istio API that meshlet builds with from falling back to it.
+	reasonUnknownField = "not known to this version of meshlet, which refuses what it does not implement (remove it)"
+
+	planned    = "planned, not yet supported: "
+	outOfScope = "out of scope for meshlet: "
+
+	reasonFault            = planned + "fault injection is on meshlet's roadmap, with its other resilience policies (remove it for now)"
+	reasonConnectionPool   = planned + "connection limits and circuit breaking are on meshlet's roadmap, with its other resilience policies (remove it for now)"
+	reasonRetryBudget      = planned + "retry budgets are on meshlet's roadmap, with its other resilience policies (remove it for now)"
+	reasonHeaders          = planned + "setting and removing headers is on meshlet's roadmap, for gRPC and HTTP alike (set them in the calling code for now)"
+	reasonStatPrefix       = planned + "per-route statistics come with meshlet's metrics, which are on its roadmap (remove it for now)"
+	reasonPortLevel        = planned + "per-port traffic policies are on meshlet's roadmap (set the policy for the whole rule or for a subset for now)"
+	reasonLocality         = planned + "locality weights and failover order are on meshlet's roadmap (remove it for now)"
+	reasonWarmup           = planned + "slow start for new endpoints is on meshlet's roadmap (remove it for now)"
+	reasonUtilization      = planned + "balancing by the load that endpoints report is on meshlet's roadmap (use simple or consistentHash for now)"
+	reasonOutlierCodes     = planned + "choosing which status codes count as errors is on meshlet's roadmap; 5xx count now (remove it for now)"
+	reasonFailureRate      = planned + "failure-percentage ejection is on meshlet's roadmap (use consecutive5xxErrors or consecutiveGatewayErrors for now)"
+	reasonRemoteRetries    = planned + "retrying in other localities is on meshlet's roadmap (remove it for now)"
+	reasonRequestPrincipal = planned + "request principals come from JWT request authentication, which is on meshlet's roadmap (use principals, namespaces or serviceAccounts for now)"
+
+	reasonExportTo       = outOfScope + "every namespace sees every resource, as with exportTo: [\"*\"] (remove it)"
+	reasonTCP            = outOfScope + "it routes TCP and TLS connections, and meshlet routes HTTP and gRPC requests only (remove it)"
+	reasonMirror         = outOfScope + "a proxyless client would send each mirrored request twice, from the caller's own process (remove it)"
+	reasonCORS           = outOfScope + "CORS answers browsers, which reach services through an ingress, not the mesh (handle CORS in the server, or at the ingress)"
+	reasonRewrite        = outOfScope + "the caller sends the path and authority it calls, and gRPC-Go cannot rewrite them (change them in the caller, or serve both)"
+	reasonRedirect       = outOfScope + "a redirect needs a client that follows it, and gRPC clients cannot (call the new location directly)"
+	reasonDirectResponse = outOfScope + "meshlet's clients send every request to a server and answer none themselves (serve the response from a server)"
+	reasonDelegate       = outOfScope + "meshlet keeps the routes of a host in one VirtualService (write the delegate's routes here)"
+	reasonScheme         = outOfScope + "every call in the mesh has the same scheme, with mTLS below it (remove it)"
+	reasonAuthority      = outOfScope + "a route applies only to the hosts of its VirtualService already (list the hosts in spec.hosts, and remove it)"
+	reasonCaller         = outOfScope + "every client gets the same routes and clusters, so they cannot depend on the caller (route on a header the caller sets)"
+	reasonQueryParams    = outOfScope + "gRPC-Go skips any route that matches query parameters, and meshlet's routes serve gRPC and HTTP clients alike (match on uri, headers or method)"
+	reasonPreviousHosts  = outOfScope + "meshlet's HTTP client always retries on endpoints it has not tried yet, and gRPC-Go has no such setting (remove it)"
+	reasonTLSField       = outOfScope + "meshlet issues the certificates and checks SPIFFE identities (set mode ISTIO_MUTUAL or DISABLE, and nothing else)"
+	reasonHashKey        = outOfScope + "gRPC-Go hashes only on request headers, and meshlet balances gRPC and HTTP calls alike (use httpHeaderName)"
+	reasonHashFunction   = outOfScope + "gRPC-Go has ring hash only (use ringHash, or leave it out)"
+	reasonMinHealth      = outOfScope + "it sets Envoy's panic threshold, and neither gRPC-Go nor meshlet's balancer has a panic mode (remove it)"
+	reasonTunnel         = outOfScope + "it tunnels connections through a proxy, and meshlet's clients connect directly (remove it)"
+	reasonProxyProtocol  = outOfScope + "it tells a server the address a proxy received a connection from, and there is no proxy (remove it)"
+	reasonVirtualIP      = outOfScope + "clients dial the host name, never a virtual IP, as nothing captures their traffic (remove it)"
+	reasonNetwork        = outOfScope + "the mesh is one network, with no gateway between networks (remove it)"
+	reasonTargetRef      = outOfScope + "it attaches a policy to a gateway or a Kubernetes Service, and meshlet has neither (select workloads with selector.matchLabels)"
+	reasonIPBlocks       = outOfScope + "callers are identified by their mTLS identity, not their address (use principals, namespaces or serviceAccounts)"
+	reasonHosts          = outOfScope + "a workload's policy covers every host it serves (use paths, methods or ports)"
+
+	reasonDeprecated = "deprecated by Istio: use consecutive5xxErrors, or consecutiveGatewayErrors for what this field counted (502, 503 and 504)"
 )
 
 // support is the set of fields of one kind that meshlet implements. Any
@@ -88,7 +132,30 @@ var (
 		under("http.match.withoutHeaders", stringMatchFields...),
 		under("http.match.method", stringMatchFields...),
 	), map[string]string{
-		"http.fault": reasonFault,
+		"exportTo":                   reasonExportTo,
+		"tls":                        reasonTCP,
+		"tcp":                        reasonTCP,
+		"http.match.scheme":          reasonScheme,
+		"http.match.authority":       reasonAuthority,
+		"http.match.sourceLabels":    reasonCaller,
+		"http.match.sourceNamespace": reasonCaller,
+		"http.match.queryParams":     reasonQueryParams,
+		"http.match.statPrefix":      reasonStatPrefix,
+		"http.route.headers":         reasonHeaders,
+		"http.headers":               reasonHeaders,
+		"http.redirect":              reasonRedirect,
+		"http.directResponse":        reasonDirectResponse,
+		"http.delegate":              reasonDelegate,
+		"http.rewrite":               reasonRewrite,
+		"http.fault":                 reasonFault,
+		"http.mirror":                reasonMirror,
+		"http.mirrors":               reasonMirror,
+		"http.mirrorPercent":         reasonMirror,
+		"http.mirrorPercentage":      reasonMirror,
+		"http.corsPolicy":            reasonCORS,
+
+		"http.retries.retryRemoteLocalities":    reasonRemoteRetries,
+		"http.retries.retryIgnorePreviousHosts": reasonPreviousHosts,
 	})
 
 	loadBalancerFields = []string{
@@ -117,11 +184,14 @@ var (
 		[]string{"host", "subsets.name", "subsets.labels"},
 		under("trafficPolicy", trafficPolicyFields...),
 		under("subsets.trafficPolicy", trafficPolicyFields...),
-	), trafficPolicyReasons("trafficPolicy", "subsets.trafficPolicy"))
+	), with(trafficPolicyReasons("trafficPolicy", "subsets.trafficPolicy"), map[string]string{
+		"exportTo":         reasonExportTo,
+		"workloadSelector": reasonCaller,
+	}))
 
 	workloadEntryFields = []string{"address", "ports", "labels", "locality", "weight", "serviceAccount"}
 
-	workloadEntrySupport = newSupport(workloadEntryFields, nil)
+	workloadEntrySupport = newSupport(workloadEntryFields, map[string]string{"network": reasonNetwork})
 
 	// A WorkloadGroup binds a service to the service account whose
 	// workloads may register as its instances, and gives them labels.
@@ -130,13 +200,13 @@ var (
 		"template.serviceAccount",
 		"template.labels",
 	}, map[string]string{
-		"metadata.annotations": "is out of scope for meshlet: Istio puts them on the WorkloadEntry objects it makes for registered workloads, and meshlet makes none (remove it)",
-		"template.address":     "not supported by meshlet (a registered instance's address is the one its connection comes from; remove it)",
-		"template.ports":       "not supported by meshlet (instances register the ports they serve; remove it)",
-		"template.weight":      "not supported by meshlet (instances register their weight; remove it)",
-		"template.locality":    "not supported by meshlet (instances register their locality; remove it)",
-		"template.network":     "not supported by meshlet (meshlet has one network; remove it)",
-		"probe":                "not supported by meshlet (a registration lives as long as its connection, and servers report SERVING themselves; remove it)",
+		"metadata.annotations": outOfScope + "Istio puts them on the WorkloadEntry objects it makes for registered workloads, and meshlet makes none (remove it)",
+		"template.address":     outOfScope + "a registered instance's address is the one its connection comes from (remove it)",
+		"template.ports":       outOfScope + "instances register the ports they serve (remove it)",
+		"template.weight":      outOfScope + "instances register their weight (remove it)",
+		"template.locality":    outOfScope + "instances register their locality (remove it)",
+		"template.network":     reasonNetwork,
+		"probe":                outOfScope + "a registration lives as long as its connection, and servers report SERVING themselves (remove it)",
 	})
 
 	serviceEntrySupport = newSupport(concat(
@@ -152,7 +222,11 @@ var (
 			"subjectAltNames",
 		},
 		under("endpoints", workloadEntryFields...),
-	), nil)
+	), map[string]string{
+		"addresses":         reasonVirtualIP,
+		"exportTo":          reasonExportTo,
+		"endpoints.network": reasonNetwork,
+	})
 
 	peerAuthenticationSupport = newSupport([]string{
 		"selector.matchLabels",
@@ -167,15 +241,15 @@ var (
 	), map[string]string{
 		"targetRef":                              reasonTargetRef,
 		"targetRefs":                             reasonTargetRef,
-		"provider":                               "not supported by meshlet (a CUSTOM provider is an external authorizer, which meshlet does not call; use ALLOW or DENY rules)",
-		"rules.from.source.requestPrincipals":    reasonRequestPrincipals,
-		"rules.from.source.notRequestPrincipals": reasonRequestPrincipals,
+		"provider":                               outOfScope + "a CUSTOM provider is an external authorizer, which meshlet does not call (use ALLOW or DENY rules)",
+		"rules.from.source.requestPrincipals":    reasonRequestPrincipal,
+		"rules.from.source.notRequestPrincipals": reasonRequestPrincipal,
 		"rules.from.source.ipBlocks":             reasonIPBlocks,
 		"rules.from.source.notIpBlocks":          reasonIPBlocks,
 		"rules.from.source.remoteIpBlocks":       reasonIPBlocks,
 		"rules.from.source.notRemoteIpBlocks":    reasonIPBlocks,
-		"rules.from.source.trustDomains":         "not supported by meshlet (use principals, which name the trust domain)",
-		"rules.from.source.notTrustDomains":      "not supported by meshlet (use notPrincipals, which name the trust domain)",
+		"rules.from.source.trustDomains":         outOfScope + "principals name the trust domain already (use principals)",
+		"rules.from.source.notTrustDomains":      outOfScope + "notPrincipals name the trust domain already (use notPrincipals)",
 		"rules.to.operation.hosts":               reasonHosts,
 		"rules.to.operation.notHosts":            reasonHosts,
 	})
@@ -188,13 +262,8 @@ var (
 	operationFields = []string{"methods", "notMethods", "paths", "notPaths", "ports", "notPorts"}
 )
 
-const (
-	reasonTargetRef         = "not supported by meshlet (it attaches a policy to a gateway or a Service object; select workloads with selector.matchLabels)"
-	reasonRequestPrincipals = "not supported by meshlet (request principals come from JWT authentication, which meshlet does not do yet; use principals, namespaces or serviceAccounts)"
-	reasonIPBlocks          = "not supported by meshlet (callers are identified by their mTLS identity, not their address; use principals, namespaces or serviceAccounts)"
-	reasonHosts             = "not supported by meshlet (a workload's policy covers every host it serves; use paths, methods or ports)"
-)
-
+// trafficPolicyReasons are the refused fields of a traffic policy at each
+// of prefixes.
 func trafficPolicyReasons(prefixes ...string) map[string]string {
 	m := map[string]string{}
 	tls := (&networking.ClientTLSSettings{}).ProtoReflect().Descriptor().Fields()
@@ -204,14 +273,37 @@ func trafficPolicyReasons(prefixes ...string) map[string]string {
 				m[p+".tls."+name] = reasonTLSField
 			}
 		}
-		m[p+".outlierDetection.consecutiveErrors"] = reasonDeprecated
-		m[p+".outlierDetection.minHealthPercent"] = reasonMinHealth
-		m[p+".connectionPool"] = reasonPolicy
-		for _, k := range []string{"httpCookie", "useSourceIp", "httpQueryParameterName"} {
-			m[p+".loadBalancer.consistentHash."+k] = reasonHashKey
+		for k, r := range map[string]string{
+			"connectionPool":    reasonConnectionPool,
+			"retryBudget":       reasonRetryBudget,
+			"portLevelSettings": reasonPortLevel,
+			"tunnel":            reasonTunnel,
+			"proxyProtocol":     reasonProxyProtocol,
+
+			"loadBalancer.localityLbSetting":                     reasonLocality,
+			"loadBalancer.zoneAwareLbSetting":                    reasonLocality,
+			"loadBalancer.warmup":                                reasonWarmup,
+			"loadBalancer.warmupDurationSecs":                    reasonWarmup,
+			"loadBalancer.backendUtilization":                    reasonUtilization,
+			"loadBalancer.consistentHash.httpCookie":             reasonHashKey,
+			"loadBalancer.consistentHash.useSourceIp":            reasonHashKey,
+			"loadBalancer.consistentHash.httpQueryParameterName": reasonHashKey,
+			"loadBalancer.consistentHash.maglev":                 reasonHashFunction,
+
+			"outlierDetection.consecutiveErrors":              reasonDeprecated,
+			"outlierDetection.minHealthPercent":               reasonMinHealth,
+			"outlierDetection.outlierDetectionHttpErrorCodes": reasonOutlierCodes,
+			"outlierDetection.failurePercentageThreshold":     reasonFailureRate,
+		} {
+			m[p+"."+k] = r
 		}
-		m[p+".loadBalancer.consistentHash.maglev"] = reasonHashFunction
 	}
+	return m
+}
+
+// with adds the entries of more to m and returns m.
+func with(m, more map[string]string) map[string]string {
+	maps.Copy(m, more)
 	return m
 }
 
@@ -223,7 +315,7 @@ func (s *support) refusal(pattern string) (reason string, refused bool) {
 	if r := s.reasons[pattern]; r != "" {
 		return r, true
 	}
-	return reasonUnsupported, true
+	return reasonUnknownField, true
 }
 
 // check reports every field set in m, at spec path path and pattern

@@ -78,7 +78,7 @@ func (p *parser) validateWorkloadEntries() {
 			}
 		}
 		if len(by) == 0 {
-			report.add("spec.labels", "no ServiceEntry in namespace %s selects this WorkloadEntry, so it is no endpoint of anything (add a ServiceEntry whose workloadSelector.labels match these labels)", r.meta.Namespace)
+			report.add("spec.labels", "no ServiceEntry in namespace %s selects this WorkloadEntry, so nothing sends it traffic (add a ServiceEntry whose workloadSelector.labels match these labels)", r.meta.Namespace)
 			continue
 		}
 		for _, name := range sortedKeys(we.Ports) {
@@ -129,7 +129,11 @@ func validateVirtualService(vs *networking.VirtualService, o options, report rep
 				report.add(mp+".port", "must be between 1 and 65535, got %d", m.Port)
 			}
 		}
-		validateRoutes(h.Route, path, report)
+		// A redirect, a direct response or a delegate is refused, and
+		// stands for the route; asking for one as well would mislead.
+		if len(h.Route) > 0 || h.Redirect == nil && h.DirectResponse == nil && h.Delegate == nil {
+			validateRoutes(h.Route, path, report)
+		}
 		if h.Timeout != nil {
 			validatePositive(h.Timeout, path+".timeout", report)
 		}
@@ -301,7 +305,7 @@ func validateTrafficPolicy(tp *networking.TrafficPolicy, path string, report rep
 	switch mode := tp.GetTls().GetMode(); {
 	case tp.GetTls() == nil:
 	case mode == networking.ClientTLSSettings_SIMPLE || mode == networking.ClientTLSSettings_MUTUAL:
-		report.add(path+".tls.mode", "%s is not supported by meshlet (use ISTIO_MUTUAL: meshlet issues the certificates)", mode)
+		report.add(path+".tls.mode", "%s is out of scope for meshlet: meshlet issues the certificates and checks SPIFFE identities (use ISTIO_MUTUAL)", mode)
 	}
 	validateLoadBalancer(tp.GetLoadBalancer(), path+".loadBalancer", report)
 	validateOutlierDetection(tp.GetOutlierDetection(), path+".outlierDetection", report)
@@ -367,7 +371,7 @@ func validateLoadBalancer(lb *networking.LoadBalancerSettings, path string, repo
 	switch p := lb.LbPolicy.(type) {
 	case *networking.LoadBalancerSettings_Simple:
 		if p.Simple == networking.LoadBalancerSettings_PASSTHROUGH {
-			report.add(path+".simple", "PASSTHROUGH is not supported by meshlet (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)")
+			report.add(path+".simple", "PASSTHROUGH is out of scope for meshlet: it sends a call to the address the caller dialled, and meshlet's clients dial services, not addresses (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)")
 		}
 	case *networking.LoadBalancerSettings_ConsistentHash:
 		ch := p.ConsistentHash
@@ -413,7 +417,7 @@ func validateServiceEntry(se *networking.ServiceEntry, raw map[string]any, repor
 		case h == "":
 			report.add(path, "must not be empty")
 		case strings.Contains(h, "*"):
-			report.add(path, "wildcard host %q is not supported by meshlet (name each host)", h)
+			report.add(path, "wildcard host %q is out of scope for meshlet: a client dials one host name, so each is named (name each host)", h)
 		}
 	}
 	if len(se.Ports) == 0 {
@@ -435,7 +439,7 @@ func validateServiceEntry(se *networking.ServiceEntry, raw map[string]any, repor
 		case "":
 			report.add(path+".protocol", "required: GRPC, HTTP or HTTP2")
 		default:
-			report.add(path+".protocol", "protocol %q is not supported: meshlet routes only HTTP and gRPC (use GRPC, HTTP or HTTP2)", port.Protocol)
+			report.add(path+".protocol", "protocol %q is out of scope for meshlet: it routes HTTP and gRPC only (use GRPC, HTTP or HTTP2)", port.Protocol)
 		}
 		if j, dup := names[port.Name]; dup {
 			report.add(path+".name", "port name %q is already used by spec.ports[%d]", port.Name, j)
@@ -453,10 +457,10 @@ func validateServiceEntry(se *networking.ServiceEntry, raw map[string]any, repor
 	case raw["resolution"] == nil:
 		report.add("spec.resolution", "required: set resolution: STATIC (meshlet resolves no DNS; list IP endpoints or select WorkloadEntries)")
 	default:
-		report.add("spec.resolution", "resolution %s is not supported: meshlet resolves no DNS (set resolution: STATIC and use IP endpoints)", se.Resolution)
+		report.add("spec.resolution", "resolution %s is out of scope for meshlet: its control plane resolves no DNS and sends IP endpoints (set resolution: STATIC and use IP endpoints)", se.Resolution)
 	}
 	if loc, ok := raw["location"]; ok && (loc == "MESH_EXTERNAL" || loc == json.Number("0")) {
-		report.add("spec.location", "MESH_EXTERNAL is not supported: meshlet serves only services in the mesh (set MESH_INTERNAL or leave it out)")
+		report.add("spec.location", "MESH_EXTERNAL is out of scope for meshlet: it serves only services in the mesh (call external services with a plain client; set MESH_INTERNAL or leave it out)")
 	}
 	if len(se.Endpoints) > 0 && se.WorkloadSelector != nil {
 		report.add("spec.workloadSelector", "endpoints and workloadSelector cannot both be set (choose one)")
