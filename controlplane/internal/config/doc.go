@@ -18,11 +18,12 @@
 //	}
 //	for _, vs := range cfg.VirtualServices { ... }
 //
-// Accepted kinds are ServiceEntry, WorkloadEntry, VirtualService and
-// DestinationRule of networking.istio.io (v1, v1beta1 and v1alpha3), and
-// PeerAuthentication and AuthorizationPolicy of security.istio.io (v1 and
-// v1beta1). Hosts are expanded to fully qualified names (model.FQDN) in the
-// namespace of the resource that names them.
+// Accepted kinds are ServiceEntry, WorkloadEntry, WorkloadGroup,
+// VirtualService and DestinationRule of networking.istio.io (v1, v1beta1
+// and v1alpha3), and PeerAuthentication and AuthorizationPolicy of
+// security.istio.io (v1 and v1beta1). Hosts are expanded to fully
+// qualified names (model.FQDN) in the namespace of the resource that names
+// them.
 //
 // A document whose API group is not Istio's (istio.io or *.istio.io), such
 // as a Kubernetes Service or Deployment kept beside the Istio config, is

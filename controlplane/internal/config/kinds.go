@@ -97,7 +97,7 @@ type Skipped struct {
 // WithSkipped has Load and Parse call f once for each document they skip
 // (see Skipped), in the order of the files and of the documents in them,
 // before they return; they call it even when they return an error. f runs
-// on the caller's goroutine and must not call Load or Parse.
+// on the goroutine that called Load or Parse.
 func WithSkipped(f func(Skipped)) Option {
 	return optionFunc(func(o *options) { o.skipped = f })
 }

@@ -34,7 +34,7 @@ const dryRunAnnotation = "istio.io/dry-run"
 
 func validateAuthorizationPolicy(ap *security.AuthorizationPolicy, annotations map[string]string, report reportFunc) {
 	if _, ok := annotations[dryRunAnnotation]; ok {
-		report.add(fmt.Sprintf("metadata.annotations[%q]", dryRunAnnotation), "is out of scope for meshlet: gRPC-Go's authorization has no dry-run mode, so this policy would be enforced for real (remove the policy, or remove the annotation to enforce it)")
+		report.add(fmt.Sprintf("metadata.annotations[%q]", dryRunAnnotation), "out of scope for meshlet: gRPC-Go's authorization has no dry-run mode, so this policy would be enforced for real (remove the policy, or remove the annotation to enforce it)")
 	}
 	switch ap.Action {
 	case security.AuthorizationPolicy_ALLOW, security.AuthorizationPolicy_DENY:
