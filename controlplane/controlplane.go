@@ -104,7 +104,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if o.configDir == "" {
 		return nil, errors.New("controlplane: a config directory is required (WithConfigDir)")
 	}
-	cfg, err := config.Load(o.configDir)
+	cfg, err := config.Load(o.configDir, logSkipped(o.log))
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
@@ -529,4 +529,12 @@ func (s *Server) WaitSynced(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// logSkipped logs each document of the config directory that is not Istio
+// config (a Kubernetes Service beside the Istio YAML), once per load.
+func logSkipped(log *slog.Logger) config.Option {
+	return config.WithSkipped(func(sk config.Skipped) {
+		log.Info("not Istio config; skipped", "file", sk.File, "kind", sk.Kind, "name", sk.Name, "namespace", sk.Namespace, "apiVersion", sk.APIVersion)
+	})
 }

@@ -375,3 +375,33 @@ func remove(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// TestKubernetesManifestsAreSkipped: a Service and a Deployment beside the
+// Istio YAML are skipped, each with one log line, and the rest loads.
+func TestKubernetesManifestsAreSkipped(t *testing.T) {
+	log, logs := captureLog()
+	k8s := `apiVersion: v1
+kind: Service
+metadata:
+  name: reviews
+spec:
+  ports:
+  - port: 9080
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: reviews-v1
+spec:
+  replicas: 1
+`
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "k8s.yaml": k8s}), controlplane.WithLogger(log))
+	if d := cp.Dump(); len(d.Resources) == 0 {
+		t.Fatal("the Istio resources did not load")
+	}
+	for _, kind := range []string{"kind=Service", "kind=Deployment"} {
+		if got := logs.lines("not Istio config; skipped", "file=k8s.yaml", kind); len(got) != 1 {
+			t.Errorf("%d log lines for %s, want 1:\n%s", len(got), kind, logs.String())
+		}
+	}
+}

@@ -143,7 +143,7 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 // served; an invalid one is refused, logged and shown on /debug/config,
 // and the config before it stays in force. It returns the refusal.
 func (s *Server) Reload() error {
-	cfg, err := config.Load(s.opts.configDir)
+	cfg, err := config.Load(s.opts.configDir, logSkipped(s.log))
 	if err != nil {
 		s.mu.Lock()
 		s.lastErr = &ConfigError{Time: time.Now(), Message: err.Error()}

@@ -24,6 +24,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // The audit: every field that the config package accepts, every value of
@@ -37,7 +38,7 @@ const (
 	serverAddr  = "10.0.0.1:9080"
 )
 
-func reviewsCluster(subset string) string { return translate.ClusterName(9080, subset, reviewsHost) }
+func reviewsCluster(subset string) string { return wire.ClusterName(9080, subset, reviewsHost) }
 
 // auditInstances are three registered reviews servers, v1 to v3.
 func auditInstances() []registry.Instance {
@@ -159,7 +160,7 @@ func (b *built) sans(name string) ([]string, bool) {
 func (b *built) serverChain() *listenerv3.FilterChain {
 	b.t.Helper()
 	for _, l := range b.out.Listeners {
-		if l.GetName() == translate.ServerListenerName(serverAddr) {
+		if l.GetName() == wire.ServerListenerName(serverAddr) {
 			return l.GetFilterChains()[0]
 		}
 	}
@@ -346,7 +347,7 @@ func routeEffects() []effect {
 		covers: []string{"VirtualService http.route.destination.port.number"},
 		yaml:   ratingsSE + route("{route: [{destination: {host: ratings, port: {number: 9090}}}]}"),
 		check: func(t *testing.T, b *built) {
-			equal(t, "cluster", translate.ClusterName(9090, "", "ratings.default.svc.cluster.local"), b.action(reviewsRC).GetCluster())
+			equal(t, "cluster", wire.ClusterName(9090, "", "ratings.default.svc.cluster.local"), b.action(reviewsRC).GetCluster())
 		},
 	}, {
 		covers: []string{"VirtualService http.route.weight"},
@@ -523,7 +524,7 @@ func policyRuns() []effect {
 
 func serviceEntryEffects() []effect {
 	details := "details.default.svc.cluster.local"
-	detailsCluster := translate.ClusterName(9080, "", details)
+	detailsCluster := wire.ClusterName(9080, "", details)
 	const detailsSE = "{hosts: [details], ports: [{number: 9080, name: http, protocol: HTTP, targetPort: 8080}], resolution: STATIC, " +
 		"endpoints: [{address: 10.1.0.1, ports: {http: 7070}, labels: {version: v1}, locality: eu-west/zone-a/rack-1, weight: 3, serviceAccount: details}, {address: 10.1.0.2}]}"
 	const detailsDR = "{host: details, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}, subsets: [{name: v1, labels: {version: v1}}]}"
@@ -536,7 +537,7 @@ func serviceEntryEffects() []effect {
 		check: func(t *testing.T, b *built) {
 			// ports.http overrides targetPort, which the other endpoint uses.
 			equal(t, "endpoints", []string{"10.1.0.1:7070 eu-west/zone-a/rack-1 3", "10.1.0.2:8080 // 1"}, b.endpoints(detailsCluster))
-			equal(t, "subset v1 endpoints", []string{"10.1.0.1:7070 eu-west/zone-a/rack-1 3"}, b.endpoints(translate.ClusterName(9080, "v1", details)))
+			equal(t, "subset v1 endpoints", []string{"10.1.0.1:7070 eu-west/zone-a/rack-1 3"}, b.endpoints(wire.ClusterName(9080, "v1", details)))
 			sans, _ := b.sans(detailsCluster)
 			equal(t, "SANs", []string{"spiffe://cluster.local/ns/default/sa/default", "spiffe://cluster.local/ns/default/sa/details"}, sans)
 		},
@@ -588,9 +589,9 @@ func serviceEntryEffects() []effect {
 			drYAML("db", "{host: db, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}, subsets: [{name: v2, labels: {version: v2}}]}"),
 		check: func(t *testing.T, b *built) {
 			db := "db.default.svc.cluster.local"
-			equal(t, "endpoints", []string{"10.2.0.1:7070 us-east/zone-b/ 2"}, b.endpoints(translate.ClusterName(5000, "", db)))
-			equal(t, "subset v2 endpoints", []string{"10.2.0.1:7070 us-east/zone-b/ 2"}, b.endpoints(translate.ClusterName(5000, "v2", db)))
-			sans, _ := b.sans(translate.ClusterName(5000, "", db))
+			equal(t, "endpoints", []string{"10.2.0.1:7070 us-east/zone-b/ 2"}, b.endpoints(wire.ClusterName(5000, "", db)))
+			equal(t, "subset v2 endpoints", []string{"10.2.0.1:7070 us-east/zone-b/ 2"}, b.endpoints(wire.ClusterName(5000, "v2", db)))
+			sans, _ := b.sans(wire.ClusterName(5000, "", db))
 			equal(t, "SANs", []string{"spiffe://cluster.local/ns/default/sa/db"}, sans)
 		},
 	}, {
