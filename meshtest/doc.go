@@ -9,4 +9,7 @@
 //		m, err := mesh.New(ctx, mesh.WithService("reviews"), mesh.WithControlPlane(cp.XDSAddr()))
 //		...
 //	}
+//
+// WaitUntil waits, with a deadline, for what a test cannot be told about,
+// in place of a sleep.
 package meshtest
