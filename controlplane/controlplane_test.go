@@ -87,17 +87,6 @@ func dump(t *testing.T, cp *controlplane.Server) controlplane.ConfigDump {
 	return d
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestInvalidConfigIsRefusedAndTheLastGoodOneServed(t *testing.T) {
 	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
 	cp := meshtest.StartControlPlane(t, dir)
@@ -136,7 +125,7 @@ func TestInvalidConfigIsRefusedAndTheLastGoodOneServed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			meshtest.WriteFile(t, dir, "route.yaml", tc.yaml)
 			var d controlplane.ConfigDump
-			waitUntil(t, 3*time.Second, "the error on /debug/config", func() bool {
+			meshtest.WaitUntil(t, 3*time.Second, "the error on /debug/config", func() bool {
 				d = dump(t, cp)
 				return d.LastError != nil
 			})
@@ -149,7 +138,7 @@ func TestInvalidConfigIsRefusedAndTheLastGoodOneServed(t *testing.T) {
 				t.Errorf("routes version changed from %s to %s: the bad config replaced the good one", routes.Version, got)
 			}
 			meshtest.WriteFile(t, dir, "route.yaml", goodRoute)
-			waitUntil(t, 3*time.Second, "the error to clear", func() bool { return dump(t, cp).LastError == nil })
+			meshtest.WaitUntil(t, 3*time.Second, "the error to clear", func() bool { return dump(t, cp).LastError == nil })
 		})
 	}
 }
@@ -172,7 +161,7 @@ func TestReloadWithinOneSecond(t *testing.T) {
 	v := dump(t, cp).XDS[resource.RouteType].Version
 	edited := time.Now()
 	meshtest.WriteFile(t, dir, "route.yaml", strings.NewReplacer("weight: 80", "weight: 50", "weight: 20", "weight: 50").Replace(goodRoute))
-	waitUntil(t, 3*time.Second, "the new routes", func() bool { return dump(t, cp).XDS[resource.RouteType].Version != v })
+	meshtest.WaitUntil(t, 3*time.Second, "the new routes", func() bool { return dump(t, cp).XDS[resource.RouteType].Version != v })
 	took := time.Since(edited)
 	t.Logf("a valid edit was served after %v", took)
 	if took > time.Second {
@@ -217,7 +206,7 @@ func TestNackIsShownAndNotResent(t *testing.T) {
 	}
 
 	var nodes []map[string]any
-	waitUntil(t, 3*time.Second, "the NACK on /debug/clients", func() bool {
+	meshtest.WaitUntil(t, 3*time.Second, "the NACK on /debug/clients", func() bool {
 		r, err := http.Get("http://" + cp.AdminAddr() + "/debug/clients")
 		if err != nil {
 			t.Fatal(err)

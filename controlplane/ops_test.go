@@ -167,7 +167,7 @@ func TestCloseIsNotALostConnection(t *testing.T) {
 	}
 	going.Close()
 	const lost = "instance connection lost; removing it after the grace period"
-	waitUntil(t, 5*time.Second, "the WARN for r3's lost connection", func() bool {
+	meshtest.WaitUntil(t, 5*time.Second, "the WARN for r3's lost connection", func() bool {
 		return len(logs.lines("level=WARN", lost, "id=r3")) == 1
 	})
 
@@ -293,7 +293,7 @@ func TestDebugConfigKeepsThePreviousRefusal(t *testing.T) {
 
 	meshtest.WriteFile(t, dir, "route.yaml", strings.Replace(goodRoute, "weight: 20", "weight: 30", 1))
 	var refused controlplane.ConfigDump
-	waitUntil(t, 3*time.Second, "the refusal", func() bool {
+	meshtest.WaitUntil(t, 3*time.Second, "the refusal", func() bool {
 		refused = dump(t, cp)
 		return refused.LastError != nil
 	})
@@ -304,7 +304,7 @@ func TestDebugConfigKeepsThePreviousRefusal(t *testing.T) {
 
 	meshtest.WriteFile(t, dir, "route.yaml", goodRoute)
 	var good controlplane.ConfigDump
-	waitUntil(t, 3*time.Second, "the good config", func() bool {
+	meshtest.WaitUntil(t, 3*time.Second, "the good config", func() bool {
 		good = dump(t, cp)
 		return good.Status == controlplane.ConfigOK
 	})
@@ -348,7 +348,7 @@ func TestReloadLogsWhatChanged(t *testing.T) {
 	for _, step := range steps {
 		before := len(logs.lines("config loaded"))
 		step.change()
-		waitUntil(t, 5*time.Second, "the reload after "+step.name, func() bool { return len(logs.lines("config loaded")) > before })
+		meshtest.WaitUntil(t, 5*time.Second, "the reload after "+step.name, func() bool { return len(logs.lines("config loaded")) > before })
 		got := logs.lines("config loaded")[before:]
 		// What a reload logs, without its time and directory.
 		var msgs []string

@@ -266,7 +266,7 @@ func TestMalformedInboundNameStopsNothing(t *testing.T) {
 
 	// A valid reload is served while that stream is open.
 	meshtest.WriteFile(t, dir, "route.yaml", strings.NewReplacer("weight: 80", "weight: 70", "weight: 20", "weight: 30").Replace(goodRoute))
-	waitUntil(t, 5*time.Second, "the reload", func() bool {
+	meshtest.WaitUntil(t, 5*time.Second, "the reload", func() bool {
 		for _, r := range dump(t, cp).Resources {
 			if r.Kind == "VirtualService" && strings.Contains(string(r.Spec), "70") {
 				return true
@@ -361,7 +361,7 @@ spec:
 		t.Fatal(err)
 	}
 	const cluster = "outbound|9080||reviews.default.svc.cluster.local"
-	waitUntil(t, 5*time.Second, "both instances in EDS", func() bool {
+	meshtest.WaitUntil(t, 5*time.Second, "both instances in EDS", func() bool {
 		for _, r := range xdsOf(dump(t, cp), "ClusterLoadAssignment") {
 			if strings.Contains(string(r), cluster) && strings.Count(string(r), "127.0.0.1") == 2 {
 				return true

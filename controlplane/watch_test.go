@@ -106,7 +106,7 @@ func TestWatchRefusesFilesThatAreNotRegular(t *testing.T) {
 			tt.make(t, path)
 
 			var d controlplane.ConfigDump
-			waitUntil(t, 5*time.Second, "the refusal on /debug/config", func() bool {
+			meshtest.WaitUntil(t, 5*time.Second, "the refusal on /debug/config", func() bool {
 				d = dump(t, cp)
 				return d.LastError != nil
 			})
@@ -123,7 +123,7 @@ func TestWatchRefusesFilesThatAreNotRegular(t *testing.T) {
 				t.Fatal(err)
 			}
 			meshtest.WriteFile(t, dir, "route.yaml", routeWithWeights("50", "50"))
-			waitUntil(t, 5*time.Second, "the edit after the file is removed", func() bool {
+			meshtest.WaitUntil(t, 5*time.Second, "the edit after the file is removed", func() bool {
 				return dump(t, cp).LastError == nil && slices.Equal(servedWeights(t, cp), []int{50, 50})
 			})
 			closeWithin(t, cp)
@@ -163,7 +163,7 @@ func TestWatchFollowsAReplacedDirectory(t *testing.T) {
 				if err := os.RemoveAll(dir); err != nil {
 					t.Fatal(err)
 				}
-				waitUntil(t, 5*time.Second, "the missing directory on /debug/config", func() bool {
+				meshtest.WaitUntil(t, 5*time.Second, "the missing directory on /debug/config", func() bool {
 					return dump(t, cp).LastError != nil
 				})
 				if got := servedWeights(t, cp); !slices.Equal(got, []int{80, 20}) {
@@ -180,23 +180,23 @@ func TestWatchFollowsAReplacedDirectory(t *testing.T) {
 			cp := meshtest.StartControlPlane(t, dir)
 
 			tt.replace(t, cp, dir, map[string]string{"reviews.yaml": goodConfig, "route.yaml": routeWithWeights("50", "50")})
-			waitUntil(t, 5*time.Second, "the new directory's config", func() bool {
+			meshtest.WaitUntil(t, 5*time.Second, "the new directory's config", func() bool {
 				return dump(t, cp).LastError == nil && slices.Equal(servedWeights(t, cp), []int{50, 50})
 			})
 			// Edits keep being served, in a new subdirectory too.
 			meshtest.WriteFile(t, dir, "route.yaml", routeWithWeights("30", "70"))
-			waitUntil(t, 5*time.Second, "an edit in the new directory", func() bool {
+			meshtest.WaitUntil(t, 5*time.Second, "an edit in the new directory", func() bool {
 				return slices.Equal(servedWeights(t, cp), []int{30, 70})
 			})
 			if err := os.Remove(filepath.Join(dir, "route.yaml")); err != nil {
 				t.Fatal(err)
 			}
 			meshtest.WriteFile(t, dir, "sub/route.yaml", routeWithWeights("10", "90"))
-			waitUntil(t, 5*time.Second, "an edit in a new subdirectory", func() bool {
+			meshtest.WaitUntil(t, 5*time.Second, "an edit in a new subdirectory", func() bool {
 				return slices.Equal(servedWeights(t, cp), []int{10, 90})
 			})
 			meshtest.WriteFile(t, dir, "sub/route.yaml", routeWithWeights("90", "10"))
-			waitUntil(t, 5*time.Second, "a second edit in the new subdirectory", func() bool {
+			meshtest.WaitUntil(t, 5*time.Second, "a second edit in the new subdirectory", func() bool {
 				return slices.Equal(servedWeights(t, cp), []int{90, 10})
 			})
 			closeWithin(t, cp)
@@ -227,7 +227,9 @@ func TestNonConfigFilesDoNotReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Ten debounce periods without a reload.
+	// Ten debounce periods without a reload. A reload that does not happen
+	// sends no signal to wait for, so this bounded negative check watches
+	// for one over a deadline instead.
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if !dump(t, cp).LoadedAt.Equal(loaded) {
 			t.Fatal("writing cp.log reloaded the config")
@@ -235,7 +237,7 @@ func TestNonConfigFilesDoNotReload(t *testing.T) {
 	}
 	// A YAML write is picked up.
 	meshtest.WriteFile(t, dir, "other.yaml", goodRoute)
-	waitUntil(t, 5*time.Second, "the YAML change", func() bool { return !dump(t, cp).LoadedAt.Equal(loaded) })
+	meshtest.WaitUntil(t, 5*time.Second, "the YAML change", func() bool { return !dump(t, cp).LoadedAt.Equal(loaded) })
 	for _, r := range dump(t, cp).Resources {
 		if r.File == "cp.log" {
 			t.Fatalf("cp.log was read as config")

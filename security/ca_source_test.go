@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/internal/capb"
+	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -191,13 +192,11 @@ func TestCASourceRenewsAtHalfLife(t *testing.T) {
 
 	start := time.Now()
 	var next string
-	if !eventually(4*time.Second, func() bool {
+	meshtest.WaitUntil(t, 4*time.Second, "the renewal of a 2s SVID", func() bool {
 		svid, _ := src.GetX509SVID()
 		next = svid.Certificates[0].SerialNumber.String()
 		return next != firstSerial
-	}) {
-		t.Fatal("no renewal within 4s of a 2s SVID")
-	}
+	})
 	// Half of 2 s, with the test's polling on top.
 	if took := time.Since(start); took > 1500*time.Millisecond {
 		t.Errorf("renewed after %s, want about 1s (half-life)", took)
@@ -246,9 +245,8 @@ func TestCASourceRenewalRetries(t *testing.T) {
 	}
 	defer src.Close()
 	first := currentSerial(t, src)
-	if !eventually(4*time.Second, func() bool { return currentSerial(t, src) != first }) {
-		t.Fatalf("no renewal after two failures; logs:\n%s", logs.String())
-	}
+	defer logOnFailure(t, &logs)
+	meshtest.WaitUntil(t, 4*time.Second, "a renewal after two failures", func() bool { return currentSerial(t, src) != first })
 	if got := srv.calls.Load(); got != 4 {
 		t.Errorf("Sign calls = %d, want 4 (first, two failures, success)", got)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -121,24 +122,21 @@ func TestFileSourceReloadsOnRename(t *testing.T) {
 	f.write(ca.issue(id, time.Hour), ca.bundle())
 	var logs syncBuffer
 	src := newFileSource(t, f, security.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	defer logOnFailure(t, &logs)
 	first := currentSerial(t, src)
 
 	// A rotation: new key and certificate, written by rename.
 	next := ca.issue(id, time.Hour)
 	f.write(next, ca.bundle())
 	want := next.Certificates[0].SerialNumber.String()
-	if !eventually(5*time.Second, func() bool { return currentSerial(t, src) == want }) {
-		t.Fatalf("serial still %s after the files were replaced, want %s", currentSerial(t, src), want)
-	}
+	meshtest.WaitUntil(t, 5*time.Second, "serial "+want+" after the files were replaced", func() bool { return currentSerial(t, src) == want })
 	if want == first {
 		t.Fatal("test bug: the new SVID has the old serial")
 	}
 
 	// A corrupt certificate file is logged and the SVID is kept.
 	writeByRename(f.cert, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"))
-	if !eventually(5*time.Second, func() bool { return strings.Contains(logs.String(), "reload failed") }) {
-		t.Fatalf("no reload failure logged; logs:\n%s", logs.String())
-	}
+	meshtest.WaitUntil(t, 5*time.Second, "the reload failure in the log", func() bool { return strings.Contains(logs.String(), "reload failed") })
 	if got := currentSerial(t, src); got != want {
 		t.Errorf("after a corrupt rewrite serial = %s, want the previous %s", got, want)
 	}
@@ -150,9 +148,7 @@ func TestFileSourceReloadsOnRename(t *testing.T) {
 	last := ca.issue(id, time.Hour)
 	f.write(last, ca.bundle())
 	want = last.Certificates[0].SerialNumber.String()
-	if !eventually(5*time.Second, func() bool { return currentSerial(t, src) == want }) {
-		t.Fatalf("serial %s after a good rewrite, want %s", currentSerial(t, src), want)
-	}
+	meshtest.WaitUntil(t, 5*time.Second, "serial "+want+" after a good rewrite", func() bool { return currentSerial(t, src) == want })
 }
 
 // TestFileSourceKubernetesSymlinks replaces the files the way a Kubernetes
@@ -187,9 +183,7 @@ func TestFileSourceKubernetesSymlinks(t *testing.T) {
 	next := ca.issue(id, time.Hour)
 	publish("..v2", next)
 	want := next.Certificates[0].SerialNumber.String()
-	if !eventually(5*time.Second, func() bool { return currentSerial(t, src) == want }) {
-		t.Fatalf("serial %s after the ..data swap, want %s", currentSerial(t, src), want)
-	}
+	meshtest.WaitUntil(t, 5*time.Second, "serial "+want+" after the ..data swap", func() bool { return currentSerial(t, src) == want })
 }
 
 func TestFileSourceErrors(t *testing.T) {

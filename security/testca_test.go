@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -220,16 +221,9 @@ func (b *syncBuffer) String() string {
 	return string(b.buf)
 }
 
-// eventually polls cond every 20 ms until it holds or timeout passes.
-func eventually(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
+// logOnFailure logs what logs holds if the test has failed; defer it.
+func logOnFailure(t *testing.T, logs *syncBuffer) {
+	if t.Failed() {
+		t.Logf("logs:\n%s", logs.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -31,6 +33,7 @@ type workloadAPI struct {
 	mu      sync.Mutex
 	resp    *workload.X509SVIDResponse
 	changed chan struct{}
+	sent    atomic.Int32 // responses sent, on every stream
 }
 
 func (w *workloadAPI) set(ca *testCA, svids ...*x509svid.SVID) {
@@ -68,6 +71,7 @@ func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
+		w.sent.Add(1)
 		select {
 		case <-changed:
 		case <-stream.Context().Done():
@@ -160,15 +164,32 @@ func TestWorkloadAPISourceFollowsUpdates(t *testing.T) {
 	api.set(ca, ca.issue(web, time.Hour))
 	addr := startWorkloadAPI(t, api)
 
-	// The expected ID is not offered yet: the constructor waits for it.
-	next := ca.issue(admin, time.Hour)
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		api.set(ca, ca.issue(web, time.Hour), next)
-	}()
+	// The expected ID is not offered yet: the constructor waits for it
+	// past a response without it.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	src := newWorkloadAPISource(t, ctx, security.WithSocketAddr(addr), security.WithExpectedID(admin))
+	type made struct {
+		src *security.WorkloadAPISource
+		err error
+	}
+	done := make(chan made, 1)
+	go func() {
+		src, err := security.NewWorkloadAPISource(ctx, security.WithSocketAddr(addr), security.WithExpectedID(admin))
+		done <- made{src, err}
+	}()
+	meshtest.WaitUntil(t, 5*time.Second, "a response without the expected ID", func() bool { return api.sent.Load() > 0 })
+	next := ca.issue(admin, time.Hour)
+	api.set(ca, ca.issue(web, time.Hour), next)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("NewWorkloadAPISource: %v", r.err)
+	}
+	src := r.src
+	t.Cleanup(func() {
+		if err := src.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	if got, want := currentSerial(t, src), next.Certificates[0].SerialNumber.String(); got != want {
 		t.Fatalf("serial %s, want %s", got, want)
 	}
@@ -177,9 +198,7 @@ func TestWorkloadAPISourceFollowsUpdates(t *testing.T) {
 	rotated := ca.issue(admin, time.Hour)
 	api.set(ca, ca.issue(web, time.Hour), rotated)
 	want := rotated.Certificates[0].SerialNumber.String()
-	if !eventually(5*time.Second, func() bool { return currentSerial(t, src) == want }) {
-		t.Fatalf("serial %s after the rotation, want %s", currentSerial(t, src), want)
-	}
+	meshtest.WaitUntil(t, 5*time.Second, "serial "+want+" after the rotation", func() bool { return currentSerial(t, src) == want })
 }
 
 func TestWorkloadAPISourceExpectedIDMissing(t *testing.T) {
