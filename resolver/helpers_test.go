@@ -320,20 +320,25 @@ func debugClients(t *testing.T, cp *controlplane.Server) []clientStatus {
 // its status.
 func waitClient(t *testing.T, cp *controlplane.Server, nodeID, what string, cond func(clientStatus) bool) clientStatus {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
 	var last []clientStatus
-	for time.Now().Before(deadline) {
+	var found *clientStatus
+	defer func() {
+		if found == nil {
+			b, _ := json.MarshalIndent(last, "", "  ")
+			t.Logf("/debug/clients:\n%s", b)
+		}
+	}()
+	meshtest.WaitUntil(t, 5*time.Second, what+" for "+nodeID+" on /debug/clients", func() bool {
 		last = debugClients(t, cp)
-		for _, c := range last {
+		for i, c := range last {
 			if c.NodeID == nodeID && cond(c) {
-				return c
+				found = &last[i]
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	b, _ := json.MarshalIndent(last, "", "  ")
-	t.Fatalf("control plane never showed %s for %s; /debug/clients:\n%s", what, nodeID, b)
-	return clientStatus{}
+		return false
+	})
+	return *found
 }
 
 func isNotFound(err error) bool { return errors.Is(err, resolver.ErrResourceNotFound) }

@@ -18,6 +18,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 
+	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/resolver"
 )
 
@@ -105,17 +106,17 @@ func (s *rawServer) count() int {
 // waitRequest waits for a Cluster request after skip that cond accepts.
 func (s *rawServer) waitRequest(t *testing.T, skip int, what string, cond func(*discoveryv3.DiscoveryRequest) bool) *discoveryv3.DiscoveryRequest {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	var found *discoveryv3.DiscoveryRequest
+	meshtest.WaitUntil(t, 5*time.Second, "a request with "+what, func() bool {
 		for _, r := range s.requests(skip) {
 			if cond(r) {
-				return r
+				found = r
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no request with %s", what)
-	return nil
+		return false
+	})
+	return found
 }
 
 // TestNACK serves malformed Clusters: each is NACKed with a reason that

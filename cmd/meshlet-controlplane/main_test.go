@@ -253,18 +253,21 @@ func TestServesUntilStopped(t *testing.T) {
 		done <- run(ctx, []string{"--config-dir", config, "--state-dir", t.TempDir(), "--xds-address", "127.0.0.1:0",
 			"--admin-address", "127.0.0.1:0", "--drain-timeout", "2s"}, &out, &errOut)
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), `msg="control plane serving"`) {
+	serving := false
+	defer func() {
+		if !serving {
+			t.Logf("stderr:\n%s", errOut.String())
+		}
+	}()
+	meshtest.WaitUntil(t, 20*time.Second, "the control plane to serve", func() bool {
 		select {
 		case code := <-done:
-			t.Fatalf("exited %d before serving:\n%s", code, errOut.String())
+			t.Fatalf("exited %d before serving", code)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not serving after 20s:\n%s", errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(errOut.String(), `msg="control plane serving"`)
+	})
+	serving = true
 	if !strings.Contains(errOut.String(), `level=WARN msg="--drain-timeout is deprecated: use --drain-ack-timeout, which means the same"`) {
 		t.Errorf("no deprecation line for --drain-timeout:\n%s", errOut.String())
 	}

@@ -41,6 +41,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // constHash puts every node in one snapshot.
@@ -212,24 +213,51 @@ func serve(ctx context.Context, t *testing.T, cache cachev3.SnapshotCache, versi
 	return want
 }
 
-// waitACKed polls until every wanted resource is ACKed, failing at the
+// waitACKed waits until every wanted resource is ACKed, failing at the
 // first NACK or at the deadline of ctx.
 func waitACKed(ctx context.Context, t *testing.T, tracker *ackTracker, want []string) {
 	t.Helper()
-	for {
-		missing, nacks := tracker.missing(want)
+	var missing []string
+	logIfFailed(t, func() string {
+		if len(missing) == 0 {
+			return ""
+		}
+		sort.Strings(missing)
+		return "never ACKed:\n" + strings.Join(missing, "\n")
+	})
+	meshtest.WaitUntil(t, untilDeadline(ctx), "gRPC to ACK every resource", func() bool {
+		var nacks []string
+		missing, nacks = tracker.missing(want)
 		if len(nacks) > 0 {
 			t.Fatalf("gRPC NACKed:\n%s", firstLines(nacks))
 		}
-		if len(missing) == 0 {
-			return
-		}
-		if ctx.Err() != nil {
-			sort.Strings(missing)
-			t.Fatalf("never ACKed:\n%s", strings.Join(missing, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return len(missing) == 0
+	})
+}
+
+// untilDeadline is the time left before the deadline of ctx.
+func untilDeadline(ctx context.Context) time.Duration {
+	d, _ := ctx.Deadline()
+	return time.Until(d)
+}
+
+// lastError says what the last RPC of a wait returned, if it failed.
+func lastError(name string, err error) string {
+	if err == nil {
+		return ""
 	}
+	return fmt.Sprintf("%s: the last RPC failed: %v", name, err)
+}
+
+// logIfFailed logs what last says, if anything, at the end of the test
+// if it failed: what a wait saw last, which its failure message does not
+// say.
+func logIfFailed(t *testing.T, last func() string) {
+	t.Cleanup(func() {
+		if s := last(); t.Failed() && s != "" {
+			t.Log(s)
+		}
+	})
 }
 
 // e2eConfig routes seven services to one server: rr (round robin, an 80/20
@@ -438,24 +466,19 @@ func TestGRPCAcceptsResources(t *testing.T) {
 	// Poll until every target answers and every resource is ACKed.
 	for _, tg := range targets {
 		var lastErr error
-		for {
+		logIfFailed(t, func() string { return lastError(tg.authority, lastErr) })
+		meshtest.WaitUntil(t, untilDeadline(ctx), "a successful RPC to "+tg.authority, func() bool {
 			if _, nacks := tracker.missing(nil); len(nacks) > 0 {
 				t.Fatalf("gRPC NACKed:\n%s", firstLines(nacks))
 			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s: no successful RPC before the deadline: %v", tg.authority, lastErr)
-			}
 			rctx, rcancel := context.WithTimeout(ctx, time.Second)
+			defer rcancel()
 			if tg.md != nil {
 				rctx = metadata.NewOutgoingContext(rctx, tg.md)
 			}
 			_, lastErr = clients[tg.authority].Check(rctx, &healthpb.HealthCheckRequest{})
-			rcancel()
-			if lastErr == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return lastErr == nil
+		})
 		// Then every RPC succeeds: with a split, both clusters serve.
 		for i := 0; i < 20; i++ {
 			rctx := ctx
@@ -709,25 +732,21 @@ func TestGRPCMutualTLSAndRBAC(t *testing.T) {
 		_, err := c.Check(rctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
-	// eventually polls until an RPC gives the code wanted: the servers
+	// eventually waits until an RPC gives the code wanted: the servers
 	// serve once their Listeners arrive, the clients once theirs do.
 	eventually := func(name string, c healthpb.HealthClient, md metadata.MD, code codes.Code, msg string) {
 		t.Helper()
 		var err error
-		for {
+		logIfFailed(t, func() string { return lastError(name, err) })
+		meshtest.WaitUntil(t, untilDeadline(ctx), fmt.Sprintf("%s: code %v with %q", name, code, msg), func() bool {
 			if _, nacks := tracker.missing(nil); len(nacks) > 0 {
 				t.Fatalf("gRPC NACKed:\n%s", firstLines(nacks))
 			}
 			err = check(c, md)
-			if status.Code(err) == code && strings.Contains(status.Convert(err).Message(), msg) {
-				t.Logf("%s: %v", name, err)
-				return
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s: got %v, want code %v with %q", name, err, code, msg)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return status.Code(err) == code && strings.Contains(status.Convert(err).Message(), msg)
+		})
+		t.Logf("%s: %v", name, err)
+		err = nil // the error wanted: not one to report
 	}
 
 	eventually("allowed caller", secure, nil, codes.OK, "")
