@@ -11,5 +11,6 @@
 //	}
 //
 // WaitUntil waits, with a deadline, for what a test cannot be told about,
-// in place of a sleep.
+// in place of a sleep. Clock is a fake clock that a test moves on, for
+// timers it would otherwise wait out.
 package meshtest
