@@ -140,7 +140,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	s.reg = registry.New(o.grace, s.kickRebuild)
+	s.reg = registry.New(o.grace, s.kickRebuild, nil)
 	prefix, _, _ := strings.Cut(wire.ServerListenerTemplate, "%s")
 	versionKey, err := s.ca.VersionKey("xds versions")
 	if err != nil {

@@ -40,16 +40,22 @@ type Entry struct {
 
 type entry struct {
 	Entry
-	gen   uint64 // which registration stream owns the entry
-	timer *time.Timer
+	gen       uint64 // which registration stream owns the entry
+	stopGrace func() bool
 }
+
+// AfterFunc is the clock of the grace timers: it calls f once d has
+// passed, never from within the AfterFunc call, and stop cancels that,
+// as time.AfterFunc and (*time.Timer).Stop do.
+type AfterFunc func(d time.Duration, f func()) (stop func() bool)
 
 // Registry holds registered instances in memory. It is safe for concurrent
 // use. onChange is called, without locks held, after every change that
 // alters the set of serving instances or their states.
 type Registry struct {
-	grace    time.Duration
-	onChange func()
+	grace     time.Duration
+	onChange  func()
+	afterFunc AfterFunc
 
 	mu      sync.Mutex
 	gen     uint64
@@ -58,12 +64,16 @@ type Registry struct {
 }
 
 // New returns an empty registry. An instance whose connection dies stays
-// registered for grace, so that a reconnect does not cause churn.
-func New(grace time.Duration, onChange func()) *Registry {
+// registered for grace, so that a reconnect does not cause churn; the
+// grace timers run on afterFunc (nil: the system clock's).
+func New(grace time.Duration, onChange func(), afterFunc AfterFunc) *Registry {
 	if onChange == nil {
 		onChange = func() {}
 	}
-	return &Registry{grace: grace, onChange: onChange, entries: map[string]*entry{}}
+	if afterFunc == nil {
+		afterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
+	return &Registry{grace: grace, onChange: onChange, afterFunc: afterFunc, entries: map[string]*entry{}}
 }
 
 // ErrIDTaken is returned by Upsert when the instance ID belongs to
@@ -106,8 +116,8 @@ func (r *Registry) Upsert(inst Instance, s State, limit int) (uint64, error) {
 	}
 	r.gen++
 	gen := r.gen
-	if replacing && old.timer != nil {
-		old.timer.Stop()
+	if replacing {
+		old.stop()
 	}
 	r.entries[inst.ID] = &entry{Entry: Entry{Instance: inst, State: s}, gen: gen}
 	r.mu.Unlock()
@@ -149,9 +159,7 @@ func (r *Registry) Remove(id string, gen uint64) {
 	e, ok := r.entries[id]
 	removed := ok && e.gen == gen
 	if removed {
-		if e.timer != nil {
-			e.timer.Stop()
-		}
+		e.stop()
 		delete(r.entries, id)
 	}
 	r.mu.Unlock()
@@ -167,11 +175,19 @@ func (r *Registry) Lost(id string, gen uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.entries[id]
-	if !ok || e.gen != gen || r.closed {
+	if !ok || e.gen != gen || r.closed || e.stopGrace != nil {
 		return
 	}
 	e.Lost = true
-	e.timer = time.AfterFunc(r.grace, func() { r.Remove(id, gen) })
+	e.stopGrace = r.afterFunc(r.grace, func() { r.Remove(id, gen) })
+}
+
+// stop stops the entry's grace timer, if it has one.
+func (e *entry) stop() {
+	if e.stopGrace != nil {
+		e.stopGrace()
+		e.stopGrace = nil
+	}
 }
 
 // Serving returns the instances that take traffic, sorted by ID.
@@ -206,8 +222,6 @@ func (r *Registry) Close() {
 	defer r.mu.Unlock()
 	r.closed = true
 	for _, e := range r.entries {
-		if e.timer != nil {
-			e.timer.Stop()
-		}
+		e.stop()
 	}
 }

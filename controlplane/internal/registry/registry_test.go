@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -26,7 +28,7 @@ func ids(is []registry.Instance) []string {
 
 func TestStatesAndCleanRemoval(t *testing.T) {
 	var changes atomic.Int32
-	r := registry.New(time.Hour, func() { changes.Add(1) })
+	r := registry.New(time.Hour, func() { changes.Add(1) }, nil)
 	defer r.Close()
 	gen := mustUpsert(t, r, inst("a"), registry.NotServing)
 	if got := r.Serving(); len(got) != 0 {
@@ -49,41 +51,64 @@ func TestStatesAndCleanRemoval(t *testing.T) {
 	}
 }
 
+const grace = 10 * time.Second
+
 func TestLostInstanceIsRemovedAfterGrace(t *testing.T) {
-	removed := make(chan struct{}, 10)
-	r := registry.New(100*time.Millisecond, func() { removed <- struct{}{} })
+	clock := meshtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	var changes atomic.Int32
+	r := registry.New(grace, func() { changes.Add(1) }, clock.AfterFunc)
 	defer r.Close()
 	gen := mustUpsert(t, r, inst("a"), registry.Serving)
-	<-removed
-	lost := time.Now()
 	r.Lost("a", gen)
-	if got := r.Serving(); len(got) != 1 {
-		t.Fatalf("a lost instance left before its grace period: %v", ids(got))
+	r.Lost("a", gen) // said twice: the grace runs from the first
+	if got := clock.Pending(); !slices.Equal(got, []time.Duration{grace}) {
+		t.Fatalf("grace timers %v, want one of %v", got, grace)
 	}
-	select {
-	case <-removed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a lost instance was not removed after its grace period")
+	clock.Advance(grace - time.Nanosecond)
+	if got := r.Entries(); len(got) != 1 || got[0].State != registry.Serving || !got[0].Lost {
+		t.Fatalf("entries just before the grace period ends: %+v, want a serving and lost", got)
 	}
-	if took := time.Since(lost); took < 100*time.Millisecond {
-		t.Errorf("removed after %v, before the 100ms grace period", took)
-	}
+	clock.Advance(time.Nanosecond)
 	if got := r.Entries(); len(got) != 0 {
-		t.Errorf("entries after the grace period: %v", got)
+		t.Errorf("entries after the grace period: %+v", got)
+	}
+	if got := changes.Load(); got != 2 {
+		t.Errorf("onChange called %d times, want 2: the registration and the removal", got)
+	}
+}
+
+// Close stops the grace timers: nothing changes afterwards.
+func TestCloseStopsTheGraceTimers(t *testing.T) {
+	clock := meshtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := registry.New(grace, nil, clock.AfterFunc)
+	r.Lost("a", mustUpsert(t, r, inst("a"), registry.Serving))
+	r.Lost("b", mustUpsert(t, r, inst("b"), registry.Serving))
+	r.Close()
+	if got := clock.Pending(); len(got) != 0 {
+		t.Errorf("grace timers %v after Close, want none", got)
+	}
+	r.Lost("c", mustUpsert(t, r, inst("c"), registry.Serving))
+	if got := clock.Pending(); len(got) != 0 {
+		t.Errorf("a grace timer %v started after Close", got)
 	}
 }
 
 // A stale stream of an instance that already registered again must not
 // remove or change the new registration.
 func TestReRegistrationWinsOverTheStaleStream(t *testing.T) {
-	r := registry.New(50*time.Millisecond, nil)
+	clock := meshtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := registry.New(grace, nil, clock.AfterFunc)
 	defer r.Close()
 	old := mustUpsert(t, r, inst("a"), registry.Serving)
 	r.Lost("a", old)
 	cur := mustUpsert(t, r, inst("a"), registry.Serving)
+	if got := clock.Pending(); len(got) != 0 {
+		t.Errorf("grace timers %v after the re-registration, want the old one stopped", got)
+	}
 	r.SetState("a", old, registry.Draining)
 	r.Remove("a", old)
-	time.Sleep(150 * time.Millisecond) // past the old grace timer
+	r.Lost("a", old)
+	clock.Advance(2 * grace) // past the old grace timer
 	got := r.Entries()
 	if len(got) != 1 || got[0].State != registry.Serving || got[0].Lost {
 		t.Fatalf("entries = %+v, want a serving, not lost", got)
