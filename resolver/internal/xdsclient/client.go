@@ -61,6 +61,13 @@ type Config struct {
 	// does not exist: a full-state type's response left it out, or no
 	// response named it within NotFoundTimeout.
 	NotFound error
+	// Now and AfterFunc are the clock of the reconnect backoff, the
+	// does-not-exist timers and the spacing of repeated NACKs. AfterFunc
+	// calls f once d has passed, never from within the AfterFunc call, and
+	// stop cancels that, as time.AfterFunc and (*time.Timer).Stop do. nil
+	// means the system clock's; tests pass a fake one.
+	Now       func() time.Time
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // Client is an ADS client. It is safe for concurrent use.
@@ -100,8 +107,12 @@ type resourceState struct {
 	raw      []byte // the resource as last received, to skip unchanged ones
 	notFound bool   // the server said, or the timer decided, it does not exist
 	lastErr  string // the rejection last reported, not reported again
-	timer    *time.Timer
+	timer    *notFoundTimer
 }
+
+// notFoundTimer is a does-not-exist timer; its address tells a fired
+// timer from the one that replaced it.
+type notFoundTimer struct{ stop func() bool }
 
 type watcher struct {
 	fn       func(any, error)
@@ -133,6 +144,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.NotFound == nil {
 		cfg.NotFound = errors.New("resource does not exist")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AfterFunc == nil {
+		cfg.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	c := &Client{
 		cfg:   cfg,
@@ -276,7 +293,7 @@ func (c *Client) markDirtyLocked(typeURL string) {
 
 func stopTimer(rs *resourceState) {
 	if rs.timer != nil {
-		rs.timer.Stop()
+		rs.timer.stop()
 		rs.timer = nil
 	}
 }
@@ -307,12 +324,13 @@ func (c *Client) run() {
 		if failures == len(c.cfg.Servers) {
 			c.log.Warn("no control plane reachable; keeping the last known config and retrying", "servers", c.cfg.Servers, "err", err)
 		}
-		t := time.NewTimer(d)
+		fired := make(chan struct{})
+		stop := c.cfg.AfterFunc(d, func() { close(fired) })
 		select {
 		case <-c.ctx.Done():
-			t.Stop()
+			stop()
 			return
-		case <-t.C:
+		case <-fired:
 		}
 	}
 }
@@ -404,7 +422,7 @@ func (c *Client) send(ctx context.Context, stream discoveryv3.AggregatedDiscover
 	for {
 		var reqs []*discoveryv3.DiscoveryRequest
 		var wait time.Duration = -1
-		now := time.Now()
+		now := c.cfg.Now()
 		c.mu.Lock()
 		for _, rt := range c.cfg.Types {
 			url := rt.URL
@@ -452,20 +470,21 @@ func (c *Client) send(ctx context.Context, stream discoveryv3.AggregatedDiscover
 			c.startTimers(ss, req)
 		}
 
-		var timer <-chan time.Time
-		var t *time.Timer
+		// A NACK held back wakes the loop when it is due.
+		stop := func() bool { return false }
 		if wait >= 0 {
-			t = time.NewTimer(wait)
-			timer = t.C
+			stop = c.cfg.AfterFunc(wait, func() {
+				select {
+				case ss.wake <- struct{}{}:
+				default:
+				}
+			})
 		}
 		select {
 		case <-ctx.Done():
 		case <-ss.wake:
-		case <-timer:
 		}
-		if t != nil {
-			t.Stop()
-		}
+		stop()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -489,8 +508,8 @@ func (c *Client) startTimers(ss *streamState, req *discoveryv3.DiscoveryRequest)
 		if rs == nil || rs.has || rs.notFound || rs.timer != nil {
 			continue
 		}
-		var t *time.Timer
-		t = time.AfterFunc(c.cfg.NotFoundTimeout, func() {
+		t := &notFoundTimer{}
+		t.stop = c.cfg.AfterFunc(c.cfg.NotFoundTimeout, func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			if c.closed || ts.resources[name] != rs || rs.timer != t || rs.has {
@@ -541,7 +560,7 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 		// at once; space such repeats out instead of spinning.
 		if ss.nacked[url] == resp.GetVersionInfo() {
 			ss.nackCount[url]++
-			ss.notBefore[url] = time.Now().Add(backoff(c.cfg.BackoffBase, c.cfg.BackoffMax, ss.nackCount[url]-1))
+			ss.notBefore[url] = c.cfg.Now().Add(backoff(c.cfg.BackoffBase, c.cfg.BackoffMax, ss.nackCount[url]-1))
 		} else {
 			ss.nacked[url], ss.nackCount[url] = resp.GetVersionInfo(), 0
 			delete(ss.notBefore, url)
