@@ -108,7 +108,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
-	s = &Server{opts: o, log: o.log, started: time.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
+	s = &Server{opts: o, log: o.log, started: o.clock.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
 		limits: o.limits.withDefaults(), kick: make(chan struct{}, 1)}
 	s.builtCond = sync.NewCond(&s.mu)
 	caDir := o.caDir
@@ -140,7 +140,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	s.reg = registry.New(o.grace, s.kickRebuild, nil)
+	s.reg = registry.New(o.grace, s.kickRebuild, o.clock.AfterFunc)
 	prefix, _, _ := strings.Cut(wire.ServerListenerTemplate, "%s")
 	versionKey, err := s.ca.VersionKey("xds versions")
 	if err != nil {
@@ -225,6 +225,10 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		}
 		return nil, fmt.Errorf("controlplane: watch %s: %w", o.configDir, err)
 	}
+	// The warm-up runs from the start on any clock: its timer is set
+	// before Start returns.
+	warmupOver := make(chan struct{})
+	stopWarmup := o.clock.AfterFunc(o.warmup, func() { close(warmupOver) })
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
@@ -251,7 +255,8 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.endWarmup(runCtx)
+		defer stopWarmup()
+		s.endWarmup(runCtx, warmupOver)
 	}()
 	if s.admin != nil {
 		s.wg.Add(1)
@@ -351,7 +356,7 @@ func (s *Server) Close() error {
 // have until then), and endpoints are withheld from new clients meanwhile.
 func (s *Server) restartDetected() <-chan struct{} {
 	s.mu.Lock()
-	if s.warmed || time.Since(s.started) >= s.opts.warmup {
+	if s.warmed || s.opts.clock.Now().Sub(s.started) >= s.opts.warmup {
 		s.mu.Unlock()
 		return nil
 	}
@@ -366,13 +371,12 @@ func (s *Server) restartDetected() <-chan struct{} {
 	return s.warmupDone
 }
 
-func (s *Server) endWarmup(ctx context.Context) {
-	t := time.NewTimer(s.opts.warmup)
-	defer t.Stop()
+// endWarmup ends the warm-up when over is closed, unless ctx ends first.
+func (s *Server) endWarmup(ctx context.Context, over <-chan struct{}) {
 	select {
 	case <-ctx.Done():
 		return
-	case <-t.C:
+	case <-over:
 	}
 	s.mu.Lock()
 	was := s.warming

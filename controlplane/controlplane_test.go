@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,13 +248,18 @@ func TestNackIsShownAndNotResent(t *testing.T) {
 // A restarted control plane starts with an empty registry. A client of the
 // earlier one must not be sent empty endpoint sets before servers had the
 // warm-up to register again; a brand-new client is not held back, and
-// neither is one that only claims an earlier version.
+// neither is one that only claims an earlier version. The warm-up runs on
+// a fake clock, which the test moves past it.
 func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
-	const warmup = 1500 * time.Millisecond
+	const warmup = 5 * time.Second
 	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
 	const cla = "outbound|9080|v1|reviews.default.svc.cluster.local"
 
-	open := func(cp *controlplane.Server, version string) (discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, func()) {
+	// firstCLA opens an ADS stream that asks for the assignment with
+	// version, and returns the version of the first response that holds
+	// it, on the channel, or "" if the stream fails first.
+	firstCLA := func(cp *controlplane.Server, version string) <-chan string {
+		got := make(chan string, 1)
 		cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(meshtest.ControlPlaneCredentials(t, cp, "default", "productpage")))
 		if err != nil {
 			t.Fatal(err)
@@ -263,71 +269,96 @@ func TestRestartWithholdsEndpointsDuringWarmup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ads.Send(&discovery.DiscoveryRequest{
-			Node: &core.Node{Id: "warmup-test"}, TypeUrl: resource.EndpointType, ResourceNames: []string{cla}, VersionInfo: version,
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return ads, func() { cancel(); cc.Close() }
-	}
-	// firstCLA returns when the first response that holds the assignment
-	// arrived, and its version.
-	firstCLA := func(ads discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient) (time.Time, string) {
-		for {
-			resp, err := ads.Recv()
-			if err != nil {
-				t.Errorf("recv: %v", err)
-				return time.Time{}, ""
+		done := make(chan struct{})
+		t.Cleanup(func() {
+			cancel()
+			<-done
+			cc.Close()
+		})
+		req := &discovery.DiscoveryRequest{Node: &core.Node{Id: "warmup-test"}, TypeUrl: resource.EndpointType, ResourceNames: []string{cla}, VersionInfo: version}
+		go func() {
+			defer close(done)
+			defer close(got)
+			for {
+				if err := ads.Send(req); err != nil {
+					return
+				}
+				resp, err := ads.Recv()
+				if err != nil {
+					return
+				}
+				if len(resp.GetResources()) > 0 {
+					got <- resp.GetVersionInfo()
+					return
+				}
+				// ACK the empty response and keep waiting.
+				req = &discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{cla},
+					VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 			}
-			if len(resp.GetResources()) > 0 {
-				return time.Now(), resp.GetVersionInfo()
+		}()
+		return got
+	}
+	receive := func(got <-chan string, who string) string {
+		t.Helper()
+		select {
+		case v := <-got:
+			if v == "" {
+				t.Fatalf("%s: the stream failed before the assignment came", who)
 			}
-			// ACK the empty response and keep waiting.
-			ads.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{cla},
-				VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()})
+			return v
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no assignment, and the clock did not move", who)
+			return ""
 		}
 	}
+	claServed := func(cp *controlplane.Server) bool { return len(dump(t, cp).XDS[resource.EndpointType].Resources) > 0 }
 
 	// A first process, whose version a client keeps.
 	cp0 := meshtest.StartControlPlane(t, dir)
-	first, closeFirst := open(cp0, "")
-	_, earlier := firstCLA(first)
-	closeFirst()
+	earlier := receive(firstCLA(cp0, ""), "a client of the first process")
 	cp0.Close()
 
-	// The restart (the same state directory: the same CA).
-	started := time.Now()
-	cp := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(warmup))
+	// The restart (the same state directory: the same CA), on a clock that
+	// moves only when the test says.
+	clock := meshtest.NewClock(time.Now())
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(warmup), controlplane.WithClock(clock))
+	if got := clock.Pending(); !slices.Equal(got, []time.Duration{warmup}) {
+		t.Fatalf("timers %v after the start, want the warm-up's, %v", got, warmup)
+	}
 
 	// A forged "earlier" version, and one with a wrong signature, are not
-	// a restart: answered at once.
+	// a restart: answered without the clock moving.
 	for _, forged := range []string{"earlier-42", "abc.0123456789abcdef-7"} {
-		ads, closeIt := open(cp, forged)
-		asked := time.Now()
-		if at, _ := firstCLA(ads); at.Sub(asked) > 500*time.Millisecond {
-			t.Errorf("a client claiming version %q was held %v, want it answered at once", forged, at.Sub(asked))
-		}
-		closeIt()
+		receive(firstCLA(cp, forged), "a client claiming version "+forged)
+	}
+	if !claServed(cp) {
+		t.Fatal("forged versions started the warm-up: endpoints withheld")
 	}
 
 	// A client of the earlier control plane reconnects with the version
-	// that process sent.
-	old, closeOld := open(cp, earlier)
-	defer closeOld()
-	got, _ := firstCLA(old)
-	if held := got.Sub(started); held < warmup-100*time.Millisecond {
-		t.Errorf("a reconnecting client got endpoints %v after the restart, want none before the %v warm-up", held, warmup)
-	} else {
-		t.Logf("a reconnecting client got endpoints after %v (warm-up %v)", held, warmup)
+	// that process sent: it is held, and endpoints are withheld from
+	// everyone, until the warm-up ends.
+	old := firstCLA(cp, earlier)
+	meshtest.WaitUntil(t, 5*time.Second, "endpoints withheld for the warm-up", func() bool { return !claServed(cp) })
+	clock.Advance(warmup - time.Nanosecond)
+	select {
+	case v := <-old:
+		t.Fatalf("a reconnecting client got endpoints (version %q) before the warm-up ended", v)
+	default:
+	}
+	if claServed(cp) {
+		t.Fatal("endpoints served before the warm-up ended")
+	}
+	clock.Advance(time.Nanosecond)
+	receive(old, "the reconnecting client, after the warm-up")
+	if !claServed(cp) {
+		t.Error("endpoints withheld after the warm-up")
 	}
 
-	// After the warm-up, a new client is served at once.
-	fresh, closeFresh := open(cp, "")
-	defer closeFresh()
-	asked := time.Now()
-	if at, _ := firstCLA(fresh); at.Sub(asked) > 500*time.Millisecond {
-		t.Errorf("a new client waited %v for endpoints after the warm-up", at.Sub(asked))
-	}
+	// After the warm-up, a new client, and one of the earlier process, are
+	// served at once.
+	receive(firstCLA(cp, ""), "a new client after the warm-up")
+	receive(firstCLA(cp, earlier), "a client of the earlier process after the warm-up")
 }
 
 func TestStartRefusesABadCARoot(t *testing.T) {

@@ -405,3 +405,45 @@ spec:
 		}
 	}
 }
+
+// A server whose connection is lost stays registered, and in callers'
+// endpoints, for the grace period, not a moment less, and then leaves. The
+// grace runs on the clock of WithClock, which the test moves past it.
+func TestLostRegistrationLeavesAfterTheGrace(t *testing.T) {
+	const grace = 10 * time.Second
+	clock := meshtest.NewClock(time.Now())
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig}),
+		controlplane.WithClock(clock), controlplane.WithRegistrationGrace(grace), controlplane.WithWarmup(time.Hour))
+	creds := meshtest.ControlPlaneCredentials(t, cp, "default", "reviews")
+	going := dialCP(t, cp.XDSAddr(), creds)
+	if err := tryRegister(t, going, reviewsInstance("r1", "127.0.0.1", 9080)); err != nil {
+		t.Fatal(err)
+	}
+	served := func() bool {
+		for _, r := range dump(t, cp).XDS[resource.EndpointType].Resources {
+			if strings.Contains(string(r), "127.0.0.1") {
+				return true
+			}
+		}
+		return false
+	}
+	meshtest.WaitUntil(t, 5*time.Second, "r1 in EDS", served)
+
+	going.Close()
+	meshtest.WaitUntil(t, 5*time.Second, "r1 marked lost", func() bool {
+		e := registryEntries(t, cp)
+		return len(e) == 1 && e[0].Lost
+	})
+	if got := clock.Pending(); !slices.Equal(got, []time.Duration{grace, time.Hour}) {
+		t.Fatalf("timers %v, want the grace period's, %v, and the warm-up's", got, grace)
+	}
+	clock.Advance(grace - time.Nanosecond)
+	if e := registryEntries(t, cp); len(e) != 1 || !served() {
+		t.Fatalf("r1 left before the grace period ended: %+v", e)
+	}
+	clock.Advance(time.Nanosecond)
+	if e := registryEntries(t, cp); len(e) != 0 {
+		t.Fatalf("r1 still registered after the grace period: %+v", e)
+	}
+	meshtest.WaitUntil(t, 5*time.Second, "r1 out of EDS", func() bool { return !served() })
+}

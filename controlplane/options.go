@@ -26,6 +26,7 @@ type options struct {
 	warmup       time.Duration
 	drainAck     time.Duration
 	debounce     time.Duration
+	clock        Clock
 	deprecated   []string // one line per deprecated option used, logged by Start
 
 	trustDomain   string
@@ -157,6 +158,7 @@ func defaultOptions() options {
 		warmup:        DefaultWarmup,
 		drainAck:      DefaultDrainAckTimeout,
 		debounce:      100 * time.Millisecond,
+		clock:         systemClock{},
 		trustDomain:   DefaultTrustDomain,
 		rootNamespace: DefaultRootNamespace,
 		svidTTL:       DefaultSVIDTTL,
@@ -193,6 +195,38 @@ func WithRegistrationGrace(d time.Duration) Option {
 // sets. It applies only when clients of an earlier control plane connect
 // within this time after start. Default DefaultWarmup.
 func WithWarmup(d time.Duration) Option { return optionFunc(func(o *options) { o.warmup = d }) }
+
+// Clock is the time that the control plane's timers run on: the warm-up
+// after a restart (WithWarmup) and the registration grace period
+// (WithRegistrationGrace). It is for tests, which pass a fake clock, such
+// as meshtest.Clock, and move it on instead of waiting; the default is the
+// system clock. Its methods are called from several goroutines and must
+// not block.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// AfterFunc calls f once d has passed, never from within the
+	// AfterFunc call, so that f may take locks its caller holds. stop
+	// cancels the call, and reports whether it did so before f was
+	// called, as time.AfterFunc and (*time.Timer).Stop do.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// WithClock sets the clock of the warm-up and registration-grace timers.
+// It is for tests; default the system clock.
+func WithClock(c Clock) Option {
+	return optionFunc(func(o *options) {
+		if c != nil {
+			o.clock = c
+		}
+	})
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) AfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 
 // WithDrainAckTimeout bounds how long the control plane waits, when a
 // server says it is draining, for every caller to acknowledge endpoints

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Clock is a fake clock for tests of code whose timers take a clock: its
-// time stands
+// Clock is a fake clock for tests of timers, such as a control plane's
+// warm-up and registration grace (controlplane.WithClock): its time stands
 // still until the test moves it with Advance, and a timer fires when
 // Advance passes it, so that a test of a 10s timer neither waits 10s nor
 // depends on how fast the machine is.

@@ -12,5 +12,5 @@
 //
 // WaitUntil waits, with a deadline, for what a test cannot be told about,
 // in place of a sleep. Clock is a fake clock that a test moves on, for
-// timers it would otherwise wait out.
+// timers it would otherwise wait out (controlplane.WithClock).
 package meshtest
