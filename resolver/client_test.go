@@ -246,8 +246,19 @@ func TestControlPlaneOutage(t *testing.T) {
 
 	meshtest.WriteFile(t, dir, "route.yaml", strings.Replace(reviewsRoute, "exact: jason", "exact: kim", 1))
 	// The restarted control plane answers clients of the earlier one when
-	// its warm-up ends.
-	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(time.Second))
+	// its warm-up ends, on a clock that the test moves.
+	clock := meshtest.NewClock(time.Now())
+	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(time.Second), controlplane.WithClock(clock))
+	waitClient(t, cp2, nodeID(t), "the reconnection", func(cs clientStatus) bool {
+		rt := cs.Types["RouteConfiguration"]
+		return rt != nil && slices.Equal(rt.Requested, []string{reviewsTarget})
+	})
+	select {
+	case u := <-routes.ch:
+		t.Fatalf("the restarted control plane answered a client of the earlier one during its warm-up: %+v, %v", u.v, u.err)
+	default:
+	}
+	clock.Advance(time.Second)
 	routes.until(t, 5*time.Second, "the routes of the restarted control plane", func(rc resolver.RouteConfig, err error) bool {
 		return err == nil && rc.VirtualHosts[0].Routes[0].Match.Headers[0].String.Value == "kim"
 	})
