@@ -49,7 +49,9 @@ var ErrResourceNotFound = errors.New("resource does not exist")
 // and must not be modified.
 //
 // While the control plane is unreachable, watches keep their values and
-// new watches of cached names are answered from the cache.
+// new watches of cached names are answered from the cache. The client
+// logs one line when it loses the control plane (WARN) and one when it is
+// back (INFO); Connection reports the same.
 type Client struct {
 	x *xdsclient.Client
 }
@@ -104,6 +106,29 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 func (c *Client) Close() error {
 	c.x.Close()
 	return nil
+}
+
+// Connection is the state of a Client's connection to the control plane.
+type Connection struct {
+	// Up is set from a stream's first response until the stream ends:
+	// the control plane is answering. A stream that opens and fails
+	// without a response does not count.
+	Up bool
+	// Server is the control plane's address: the one answering, or the
+	// one last tried.
+	Server string
+	// Since is when Up last changed, or when the client started.
+	Since time.Time
+	// Err is why the last stream ended, or the last attempt failed, while
+	// not Up.
+	Err error
+}
+
+// Connection reports the client's connection to the control plane. It
+// does not block.
+func (c *Client) Connection() Connection {
+	x := c.x.Connection()
+	return Connection{Up: x.Up, Server: x.Server, Since: x.Since, Err: x.Err}
 }
 
 // WatchListener watches the Listener name: "host:port" for a client, or

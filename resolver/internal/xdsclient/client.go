@@ -88,6 +88,22 @@ type Client struct {
 	closed bool
 	state  map[string]*typeState // by type URL
 	stream *streamState          // nil while disconnected
+	conn   Connection
+	wasUp  bool // conn.Up has been set once: a later Up is a return
+}
+
+// Connection is the client's connection to the control plane.
+type Connection struct {
+	// Up is set from a stream's first response until that stream ends: a
+	// stream that opens and fails without a word is not a connection.
+	Up bool
+	// Server is the address Up is about.
+	Server string
+	// Since is when Up last changed, or when the client started.
+	Since time.Time
+	// Err is why the last stream ended, or the last attempt failed, while
+	// not Up.
+	Err error
 }
 
 // typeState is what the client holds of one type, across streams.
@@ -121,6 +137,7 @@ type watcher struct {
 
 // streamState is the state of one ADS stream.
 type streamState struct {
+	addr      string
 	wake      chan struct{}
 	nodeSent  bool
 	healthy   bool                        // a response arrived
@@ -158,6 +175,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		state: map[string]*typeState{},
 		up:    make(chan struct{}),
 		calls: newSerializer(),
+		conn:  Connection{Since: time.Now()},
 	}
 	for _, rt := range cfg.Types {
 		c.types[rt.URL] = rt
@@ -310,19 +328,26 @@ func (c *Client) run() {
 			return
 		}
 		if healthy {
-			failures = 0
-			c.log.Warn("xDS stream to control plane ended; reconnecting", "server", addr, "err", err)
+			failures = 0 // runStream said the connection was lost
 		} else {
 			failures++
 			c.log.Debug("xDS stream to control plane failed", "server", addr, "err", err)
+			c.mu.Lock()
+			c.conn.Server, c.conn.Err = addr, err
+			c.mu.Unlock()
 		}
 		idx = (idx + 1) % len(c.cfg.Servers)
 		if failures == 0 || failures%len(c.cfg.Servers) != 0 {
 			continue // try the next server at once
 		}
 		d := backoff(c.cfg.BackoffBase, c.cfg.BackoffMax, failures/len(c.cfg.Servers)-1)
-		if failures == len(c.cfg.Servers) {
-			c.log.Warn("no control plane reachable; keeping the last known config and retrying", "servers", c.cfg.Servers, "err", err)
+		c.mu.Lock()
+		wasUp := c.wasUp
+		c.mu.Unlock()
+		if failures == len(c.cfg.Servers) && !wasUp {
+			// A lost connection was said once, when it was lost; this is
+			// for a client that never had one.
+			c.log.Warn("no control plane reachable yet; retrying", "servers", c.cfg.Servers, "err", err)
 		}
 		fired := make(chan struct{})
 		stop := c.cfg.AfterFunc(d, func() { close(fired) })
@@ -362,6 +387,7 @@ func (c *Client) runStream(addr string) (healthy bool, err error) {
 	}
 
 	ss := &streamState{
+		addr:      addr,
 		wake:      make(chan struct{}, 1),
 		nonce:     map[string]string{},
 		nack:      map[string]*statuspb.Status{},
@@ -382,7 +408,7 @@ func (c *Client) runStream(addr string) (healthy bool, err error) {
 	}
 	c.mu.Unlock()
 	c.upOnce.Do(func() { close(c.up) })
-	c.log.Info("xDS stream to control plane up", "server", addr)
+	c.log.Debug("xDS stream to control plane open", "server", addr)
 
 	sendDone := make(chan struct{})
 	go func() {
@@ -412,8 +438,22 @@ func (c *Client) runStream(addr string) (healthy bool, err error) {
 			stopTimer(rs)
 		}
 	}
+	lost := healthy && !c.closed
+	if lost {
+		c.conn = Connection{Server: addr, Since: time.Now(), Err: err}
+	}
 	c.mu.Unlock()
+	if lost {
+		c.log.Warn("lost the connection to the control plane; keeping the last known config and reconnecting", "server", addr, "err", err)
+	}
 	return healthy, err
+}
+
+// Connection reports the client's connection to the control plane.
+func (c *Client) Connection() Connection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
 }
 
 // send writes the requests that the stream state says are due, in type
@@ -542,7 +582,9 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 	if c.stream != ss || c.closed {
 		return
 	}
-	ss.healthy = true
+	if !ss.healthy {
+		c.connectedLocked(ss)
+	}
 	ts := c.state[url]
 	ss.nonce[url] = resp.GetNonce()
 	ss.dirty[url] = true
@@ -612,6 +654,20 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 	case ss.wake <- struct{}{}:
 	default:
 	}
+}
+
+// connectedLocked records the first response of a stream: the client is
+// connected, and says so once per connection.
+func (c *Client) connectedLocked(ss *streamState) {
+	ss.healthy = true
+	now := time.Now()
+	if c.wasUp {
+		c.log.Info("connection to the control plane is back", "server", ss.addr, "after", now.Sub(c.conn.Since).Round(time.Millisecond))
+	} else {
+		c.log.Info("connected to the control plane", "server", ss.addr)
+	}
+	c.conn = Connection{Up: true, Server: ss.addr, Since: now}
+	c.wasUp = true
 }
 
 // maxDetail bounds the NACK message sent to the control plane.
