@@ -28,8 +28,10 @@ const (
 	Refuse
 )
 
-// ErrUnknownHost is wrapped by the error for a request to a host the mesh
-// does not know, under Refuse.
+// ErrUnknownHost is wrapped by the error for a call to a host the control
+// plane says does not exist: an HTTP request under Refuse, an RPC (whose
+// status is Unavailable), and WaitRoutable's error when it gives up on
+// such a host.
 var ErrUnknownHost = errors.New("mesh: host is not in the mesh")
 
 // HTTPOption configures a mesh HTTP transport.
@@ -85,15 +87,15 @@ func (m *Mesh) HTTPTransport(ctx context.Context, opts ...HTTPOption) (*HTTPTran
 	for _, opt := range opts {
 		opt.applyHTTP(&o)
 	}
-	rc, err := m.xdsClient(ctx)
+	v, err := m.routingView(ctx)
 	if err != nil {
 		return nil, err
 	}
-	t := &HTTPTransport{m: m, rc: rc, opts: o, targets: map[string]*target{}, upstreams: map[string]*upstream{}}
+	t := &HTTPTransport{m: m, rc: v.rc, view: v, opts: o, upstreams: map[string]*upstream{}}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, errors.New("mesh: closed")
+		return nil, errMeshClosed
 	}
 	m.closers = append(m.closers, func() { t.Close() })
 	return t, nil
@@ -111,17 +113,18 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	name := net.JoinHostPort(wire.QualifyHost(host, t.m.opts.namespace), port)
-	routes, err := t.target(name).wait(req.Context())
-	if errors.Is(err, resolver.ErrResourceNotFound) {
+	routes, err := t.view.awaitRoutes(req.Context(), t.view.host(name), req.URL.Host, false)
+	var unknown *hostError
+	if errors.As(err, &unknown) && req.Context().Err() == nil {
 		if t.opts.unknown == PassThrough {
 			return t.opts.base.RoundTrip(req)
 		}
 		closeBody(req)
-		return nil, fmt.Errorf("%w: %s", ErrUnknownHost, req.URL.Host)
+		return nil, err
 	}
 	if err != nil {
 		closeBody(req)
-		return nil, fmt.Errorf("mesh: %s: %w", name, err)
+		return nil, err
 	}
 	route, err := resolver.MatchRoute(routes, req.URL.Host, req.URL.Path, headerFunc(req.Header), req.Method)
 	if err != nil {
@@ -144,10 +147,10 @@ func (t *HTTPTransport) forward(req *http.Request, route *resolver.Route) (*http
 	if err := up.wait(ctx); err != nil {
 		cancel()
 		closeBody(req)
-		if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil {
+		if ctx.Err() != nil && req.Context().Err() == nil {
 			return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 		}
-		return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+err.Error()), nil
+		return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+strings.TrimPrefix(err.Error(), "mesh: ")), nil
 	}
 	hash, hasHash := requestHash(req, a.HashPolicies)
 	retries := 0
@@ -179,7 +182,7 @@ func (t *HTTPTransport) forward(req *http.Request, route *resolver.Route) (*http
 				return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 			}
 			if errors.Is(err, balancer.ErrNoEndpoints) {
-				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream"), nil
+				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+describeCluster(cluster)+": "+err.Error()), nil
 			}
 			return nil, fmt.Errorf("mesh: %s %s: %w", req.Method, req.URL.Redacted(), err)
 		}

@@ -2,11 +2,15 @@ package mesh
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/resolver"
@@ -17,162 +21,40 @@ import (
 type HTTPTransport struct {
 	m    *Mesh
 	rc   *resolver.Client
+	view *view // hosts and their routes, shared with the mesh's other clients
 	opts httpOptions
 
 	mu        sync.Mutex
-	targets   map[string]*target   // by client Listener name, host:port
 	upstreams map[string]*upstream // by cluster name
 	closed    bool
 }
 
-// Close stops following the config of the hosts used and closes idle
+// Close stops following the config of the clusters used and closes idle
 // connections.
 func (t *HTTPTransport) Close() error {
 	t.mu.Lock()
-	targets, upstreams := t.targets, t.upstreams
-	t.targets, t.upstreams, t.closed = map[string]*target{}, map[string]*upstream{}, true
+	upstreams := t.upstreams
+	t.upstreams, t.closed = map[string]*upstream{}, true
 	t.mu.Unlock()
-	for _, tg := range targets {
-		tg.stop()
-	}
 	for _, up := range upstreams {
 		up.stop()
 	}
 	return nil
 }
 
-// ready is closed once something is known: a value or an error.
-type ready struct {
-	ch   chan struct{}
-	once sync.Once
-}
-
-func newReady() ready    { return ready{ch: make(chan struct{})} }
-func (r *ready) signal() { r.once.Do(func() { close(r.ch) }) }
-func (r *ready) done() bool {
-	select {
-	case <-r.ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// target follows one client Listener and its routes.
-type target struct {
-	ready
-	mu          sync.Mutex
-	routes      resolver.RouteConfig
-	have        bool
-	err         error
-	routeName   string
-	cancelRoute func()
-	cancel      func()
-}
-
-func (t *HTTPTransport) target(name string) *target {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if tg, ok := t.targets[name]; ok {
-		return tg
-	}
-	tg := &target{ready: newReady()}
-	t.targets[name] = tg
-	if t.closed {
-		tg.err = errors.New("mesh: HTTP transport closed")
-		tg.signal()
-		return tg
-	}
-	tg.cancel = t.rc.WatchListener(name, func(l resolver.Listener, err error) {
-		if err != nil {
-			tg.setErr(err)
-			return
-		}
-		if l.Inline != nil {
-			tg.setRoutes(*l.Inline)
-			return
-		}
-		tg.mu.Lock()
-		same := l.RouteConfigName == tg.routeName
-		old := tg.cancelRoute
-		tg.routeName = l.RouteConfigName
-		tg.mu.Unlock()
-		if same {
-			return
-		}
-		if old != nil {
-			old()
-		}
-		cancel := t.rc.WatchRouteConfig(l.RouteConfigName, func(rc resolver.RouteConfig, err error) {
-			if err != nil {
-				tg.setErr(err)
-				return
-			}
-			tg.setRoutes(rc)
-		})
-		tg.mu.Lock()
-		tg.cancelRoute = cancel
-		tg.mu.Unlock()
-	})
-	return tg
-}
-
-func (tg *target) setRoutes(rc resolver.RouteConfig) {
-	tg.mu.Lock()
-	tg.routes, tg.have, tg.err = rc, true, nil
-	tg.mu.Unlock()
-	tg.signal()
-}
-
-// setErr records an error. A removed resource ends the target's use; any
-// other error keeps the last good routes, as the xDS client keeps them.
-func (tg *target) setErr(err error) {
-	tg.mu.Lock()
-	if errors.Is(err, resolver.ErrResourceNotFound) || !tg.have {
-		tg.err, tg.have = err, false
-	}
-	tg.mu.Unlock()
-	tg.signal()
-}
-
-// wait returns the routes once known, or the error.
-func (tg *target) wait(ctx context.Context) (resolver.RouteConfig, error) {
-	select {
-	case <-tg.ch:
-	case <-ctx.Done():
-		return resolver.RouteConfig{}, ctx.Err()
-	}
-	tg.mu.Lock()
-	defer tg.mu.Unlock()
-	if tg.have {
-		return tg.routes, nil
-	}
-	return resolver.RouteConfig{}, tg.err
-}
-
-func (tg *target) stop() {
-	tg.mu.Lock()
-	cancels := []func(){tg.cancel, tg.cancelRoute}
-	tg.mu.Unlock()
-	for _, c := range cancels {
-		if c != nil {
-			c()
-		}
-	}
-}
-
 // upstream follows one cluster and its endpoints, and holds its balancer
 // and connections.
 type upstream struct {
-	ready
 	t    *HTTPTransport
 	name string
 
 	mu          sync.Mutex
+	changed     chan struct{} // closed at the next change
 	cluster     resolver.Cluster
 	haveCluster bool
 	endpoints   []balancer.Endpoint
 	haveEPs     bool
+	healthy     int // endpoints the control plane says are healthy
 	bal         *balancer.Balancer
 	policy      resolver.Cluster // the fields the balancer was built from
 	transport   *http.Transport
@@ -190,15 +72,20 @@ func (t *HTTPTransport) upstream(name string) *upstream {
 	if up, ok := t.upstreams[name]; ok {
 		return up
 	}
-	up := &upstream{ready: newReady(), t: t, name: name}
+	up := &upstream{t: t, name: name, changed: make(chan struct{})}
 	t.upstreams[name] = up
 	if t.closed {
 		up.err = errors.New("mesh: HTTP transport closed")
-		up.signal()
 		return up
 	}
 	up.cancel = t.rc.WatchCluster(name, up.onCluster)
 	return up
+}
+
+// fireLocked wakes the waiters.
+func (up *upstream) fireLocked() {
+	close(up.changed)
+	up.changed = make(chan struct{})
 }
 
 func (up *upstream) onCluster(c resolver.Cluster, err error) {
@@ -207,8 +94,8 @@ func (up *upstream) onCluster(c resolver.Cluster, err error) {
 		if errors.Is(err, resolver.ErrResourceNotFound) || !up.haveCluster {
 			up.err, up.haveCluster = err, false
 		}
+		up.fireLocked()
 		up.mu.Unlock()
-		up.signal()
 		return
 	}
 	up.mu.Lock()
@@ -216,9 +103,9 @@ func (up *upstream) onCluster(c resolver.Cluster, err error) {
 	if up.bal == nil || !sameBalancing(up.policy, c) {
 		bal, err := balancer.New(balancerConfig(c, up.t.m.opts.locality))
 		if err != nil {
-			up.err = fmt.Errorf("mesh: cluster %s: %w", c.Name, err)
+			up.err, up.haveCluster = fmt.Errorf("mesh: %s: %w", describeCluster(c.Name), err), false
+			up.fireLocked()
 			up.mu.Unlock()
-			up.signal()
 			return
 		}
 		if up.haveEPs {
@@ -230,11 +117,8 @@ func (up *upstream) onCluster(c resolver.Cluster, err error) {
 	edsName, old := c.EDSServiceName, up.cancelEDS
 	changed := edsName != up.edsName
 	up.edsName = edsName
-	ready := up.haveEPs
+	up.fireLocked()
 	up.mu.Unlock()
-	if ready {
-		up.signal()
-	}
 	if !changed {
 		return
 	}
@@ -248,12 +132,23 @@ func (up *upstream) onCluster(c resolver.Cluster, err error) {
 }
 
 func (up *upstream) onEndpoints(e resolver.Endpoints, err error) {
+	if errors.Is(err, resolver.ErrResourceNotFound) {
+		// Never sent within the resolver's timeout: none.
+		up.mu.Lock()
+		if !up.haveEPs {
+			up.haveEPs = true
+			up.fireLocked()
+		}
+		up.mu.Unlock()
+		return
+	}
 	if err != nil {
 		// Endpoints are never removed by absence; keep the last ones.
 		up.t.m.log.Warn("mesh: endpoints", "cluster", up.name, "err", err)
 		return
 	}
 	var eps []balancer.Endpoint
+	healthy := 0
 	for _, l := range e.Localities {
 		for _, ep := range l.Endpoints {
 			eps = append(eps, balancer.Endpoint{
@@ -264,6 +159,9 @@ func (up *upstream) onEndpoints(e resolver.Endpoints, err error) {
 				Priority:       l.Priority,
 				Unhealthy:      !ep.Healthy,
 			})
+			if ep.Healthy {
+				healthy++
+			}
 		}
 	}
 	up.mu.Lock()
@@ -275,12 +173,9 @@ func (up *upstream) onEndpoints(e resolver.Endpoints, err error) {
 			return
 		}
 	}
-	up.endpoints, up.haveEPs = eps, true
-	ready := up.haveCluster
+	up.endpoints, up.haveEPs, up.healthy = eps, true, healthy
+	up.fireLocked()
 	up.mu.Unlock()
-	if ready {
-		up.signal()
-	}
 }
 
 // sameBalancing reports whether two versions of a cluster balance alike,
@@ -354,7 +249,7 @@ func (up *upstream) setTransportLocked(c resolver.Cluster) {
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	if useTLS {
-		tr.TLSClientConfig = security.ClientTLSConfig(up.t.m.identity, serverAuthorizer(c.TLS, up.t.m.spiffeID.TrustDomain()))
+		tr.TLSClientConfig = security.ClientTLSConfig(up.t.m.identity, explainSANs(c, serverAuthorizer(c.TLS, up.t.m.spiffeID.TrustDomain())))
 	}
 	if up.transport != nil {
 		up.transport.CloseIdleConnections()
@@ -362,19 +257,73 @@ func (up *upstream) setTransportLocked(c resolver.Cluster) {
 	up.transport, up.tls, up.sans = tr, useTLS, sans
 }
 
-// wait blocks until the cluster and its endpoints are known.
-func (up *upstream) wait(ctx context.Context) error {
-	select {
-	case <-up.ch:
-	case <-ctx.Done():
-		return ctx.Err()
+// explainSANs adds to authz's refusal which cluster expected the SANs and
+// where the control plane took them from.
+func explainSANs(c resolver.Cluster, authz tlsconfig.Authorizer) tlsconfig.Authorizer {
+	from := "the service accounts of its endpoints, unless a ServiceEntry for the host sets subjectAltNames"
+	for _, san := range c.TLS.SANs {
+		if _, err := spiffeid.FromString(san); err != nil {
+			from = "the subjectAltNames of the ServiceEntry for the host"
+			break
+		}
 	}
-	up.mu.Lock()
-	defer up.mu.Unlock()
-	if up.haveCluster {
+	if len(c.TLS.SANMatchers) > 0 {
+		from = "the cluster's match_subject_alt_names"
+	}
+	what := describeCluster(c.Name)
+	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
+		if err := authz(id, chains); err != nil {
+			return fmt.Errorf("mesh: %s: %w; the control plane took the expected names from %s", what, err, from)
+		}
 		return nil
 	}
-	return up.err
+}
+
+// wait blocks until the cluster and its endpoints are known, as
+// ConfigWait says: for the control plane's answers, and while the
+// registration grace lasts, for a cluster that does not exist or has no
+// healthy endpoint yet. Once the grace is over, a cluster without
+// endpoints is left to the balancer to refuse; one that does not exist is
+// an error.
+func (up *upstream) wait(ctx context.Context) error {
+	m := up.t.m
+	start := time.Now()
+	limit := start.Add(m.wait.Timeout)
+	for {
+		up.mu.Lock()
+		changed := up.changed
+		haveCluster, haveEPs, healthy, err := up.haveCluster, up.haveEPs, up.healthy, up.err
+		up.mu.Unlock()
+		if haveCluster && haveEPs && healthy > 0 {
+			return nil
+		}
+		now := time.Now()
+		var until time.Time
+		switch {
+		case haveCluster && haveEPs, errors.Is(err, resolver.ErrResourceNotFound):
+			// Its servers may not have registered yet.
+			if until = m.graceEnd(up.t.rc, now); until.IsZero() {
+				if haveCluster {
+					return nil
+				}
+				return &gapError{what: describeCluster(up.name), problem: "does not exist", err: resolver.ErrResourceNotFound}
+			}
+		case err != nil:
+			return err // rejected, with nothing in force
+		}
+		if !now.Before(limit) {
+			if haveCluster && haveEPs {
+				return nil
+			}
+			return m.noAnswer(up.t.rc, describeCluster(up.name), now.Sub(start), context.DeadlineExceeded)
+		}
+		if until.IsZero() || until.After(limit) {
+			until = limit
+		}
+		if err := sleepUntil(ctx, changed, until); err != nil {
+			return err
+		}
+	}
 }
 
 // send makes one attempt: picks an endpoint, sends, and tells the balancer

@@ -18,7 +18,6 @@ import (
 
 	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/internal/wire"
-	"github.com/meshlet/meshlet/resolver"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -42,8 +41,8 @@ type Mesh struct {
 	providerKey string   // the identity's key in meshlet's certificate provider
 	closers     []func() // run by Close, last first
 
-	rcMu sync.Mutex
-	rc   *resolver.Client // meshlet's own xDS client, for HTTP; nil until used
+	xds  xdsConn // meshlet's own xDS client, connected on first use
+	wait ConfigWait
 
 	mu      sync.Mutex
 	servers map[stopper]struct{}
@@ -77,7 +76,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	if o.controlPlane == "" {
 		return nil, fmt.Errorf("mesh: no control plane address: use WithControlPlane or set %s", EnvControlPlane)
 	}
-	m := &Mesh{opts: o, log: o.log, servers: map[stopper]struct{}{}}
+	m := &Mesh{opts: o, log: o.log, servers: map[stopper]struct{}{}, wait: o.configWait.withDefaults()}
 	m.nodeID = wire.NodeID(o.service, randomSuffix(), o.namespace)
 	var err error
 	if m.cpTrust, err = newCPTrust(o); err != nil {
@@ -152,11 +151,7 @@ func (m *Mesh) close() error {
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i]() // HTTP transports first: they cancel their watches
 	}
-	m.rcMu.Lock()
-	if m.rc != nil {
-		m.rc.Close()
-	}
-	m.rcMu.Unlock()
+	m.closeXDSClient()
 	if m.cpConn == nil {
 		return nil
 	}

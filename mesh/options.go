@@ -39,6 +39,7 @@ type options struct {
 	cpRootsFile    string
 	cpID           string
 	cpInsecure     bool
+	configWait     ConfigWait
 }
 
 // EnvControlPlane names the environment variable that gives the control

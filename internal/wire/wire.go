@@ -47,6 +47,16 @@ func ClusterName(port uint32, subset, host string) string {
 	return fmt.Sprintf("outbound|%d|%s|%s", port, subset, host)
 }
 
+// ParseClusterName splits a name made by ClusterName into its port,
+// subset and host; ok is false for any other name.
+func ParseClusterName(name string) (port, subset, host string, ok bool) {
+	parts := strings.Split(name, "|")
+	if len(parts) != 4 || parts[0] != "outbound" || parts[1] == "" || parts[3] == "" {
+		return "", "", "", false
+	}
+	return parts[1], parts[2], parts[3], true
+}
+
 // CertProviderInstance is the name of the certificate-provider instance in
 // every meshlet workload's bootstrap (certificate_providers). The control
 // plane's TLS contexts name it both for the workload's own certificate and
