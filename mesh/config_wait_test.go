@@ -98,7 +98,7 @@ func serveGreeterNow(t *testing.T, cpAddr, proto, version string) error {
 // failing, or of leaving the mesh: 1,000 requests, none fails, over HTTP
 // and over gRPC, with a 50/50 split so that both subsets must be there.
 func TestCallerStartedWithItsServers(t *testing.T) {
-	for _, proto := range []string{"http"} {
+	for _, proto := range []string{"http", "grpc"} {
 		t.Run(proto, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": splitRoute(50, 50)})
 			began := time.Now()
@@ -151,6 +151,62 @@ func TestCallerStartedWithItsServers(t *testing.T) {
 	}
 }
 
+// A call to a host the control plane says does not exist fails as soon as
+// the control plane has answered, over gRPC and HTTP, with an error that
+// names the host. A service host is waited for during the registration
+// grace after the caller connects, since its servers may be about to
+// register; any other host is not.
+func TestUnknownHostFailsFast(t *testing.T) {
+	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules})
+	m := startMesh(t, cp.XDSAddr(), "client", nil)
+	dial := func(target string) greeterpb.GreeterClient {
+		cc, err := m.Dial(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return greeterpb.NewGreeterClient(cc)
+	}
+	rpc := func(c greeterpb.GreeterClient) (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := c.SayHello(ctx, &greeterpb.HelloRequest{Name: "test"})
+		return time.Since(start), err
+	}
+	check := func(what string, took time.Duration, err error, within time.Duration, host string) {
+		t.Helper()
+		t.Logf("%s: failed after %v: %v", what, took, err)
+		if status.Code(err) != codes.Unavailable || !errors.Is(err, mesh.ErrUnknownHost) || !strings.Contains(err.Error(), host) {
+			t.Errorf("%s: got %v (code %v), want Unavailable wrapping ErrUnknownHost and naming %s", what, err, status.Code(err), host)
+		}
+		if took > within {
+			t.Errorf("%s: failed after %v, want within %v", what, took, within)
+		}
+	}
+
+	// Not a service host: no grace, at once.
+	took, err := rpc(dial("nowhere.example:80"))
+	check("gRPC, nowhere.example:80", took, err, time.Second, `"nowhere.example:80"`)
+
+	// A service host asked right after the caller connected: at the end
+	// of the grace at the latest.
+	took, err = rpc(dial("nowhere:80"))
+	check("gRPC, nowhere:80 within the grace", took, err, mesh.DefaultRegistrationGrace+time.Second, `"nowhere.default.svc.cluster.local:80"`)
+
+	// After it: as soon as the control plane answers for a name it was
+	// never asked.
+	took, err = rpc(dial("nowhere-else.default.svc.cluster.local:80"))
+	check("gRPC, nowhere-else after the grace", took, err, time.Second, `"nowhere-else.default.svc.cluster.local:80"`)
+
+	c := httpClientFor(t, m)
+	start := time.Now()
+	_, err = c.Get("http://nowhere-http:80/")
+	if took := time.Since(start); !errors.Is(err, mesh.ErrUnknownHost) || took > time.Second || !strings.Contains(err.Error(), "nowhere-http.default.svc.cluster.local:80") {
+		t.Errorf("HTTP after the grace: got %v after %v; want ErrUnknownHost naming the host, within 1s", err, took)
+	}
+}
+
 // emptySubset routes every call to subset v3, which no server has.
 const emptySubset = `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -184,7 +240,7 @@ spec:
 // subset: in the 503's body over HTTP, in the error over gRPC.
 func TestEmptySubsetIsNamed(t *testing.T) {
 	cluster := fmt.Sprintf("outbound|%d|v3|greeter.default.svc.cluster.local", greeterPort)
-	for _, proto := range []string{"http"} {
+	for _, proto := range []string{"http", "grpc"} {
 		t.Run(proto, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter.yaml": emptySubset})
 			if proto == "http" {

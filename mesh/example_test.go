@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -149,4 +150,59 @@ spec:
 	// Output:
 	// caller 200 hello spiffe://cluster.local/ns/default/sa/caller
 	// stranger 403 RBAC: access denied: incoming request did not match an allow policy: denied by policy
+}
+
+// A caller that waits for its dependency before it starts serving:
+// WaitRoutable returns once the greeter has a host, routes, and an
+// endpoint in every cluster its routes send to, and says what is missing
+// when it gives up.
+func ExampleMesh_WaitRoutable() {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir, _ := os.MkdirTemp("", "meshlet-example-")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "greeter.yaml"), []byte(greeterRules+"---\n"+splitRoute(50, 50)), 0o644)
+	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir), controlplane.WithStateDir(filepath.Join(os.TempDir(), "meshlet-example-state")),
+		controlplane.WithXDSAddress("127.0.0.1:0"), controlplane.WithAdminAddress(""), controlplane.WithLogger(quiet), controlplane.WithCAInsecureDev(true))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cp.Close()
+	join := func(service string, labels map[string]string) *mesh.Mesh {
+		m, err := mesh.New(ctx, mesh.WithService(service), mesh.WithLabels(labels), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(quiet))
+		if err != nil {
+			panic(err)
+		}
+		return m
+	}
+	serve := func(version string) func() {
+		m := join("greeter", map[string]string{"version": version})
+		srv, _ := m.NewGRPCServer(mesh.WithServicePort(50051))
+		greeterpb.RegisterGreeterServer(srv, &greeter.Server{Version: version})
+		lis, _ := net.Listen("tcp", "127.0.0.1:0")
+		go srv.Serve(lis)
+		return func() { srv.GracefulStop(); m.Close() }
+	}
+	caller := join("caller", nil)
+	defer caller.Close()
+
+	// No greeter has registered: there is no such host yet.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err = caller.WaitRoutable(short, "greeter:50051")
+	cancel()
+	fmt.Println("no such host:", errors.Is(err, mesh.ErrUnknownHost))
+
+	// v1 serves; the route sends half the calls to v2, which has none.
+	defer serve("v1")()
+	short, cancel = context.WithTimeout(ctx, 2*time.Second)
+	fmt.Println(caller.WaitRoutable(short, "greeter:50051"))
+	cancel()
+
+	defer serve("v2")()
+	fmt.Println("routable:", caller.WaitRoutable(ctx, "greeter:50051"))
+	// Output:
+	// no such host: true
+	// mesh: greeter:50051 is not routable: cluster outbound|50051|v2|greeter.default.svc.cluster.local (subset "v2" of greeter.default.svc.cluster.local:50051) has no endpoints (no server of it is registered and serving): context deadline exceeded
+	// routable: <nil>
 }

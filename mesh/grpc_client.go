@@ -3,7 +3,6 @@ package mesh
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -11,7 +10,6 @@ import (
 	xdscreds "google.golang.org/grpc/credentials/xds"
 
 	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM
-	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // ErrNoPort is returned for a target without the service port.
@@ -23,6 +21,15 @@ var ErrNoPort = errors.New("mesh: target has no port")
 // "reviews.prod.svc.cluster.local:9080". Routing, load balancing, timeouts
 // and retries follow the control plane's config through gRPC-Go's own xDS
 // support, with no proxy.
+//
+// Calls wait for the control plane's config of the target as ConfigWait
+// says, rather than fail, and a call to a host the control plane says
+// does not exist fails at once with Unavailable and an error that names
+// the host (wrapping ErrUnknownHost). A call that fails because a cluster
+// has no endpoint says which cluster and subset. meshlet's own xDS client
+// decides these, and gRPC-Go's routes the call; interceptors given in
+// opts run inside meshlet's. With GRPC_XDS_BOOTSTRAP set, gRPC-Go alone
+// decides.
 //
 // Each ClientConn has its own xDS stream to the control plane: create one
 // per target and reuse it.
@@ -41,6 +48,12 @@ func (m *Mesh) Dial(target string, opts ...grpc.DialOption) (*grpc.ClientConn, e
 	all := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if m.xdsResolver != nil {
 		all = append(all, grpc.WithResolvers(m.xdsResolver))
+		// An xds:// target with an authority is gRPC-Go's alone.
+		if name, err := m.listenerName(target); err == nil {
+			m.startXDSClient()
+			g := &rpcGate{m: m, target: target, name: name}
+			all = append(all, grpc.WithChainUnaryInterceptor(g.unary), grpc.WithChainStreamInterceptor(g.stream))
+		}
 	}
 	cc, err := grpc.NewClient(t, append(all, opts...)...)
 	if err != nil {
@@ -55,9 +68,9 @@ func (m *Mesh) xdsTarget(target string) (string, error) {
 	if strings.HasPrefix(target, "xds:") {
 		return target, nil
 	}
-	host, port, err := net.SplitHostPort(target)
-	if err != nil || port == "" {
-		return "", fmt.Errorf("%w: %q (use host:port, as in reviews:9080)", ErrNoPort, target)
+	name, err := m.listenerName(target)
+	if err != nil {
+		return "", err
 	}
-	return "xds:///" + net.JoinHostPort(wire.QualifyHost(host, m.opts.namespace), port), nil
+	return "xds:///" + name, nil
 }
