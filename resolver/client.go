@@ -122,13 +122,16 @@ type Connection struct {
 	// Err is why the last stream ended, or the last attempt failed, while
 	// not Up.
 	Err error
+	// Again is set while Up when the client had been up before: it
+	// reconnected.
+	Again bool
 }
 
 // Connection reports the client's connection to the control plane. It
 // does not block.
 func (c *Client) Connection() Connection {
 	x := c.x.Connection()
-	return Connection{Up: x.Up, Server: x.Server, Since: x.Since, Err: x.Err}
+	return Connection{Up: x.Up, Server: x.Server, Since: x.Since, Err: x.Err, Again: x.Again}
 }
 
 // WatchListener watches the Listener name: "host:port" for a client, or

@@ -59,7 +59,7 @@ func TestConnectionState(t *testing.T) {
 	rec := &logRecorder{}
 	c := newClient(t, nodeID(t), []string{addr}, trusted(t, cp), resolver.WithLogger(slog.New(rec)))
 	watch(t, c.WatchRouteConfig, reviewsTarget).value(t, 5*time.Second)
-	if conn := c.Connection(); !conn.Up || conn.Server != addr {
+	if conn := c.Connection(); !conn.Up || conn.Server != addr || conn.Again {
 		t.Fatalf("connected client: Connection() = %+v, want Up from %s", conn, addr)
 	}
 
@@ -73,8 +73,8 @@ func TestConnectionState(t *testing.T) {
 
 	meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(0))
 	waitFor(t, 10*time.Second, "the client to be back", func() bool { return c.Connection().Up })
-	if back := c.Connection(); !back.Since.After(lost.Since) || back.Err != nil {
-		t.Errorf("back: Connection() = %+v, want Up since after %v", back, lost.Since)
+	if back := c.Connection(); !back.Since.After(lost.Since) || back.Err != nil || !back.Again {
+		t.Errorf("back: Connection() = %+v, want Up again since after %v", back, lost.Since)
 	}
 	if w, i := rec.count("WARN"), rec.count("INFO"); w != 1 || i != 2 {
 		t.Errorf("logged %d WARN and %d INFO lines about the control plane, want 1 (lost) and 2 (connected, back):\n%s", w, i, rec.all())

@@ -104,6 +104,9 @@ type Connection struct {
 	// Err is why the last stream ended, or the last attempt failed, while
 	// not Up.
 	Err error
+	// Again is set while Up if the client had been up before: it
+	// reconnected.
+	Again bool
 }
 
 // typeState is what the client holds of one type, across streams.
@@ -666,7 +669,7 @@ func (c *Client) connectedLocked(ss *streamState) {
 	} else {
 		c.log.Info("connected to the control plane", "server", ss.addr)
 	}
-	c.conn = Connection{Up: true, Server: ss.addr, Since: now}
+	c.conn = Connection{Up: true, Server: ss.addr, Since: now, Again: c.wasUp}
 	c.wasUp = true
 }
 
