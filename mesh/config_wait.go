@@ -35,7 +35,8 @@ const (
 // connects to the control plane (at start, and again after it
 // reconnects), such a host, and a cluster of one without endpoints, are
 // taken as servers that have not registered yet and waited for until the
-// grace ends. Callers started together with their servers, or reconnected
+// grace ends. After a reconnection the grace is longer by the 2.4s the
+// servers may take to reconnect themselves. Callers started together with their servers, or reconnected
 // to a restarted control plane, then reach the servers instead of failing.
 // Use Mesh.WaitRoutable to wait for a target longer.
 type ConfigWait struct {
@@ -77,7 +78,13 @@ func (m *Mesh) graceEnd(rc *resolver.Client, now time.Time) time.Time {
 	if !c.Up {
 		return time.Time{}
 	}
-	if end := c.Since.Add(m.wait.RegistrationGrace); now.Before(end) {
+	grace := m.wait.RegistrationGrace
+	if c.Again {
+		// After a restart of the control plane, the servers reconnect
+		// too, each after its own backoff, before they can register.
+		grace += time.Duration(float64(cpBackoffMax) * (1 + cpBackoffJitter))
+	}
+	if end := c.Since.Add(grace); now.Before(end) {
 		return end
 	}
 	return time.Time{}

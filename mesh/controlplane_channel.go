@@ -175,6 +175,13 @@ func (t *cpTrust) mtlsConfig(svid x509svid.Source) *tls.Config {
 	return tlsconfig.MTLSClientConfig(svid, t, tlsconfig.AuthorizeID(t.id))
 }
 
+// cpBackoffMax and cpBackoffJitter bound how long a workload waits
+// between attempts to reach the control plane: at most cpBackoffMax, ±20%.
+const (
+	cpBackoffMax    = 2 * time.Second
+	cpBackoffJitter = 0.2
+)
+
 // dialControlPlane opens a connection to the control plane (lazily, as
 // grpc.NewClient does).
 func dialControlPlane(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
@@ -183,7 +190,7 @@ func dialControlPlane(addr string, creds credentials.TransportCredentials) (*grp
 		// Reconnect fast after a control-plane restart so that servers
 		// register again within its warm-up.
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: cpBackoffJitter, MaxDelay: cpBackoffMax},
 			MinConnectTimeout: 2 * time.Second,
 		}))
 }

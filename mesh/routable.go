@@ -2,12 +2,14 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/resolver"
 )
 
 // WaitRoutable waits until calls to target can be routed: the control
@@ -50,7 +52,7 @@ func (m *Mesh) WaitRoutable(ctx context.Context, target string) error {
 			} else {
 				gap = &gapError{what: fmt.Sprintf("%d clusters", len(gaps)), problem: "are not ready: " + joinGaps(gaps)}
 			}
-		case st.answered && !st.exists:
+		case st.answered && !st.exists && errors.Is(st.err, resolver.ErrResourceNotFound):
 			gap = &hostError{target: target, name: name, cp: m.opts.controlPlane}
 		case st.answered && st.err != nil:
 			gap = fmt.Errorf("host %q: %w", name, st.err)

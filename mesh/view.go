@@ -36,11 +36,15 @@ type hostView struct {
 	name  string
 	state atomic.Pointer[hostState] // read without the view's lock
 
-	// Guarded by view.mu.
-	answered    bool
-	exists      bool
+	// Guarded by view.mu. A host that goes away keeps its routes watch,
+	// its routes and its clusters: it usually comes back as it was, and a
+	// name unsubscribed and asked again at once may go unanswered (the
+	// control plane believes the client still holds it).
+	answered    bool  // the Listener was answered for
+	exists      bool  // and it exists
+	lerr        error // the Listener's error, while it does not exist
 	routes      *resolver.RouteConfig
-	err         error
+	rerr        error // the routes' error, while there are none
 	routeName   string
 	clusters    []string
 	cancel      func()
@@ -90,7 +94,7 @@ func (v *view) host(name string) *hostView {
 	h.state.Store(&hostState{})
 	v.hosts[name] = h
 	if v.closed {
-		h.answered, h.err = true, errMeshClosed
+		h.answered, h.lerr = true, errMeshClosed
 		v.publishLocked(h)
 		return h
 	}
@@ -117,23 +121,14 @@ func (v *view) onListener(h *hostView, l resolver.Listener, err error) {
 		return
 	}
 	defer v.fireLocked()
+	defer v.publishLocked(h)
 	if err != nil {
-		switch {
-		case errors.Is(err, resolver.ErrResourceNotFound):
-			h.answered, h.exists, h.routes, h.err = true, false, nil, err
-			v.watchRoutesLocked(h, "")
-			v.setClustersLocked(h, nil)
-		case h.routes == nil:
-			// Rejected, with nothing in force.
-			h.answered, h.err = true, err
+		if errors.Is(err, resolver.ErrResourceNotFound) || !h.exists {
+			h.answered, h.exists, h.lerr = true, false, err
 		}
-		v.publishLocked(h)
-		return
+		return // a rejected update: what is in force stays
 	}
-	h.answered, h.exists = true, true
-	if h.routes == nil {
-		h.err = nil // the routes are coming
-	}
+	h.answered, h.exists, h.lerr = true, true, nil
 	if l.Inline != nil {
 		v.watchRoutesLocked(h, "")
 		v.setRoutesLocked(h, *l.Inline)
@@ -143,7 +138,6 @@ func (v *view) onListener(h *hostView, l resolver.Listener, err error) {
 		// The routes in force stay until the new ones come.
 		v.watchRoutesLocked(h, l.RouteConfigName)
 	}
-	v.publishLocked(h)
 }
 
 func (v *view) watchRoutesLocked(h *hostView, name string) {
@@ -164,7 +158,7 @@ func (v *view) watchRoutesLocked(h *hostView, name string) {
 		defer v.fireLocked()
 		if err != nil {
 			if errors.Is(err, resolver.ErrResourceNotFound) || h.routes == nil {
-				h.routes, h.err = nil, err
+				h.routes, h.rerr = nil, err
 				v.setClustersLocked(h, nil)
 			}
 			v.publishLocked(h)
@@ -175,7 +169,7 @@ func (v *view) watchRoutesLocked(h *hostView, name string) {
 }
 
 func (v *view) setRoutesLocked(h *hostView, rc resolver.RouteConfig) {
-	h.routes, h.err = &rc, nil
+	h.routes, h.rerr = &rc, nil
 	v.setClustersLocked(h, routeClusters(rc))
 	v.publishLocked(h)
 }
@@ -302,7 +296,13 @@ func (v *view) publishClusterLocked(cv *clusterView) {
 }
 
 func (v *view) publishLocked(h *hostView) {
-	st := &hostState{answered: h.answered, exists: h.exists, routes: h.routes, err: h.err}
+	st := &hostState{answered: h.answered, exists: h.exists, err: h.lerr}
+	if h.exists {
+		st.routes, st.err = h.routes, nil
+		if h.routes == nil {
+			st.err = h.rerr
+		}
+	}
 	if st.routes != nil {
 		for _, n := range h.clusters {
 			if v.clusterGapLocked(n) != nil {
@@ -386,7 +386,7 @@ func (v *view) awaitRoutes(ctx context.Context, h *hostView, target string, unti
 		switch {
 		case st.routes != nil:
 			return *st.routes, nil
-		case st.answered && !st.exists:
+		case st.answered && !st.exists && errors.Is(st.err, resolver.ErrResourceNotFound):
 			gap = &hostError{target: target, name: h.name, cp: v.m.opts.controlPlane}
 			if _, _, ok := serviceHost(h.name); ok {
 				until = v.m.graceEnd(v.rc, now)
