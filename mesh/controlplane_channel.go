@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -207,15 +208,24 @@ func (m *Mesh) cpCredentials() credentials.TransportCredentials {
 
 // checkControlPlane calls the control plane's health service until it
 // answers, so that New fails with the reason (a refused connection, a
-// certificate the roots do not verify) rather than a bare timeout.
-func checkControlPlane(ctx context.Context, cc *grpc.ClientConn, addr string) error {
+// certificate the roots do not verify) rather than a bare timeout. It
+// says so at WARN while it keeps trying, once per few seconds.
+func checkControlPlane(ctx context.Context, cc *grpc.ClientConn, addr string, log *slog.Logger) error {
 	client := healthpb.NewHealthClient(cc)
 	var last error
 	delay := 100 * time.Millisecond
+	start, warned := time.Now(), time.Time{}
 	for {
 		_, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
 		if err == nil {
+			if !warned.IsZero() {
+				log.Info("mesh: control plane reachable", "address", addr, "after", time.Since(start).Round(time.Millisecond))
+			}
 			return nil
+		}
+		if ctx.Err() == nil && time.Since(warned) >= retryWarnEvery {
+			warned = time.Now()
+			log.Warn("mesh: control plane not reachable yet; retrying", "address", addr, "waited", warned.Sub(start).Round(time.Millisecond), "err", err)
 		}
 		if ctx.Err() != nil {
 			if last == nil {

@@ -71,7 +71,9 @@ func (m *Mesh) setupIdentity(ctx context.Context) error {
 		if m.cpConn, err = dialControlPlane(o.controlPlane, renewCreds); err != nil {
 			return fmt.Errorf("mesh: control plane %s: %w", o.controlPlane, err)
 		}
-		cfg := security.CAConfig{Conn: boot, RenewConn: m.cpConn, Token: token, ID: m.spiffeID, Log: m.log, Roots: m.cpTrust}
+		// The CA source warns on every failed attempt; once per few
+		// seconds says as much.
+		cfg := security.CAConfig{Conn: boot, RenewConn: m.cpConn, Token: token, ID: m.spiffeID, Log: throttled(m.log, retryWarnEvery), Roots: m.cpTrust}
 		if o.cpInsecure {
 			cfg.Roots, cfg.InsecureTrustResponse = nil, true
 		}

@@ -95,7 +95,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 			return nil, fmt.Errorf("mesh: control plane %s: %w", o.controlPlane, err)
 		}
 	}
-	if err := checkControlPlane(ctx, m.cpConn, o.controlPlane); err != nil {
+	if err := checkControlPlane(ctx, m.cpConn, o.controlPlane, m.log); err != nil {
 		m.close()
 		return nil, fmt.Errorf("%w (the control plane %s is verified with: %s)", err, m.cpTrust.id, m.cpTrust.describe())
 	}
