@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,6 +25,7 @@ type rpcGate struct {
 	m      *Mesh
 	target string // as the caller wrote it
 	name   string // the client Listener's name
+	host   atomic.Pointer[hostView]
 }
 
 func (g *rpcGate) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -59,6 +61,11 @@ func (g *rpcGate) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 // while the registration grace lasts, the clusters its route sends to
 // have endpoints.
 func (g *rpcGate) admit(ctx context.Context, method string, opts []grpc.CallOption) (*hostView, error) {
+	if h := g.host.Load(); h != nil {
+		if st := h.state.Load(); st.routes != nil && !st.incomplete {
+			return h, nil // the common case: nothing to wait for
+		}
+	}
 	waitForReady := false
 	for _, o := range opts {
 		if ff, ok := o.(grpc.FailFastCallOption); ok {
@@ -76,6 +83,7 @@ func (g *rpcGate) admit(ctx context.Context, method string, opts []grpc.CallOpti
 		return nil, err
 	}
 	h := v.host(g.name)
+	g.host.Store(h)
 	routes, err := v.awaitRoutes(wctx, h, g.target, waitForReady)
 	if err != nil {
 		return nil, err
