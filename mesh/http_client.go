@@ -114,15 +114,11 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	name := net.JoinHostPort(wire.QualifyHost(host, t.m.opts.namespace), port)
 	routes, err := t.view.awaitRoutes(req.Context(), t.view.host(name), req.URL.Host, false)
-	var unknown *hostError
-	if errors.As(err, &unknown) && req.Context().Err() == nil {
-		if t.opts.unknown == PassThrough {
+	if err != nil {
+		var unknown *hostError
+		if errors.As(err, &unknown) && req.Context().Err() == nil && t.opts.unknown == PassThrough {
 			return t.opts.base.RoundTrip(req)
 		}
-		closeBody(req)
-		return nil, err
-	}
-	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
