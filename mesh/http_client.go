@@ -18,7 +18,9 @@ import (
 )
 
 // UnknownHosts says what the mesh HTTP client does with a request for a
-// host the mesh does not know.
+// host the control plane says does not exist. A host it has not answered
+// for yet is waited for, never passed through or refused (see
+// ConfigWait).
 type UnknownHosts int
 
 const (
