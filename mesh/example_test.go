@@ -149,7 +149,7 @@ spec:
 	}
 	// Output:
 	// caller 200 hello spiffe://cluster.local/ns/default/sa/caller
-	// stranger 403 RBAC: access denied: incoming request did not match an allow policy: denied by policy
+	// stranger 403 RBAC: access denied: incoming request did not match an allow policy
 }
 
 // A caller that waits for its dependency before it starts serving:

@@ -15,21 +15,21 @@ import (
 	"github.com/meshlet/meshlet/security"
 )
 
-// Server is a gRPC server in the mesh. It is gRPC-Go's xDS server: the
+// GRPCServer is a gRPC server in the mesh. It is gRPC-Go's xDS server: the
 // control plane's Listener for its address decides how it serves. Serve
 // registers it with the control plane; GracefulStop takes it out of
 // callers' endpoints before it stops.
-type Server struct {
+type GRPCServer struct {
 	*lifecycle
 	gs *xds.GRPCServer
 }
 
-var _ grpc.ServiceRegistrar = (*Server)(nil)
+var _ grpc.ServiceRegistrar = (*GRPCServer)(nil)
 
 // NewGRPCServer returns a mesh gRPC server. Register services on it as on a
 // *grpc.Server, then call Serve.
-func (m *Mesh) NewGRPCServer(opts ...ServerOption) (*Server, error) {
-	s := &Server{lifecycle: newLifecycle(m, opts, "GRPC")}
+func (m *Mesh) NewGRPCServer(opts ...ServerOption) (*GRPCServer, error) {
+	s := &GRPCServer{lifecycle: newLifecycle(m, opts, "GRPC")}
 	// As on the client, the xDS credentials follow what the control plane
 	// says about TLS for this listener: STRICT puts a TLS context on it.
 	// Without one (PERMISSIVE), one port takes both plaintext and mTLS.
@@ -65,12 +65,12 @@ func (m *Mesh) NewGRPCServer(opts ...ServerOption) (*Server, error) {
 
 // RegisterService registers a service implementation, as on a
 // *grpc.Server. Call it before Serve.
-func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) { s.gs.RegisterService(sd, impl) }
+func (s *GRPCServer) RegisterService(sd *grpc.ServiceDesc, impl any) { s.gs.RegisterService(sd, impl) }
 
 // Serve registers the server with the control plane and serves on lis
 // until Stop or GracefulStop. The endpoint enters callers' endpoint sets
 // only once the server has its config and serves.
-func (s *Server) Serve(lis net.Listener) error {
+func (s *GRPCServer) Serve(lis net.Listener) error {
 	if _, err := s.register(lis); err != nil {
 		if errors.Is(err, errServerStopped) {
 			return grpc.ErrServerStopped
@@ -82,7 +82,7 @@ func (s *Server) Serve(lis net.Listener) error {
 
 // servingMode follows gRPC-Go's xDS server: an address serves once its
 // Listener arrived and stops serving when it is removed.
-func (s *Server) servingMode(addr net.Addr, args xds.ServingModeChangeArgs) {
+func (s *GRPCServer) servingMode(addr net.Addr, args xds.ServingModeChangeArgs) {
 	r := s.registration(addr.String())
 	if r == nil {
 		return
@@ -99,7 +99,7 @@ func (s *Server) servingMode(addr net.Addr, args xds.ServingModeChangeArgs) {
 // the control plane's endpoint sets, waits until callers have acknowledged
 // that and stopped sending (bounded by the drain timeout), then stops
 // accepting RPCs and waits for the running ones to finish.
-func (s *Server) GracefulStop() {
+func (s *GRPCServer) GracefulStop() {
 	regs := s.drain()
 	s.gs.GracefulStop()
 	s.deregister(regs)
@@ -108,7 +108,7 @@ func (s *Server) GracefulStop() {
 
 // Stop deregisters the server and stops it at once, failing the RPCs in
 // flight. Prefer GracefulStop.
-func (s *Server) Stop() {
+func (s *GRPCServer) Stop() {
 	regs := s.markStopped()
 	s.gs.Stop()
 	s.deregister(regs)

@@ -99,7 +99,7 @@ func startMesh(t testing.TB, cpAddr, service string, labels map[string]string, e
 // instance is one greeter server in the mesh.
 type instance struct {
 	mesh   *mesh.Mesh
-	server *mesh.Server
+	server *mesh.GRPCServer
 	addr   string
 	done   chan error
 }

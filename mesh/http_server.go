@@ -48,7 +48,7 @@ func (m *Mesh) NewHTTPServer(h http.Handler, opts ...ServerOption) (*HTTPServer,
 		conns:     map[net.Conn]http.ConnState{},
 	}
 	s.srv = &http.Server{
-		Handler:           s.Middleware(h),
+		Handler:           s.middleware(h),
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
 		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
@@ -121,7 +121,7 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 	return s.srv.Serve(security.PermissiveListener(lis, tlsCfg, strict))
 }
 
-// Middleware enforces the control plane's policy for the server Listener
+// middleware enforces the control plane's policy for the server Listener
 // of the address a request came in on. A request whose line and headers
 // pass the server's MaxHeaderBytes gets 431. A request whose method is
 // not an upper-case token, or whose path the Listener's normalization
@@ -129,9 +129,9 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 // and the handler gets the request with the path that authorization saw.
 // A request that AuthorizationPolicy refuses gets 403 with the reason;
 // one that comes before the server has its policy gets 503. It also
-// tracks requests for draining. Serve puts it in front of the handler
-// already.
-func (s *HTTPServer) Middleware(next http.Handler) http.Handler {
+// tracks requests for draining. It is not exported: it needs the policy
+// that Serve follows for each listening address.
+func (s *HTTPServer) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.touch()
 		if headerBytes(r) > s.limits.MaxHeaderBytes {
@@ -217,7 +217,8 @@ func enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *htt
 		r = r2
 	}
 	if err := resolver.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
-		http.Error(w, "RBAC: access denied: "+err.Error(), http.StatusForbidden)
+		// Envoy's words, then which policy decided.
+		http.Error(w, "RBAC: access denied: "+strings.TrimPrefix(err.Error(), resolver.ErrDenied.Error()+": "), http.StatusForbidden)
 		return
 	}
 	next.ServeHTTP(w, r)

@@ -122,8 +122,9 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 func (m *Mesh) NodeID() string { return m.nodeID }
 
 // Close stops every server still running (abruptly; use
-// Server.GracefulStop first to drain) and closes the control-plane
-// connection. It waits for the goroutines it started.
+// GRPCServer.GracefulStop or HTTPServer.Shutdown first to drain) and
+// closes the control-plane connection. It waits for the goroutines it
+// started.
 func (m *Mesh) Close() error {
 	m.mu.Lock()
 	if m.closed {

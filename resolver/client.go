@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -24,7 +23,7 @@ import (
 // removed, or any resource it did not send within the not-found timeout
 // (WithResourceNotFoundTimeout). The watcher should stop using the
 // resource.
-var ErrResourceNotFound = errors.New("resource does not exist")
+var ErrResourceNotFound = errors.New("resolver: resource does not exist")
 
 // Client is meshlet's xDS client: one ADS stream to a control plane, shared
 // by every watch. It is safe for concurrent use; its Watch methods do not
@@ -67,11 +66,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 		opt.apply(&o)
 	}
 	if len(o.servers) == 0 {
-		if addr := os.Getenv(EnvControlPlane); addr != "" {
-			o.servers = []string{addr}
-		} else {
-			return nil, fmt.Errorf("resolver: no control-plane address (use WithServers, or set %s)", EnvControlPlane)
-		}
+		return nil, errors.New("resolver: no control-plane address (use WithServers, and WithDialOptions with the credentials its TLS port needs; mesh.New does both)")
 	}
 	if o.backoffBase <= 0 || o.backoffMax < o.backoffBase {
 		return nil, fmt.Errorf("resolver: backoff %v..%v: base must be positive and max at least base", o.backoffBase, o.backoffMax)
@@ -160,7 +155,7 @@ func (c *Client) WatchEndpoints(name string, fn func(Endpoints, error)) (cancel 
 func watch[T any](c *Client, typeURL, name string, fn func(T, error)) func() {
 	return c.x.Watch(typeURL, name, func(v any, err error) {
 		t, _ := v.(T)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrResourceNotFound) { // which says "resolver:" itself
 			err = fmt.Errorf("resolver: %w", err)
 		}
 		fn(t, err)

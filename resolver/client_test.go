@@ -313,9 +313,8 @@ func TestNewFailsWithoutControlPlane(t *testing.T) {
 	if !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("error %q does not name the address", err)
 	}
-	t.Setenv(resolver.EnvControlPlane, "")
-	if _, err := resolver.New(t.Context(), resolver.WithLogger(meshtest.Logger())); err == nil || !strings.Contains(err.Error(), resolver.EnvControlPlane) {
-		t.Errorf("New without an address: %v, want an error naming %s", err, resolver.EnvControlPlane)
+	if _, err := resolver.New(t.Context(), resolver.WithLogger(meshtest.Logger())); err == nil || !strings.Contains(err.Error(), "use WithServers") {
+		t.Errorf("New without an address: %v, want an error naming WithServers", err)
 	}
 }
 

@@ -54,5 +54,5 @@ func ExampleMatchRoute() {
 	// jason outbound|9080|v2|reviews.default.svc.cluster.local
 	// split outbound|9080|v1|reviews.default.svc.cluster.local
 	// split outbound|9080|v3|reviews.default.svc.cluster.local
-	// resolver: routes "reviews.default.svc.cluster.local:9080": no virtual host for authority "ratings:9080": no route
+	// resolver: no route: routes "reviews.default.svc.cluster.local:9080" have no virtual host for authority "ratings:9080"
 }

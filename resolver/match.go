@@ -12,7 +12,7 @@ import (
 // ErrNoRoute is wrapped by MatchRoute's error when no virtual host serves
 // the authority or no route of it matches the request. An HTTP caller maps
 // it to 404, or sends the request elsewhere.
-var ErrNoRoute = errors.New("no route")
+var ErrNoRoute = errors.New("resolver: no route")
 
 // MatchRoute finds the route of rc for a request, as Envoy does:
 //
@@ -33,7 +33,7 @@ var ErrNoRoute = errors.New("no route")
 func MatchRoute(rc RouteConfig, authority, path string, header func(string) []string, method string) (*Route, error) {
 	vh := matchVirtualHost(rc.VirtualHosts, authority)
 	if vh == nil {
-		return nil, fmt.Errorf("resolver: routes %q: no virtual host for authority %q: %w", rc.Name, authority, ErrNoRoute)
+		return nil, fmt.Errorf("%w: routes %q have no virtual host for authority %q", ErrNoRoute, rc.Name, authority)
 	}
 	if path == "" {
 		path = "/"
@@ -65,7 +65,7 @@ func MatchRoute(rc RouteConfig, authority, path string, header func(string) []st
 			return r, nil
 		}
 	}
-	return nil, fmt.Errorf("resolver: routes %q: virtual host %q: no route for %s %s: %w", rc.Name, vh.Name, method, path, ErrNoRoute)
+	return nil, fmt.Errorf("%w for %s %s: routes %q, virtual host %q", ErrNoRoute, method, path, rc.Name, vh.Name)
 }
 
 // parseQuery parses what it can of a query string.

@@ -24,11 +24,6 @@ type options struct {
 	notFoundTimeout time.Duration
 }
 
-// EnvControlPlane names the environment variable read for the control
-// plane's address when WithServers is not used. It is the one package
-// mesh reads.
-const EnvControlPlane = "MESHLET_CONTROL_PLANE"
-
 // Defaults of the options.
 const (
 	DefaultBackoffBase     = 100 * time.Millisecond
@@ -48,8 +43,7 @@ func defaultOptions() options {
 // WithServers sets the control planes' xDS addresses (host:port). The
 // client uses one at a time. When its stream fails it moves on to the
 // next, round robin, and after a round in which none answered it backs
-// off. Without this option, the MESHLET_CONTROL_PLANE environment variable
-// is read.
+// off. It is required.
 func WithServers(addrs ...string) Option {
 	return optionFunc(func(o *options) { o.servers = append([]string(nil), addrs...) })
 }

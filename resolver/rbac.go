@@ -189,7 +189,7 @@ type AuthzRequest struct {
 
 // ErrDenied is wrapped by the error Authorize returns for a refused
 // request.
-var ErrDenied = errors.New("denied by policy")
+var ErrDenied = errors.New("resolver: denied by policy")
 
 // Authorize applies a server Listener's RBAC filters to a request, in
 // order, with Envoy's and gRPC-Go's semantics: a DENY filter refuses a
@@ -211,11 +211,11 @@ func Authorize(filters []HTTPFilter, req AuthzRequest) error {
 		switch f.RBAC.Action {
 		case RBACDeny:
 			if matched != "" {
-				return fmt.Errorf("incoming request matched a deny policy %q: %w", matched, ErrDenied)
+				return fmt.Errorf("%w: incoming request matched a deny policy %q", ErrDenied, matched)
 			}
 		case RBACAllow:
 			if matched == "" {
-				return fmt.Errorf("incoming request did not match an allow policy: %w", ErrDenied)
+				return fmt.Errorf("%w: incoming request did not match an allow policy", ErrDenied)
 			}
 		}
 	}
