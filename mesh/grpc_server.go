@@ -100,7 +100,7 @@ func (s *GRPCServer) servingMode(addr net.Addr, args xds.ServingModeChangeArgs) 
 // that and stopped sending (bounded by the drain timeout), then stops
 // accepting RPCs and waits for the running ones to finish.
 func (s *GRPCServer) GracefulStop() {
-	regs := s.drain()
+	regs := s.drain(context.Background())
 	s.gs.GracefulStop()
 	s.deregister(regs)
 	s.untrack(s)

@@ -99,7 +99,10 @@ func (m *Mesh) HTTPTransport(ctx context.Context, opts ...HTTPOption) (*HTTPTran
 	if m.closed {
 		return nil, errMeshClosed
 	}
-	m.closers = append(m.closers, func() { t.Close() })
+	if m.transports == nil {
+		m.transports = map[*HTTPTransport]struct{}{}
+	}
+	m.transports[t] = struct{}{} // until t.Close, or the mesh's
 	return t, nil
 }
 

@@ -4,3 +4,10 @@ package mesh
 // HTTP server does, for tests of Listener settings that meshlet's control
 // plane does not send.
 var EnforceHTTPListener = enforce
+
+// OpenTransports is how many HTTP transports m holds open for its Close.
+func OpenTransports(m *Mesh) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.transports)
+}

@@ -69,13 +69,30 @@ func (s *HTTPServer) ListenAndServe(addr string) error {
 	return s.Serve(lis)
 }
 
+// waitXDSClient returns the mesh's xDS client, which New started
+// connecting. A wait that is not short is logged, not hidden: the server
+// cannot serve policy before it has the stream.
+func (s *HTTPServer) waitXDSClient(addr net.Addr) (*resolver.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	rc, err := s.m.xdsClient(ctx)
+	cancel()
+	if err == nil {
+		return rc, nil
+	}
+	s.m.log.Warn("mesh: HTTP server waiting for the xDS stream to the control plane", "address", addr.String(), "control_plane", s.m.opts.controlPlane, "up_to", xdsWaitLimit)
+	ctx, cancel = context.WithTimeout(context.Background(), xdsWaitLimit)
+	defer cancel()
+	return s.m.xdsClient(ctx)
+}
+
+// xdsWaitLimit bounds how long Serve waits for the xDS stream.
+const xdsWaitLimit = 30 * time.Second
+
 // Serve registers the server and serves on lis until Shutdown or Stop. The
 // endpoint enters callers' endpoint sets once the server has its Listener
 // from the control plane, and with it its policy.
 func (s *HTTPServer) Serve(lis net.Listener) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	rc, err := s.m.xdsClient(ctx)
-	cancel()
+	rc, err := s.waitXDSClient(lis.Addr())
 	if err != nil {
 		lis.Close()
 		return err
@@ -276,10 +293,10 @@ func authzRequest(r *http.Request, path string, local net.Addr) resolver.AuthzRe
 
 // Shutdown drains and stops the server: it takes its endpoints out of
 // callers' endpoint sets, waits until callers have acknowledged that and
-// stopped sending (bounded by the drain timeout), then shuts the
-// http.Server down, waiting for running requests until ctx ends.
+// stopped sending (bounded by the drain timeout and by ctx), then shuts
+// the http.Server down, waiting for running requests until ctx ends.
 func (s *HTTPServer) Shutdown(ctx context.Context) error {
-	regs := s.drain()
+	regs := s.drain(ctx)
 	// Callers have moved off: a connection that carries no request now
 	// will not carry one. net/http would wait 5s for connections that never
 	// carried a request (a client's spare dial); close them now.

@@ -32,6 +32,9 @@ type HTTPTransport struct {
 // Close stops following the config of the clusters used and closes idle
 // connections.
 func (t *HTTPTransport) Close() error {
+	t.m.mu.Lock()
+	delete(t.m.transports, t)
+	t.m.mu.Unlock()
 	t.mu.Lock()
 	upstreams := t.upstreams
 	t.upstreams, t.closed = map[string]*upstream{}, true

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,8 +40,9 @@ type Mesh struct {
 	registry    registrypb.RegistryClient
 	identity    security.Source
 	spiffeID    spiffeid.ID
-	providerKey string   // the identity's key in meshlet's certificate provider
-	closers     []func() // run by Close, last first
+	providerKey string                      // the identity's key in meshlet's certificate provider
+	closers     []func()                    // run by Close, last first
+	transports  map[*HTTPTransport]struct{} // open HTTP transports, under mu
 
 	xds  xdsConn // meshlet's own xDS client, connected on first use
 	wait ConfigWait
@@ -54,7 +57,7 @@ type Mesh struct {
 // WithIdentity gives another source), and blocks until it has both, or ctx
 // ends.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
-	o := options{namespace: wire.DefaultNamespace, log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: wire.DefaultTrustDomain}
+	o := options{namespace: wire.DefaultNamespace, log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: wire.DefaultTrustDomain, clock: systemClock{}}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -108,6 +111,9 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		m.close()
 		return nil, err
 	}
+	// meshlet's own xDS stream starts now, so that servers and HTTP
+	// clients find it up rather than wait for it.
+	m.startXDSClient()
 	if !bootstrapFromEnv() {
 		m.xdsResolver, err = xds.NewXDSResolverWithConfigForTesting(m.bootstrap)
 		if err != nil {
@@ -148,9 +154,13 @@ func (m *Mesh) close() error {
 	m.mu.Lock()
 	closers := m.closers
 	m.closers = nil
+	transports := slices.Collect(maps.Keys(m.transports))
 	m.mu.Unlock()
+	for _, t := range transports {
+		t.Close() // first: they cancel their watches
+	}
 	for i := len(closers) - 1; i >= 0; i-- {
-		closers[i]() // HTTP transports first: they cancel their watches
+		closers[i]()
 	}
 	m.closeXDSClient()
 	if m.cpConn == nil {

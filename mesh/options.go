@@ -39,6 +39,7 @@ type options struct {
 	cpRootsFile    string
 	cpID           string
 	cpInsecure     bool
+	clock          Clock
 	configWait     ConfigWait
 }
 
@@ -126,4 +127,31 @@ func WithAdvertiseAddress(ip string) ServerOption {
 // WithGRPCOptions passes options to the underlying gRPC server.
 func WithGRPCOptions(opts ...grpc.ServerOption) ServerOption {
 	return serverOptionFunc(func(o *serverOptions) { o.grpcOpts = append(o.grpcOpts, opts...) })
+}
+
+// Clock is the time the mesh's timers run on: the drain's quiet period.
+// Its methods are safe for concurrent use; AfterFunc never calls f from
+// within itself.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f once d has passed; stop cancels it and reports
+	// whether it did so before f was called.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// WithClock sets the clock of the mesh's timers. It is for tests (see
+// meshtest.Clock); default the system clock.
+func WithClock(c Clock) Option {
+	return optionFunc(func(o *options) {
+		if c != nil {
+			o.clock = c
+		}
+	})
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
 }

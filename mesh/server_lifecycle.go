@@ -57,7 +57,7 @@ func (l *lifecycle) untrack(s stopper) {
 }
 
 // touch records that a request started.
-func (l *lifecycle) touch() { l.lastRequest.Store(time.Now().UnixNano()) }
+func (l *lifecycle) touch() { l.lastRequest.Store(l.m.opts.clock.Now().UnixNano()) }
 
 // register starts keeping the listening address lis registered, not yet
 // serving.
@@ -151,9 +151,10 @@ func (l *lifecycle) markStopped() []*registration {
 
 // drain takes every address out of callers' endpoints and waits until
 // they have moved off, bounded by the mesh's drain timeout.
-func (l *lifecycle) drain() []*registration {
+// drain is bounded by the drain timeout and by ctx, the caller's.
+func (l *lifecycle) drain(ctx context.Context) []*registration {
 	regs := l.markStopped()
-	ctx, cancel := context.WithTimeout(context.Background(), l.m.opts.drainTimeout)
+	ctx, cancel := context.WithTimeout(ctx, l.m.opts.drainTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, r := range regs {
@@ -177,17 +178,19 @@ const quietPeriod = 200 * time.Millisecond
 // waitQuiet waits until no request has started for quietPeriod, or ctx
 // ends.
 func (l *lifecycle) waitQuiet(ctx context.Context) {
+	clock := l.m.opts.clock
 	for {
-		idle := time.Since(time.Unix(0, l.lastRequest.Load()))
+		idle := clock.Now().Sub(time.Unix(0, l.lastRequest.Load()))
 		if idle >= quietPeriod {
 			return
 		}
-		t := time.NewTimer(quietPeriod - idle)
+		woke := make(chan struct{})
+		stop := clock.AfterFunc(quietPeriod-idle, func() { close(woke) })
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			stop()
 			return
-		case <-t.C:
+		case <-woke:
 		}
 	}
 }
