@@ -253,6 +253,9 @@ func (up *upstream) setTransportLocked(c resolver.Cluster) {
 	}
 	if useTLS {
 		tr.TLSClientConfig = security.ClientTLSConfig(up.t.m.identity, explainSANs(c, serverAuthorizer(c.TLS, up.t.m.spiffeID.TrustDomain())))
+		// The SNI the cluster asks for goes in the ClientHello; the
+		// server is verified by its SANs, not by this name.
+		tr.TLSClientConfig.ServerName = c.TLS.SNI
 	}
 	if up.transport != nil {
 		up.transport.CloseIdleConnections()

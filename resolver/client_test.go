@@ -90,12 +90,12 @@ func TestWatchChain(t *testing.T) {
 		{"", resolver.Cluster{LBPolicy: resolver.WeightedRoundRobin, TLS: &resolver.UpstreamTLS{SANs: []string{sa("bookinfo-reviews"), sa("default")}}}},
 		{"v1", resolver.Cluster{LBPolicy: resolver.Random, TLS: &resolver.UpstreamTLS{SANs: []string{sa("bookinfo-reviews")}}}},
 		{"v2", resolver.Cluster{LBPolicy: resolver.RingHash, RingHash: resolver.RingHashConfig{MinRingSize: 2048, MaxRingSize: 8 << 20}, TLS: &resolver.UpstreamTLS{SANs: []string{sa("default")}}}},
-		{"v3", resolver.Cluster{LBPolicy: resolver.LeastRequest, LeastRequest: resolver.LeastRequestConfig{ChoiceCount: 2}}},
+		{"v3", resolver.Cluster{LBPolicy: resolver.LeastRequest}},
 	}
 	for _, tc := range clusters {
 		name := clusterName(tc.subset)
 		got := watch(t, c.WatchCluster, name).value(t, 5*time.Second)
-		tc.want.Name, tc.want.EDSServiceName, tc.want.MaxRequests = name, name, 1024
+		tc.want.Name, tc.want.EDSServiceName = name, name
 		if diff := cmp.Diff(tc.want, got, cmpOpts...); diff != "" {
 			t.Errorf("Cluster %s (-want +got):\n%s", name, diff)
 		}

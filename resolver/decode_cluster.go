@@ -47,7 +47,7 @@ var (
 var supportedLB = []string{roundRobinName, leastRequestName, ringHashName, randomName, wrrLocalityName, "a TypedStruct naming " + wire.RandomPolicy + " or " + wire.PeakEWMAPolicy}
 
 func convertCluster(c *clusterv3.Cluster) (Cluster, error) {
-	out := Cluster{Name: c.GetName(), MaxRequests: defaultMaxRequests}
+	out := Cluster{Name: c.GetName()}
 
 	switch t := c.GetClusterDiscoveryType().(type) {
 	case *clusterv3.Cluster_Type:
@@ -96,9 +96,11 @@ func convertCluster(c *clusterv3.Cluster) (Cluster, error) {
 		}
 		out.OutlierDetection = o
 	}
+	// meshlet's clients enforce no circuit breaker yet: a threshold would
+	// hold on gRPC-Go's path and not on HTTP's, so it is refused.
 	for _, t := range c.GetCircuitBreakers().GetThresholds() {
-		if t.GetPriority() == corev3.RoutingPriority_DEFAULT && t.GetMaxRequests() != nil {
-			out.MaxRequests = t.GetMaxRequests().GetValue()
+		if t.GetMaxRequests() != nil && t.GetMaxRequests().GetValue() != defaultMaxRequests || t.GetMaxConnections() != nil || t.GetMaxPendingRequests() != nil || t.GetMaxRetries() != nil {
+			return Cluster{}, errors.New("circuit_breakers: not enforced by meshlet's client yet (planned with the resilience policy work); the control plane must not send thresholds")
 		}
 	}
 	return out, nil
@@ -131,13 +133,11 @@ func convertLBEnum(c *clusterv3.Cluster, out *Cluster) error {
 	return nil
 }
 
-func leastRequest(cc *wrapperspb.UInt32Value, out *Cluster, at string) error {
-	out.LeastRequest.ChoiceCount = defaultChoiceCount
-	if cc != nil {
-		if cc.GetValue() < 2 {
-			return fmt.Errorf("%s.choice_count: %d, must be at least 2", at, cc.GetValue())
-		}
-		out.LeastRequest.ChoiceCount = cc.GetValue()
+// leastRequest checks the choice count: meshlet's balancer draws two, as
+// Envoy's default, and another count is refused rather than ignored.
+func leastRequest(cc *wrapperspb.UInt32Value, _ *Cluster, at string) error {
+	if cc != nil && cc.GetValue() != defaultChoiceCount {
+		return fmt.Errorf("%s.choice_count: %d is not supported by meshlet's balancer, which draws %d", at, cc.GetValue(), defaultChoiceCount)
 	}
 	return nil
 }

@@ -82,7 +82,7 @@ func TestClusterPoliciesFromControlPlane(t *testing.T) {
 		name := clusterName(tt.subset)
 		want := resolver.Cluster{
 			Name: name, EDSServiceName: name, LBPolicy: resolver.PeakEWMA,
-			OutlierDetection: &tt.outlier, MaxRequests: 1024,
+			OutlierDetection: &tt.outlier,
 		}
 		got := watch(t, c.WatchCluster, name).value(t, 5*time.Second)
 		if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {

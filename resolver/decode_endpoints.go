@@ -17,12 +17,10 @@ import (
 // out.
 func convertEndpoints(cla *endpointv3.ClusterLoadAssignment) (Endpoints, error) {
 	out := Endpoints{ClusterName: cla.GetClusterName()}
-	for i, d := range cla.GetPolicy().GetDropOverloads() {
-		pm, err := perMillion(d.GetDropPercentage())
-		if err != nil {
-			return Endpoints{}, fmt.Errorf("policy.drop_overloads[%d]: %w", i, err)
-		}
-		out.Drops = append(out.Drops, DropOverload{Category: d.GetCategory(), PerMillion: pm})
+	// No meshlet client drops requests on purpose; a drop the control
+	// plane asked for would happen on gRPC-Go's path only.
+	if d := cla.GetPolicy().GetDropOverloads(); len(d) > 0 {
+		return Endpoints{}, fmt.Errorf("policy.drop_overloads: not supported by meshlet's client (%d categories, %q first); the control plane must not send them", len(d), d[0].GetCategory())
 	}
 	localities := map[uint32]map[Locality]bool{}
 	sums := map[uint32]*uint64{}

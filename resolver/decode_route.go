@@ -329,18 +329,22 @@ func convertHashPolicy(hp *routev3.RouteAction_HashPolicy) (h HashPolicy, ok boo
 			h.Regex, h.Substitution = re, rr.GetSubstitution()
 		}
 	case *routev3.RouteAction_HashPolicy_Cookie_:
-		h.Kind, h.Name, h.CookiePath = HashCookie, p.Cookie.GetName(), p.Cookie.GetPath()
+		h.Kind, h.Name = HashCookie, p.Cookie.GetName()
 		if h.Name == "" {
 			return HashPolicy{}, false, errors.New("cookie.name: empty")
 		}
-		if h.CookieTTL, err = duration(p.Cookie.GetTtl(), "cookie.ttl"); err != nil {
-			return HashPolicy{}, false, err
+		// Envoy sets a cookie with a TTL when the request has none; a
+		// proxyless client has no response to set it on.
+		if p.Cookie.GetTtl() != nil || len(p.Cookie.GetAttributes()) > 0 {
+			return HashPolicy{}, false, errors.New("cookie: a generated cookie (ttl, attributes) is not supported by meshlet's client; hash on a cookie the caller sends")
 		}
 	case *routev3.RouteAction_HashPolicy_ConnectionProperties_:
 		if !p.ConnectionProperties.GetSourceIp() {
 			return HashPolicy{}, false, nil
 		}
-		h.Kind = HashSourceIP
+		// In-process, the "source" is the caller itself: every request
+		// would hash alike. Refused rather than silently constant.
+		return HashPolicy{}, false, errors.New("connection_properties.source_ip: not supported by meshlet's client (a proxyless caller is its own source); hash on a header")
 	case *routev3.RouteAction_HashPolicy_QueryParameter_:
 		h.Kind, h.Name = HashQueryParameter, p.QueryParameter.GetName()
 		if h.Name == "" {

@@ -19,6 +19,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	maglevv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/maglev/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -131,18 +132,16 @@ func TestDecodeGood(t *testing.T) {
 				EDSServiceName: "outbound|9080|v1|reviews.default.svc.cluster.local",
 				LBPolicy:       resolver.Random,
 				TLS:            &resolver.UpstreamTLS{SANs: []string{"spiffe://cluster.local/ns/default/sa/reviews"}},
-				MaxRequests:    1024,
 			},
 		},
 		{
-			name: "ring hash cluster with outlier detection and circuit breaker",
+			name: "ring hash cluster with outlier detection",
 			in: func() proto.Message {
 				c := plainCluster("rh")
 				c.EdsClusterConfig.ServiceName = ""
 				c.LbPolicy = clusterv3.Cluster_RING_HASH
 				c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(2048)}}
 				c.OutlierDetection = &clusterv3.OutlierDetection{Consecutive_5Xx: wrapperspb.UInt32(3), BaseEjectionTime: durationpb.New(time.Minute), MaxEjectionPercent: wrapperspb.UInt32(50)}
-				c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRequests: wrapperspb.UInt32(7)}}}
 				return c
 			}(),
 			want: resolver.Cluster{
@@ -155,7 +154,6 @@ func TestDecodeGood(t *testing.T) {
 					FailurePercentageThreshold: 85, FailurePercentageMinimumHosts: 5, FailurePercentageRequestVolume: 50,
 					ConsecutiveLocalOriginFailure: 5, EnforcingConsecutiveLocalOriginFailure: 100,
 				},
-				MaxRequests: 7,
 			},
 		},
 		{
@@ -183,7 +181,6 @@ func TestDecodeGood(t *testing.T) {
 					FailurePercentageThreshold: 85, FailurePercentageMinimumHosts: 5, FailurePercentageRequestVolume: 50,
 					SplitExternalLocalOriginErrors: true, ConsecutiveLocalOriginFailure: 4, EnforcingConsecutiveLocalOriginFailure: 100,
 				},
-				MaxRequests: 1024,
 			},
 		},
 		{
@@ -193,7 +190,7 @@ func TestDecodeGood(t *testing.T) {
 				c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 				return c
 			}(),
-			want: resolver.Cluster{Name: "lr", EDSServiceName: "lr", LBPolicy: resolver.LeastRequest, LeastRequest: resolver.LeastRequestConfig{ChoiceCount: 2}, MaxRequests: 1024},
+			want: resolver.Cluster{Name: "lr", EDSServiceName: "lr", LBPolicy: resolver.LeastRequest},
 		},
 		{
 			name: "endpoints",
@@ -309,7 +306,19 @@ func TestDecodeBad(t *testing.T) {
 			c.LoadBalancingPolicy = nil
 			c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 			c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{ChoiceCount: wrapperspb.UInt32(1)}}
-		}), []string{"choice_count", "at least 2"}},
+		}), []string{"choice_count", "1 is not supported by meshlet's balancer, which draws 2"}},
+		{"circuit breaker thresholds", withCluster(func(c *clusterv3.Cluster) {
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRequests: wrapperspb.UInt32(7)}}}
+		}), []string{"circuit_breakers", "not enforced by meshlet's client yet"}},
+		{"drop overloads", withCLA(func(cla *endpointv3.ClusterLoadAssignment) {
+			cla.Policy = &endpointv3.ClusterLoadAssignment_Policy{DropOverloads: []*endpointv3.ClusterLoadAssignment_Policy_DropOverload{{Category: "lb", DropPercentage: &typev3.FractionalPercent{Numerator: 10}}}}
+		}), []string{"drop_overloads", "not supported by meshlet's client"}},
+		{"source IP hash", withRoute(func(r *routev3.Route) {
+			r.GetRoute().HashPolicy = []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true}}}}
+		}), []string{"connection_properties.source_ip", "not supported"}},
+		{"generated cookie", withRoute(func(r *routev3.Route) {
+			r.GetRoute().HashPolicy = []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: &routev3.RouteAction_HashPolicy_Cookie{Name: "session", Ttl: durationpb.New(time.Hour)}}}}
+		}), []string{"cookie", "generated cookie"}},
 		{"TLS without roots", withCluster(func(c *clusterv3.Cluster) {
 			c.TransportSocket.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &corev3.Node{})}
 		}), []string{"transport_socket", "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"}},

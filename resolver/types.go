@@ -237,20 +237,17 @@ type HashPolicyKind int
 // The kinds of hash policy.
 const (
 	HashHeader         HashPolicyKind = iota // a request header, Name
-	HashCookie                               // a cookie, Name
-	HashSourceIP                             // the caller's IP address
+	HashCookie                               // a cookie the caller sends, Name
 	HashQueryParameter                       // a query parameter, Name
 )
 
-// String returns "header", "cookie", "source-ip" or "query-parameter".
+// String returns "header", "cookie" or "query-parameter".
 func (k HashPolicyKind) String() string {
 	switch k {
 	case HashHeader:
 		return "header"
 	case HashCookie:
 		return "cookie"
-	case HashSourceIP:
-		return "source-ip"
 	case HashQueryParameter:
 		return "query-parameter"
 	}
@@ -268,11 +265,7 @@ type HashPolicy struct {
 	// before it is hashed.
 	Regex        *regexp.Regexp
 	Substitution string
-	// CookieTTL and CookiePath describe the cookie Envoy would generate
-	// when the request has none (a TTL of zero: never generate).
-	CookieTTL  time.Duration
-	CookiePath string
-	Terminal   bool
+	Terminal     bool
 }
 
 // StringMatchKind says how a StringMatch compares.
@@ -405,7 +398,7 @@ const (
 	// weights (balancer.WeightedRoundRobin; gRPC-Go's round_robin, and
 	// balancer.RoundRobin, ignore them).
 	WeightedRoundRobin LBPolicy = iota
-	LeastRequest                // power of ChoiceCount choices, fewest outstanding requests
+	LeastRequest                // power of two choices, fewest outstanding requests
 	RingHash                    // consistent hashing on the route's hash policies
 	Random                      // uniformly random
 	PeakEWMA                    // latency-aware: power of two choices on peak-EWMA latency × load (meshlet's extension)
@@ -440,25 +433,15 @@ type Cluster struct {
 	LBPolicy       LBPolicy
 	// RingHash holds the ring sizes of a RingHash cluster.
 	RingHash RingHashConfig
-	// LeastRequest holds the choice count of a LeastRequest cluster.
-	LeastRequest LeastRequestConfig
 	// TLS is set when endpoints are reached over mTLS.
 	TLS *UpstreamTLS
 	// OutlierDetection is set when the cluster ejects failing endpoints.
 	OutlierDetection *OutlierDetection
-	// MaxRequests is the circuit breaker's limit of concurrent requests
-	// (Envoy's default 1024).
-	MaxRequests uint32
 }
 
 // RingHashConfig bounds a hash ring (Envoy's defaults 1024 and 8M).
 type RingHashConfig struct {
 	MinRingSize, MaxRingSize uint64
-}
-
-// LeastRequestConfig configures least-request balancing (default 2).
-type LeastRequestConfig struct {
-	ChoiceCount uint32
 }
 
 // UpstreamTLS is how a cluster's endpoints are reached over TLS (an
@@ -511,8 +494,6 @@ type Endpoints struct {
 	// Localities hold the endpoints. Localities of load-balancing weight 0
 	// are left out, as gRPC-Go leaves them out.
 	Localities []LocalityEndpoints
-	// Drops are the share of requests to drop, by category.
-	Drops []DropOverload
 }
 
 // LocalityEndpoints are the endpoints of one locality at one priority.
@@ -571,12 +552,6 @@ type Endpoint struct {
 	Healthy bool
 	// Hostname is the endpoint's hostname, if the control plane sent one.
 	Hostname string
-}
-
-// DropOverload is a share of requests the caller drops on purpose.
-type DropOverload struct {
-	Category   string
-	PerMillion uint32
 }
 
 // String returns the matcher as "<kind> <value>", for errors and logs.
