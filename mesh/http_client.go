@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshlet/meshlet/balancer"
+	"github.com/meshlet/meshlet/internal/envoydefaults"
 	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/resolver"
 )
@@ -219,7 +220,7 @@ func attemptRequest(ctx context.Context, req *http.Request, attempt int) (*http.
 // sleepBackoff waits before retry attempt+1, Envoy's way: a random time up
 // to base*2^attempt, at most max.
 func sleepBackoff(ctx context.Context, p *resolver.RetryPolicy, attempt int) bool {
-	base, maxWait := 25*time.Millisecond, 250*time.Millisecond
+	base, maxWait := envoydefaults.RetryBaseInterval, envoydefaults.RetryMaxInterval
 	if p.BackoffBase > 0 {
 		base = p.BackoffBase
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/meshlet/meshlet/balancer"
+	"github.com/meshlet/meshlet/internal/envoydefaults"
 	"github.com/meshlet/meshlet/resolver"
 	"github.com/meshlet/meshlet/security"
 )
@@ -389,7 +390,7 @@ func (up *upstream) send(ctx context.Context, req *http.Request, br balancer.Req
 
 // pickTries is how many picks a retry makes to find an endpoint it has
 // not tried, as Istio's default previous_hosts retry predicate (5).
-const pickTries = 5
+const pickTries = envoydefaults.PreviousHostsTries
 
 // pickUntried picks an endpoint the request has not tried yet, if one
 // comes up within pickTries picks, else the last one picked.
