@@ -15,11 +15,6 @@ import (
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
-// RandomName is the name of the random policy. The control plane refers to
-// it from a Cluster's load_balancing_policy as a TypedStruct whose type URL
-// ends in this name, followed by round_robin for clients without meshlet.
-const RandomName = wire.RandomPolicy
-
 var logger = grpclog.Component("meshlet-random")
 
 func init() {
@@ -28,7 +23,7 @@ func init() {
 
 type randomBuilder struct{}
 
-func (randomBuilder) Name() string { return RandomName }
+func (randomBuilder) Name() string { return wire.RandomPolicy }
 
 func (randomBuilder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
 	b := &randomBalancer{ClientConn: cc}

@@ -441,7 +441,7 @@ func policyEffects() []policyEffect {
 		{covers: []string{"loadBalancer.simple=LEAST_REQUEST"}, policy: "{loadBalancer: {simple: LEAST_REQUEST}}", check: lbPolicy(clusterv3.Cluster_LEAST_REQUEST)},
 		{covers: []string{"loadBalancer.simple=LEAST_CONN"}, policy: "{loadBalancer: {simple: LEAST_CONN}}", check: lbPolicy(clusterv3.Cluster_LEAST_REQUEST)},
 		{covers: []string{"loadBalancer.simple", "loadBalancer.simple=RANDOM"}, policy: "{loadBalancer: {simple: RANDOM}}", check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {
-			equal(t, "first load_balancing_policy", translate.RandomPolicyName, c.GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName())
+			equal(t, "first load_balancing_policy", wire.RandomPolicy, c.GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName())
 		}},
 		{covers: []string{"loadBalancer.consistentHash.httpHeaderName", "loadBalancer.consistentHash.ringHash.minimumRingSize"},
 			policy: "{loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 2048}}}}",

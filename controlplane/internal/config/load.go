@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // Load reads every *.yaml and *.yml file under dir, recursively and in
@@ -223,7 +224,7 @@ func (p *parser) document(file string, index int, content []byte) {
 	// Name the resource as well as we can before checking the rest.
 	kind, _ := obj["kind"].(string)
 	apiVersion, _ := obj["apiVersion"].(string)
-	meta := model.Meta{Kind: kind, File: file, Namespace: model.DefaultNamespace}
+	meta := model.Meta{Kind: kind, File: file, Namespace: wire.DefaultNamespace}
 	if md, ok := obj["metadata"].(map[string]any); ok {
 		meta.Name, _ = md["name"].(string)
 		if ns, ok := md["namespace"].(string); ok && ns != "" {
@@ -374,24 +375,24 @@ func normalise(r *resource) {
 	switch s := r.spec.(type) {
 	case *networking.ServiceEntry:
 		for i, h := range s.Hosts {
-			s.Hosts[i] = model.FQDN(h, ns)
+			s.Hosts[i] = wire.QualifyHost(h, ns)
 		}
 		for _, p := range s.Ports {
 			p.Protocol = strings.ToUpper(p.Protocol)
 		}
 	case *networking.VirtualService:
 		for i, h := range s.Hosts {
-			s.Hosts[i] = model.FQDN(h, ns)
+			s.Hosts[i] = wire.QualifyHost(h, ns)
 		}
 		for _, h := range s.Http {
 			for _, rd := range h.Route {
 				if d := rd.GetDestination(); d != nil {
-					d.Host = model.FQDN(d.Host, ns)
+					d.Host = wire.QualifyHost(d.Host, ns)
 				}
 			}
 		}
 	case *networking.DestinationRule:
-		s.Host = model.FQDN(s.Host, ns)
+		s.Host = wire.QualifyHost(s.Host, ns)
 	case *networking.WorkloadGroup:
 		// Istio gives registered workloads both label sets, metadata's
 		// winning; template.labels is where the registry reads them.

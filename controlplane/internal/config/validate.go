@@ -13,6 +13,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // reportFunc reports a problem at a field path of one resource.
@@ -551,7 +552,7 @@ func (p *parser) validateSubsets() {
 		dr, ok := r.spec.(*networking.DestinationRule)
 		if !ok {
 			if h, ok := r.raw["host"].(string); ok {
-				broken[model.FQDN(h, r.meta.Namespace)] = true
+				broken[wire.QualifyHost(h, r.meta.Namespace)] = true
 			}
 			continue
 		}

@@ -9,16 +9,7 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
-
-	"github.com/meshlet/meshlet/internal/wire"
 )
-
-// DefaultNamespace is the namespace of a resource whose metadata names none,
-// as in Kubernetes.
-const DefaultNamespace = wire.DefaultNamespace
-
-// DomainSuffix is appended to <name>.<namespace> to form a service host.
-const DomainSuffix = wire.DomainSuffix
 
 // Meta identifies one resource and where it came from.
 type Meta struct {
@@ -121,12 +112,6 @@ type Config struct {
 	PeerAuthentications   []*PeerAuthentication
 	AuthorizationPolicies []*AuthorizationPolicy
 }
-
-// FQDN expands a host as written in a resource of namespace ns into a fully
-// qualified service host, as Istio does: a short name with no dot,
-// "reviews", becomes "reviews.<ns>.svc.cluster.local". A name with a dot, or
-// a wildcard, is already qualified and is returned as it is.
-func FQDN(host, ns string) string { return wire.QualifyHost(host, ns) }
 
 // HeaderConditionKey returns the header name of an AuthorizationPolicy
 // condition key of the form request.headers[<name>], the only condition

@@ -21,23 +21,9 @@ import (
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
-// RandomPolicyName is the name of the gRPC balancer that meshlet registers
-// for Istio's RANDOM load balancer. A RANDOM Cluster names it through an
-// xds.type.v3.TypedStruct whose type_url ends in this name; a gRPC client
-// that has no balancer of this name uses the next policy in the list,
-// round_robin under wrr_locality.
-const RandomPolicyName = wire.RandomPolicy
-
-// PeakEWMAPolicyName is the name under which a Cluster's
-// load_balancing_policy asks meshlet's resolver for peak EWMA, through an
-// xds.type.v3.TypedStruct whose type_url ends in this name. gRPC-Go has no
-// balancer of this name and uses the next policy in the list. A
-// DestinationRule selects it with the model.LoadBalancerAnnotation.
-const PeakEWMAPolicyName = wire.PeakEWMAPolicy
-
 const (
-	randomTypeURL      = "type.googleapis.com/" + RandomPolicyName
-	peakEWMATypeURL    = "type.googleapis.com/" + PeakEWMAPolicyName
+	randomTypeURL      = "type.googleapis.com/" + wire.RandomPolicy
+	peakEWMATypeURL    = "type.googleapis.com/" + wire.PeakEWMAPolicy
 	wrrLocalityName    = "envoy.load_balancing_policies.wrr_locality"
 	roundRobinName     = "envoy.load_balancing_policies.round_robin"
 	leastRequestName   = "envoy.load_balancing_policies.least_request"
@@ -303,7 +289,7 @@ func hashPolicy(ch *networking.LoadBalancerSettings_ConsistentHashLB) *routev3.R
 // next policy is tried (xdslbregistry.ConvertToServiceConfig). So a client
 // without meshlet.random uses the fallback and does not NACK.
 func randomPolicy() (*clusterv3.LoadBalancingPolicy, error) {
-	random, err := typedStructPolicy(RandomPolicyName, randomTypeURL)
+	random, err := typedStructPolicy(wire.RandomPolicy, randomTypeURL)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +311,7 @@ func setPeakEWMA(c *clusterv3.Cluster, at string) error {
 	if c.GetLbPolicy() == clusterv3.Cluster_RING_HASH {
 		return fmt.Errorf("translate: %s.consistentHash cannot be combined with the annotation %s: %s", at, model.LoadBalancerAnnotation, model.LoadBalancerPeakEWMA)
 	}
-	peak, err := typedStructPolicy(PeakEWMAPolicyName, peakEWMATypeURL)
+	peak, err := typedStructPolicy(wire.PeakEWMAPolicy, peakEWMATypeURL)
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,7 @@ func checkPeakEWMAPolicy(t *testing.T, c *clusterv3.Cluster, fallback []*cluster
 	}
 	first := ps[0].GetTypedExtensionConfig()
 	ts := &xdstypev3.TypedStruct{}
-	if first.GetName() != translate.PeakEWMAPolicyName || first.GetTypedConfig().UnmarshalTo(ts) != nil || ts.GetTypeUrl() != "type.googleapis.com/meshlet.peak_ewma" {
+	if first.GetName() != wire.PeakEWMAPolicy || first.GetTypedConfig().UnmarshalTo(ts) != nil || ts.GetTypeUrl() != "type.googleapis.com/meshlet.peak_ewma" {
 		t.Errorf("%s: first policy = %v, want a TypedStruct for type.googleapis.com/meshlet.peak_ewma", c.GetName(), first)
 	}
 	if diff := cmp.Diff(fallback, ps[1:], protocmp.Transform()); diff != "" {

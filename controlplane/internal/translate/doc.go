@@ -12,7 +12,7 @@
 //     form, which gRPC needs) and whose routes come from the VirtualService;
 //   - EDS Clusters "outbound|<port>|<subset>|<host>", load-balanced as the
 //     DestinationRule says, with its outlierDetection as istiod writes it;
-//     a rule's model.LoadBalancerAnnotation puts PeakEWMAPolicyName first
+//     a rule's model.LoadBalancerAnnotation puts wire.PeakEWMAPolicy first
 //     in load_balancing_policy, for meshlet's resolver, ahead of the
 //     policy gRPC clients use;
 //   - a ClusterLoadAssignment per Cluster, grouped by locality, with a

@@ -363,7 +363,7 @@ func e2eConfig() *model.Config {
 // meshlet.random balancer, outlier detection, and peak EWMA, which falls
 // back to the rule's own policy because gRPC-Go has no meshlet.peak_ewma.
 func TestGRPCAcceptsResources(t *testing.T) {
-	for _, name := range []string{translate.RandomPolicyName, translate.PeakEWMAPolicyName} {
+	for _, name := range []string{wire.RandomPolicy, wire.PeakEWMAPolicy} {
 		if balancer.Get(name) != nil {
 			t.Fatalf("balancer %q is registered; this test proves the fallback without it", name)
 		}
@@ -447,8 +447,8 @@ func TestGRPCAcceptsResources(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"outbound|9080||pe.default.svc.cluster.local", "outbound|9080|v1|pe.default.svc.cluster.local"} {
-		if name := findCluster(t, out, c).GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName(); name != translate.PeakEWMAPolicyName {
-			t.Fatalf("cluster %s: first load_balancing_policy %q, want %s", c, name, translate.PeakEWMAPolicyName)
+		if name := findCluster(t, out, c).GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName(); name != wire.PeakEWMAPolicy {
+			t.Fatalf("cluster %s: first load_balancing_policy %q, want %s", c, name, wire.PeakEWMAPolicy)
 		}
 	}
 	clients := make(map[string]healthpb.HealthClient)

@@ -72,7 +72,7 @@ func routerFilter() (*hcmv3.HttpFilter, error) {
 func domains(host string, port uint32) []string {
 	ps := ":" + strconv.FormatUint(uint64(port), 10)
 	out := []string{host + ps, host}
-	if base, ok := strings.CutSuffix(host, "."+model.DomainSuffix); ok {
+	if base, ok := strings.CutSuffix(host, "."+wire.DomainSuffix); ok {
 		if name, ns, ok := strings.Cut(base, "."); ok && !strings.Contains(ns, ".") {
 			for _, d := range []string{name, name + "." + ns, name + "." + ns + ".svc"} {
 				out = append(out, d+ps, d)

@@ -6,7 +6,7 @@ import (
 
 	security "istio.io/api/security/v1beta1"
 
-	"github.com/meshlet/meshlet/controlplane/internal/model"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // mtlsMode is the effective PeerAuthentication mode of a workload port:
@@ -25,7 +25,7 @@ const (
 func (t *translator) workload(addr string) Workload {
 	w, ok := t.workloads[addr]
 	if !ok || w.Namespace == "" {
-		w.Namespace = model.DefaultNamespace
+		w.Namespace = wire.DefaultNamespace
 	}
 	return w
 }

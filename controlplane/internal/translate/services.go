@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
+	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // service is one service host with its endpoints per service port.
@@ -273,7 +274,7 @@ func parseLocality(s string) registry.Locality {
 
 func instanceNamespace(inst registry.Instance) string {
 	if inst.Namespace == "" {
-		return model.DefaultNamespace
+		return wire.DefaultNamespace
 	}
 	return inst.Namespace
 }
@@ -281,7 +282,7 @@ func instanceNamespace(inst registry.Instance) string {
 // instanceHost is the host an instance registered under:
 // <service>.<namespace>.svc.cluster.local.
 func instanceHost(inst registry.Instance) string {
-	return inst.Service + "." + instanceNamespace(inst) + "." + model.DomainSuffix
+	return inst.Service + "." + instanceNamespace(inst) + "." + wire.DomainSuffix
 }
 
 // servicePort is the port callers name for an instance; it defaults to the

@@ -181,7 +181,7 @@ func Build(in Input) (*Output, error) {
 	for _, ib := range in.Inbound {
 		w := ib.Workload
 		if w.Namespace == "" {
-			w.Namespace = model.DefaultNamespace
+			w.Namespace = wire.DefaultNamespace
 		}
 		l, err := t.serverListener(ib.Address, w)
 		if err != nil {

@@ -653,7 +653,7 @@ func checkRandomPolicy(t *testing.T, c *clusterv3.Cluster) {
 	}
 	first := ps[0].GetTypedExtensionConfig()
 	ts := &xdstypev3.TypedStruct{}
-	if first.GetName() != translate.RandomPolicyName || first.GetTypedConfig().UnmarshalTo(ts) != nil || ts.GetTypeUrl() != "type.googleapis.com/meshlet.random" {
+	if first.GetName() != wire.RandomPolicy || first.GetTypedConfig().UnmarshalTo(ts) != nil || ts.GetTypeUrl() != "type.googleapis.com/meshlet.random" {
 		t.Errorf("%s: first policy = %v, want a TypedStruct for type.googleapis.com/meshlet.random", c.GetName(), first)
 	}
 	wrr := &wrrlocalityv3.WrrLocality{}
