@@ -10,8 +10,10 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/security"
 )
@@ -79,6 +81,9 @@ func (m *Mesh) setupIdentity(ctx context.Context) error {
 		}
 		ca, err := security.NewCASource(ctx, cfg)
 		if err != nil {
+			if status.Code(err) == codes.Unauthenticated {
+				return fmt.Errorf("mesh: identity from the control plane's CA at %s: %w (give the workload its token: %s, or WithCAToken; the control plane's --ca-tokens-file lists them)", o.controlPlane, err, EnvCAToken)
+			}
 			return fmt.Errorf("mesh: identity from the control plane's CA at %s: %w (the control plane %s is verified with: %s)", o.controlPlane, err, m.cpTrust.id, m.cpTrust.describe())
 		}
 		holder.v.Store(x509svid.Source(ca))

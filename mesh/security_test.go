@@ -420,8 +420,8 @@ func TestCARefusesWithoutAValidToken(t *testing.T) {
 	for _, token := range []string{"", "wrong"} {
 		_, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithControlPlane(cp.XDSAddr()),
 			mesh.WithCAToken(token), mesh.WithLogger(meshtest.Logger()))
-		if err == nil || !strings.Contains(err.Error(), "token") {
-			t.Errorf("token %q: got %v, want a refusal that mentions the token", token, err)
+		if err == nil || !strings.Contains(err.Error(), "token") || !strings.Contains(err.Error(), mesh.EnvCAToken) {
+			t.Errorf("token %q: got %v, want a refusal that mentions the token and %s", token, err, mesh.EnvCAToken)
 		}
 	}
 	// A valid token for another identity cannot get this one.
