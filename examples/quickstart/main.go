@@ -1,8 +1,10 @@
-// Command quickstart runs a whole mesh in one process: a control plane,
-// three greeter instances of two versions and a client. It shifts traffic
-// 90/10 and then 50/50 by rewriting the VirtualService file, as an operator
-// would, and prints the split it observes at each step. It exits 0 when
-// every observed split is within 4 points of the configured one.
+// Command quickstart runs a whole mesh in one process: a control plane, a
+// gRPC service (three greeter instances of two versions), a plain net/http
+// service (two hello instances of two versions) and a client of both. It
+// shifts traffic 90/10 and then 50/50 by rewriting the VirtualService
+// file, as an operator would, and prints the split it observes at each
+// step, over gRPC and over HTTP. It exits 0 when every observed split is
+// within 4 points of the configured one.
 //
 //	go run ./examples/quickstart
 package main
@@ -15,6 +17,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -32,6 +35,7 @@ import (
 // control plane's --ca-tokens-file.
 const (
 	greeterToken = "quickstart-greeter-token"
+	helloToken   = "quickstart-hello-token"
 	clientToken  = "quickstart-client-token"
 )
 
@@ -39,12 +43,14 @@ const (
 // keys it.
 const routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 
+// destinationRule and virtualService are written for each service, the
+// gRPC greeter and the HTTP hello, with %[1]s the service's name.
 const destinationRule = `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
-  name: greeter
+  name: %[1]s
 spec:
-  host: greeter
+  host: %[1]s
   subsets:
   - name: v1
     labels:
@@ -57,21 +63,27 @@ spec:
 const virtualService = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
-  name: greeter
+  name: %[1]s
 spec:
   hosts:
-  - greeter
+  - %[1]s
   http:
   - route:
     - destination:
-        host: greeter
+        host: %[1]s
         subset: v1
-      weight: %d
+      weight: %[2]d
     - destination:
-        host: greeter
+        host: %[1]s
         subset: v2
-      weight: %d
+      weight: %[3]d
 `
+
+// routing returns the rules of both services for a v1/v2 split.
+func routing(v1, v2 int) (rules, routes string) {
+	return fmt.Sprintf(destinationRule, "greeter") + "---\n" + fmt.Sprintf(destinationRule, "hello"),
+		fmt.Sprintf(virtualService, "greeter", v1, v2) + "---\n" + fmt.Sprintf(virtualService, "hello", v1, v2)
+}
 
 func main() {
 	calls := flag.Int("calls", 2000, "RPCs to count at each step")
@@ -96,10 +108,11 @@ func run(calls int, verbose bool) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := writeFile(dir, "greeter-destinationrule.yaml", destinationRule); err != nil {
+	rules, routes := routing(100, 0)
+	if err := writeFile(dir, "destinationrules.yaml", rules); err != nil {
 		return err
 	}
-	if err := writeFile(dir, "greeter-virtualservice.yaml", fmt.Sprintf(virtualService, 100, 0)); err != nil {
+	if err := writeFile(dir, "virtualservices.yaml", routes); err != nil {
 		return err
 	}
 
@@ -118,6 +131,7 @@ func run(calls int, verbose bool) error {
 		controlplane.WithConfigDir(dir),
 		controlplane.WithStateDir(stateDir),
 		controlplane.WithCAToken(greeterToken, controlplane.Identity{Namespace: "default", ServiceAccount: "greeter"}),
+		controlplane.WithCAToken(helloToken, controlplane.Identity{Namespace: "default", ServiceAccount: "hello"}),
 		controlplane.WithCAToken(clientToken, controlplane.Identity{Namespace: "default", ServiceAccount: "quickstart"}),
 		controlplane.WithXDSAddress("127.0.0.1:0"),
 		controlplane.WithAdminAddress("127.0.0.1:0"),
@@ -139,10 +153,19 @@ func run(calls int, verbose bool) error {
 		defer stop()
 		fmt.Printf("greeter %s serving on %s\n", version, addr)
 	}
+	// Two instances of the hello service, plain net/http.
+	for _, version := range []string{"v1", "v2"} {
+		stop, addr, err := startHello(ctx, cp.XDSAddr(), version, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Printf("hello %s serving HTTP on %s\n", version, addr)
+	}
 
 	// Each instance registers, gets its server config from the control
 	// plane, and enters callers' endpoints once it serves.
-	if err := waitRegistered(ctx, cp, 3); err != nil {
+	if err := waitRegistered(ctx, cp, 5); err != nil {
 		return err
 	}
 
@@ -158,12 +181,17 @@ func run(calls int, verbose bool) error {
 	}
 	defer cc.Close()
 	greeterClient := greeterpb.NewGreeterClient(cc)
+	httpClient, err := client.HTTPClient(ctx)
+	if err != nil {
+		return err
+	}
 
 	ok := true
 	for _, step := range []struct{ v1, v2 int }{{90, 10}, {50, 50}} {
-		fmt.Printf("\nrewriting %s: v1 %d%%, v2 %d%%\n", "greeter-virtualservice.yaml", step.v1, step.v2)
+		fmt.Printf("\nrewriting %s: v1 %d%%, v2 %d%%\n", "virtualservices.yaml", step.v1, step.v2)
 		before := cp.Dump().XDS[routeType].Version
-		if err := writeFile(dir, "greeter-virtualservice.yaml", fmt.Sprintf(virtualService, step.v1, step.v2)); err != nil {
+		_, routes := routing(step.v1, step.v2)
+		if err := writeFile(dir, "virtualservices.yaml", routes); err != nil {
 			return err
 		}
 		took, err := waitForRoute(ctx, cp, greeterClient, before)
@@ -171,13 +199,21 @@ func run(calls int, verbose bool) error {
 			return err
 		}
 		fmt.Printf("  config served and acknowledged by every client in %v\n", took.Round(time.Millisecond))
-		counts, failed := count(ctx, greeterClient, calls)
-		v1 := 100 * float64(counts["v1"]) / float64(calls-failed)
-		v2 := 100 * float64(counts["v2"]) / float64(calls-failed)
-		fmt.Printf("  observed over %d calls: v1 %.1f%%, v2 %.1f%% (%d failed)\n", calls, v1, v2, failed)
-		if failed > 0 || math.Abs(v1-float64(step.v1)) > 4 {
-			fmt.Printf("  NOT within 4 points of %d/%d\n", step.v1, step.v2)
-			ok = false
+		for _, leg := range []struct {
+			what  string
+			count func() (map[string]int, int)
+		}{
+			{"gRPC calls to greeter", func() (map[string]int, int) { return count(ctx, greeterClient, calls) }},
+			{"HTTP requests to hello", func() (map[string]int, int) { return countHTTP(ctx, httpClient, calls) }},
+		} {
+			counts, failed := leg.count()
+			v1 := 100 * float64(counts["v1"]) / float64(calls-failed)
+			v2 := 100 * float64(counts["v2"]) / float64(calls-failed)
+			fmt.Printf("  observed over %d %s: v1 %.1f%%, v2 %.1f%% (%d failed)\n", calls, leg.what, v1, v2, failed)
+			if failed > 0 || math.Abs(v1-float64(step.v1)) > 4 {
+				fmt.Printf("  NOT within 4 points of %d/%d\n", step.v1, step.v2)
+				ok = false
+			}
 		}
 	}
 	if !ok {
@@ -245,6 +281,71 @@ func count(ctx context.Context, c greeterpb.GreeterClient, n int) (map[string]in
 		counts[r.GetVersion()]++
 	}
 	return counts, failed
+}
+
+// countHTTP makes n requests to the hello service and counts the versions
+// that answered.
+func countHTTP(ctx context.Context, c *http.Client, n int) (map[string]int, int) {
+	counts := map[string]int{}
+	failed := 0
+	for range n {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://hello:8080/", nil)
+		if err != nil {
+			failed++
+			continue
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			failed++
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			failed++
+			continue
+		}
+		counts[string(body)]++
+	}
+	return counts, failed
+}
+
+// startHello starts an instance of the hello service: a plain http.Handler
+// that says its version, served by the mesh's HTTP server.
+func startHello(ctx context.Context, cpAddr, version string, log *slog.Logger) (stop func(), addr string, err error) {
+	m, err := mesh.New(ctx,
+		mesh.WithService("hello"),
+		mesh.WithLabels(map[string]string{"version": version}),
+		mesh.WithControlPlane(cpAddr),
+		mesh.WithCAToken(helloToken),
+		mesh.WithLogger(log))
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := m.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, version)
+	}), mesh.WithServicePort(8080))
+	if err != nil {
+		m.Close()
+		return nil, "", err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		m.Close()
+		return nil, "", err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(lis)
+	}()
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-done
+		m.Close()
+	}, lis.Addr().String(), nil
 }
 
 func startGreeter(ctx context.Context, cpAddr, version string, log *slog.Logger) (stop func(), addr string, err error) {
