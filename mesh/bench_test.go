@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -146,7 +147,7 @@ func BenchmarkHTTP(b *testing.B) {
 			serveHTTPGreeter(b, m, v, nil)
 		}
 		c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil))
-		waitUntil(b, 15*time.Second, "both versions", func() bool {
+		meshtest.WaitUntil(b, 15*time.Second, "both versions", func() bool {
 			r, err := httpCall(b.Context(), c, "/", "")
 			return err == nil && r.version != "" && r.caller != "plaintext"
 		})

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // load runs steady traffic from callers goroutines into a tally until
@@ -96,7 +98,7 @@ func checkNewInstance(t *testing.T, traffic *load, start func() (addr string)) {
 	started := time.Now()
 	addr := start()
 	var took time.Duration
-	waitUntil(t, 5*time.Second, "the new instance to get traffic", func() bool {
+	meshtest.WaitUntil(t, 5*time.Second, "the new instance to get traffic", func() bool {
 		for _, r := range traffic.since(started) {
 			if r.addr == addr {
 				took = r.at.Sub(started)
@@ -144,7 +146,7 @@ func checkGracefulStop(t *testing.T, traffic *load, addr string, stop func()) {
 // after 2s.
 func checkAbruptStop(t *testing.T, traffic *load, child *exec.Cmd, addr string) {
 	t.Helper()
-	waitUntil(t, 5*time.Second, "the child instance to get traffic", func() bool {
+	meshtest.WaitUntil(t, 5*time.Second, "the child instance to get traffic", func() bool {
 		for _, r := range traffic.since(time.Now().Add(-200 * time.Millisecond)) {
 			if r.err == nil && r.addr == addr {
 				return true

@@ -248,7 +248,7 @@ func TestEmptySubsetIsNamed(t *testing.T) {
 			} else {
 				startGreeter(t, cp.XDSAddr(), "v1")
 			}
-			waitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+			meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
 			// No grace: the subset is not about to get a server.
 			m := startMesh(t, cp.XDSAddr(), "client", nil, mesh.WithConfigWait(mesh.ConfigWait{RegistrationGrace: -1}))
 			var msg string
@@ -290,7 +290,7 @@ func TestHTTPCallerThroughRestartWithoutWarmup(t *testing.T) {
 	startHTTPGreeter(t, addr, "v1", nil)
 	startHTTPGreeter(t, addr, "v2", nil)
 	c := httpClientFor(t, startMesh(t, addr, "client", nil))
-	waitUntil(t, 15*time.Second, "the greeter to answer", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "the greeter to answer", func() bool {
 		_, err := httpCall(t.Context(), c, "/", "")
 		return err == nil
 	})
@@ -303,15 +303,15 @@ func TestHTTPCallerThroughRestartWithoutWarmup(t *testing.T) {
 	cp.Close()
 	// Long enough for the caller and the servers to back off between
 	// attempts to reconnect, so that they come back in either order.
-	waitUntil(t, 10*time.Second, "1.5s of requests while the control plane is down", func() bool {
+	meshtest.WaitUntil(t, 10*time.Second, "1.5s of requests while the control plane is down", func() bool {
 		rs := traffic.since(began)
 		return len(rs) > 0 && rs[len(rs)-1].at.Sub(began) > 1500*time.Millisecond
 	})
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(0))
-	waitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
+	meshtest.WaitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
 	back := time.Now()
 	// The caller's grace outlasts its reconnection by 2s.
-	waitUntil(t, 15*time.Second, "requests well after the servers are back", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "requests well after the servers are back", func() bool {
 		rs := traffic.since(back)
 		return len(rs) > 0 && rs[len(rs)-1].at.Sub(back) > mesh.DefaultRegistrationGrace+500*time.Millisecond
 	})

@@ -114,10 +114,10 @@ func TestGRPCCallerLogsControlPlaneOutage(t *testing.T) {
 
 	const lost, back = "lost the connection to the control plane", "connection to the control plane is back"
 	cp.Close()
-	waitUntil(t, 10*time.Second, "the caller to say it lost the control plane", func() bool { return rec.count("WARN", lost) > 0 })
-	waitUntil(t, 10*time.Second, "three attempts to reconnect", func() bool { return rec.count("DEBUG", "stream to control plane failed") >= 3 })
+	meshtest.WaitUntil(t, 10*time.Second, "the caller to say it lost the control plane", func() bool { return rec.count("WARN", lost) > 0 })
+	meshtest.WaitUntil(t, 10*time.Second, "three attempts to reconnect", func() bool { return rec.count("DEBUG", "stream to control plane failed") >= 3 })
 	meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(0))
-	waitUntil(t, 15*time.Second, "the caller to say the control plane is back", func() bool { return rec.count("INFO", back) > 0 })
+	meshtest.WaitUntil(t, 15*time.Second, "the caller to say the control plane is back", func() bool { return rec.count("INFO", back) > 0 })
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	if _, err := waitCall(ctx, client); err != nil {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // An HTTP server whose identity the cluster does not expect is refused
@@ -19,10 +21,10 @@ func TestHTTPSANRefusalSaysWhere(t *testing.T) {
 		t.Run(tc.san, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry(tc.san)})
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-			waitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+			meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
 			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			var err error
-			waitUntil(t, 15*time.Second, "the request to fail the server's identity check", func() bool {
+			meshtest.WaitUntil(t, 15*time.Second, "the request to fail the server's identity check", func() bool {
 				_, err = httpCall(t.Context(), c, "/", "")
 				return err != nil && strings.Contains(err.Error(), "matches none")
 			})

@@ -196,23 +196,11 @@ func countVersions(t testing.TB, c greeterpb.GreeterClient, n int, user string) 
 	return &out
 }
 
-// waitUntil polls cond until it holds or timeout passes.
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitServing waits until RPCs reach every version in want.
 func waitServing(t testing.TB, c greeterpb.GreeterClient, want ...string) {
 	t.Helper()
 	seen := map[string]bool{}
-	waitUntil(t, 15*time.Second, fmt.Sprintf("versions %v to answer", want), func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, fmt.Sprintf("versions %v to answer", want), func() bool {
 		r, err := call(t.Context(), c, "")
 		if err == nil {
 			seen[r.GetVersion()] = true

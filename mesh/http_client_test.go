@@ -76,7 +76,7 @@ spec:
 `,
 	})
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-	waitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
 	m := startMesh(t, cp.XDSAddr(), "client", nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -115,7 +115,7 @@ spec:
 			if req.URL.String() != before || req.Header.Get("X-Test") != "1" || len(req.Header) != 1 {
 				t.Errorf("the caller's request was changed: %s %v", req.URL, req.Header)
 			}
-			waitUntil(t, 2*time.Second, "the body to be closed", func() bool { return body.closed.Load() > 0 })
+			meshtest.WaitUntil(t, 2*time.Second, "the body to be closed", func() bool { return body.closed.Load() > 0 })
 		})
 	}
 }
@@ -132,7 +132,7 @@ func TestHTTPControlPlaneOutage(t *testing.T) {
 	startHTTPGreeter(t, addr, "v1", nil)
 	startHTTPGreeter(t, addr, "v2", nil)
 	c := httpClientFor(t, startMesh(t, addr, "client", nil))
-	waitUntil(t, 15*time.Second, "v1 to answer", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "v1 to answer", func() bool {
 		r, err := httpCall(t.Context(), c, "/", "")
 		return err == nil && r.version == "v1"
 	})
@@ -147,9 +147,9 @@ func TestHTTPControlPlaneOutage(t *testing.T) {
 
 	restarted := time.Now()
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(3*time.Second))
-	waitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
+	meshtest.WaitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
 	meshtest.WriteFile(t, dir, "greeter-route.yaml", splitRoute(0, 100))
-	waitUntil(t, 20*time.Second, "the client to follow the restarted control plane", func() bool {
+	meshtest.WaitUntil(t, 20*time.Second, "the client to follow the restarted control plane", func() bool {
 		for range 20 {
 			r, err := httpCall(t.Context(), c, "/", "")
 			if err != nil || r.version != "v2" {
@@ -190,7 +190,7 @@ func TestHTTPLoadBalancing(t *testing.T) {
 		for range 3 {
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 		}
-		waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+		meshtest.WaitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
 		c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 		home := map[string]string{}
 		used := map[string]bool{}
@@ -242,7 +242,7 @@ spec:
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", slow)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-			waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+			meshtest.WaitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
 			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			if _, err := httpCall(t.Context(), c, "/", ""); err != nil {
 				t.Fatal(err)

@@ -98,7 +98,7 @@ func rawRequest(ctx context.Context, addr, method, target string, header ...stri
 // until it has its policy.
 func waitPolicy(t *testing.T, addr string) {
 	t.Helper()
-	waitUntil(t, 15*time.Second, "the server to have its policy", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "the server to have its policy", func() bool {
 		resp, _, err := rawRequest(t.Context(), addr, "GET", "/public")
 		return err == nil && resp.StatusCode == http.StatusOK
 	})
@@ -267,13 +267,13 @@ spec:
 func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
 	cp, dir := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry("secure.example")})
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-	waitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 
 	// The server's SVID has no SAN secure.example: the client refuses it,
 	// and says which SAN it expected.
 	var err error
-	waitUntil(t, 15*time.Second, "the request to fail the server's identity check", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "the request to fail the server's identity check", func() bool {
 		_, err = httpCall(t.Context(), c, "/", "")
 		return err != nil && strings.Contains(err.Error(), "secure.example")
 	})
@@ -282,7 +282,7 @@ func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
 	// The same server, with the SANs left to the control plane (its
 	// SPIFFE ID), is served.
 	meshtest.WriteFile(t, dir, "greeter.yaml", secureServiceEntry(""))
-	waitUntil(t, 15*time.Second, "the server to be accepted by its SPIFFE ID", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "the server to be accepted by its SPIFFE ID", func() bool {
 		r, err := httpCall(t.Context(), c, "/", "")
 		return err == nil && r.caller != "plaintext"
 	})
@@ -385,7 +385,7 @@ func TestHTTPWildcardBoundServer(t *testing.T) {
 			rec := &pathRecorder{}
 			serveHTTP(t, m, rec, lis, mesh.WithAdvertiseAddress("127.0.0.1"))
 			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
-			waitUntil(t, 15*time.Second, "the wildcard-bound server to answer 200", func() bool {
+			meshtest.WaitUntil(t, 15*time.Second, "the wildcard-bound server to answer 200", func() bool {
 				_, err := httpCall(t.Context(), c, "/public", "")
 				return err == nil
 			})

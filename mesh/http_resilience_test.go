@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshlet/meshlet/mesh"
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // flakyHTTP answers 503 while failing is set.
@@ -44,14 +45,14 @@ func TestHTTPOutlierEjection(t *testing.T) {
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", bad)
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-	waitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+	meshtest.WaitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 	traffic := startLoad(t, callerFunc(func() (string, string, error) {
 		time.Sleep(2 * time.Millisecond)
 		r, err := httpCall(t.Context(), c, "/", "")
 		return r.version, r.instance, err
 	}), 2)
-	waitUntil(t, 10*time.Second, "the bad instance to get traffic", func() bool {
+	meshtest.WaitUntil(t, 10*time.Second, "the bad instance to get traffic", func() bool {
 		for _, r := range traffic.since(time.Now().Add(-time.Second)) {
 			if r.addr == bad.instance {
 				return true
@@ -69,7 +70,7 @@ func TestHTTPOutlierEjection(t *testing.T) {
 	time.Sleep(time.Second)
 	bad.failing.Store(false)
 	var back time.Time
-	waitUntil(t, 10*time.Second, "the instance to come back", func() bool {
+	meshtest.WaitUntil(t, 10*time.Second, "the instance to come back", func() bool {
 		for _, r := range traffic.since(failedAt) {
 			if r.addr == bad.instance && r.err == nil {
 				back = r.at
@@ -100,7 +101,7 @@ func TestHTTPLocalityFailover(t *testing.T) {
 	near, far := &flakyHTTP{}, &flakyHTTP{}
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", near, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"}))
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", far, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z2"}))
-	waitUntil(t, 15*time.Second, "two instances", func() bool { return registered(t, cp) == 2 })
+	meshtest.WaitUntil(t, 15*time.Second, "two instances", func() bool { return registered(t, cp) == 2 })
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"})))
 
 	share := func(n int) (nearN, farN int) {
@@ -126,7 +127,7 @@ func TestHTTPLocalityFailover(t *testing.T) {
 		t.Errorf("near zone failing: %d near, %d far; want all 100 to fail over to the other zone", n, f)
 	}
 	near.failing.Store(false)
-	waitUntil(t, 6*time.Second, "traffic to come back to the caller's zone", func() bool {
+	meshtest.WaitUntil(t, 6*time.Second, "traffic to come back to the caller's zone", func() bool {
 		n, _ := share(20)
 		return n == 20
 	})

@@ -17,7 +17,7 @@ func TestHTTPWeightedSplitAndHeaderMatch(t *testing.T) {
 	startHTTPGreeter(t, cp.XDSAddr(), "v2", nil)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 	seen := map[string]bool{}
-	waitUntil(t, 15*time.Second, "both versions to answer over HTTP", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "both versions to answer over HTTP", func() bool {
 		r, err := httpCall(t.Context(), c, "/", "")
 		if err == nil {
 			seen[r.version] = true
@@ -56,7 +56,7 @@ func TestHTTPLiveEditAndChurn(t *testing.T) {
 	a := startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	startHTTPGreeter(t, cp.XDSAddr(), "v2", nil)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
-	waitUntil(t, 15*time.Second, "v1 to answer", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "v1 to answer", func() bool {
 		r, err := httpCall(t.Context(), c, "/", "")
 		return err == nil && r.version == "v1"
 	})
@@ -70,7 +70,7 @@ func TestHTTPLiveEditAndChurn(t *testing.T) {
 		edited := time.Now()
 		meshtest.WriteFile(t, dir, "greeter-route.yaml", splitRoute(0, 100))
 		var took time.Duration
-		waitUntil(t, 5*time.Second, "the edit to take effect", func() bool {
+		meshtest.WaitUntil(t, 5*time.Second, "the edit to take effect", func() bool {
 			for range 20 {
 				r, err := httpCall(t.Context(), c, "/", "")
 				if err != nil || r.version != "v2" {
@@ -91,7 +91,7 @@ func TestHTTPLiveEditAndChurn(t *testing.T) {
 			t.Errorf("edit took %v with %d failures, want within 2s and none", took, failed)
 		}
 		meshtest.WriteFile(t, dir, "greeter-route.yaml", splitRoute(100, 0))
-		waitUntil(t, 5*time.Second, "v1 again", func() bool {
+		meshtest.WaitUntil(t, 5*time.Second, "v1 again", func() bool {
 			r, err := httpCall(t.Context(), c, "/", "")
 			return err == nil && r.version == "v1"
 		})

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // lbRule is a DestinationRule with one load-balancer setting.
@@ -99,7 +100,7 @@ func TestLoadBalancerFromDestinationRule(t *testing.T) {
 			startGreeter(t, cp.XDSAddr(), "v1")
 			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			seen := map[string]bool{}
-			waitUntil(t, 15*time.Second, "both instances to answer", func() bool {
+			meshtest.WaitUntil(t, 15*time.Second, "both instances to answer", func() bool {
 				r, err := call(t.Context(), client, "")
 				if err == nil {
 					seen[r.GetInstance()] = true

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // flakyGreeter fails the first failures calls for each request name with
@@ -76,7 +77,7 @@ func TestRetriesFromVirtualService(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute(tc.retries)})
 			startGreeterWith(t, cp.XDSAddr(), "v1", &flakyGreeter{failures: tc.failures, calls: map[string]int{}})
 			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
-			waitUntil(t, 15*time.Second, "the route to be served", func() bool {
+			meshtest.WaitUntil(t, 15*time.Second, "the route to be served", func() bool {
 				_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:0s"})
 				return err == nil
 			})
@@ -92,7 +93,7 @@ func TestTimeoutFromVirtualService(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute("    timeout: 200ms\n")})
 	startGreeterWith(t, cp.XDSAddr(), "v1", &flakyGreeter{calls: map[string]int{}})
 	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
-	waitUntil(t, 15*time.Second, "the route to be served", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "the route to be served", func() bool {
 		_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:0s"})
 		return err == nil
 	})

@@ -59,12 +59,12 @@ func TestControlPlaneRestart(t *testing.T) {
 
 	restarted := time.Now()
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(warmup))
-	waitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
+	meshtest.WaitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
 	t.Logf("servers registered again %v after the restart", time.Since(restarted))
 
 	// The clients follow the new control plane: a route change reaches them.
 	meshtest.WriteFile(t, dir, "greeter-route.yaml", splitRoute(0, 100))
-	waitUntil(t, 20*time.Second, "clients to follow the restarted control plane", func() bool {
+	meshtest.WaitUntil(t, 20*time.Second, "clients to follow the restarted control plane", func() bool {
 		r := countVersions(t, client, 20, "")
 		return r.byKey["v2"] == 20
 	})

@@ -84,7 +84,7 @@ func TestLiveEditChangesSplitWithoutFailures(t *testing.T) {
 	meshtest.WriteFile(t, dir, "greeter-route.yaml", splitRoute(0, 100))
 	// The change is in force once v2 answers every call of a run of 50.
 	var took time.Duration
-	waitUntil(t, 5*time.Second, "the edit to take effect", func() bool {
+	meshtest.WaitUntil(t, 5*time.Second, "the edit to take effect", func() bool {
 		r := countVersions(t, client, 50, "")
 		if r.byKey["v2"] == 50 {
 			took = time.Since(edited)
@@ -194,8 +194,8 @@ spec:
 			startGreeter(t, cp.XDSAddr(), "v2")
 			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			// Both instances must be up before the count means anything.
-			waitUntil(t, 15*time.Second, "both versions to register", func() bool { return registered(t, cp) == 2 })
-			waitUntil(t, 15*time.Second, "a first answer", func() bool {
+			meshtest.WaitUntil(t, 15*time.Second, "both versions to register", func() bool { return registered(t, cp) == 2 })
+			meshtest.WaitUntil(t, 15*time.Second, "a first answer", func() bool {
 				_, err := call(t.Context(), client, "")
 				return err == nil
 			})

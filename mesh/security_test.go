@@ -128,7 +128,7 @@ func startSecurityMesh(t *testing.T, src identities, files map[string]string) *s
 	sm := &securityMesh{cp: cp, dir: dir, src: src}
 	m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, src.workload(t, "greeter")...)
 	sm.server = serveGreeter(t, m, "v1", identityGreeter{})
-	waitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
 	return sm
 }
 
@@ -145,7 +145,7 @@ func firstReply(t *testing.T, c greeterpb.GreeterClient) (*greeterpb.HelloReply,
 	t.Helper()
 	var r *greeterpb.HelloReply
 	var err error
-	waitUntil(t, 15*time.Second, "a first answer", func() bool {
+	meshtest.WaitUntil(t, 15*time.Second, "a first answer", func() bool {
 		r, err = call(t.Context(), c, "")
 		return err == nil || status.Code(err) == codes.PermissionDenied
 	})
@@ -258,7 +258,7 @@ func TestMutualTLS(t *testing.T) {
 				meshtest.WriteFile(t, sm.dir, "peer-authentication.yaml", strictMesh)
 				// The server drains connections made under the old
 				// Listener; the plaintext client cannot reconnect.
-				waitUntil(t, 10*time.Second, "the plaintext connection to be refused", func() bool {
+				meshtest.WaitUntil(t, 10*time.Second, "the plaintext connection to be refused", func() bool {
 					_, err := call(t.Context(), plain, "")
 					return err != nil
 				})
@@ -288,7 +288,7 @@ spec:
 				// ISTIO_MUTUAL applies to new connections: gRPC-Go keeps a
 				// connection's security for its life. A new client gets mTLS.
 				meshtest.WriteFile(t, sm.dir, "no-tls.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: greeter\nspec:\n  host: greeter\n  trafficPolicy:\n    tls:\n      mode: ISTIO_MUTUAL\n")
-				waitUntil(t, 5*time.Second, "a new client to use mTLS", func() bool {
+				meshtest.WaitUntil(t, 5*time.Second, "a new client to use mTLS", func() bool {
 					c, _ := sm.client(t, "client")
 					r, err := firstReply(t, c)
 					return err == nil && r.GetMessage() == spiffeFor("client")
@@ -348,7 +348,7 @@ func TestAuthorizationPolicy(t *testing.T) {
 			t.Logf("client-y was told: %s", status.Convert(err).Message())
 
 			meshtest.WriteFile(t, sm.dir, "deny-x.yaml", authzPolicy("deny-x", "DENY", "client-x"))
-			waitUntil(t, 5*time.Second, "the DENY policy to take effect", func() bool {
+			meshtest.WaitUntil(t, 5*time.Second, "the DENY policy to take effect", func() bool {
 				_, err := call(t.Context(), x, "")
 				return status.Code(err) == codes.PermissionDenied
 			})
@@ -385,7 +385,7 @@ func TestRotationWithoutFailures(t *testing.T) {
 			// Renewal is at half-life: the server presents a new
 			// certificate about 30s in.
 			var second *big.Int
-			waitUntil(t, ttl, "the server's certificate to rotate", func() bool {
+			meshtest.WaitUntil(t, ttl, "the server's certificate to rotate", func() bool {
 				second = serverSerial(t, sm.server.addr, cm.Identity())
 				return second.Cmp(first) != 0
 			})
