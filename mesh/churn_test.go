@@ -51,6 +51,19 @@ func (l *load) end() {
 	l.wg.Wait()
 }
 
+// runPast waits until the calls have run for d after t0: until a call
+// ends d or more after it. A test that must see traffic go on through a
+// span (an outage, the time after a stop) waits for this, not for the
+// clock, so that it judges calls that ran, however slow the machine.
+func (l *load) runPast(t testing.TB, t0 time.Time, d time.Duration, what string) {
+	t.Helper()
+	meshtest.WaitUntil(t, d+15*time.Second, what, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.calls) > 0 && l.calls[len(l.calls)-1].at.Sub(t0) >= d
+	})
+}
+
 // since returns the results after t0.
 func (l *load) since(t0 time.Time) []result {
 	l.mu.Lock()
@@ -120,7 +133,7 @@ func checkGracefulStop(t *testing.T, traffic *load, addr string, stop func()) {
 	began := time.Now()
 	stop()
 	stopped := time.Now()
-	time.Sleep(300 * time.Millisecond)
+	traffic.runPast(t, stopped, 300*time.Millisecond, "300ms of calls after the stop")
 	rs := traffic.since(began)
 	failed, after := 0, 0
 	for _, r := range rs {
@@ -158,7 +171,7 @@ func checkAbruptStop(t *testing.T, traffic *load, child *exec.Cmd, addr string) 
 	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	traffic.runPast(t, killed, 2500*time.Millisecond, "2.5s of calls after the kill")
 	early, late, total := 0, 0, 0
 	for _, r := range traffic.since(killed) {
 		total++

@@ -303,18 +303,12 @@ func TestHTTPCallerThroughRestartWithoutWarmup(t *testing.T) {
 	cp.Close()
 	// Long enough for the caller and the servers to back off between
 	// attempts to reconnect, so that they come back in either order.
-	meshtest.WaitUntil(t, 10*time.Second, "1.5s of requests while the control plane is down", func() bool {
-		rs := traffic.since(began)
-		return len(rs) > 0 && rs[len(rs)-1].at.Sub(began) > 1500*time.Millisecond
-	})
+	traffic.runPast(t, began, 1500*time.Millisecond, "1.5s of requests while the control plane is down")
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(0))
 	meshtest.WaitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
 	back := time.Now()
 	// The caller's grace outlasts its reconnection by 2s.
-	meshtest.WaitUntil(t, 15*time.Second, "requests well after the servers are back", func() bool {
-		rs := traffic.since(back)
-		return len(rs) > 0 && rs[len(rs)-1].at.Sub(back) > mesh.DefaultRegistrationGrace+500*time.Millisecond
-	})
+	traffic.runPast(t, back, mesh.DefaultRegistrationGrace+500*time.Millisecond, "requests well after the servers are back")
 	traffic.end()
 	failed, all := 0, traffic.since(began)
 	for _, r := range all {

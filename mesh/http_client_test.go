@@ -142,7 +142,7 @@ func TestHTTPControlPlaneOutage(t *testing.T) {
 	}), 2)
 	began := time.Now()
 	cp.Close()
-	time.Sleep(1500 * time.Millisecond)
+	traffic.runPast(t, began, 1500*time.Millisecond, "1.5s of requests while the control plane is down")
 	down := len(traffic.since(began))
 
 	restarted := time.Now()

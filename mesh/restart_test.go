@@ -51,7 +51,7 @@ func TestControlPlaneRestart(t *testing.T) {
 
 	began := time.Now()
 	cp.Close()
-	time.Sleep(1500 * time.Millisecond)
+	traffic.runPast(t, began, 1500*time.Millisecond, "1.5s of RPCs while the control plane is down")
 	down := traffic.since(began)
 	if len(down) == 0 {
 		t.Fatal("no RPCs ran while the control plane was down")

@@ -389,7 +389,7 @@ func TestRotationWithoutFailures(t *testing.T) {
 				second = serverSerial(t, sm.server.addr, cm.Identity())
 				return second.Cmp(first) != 0
 			})
-			time.Sleep(2 * time.Second) // and traffic goes on across it
+			traffic.runPast(t, time.Now(), 2*time.Second, "2s of calls after the rotation") // traffic goes on across it
 			traffic.end()
 			t.Logf("server serial %x -> %x; %d calls, %d failed", first, second, calls.Load(), failed.Load())
 			if failed.Load() > 0 {
