@@ -15,11 +15,11 @@ import (
 	"github.com/meshlet/meshlet/security"
 )
 
-// logRecorder is a slog.Handler that keeps every record's level and
-// message.
+// logRecorder is a slog.Handler that keeps every record's level, message
+// and attributes.
 type logRecorder struct {
 	mu   sync.Mutex
-	recs []string // "LEVEL message"
+	recs []string // "LEVEL message key=value ..."
 }
 
 func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
@@ -28,11 +28,17 @@ func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
 func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.recs = append(r.recs, rec.Level.String()+" "+rec.Message)
+	line := rec.Level.String() + " " + rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	r.recs = append(r.recs, line)
 	return nil
 }
 
-// count returns how many records are at level with text in the message.
+// count returns how many records are at level with text in the message
+// or an attribute.
 func (r *logRecorder) count(level, text string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

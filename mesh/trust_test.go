@@ -31,7 +31,8 @@ func TestRegistrationHijackRefused(t *testing.T) {
 	legit := startGreeter(t, addr, "v1")
 	meshtest.WaitUntil(t, 10*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
 
-	attacker := startMesh(t, addr, "greeter", map[string]string{"version": "v1"}, mesh.WithServiceAccount("attacker"))
+	refusals := &logRecorder{}
+	attacker := startMesh(t, addr, "greeter", map[string]string{"version": "v1"}, mesh.WithServiceAccount("attacker"), mesh.WithLogger(slog.New(refusals)))
 	s, err := attacker.NewGRPCServer(mesh.WithServicePort(greeterPort), mesh.WithWeight(1000))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,9 @@ func TestRegistrationHijackRefused(t *testing.T) {
 	waitServing(t, client, "v1")
 	// Give the attacker's registration every chance: it retries with
 	// backoff, and is refused each time.
-	time.Sleep(500 * time.Millisecond)
+	meshtest.WaitUntil(t, 10*time.Second, "the attacker's registration to be refused three times", func() bool {
+		return refusals.count("DEBUG", "sa/attacker may not serve greeter") >= 3
+	})
 	for i := range 40 {
 		r, err := call(t.Context(), client, "")
 		if err != nil {
