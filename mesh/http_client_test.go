@@ -217,8 +217,8 @@ func TestHTTPLoadBalancing(t *testing.T) {
 
 	// One of three endpoints answers in 50ms, the others at once; under
 	// concurrent load a latency-aware policy sends it far less than a
-	// third. Thresholds: least request and peak EWMA below 20%; round
-	// robin, the control, 28% to 40%.
+	// third. Over 1,000 requests, thresholds: least request and peak EWMA
+	// below 20%; round robin, the control, 28% to 40%.
 	peakEWMA := `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -258,7 +258,7 @@ spec:
 				}
 				return r.version, r.instance, err
 			}), 8)
-			time.Sleep(2 * time.Second)
+			meshtest.WaitUntil(t, 30*time.Second, "1,000 requests", func() bool { return total.Load() >= 1000 })
 			traffic.end()
 			share := 100 * float64(slowN.Load()) / float64(total.Load())
 			t.Logf("%s: the slow endpoint got %.1f%% of %d requests (even share 33%%)", tc.name, share, total.Load())
