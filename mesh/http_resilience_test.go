@@ -10,14 +10,16 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 )
 
-// flakyHTTP answers 503 while failing is set.
+// flakyHTTP answers 503 while failing is set, and counts those answers.
 type flakyHTTP struct {
 	httpGreeter
 	failing atomic.Bool
+	failed  atomic.Int64
 }
 
 func (g *flakyHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.failing.Load() {
+		g.failed.Add(1)
 		http.Error(w, "failing on purpose", http.StatusServiceUnavailable)
 		return
 	}
@@ -48,7 +50,7 @@ func TestHTTPOutlierEjection(t *testing.T) {
 	meshtest.WaitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 	traffic := startLoad(t, callerFunc(func() (string, string, error) {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // paced: some hundreds of calls a second show its return to within a few ms
 		r, err := httpCall(t.Context(), c, "/", "")
 		return r.version, r.instance, err
 	}), 2)
@@ -66,8 +68,11 @@ func TestHTTPOutlierEjection(t *testing.T) {
 	// Its 503s are retried elsewhere (Istio's default retry policy), so
 	// callers see only successes; after three in a row it is ejected. It
 	// recovers after 1s, but must get no request until the 2s ejection
-	// ends.
-	time.Sleep(time.Second)
+	// ends. The 1s is the scenario, not a wait for something: it ends no
+	// sooner than that, and once the three 503s that eject it were sent.
+	meshtest.WaitUntil(t, 10*time.Second, "1s of failing, with the three 503s that eject it", func() bool {
+		return time.Since(failedAt) >= time.Second && bad.failed.Load() >= 3
+	})
 	bad.failing.Store(false)
 	var back time.Time
 	meshtest.WaitUntil(t, 10*time.Second, "the instance to come back", func() bool {
