@@ -128,17 +128,16 @@ spec:
 			return
 		}
 		defer m.Close()
-		client, _ := m.HTTPClient(ctx)
-		var resp *http.Response
-		for range 100 { // the server enters callers' endpoints once it has its policy
-			if resp, err = client.Get("http://web:8080/"); err == nil && resp.StatusCode != http.StatusServiceUnavailable {
-				break
-			}
-			if err == nil {
-				resp.Body.Close()
-			}
-			time.Sleep(20 * time.Millisecond)
+		// The server enters callers' endpoints once it has its policy.
+		wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = m.WaitRoutable(wait, "web:8080")
+		cancel()
+		if err != nil {
+			fmt.Println(err)
+			return
 		}
+		client, _ := m.HTTPClient(ctx)
+		resp, err := client.Get("http://web:8080/")
 		if err != nil {
 			fmt.Println(err)
 			return

@@ -77,10 +77,7 @@ func TestForeignXDSClient(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cc.Close()
-			r, err := waitCall(t.Context(), greeterpb.NewGreeterClient(cc))
-			if err != nil {
-				t.Fatalf("call: %v", err)
-			}
+			r := waitCall(t, greeterpb.NewGreeterClient(cc), "a call")
 			if r.GetInstance() != server.addr {
 				t.Errorf("reached %s, want %s", r.GetInstance(), server.addr)
 			}

@@ -328,14 +328,23 @@ func greeterClient(cc *grpc.ClientConn) greeterpb.GreeterClient {
 	return greeterpb.NewGreeterClient(cc)
 }
 
-// waitCall retries one RPC until it succeeds or ctx ends: the first call
-// of a new client waits for its xDS config.
-func waitCall(ctx context.Context, c greeterpb.GreeterClient) (*greeterpb.HelloReply, error) {
-	for {
-		r, err := c.SayHello(ctx, &greeterpb.HelloRequest{Name: "test"}, grpc.WaitForReady(true))
-		if err == nil || ctx.Err() != nil {
-			return r, err
+// waitCall makes an RPC until one succeeds, for up to 15s, and returns
+// its reply: the first call of a new client waits for its xDS config. It
+// logs each new error the calls meet, so that a wait that fails says why.
+func waitCall(t testing.TB, c greeterpb.GreeterClient, what string) *greeterpb.HelloReply {
+	t.Helper()
+	var r *greeterpb.HelloReply
+	var last string
+	meshtest.WaitUntil(t, 15*time.Second, what, func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		var err error
+		r, err = c.SayHello(ctx, &greeterpb.HelloRequest{Name: "test"}, grpc.WaitForReady(true))
+		if err != nil && err.Error() != last {
+			last = err.Error()
+			t.Logf("waiting for %s: %v", what, err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
+	return r
 }

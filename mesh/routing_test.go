@@ -1,7 +1,6 @@
 package mesh_test
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"sync"
@@ -142,13 +141,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	c := greeterClient(cc)
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	r, err := waitCall(ctx, c)
-	if err != nil {
-		t.Fatalf("call legacy:7070: %v", err)
-	}
+	r := waitCall(t, greeterClient(cc), "a call to legacy:7070")
 	if r.GetVersion() != "static" {
 		t.Errorf("answered by %q, want the static endpoint", r.GetVersion())
 	}
