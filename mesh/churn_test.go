@@ -99,7 +99,7 @@ func TestEndpointChurn(t *testing.T) {
 		checkGracefulStop(t, traffic, a.addr, a.server.GracefulStop)
 	})
 	t.Run("abrupt stop recovers within 2s", func(t *testing.T) {
-		child, childAddr := startChild(parent, cp.XDSAddr(), "v1")
+		child, childAddr := startChild(parent, cp.XDSAddr(), "grpc", "v1")
 		checkAbruptStop(t, traffic, child, childAddr)
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/controlplane"
-	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
@@ -57,8 +56,7 @@ func serveTogether(t *testing.T, cpAddr, proto string, versions ...string) (done
 func serveGreeterNow(t *testing.T, cpAddr, proto, version string) error {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	m, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithLabels(map[string]string{"version": version}),
-		mesh.WithControlPlane(cpAddr), mesh.WithLogger(meshtest.Logger()), mesh.WithDrainTimeout(3*time.Second))
+	m, err := joinMesh(ctx, cpAddr, "greeter", map[string]string{"version": version})
 	if err != nil {
 		return err
 	}
@@ -67,29 +65,12 @@ func serveGreeterNow(t *testing.T, cpAddr, proto, version string) error {
 	if err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	if proto == "http" {
-		s, err := m.NewHTTPServer(&httpGreeter{version: version, instance: lis.Addr().String()}, mesh.WithServicePort(greeterPort))
-		if err != nil {
-			return err
-		}
-		go func() { done <- s.Serve(lis) }()
-		t.Cleanup(func() {
-			s.Stop()
-			<-done
-		})
-		return nil
-	}
-	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
+	s, err := newGreeterServer(m, lis, proto, version)
 	if err != nil {
+		lis.Close()
 		return err
 	}
-	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: version, Instance: lis.Addr().String()})
-	go func() { done <- s.Serve(lis) }()
-	t.Cleanup(func() {
-		s.Stop()
-		<-done
-	})
+	serveUntilCleanup(t, s, lis)
 	return nil
 }
 

@@ -76,11 +76,10 @@ spec:
 
 const greeterPort = 50051
 
-// startMesh joins the mesh as service with labels, and extra options.
-func startMesh(t testing.TB, cpAddr, service string, labels map[string]string, extra ...mesh.Option) *mesh.Mesh {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
+// joinMesh joins the mesh at cpAddr as service with labels, as every test
+// workload does, and with extra options. It does not fail the test, so
+// that a goroutine of the test, and a child process, can use it.
+func joinMesh(ctx context.Context, cpAddr, service string, labels map[string]string, extra ...mesh.Option) (*mesh.Mesh, error) {
 	opts := []mesh.Option{
 		mesh.WithService(service),
 		mesh.WithLabels(labels),
@@ -88,7 +87,16 @@ func startMesh(t testing.TB, cpAddr, service string, labels map[string]string, e
 		mesh.WithLogger(meshtest.Logger()),
 		mesh.WithDrainTimeout(3 * time.Second),
 	}
-	m, err := mesh.New(ctx, append(opts, extra...)...)
+	return mesh.New(ctx, append(opts, extra...)...)
+}
+
+// startMesh joins the mesh as service with labels, and extra options,
+// until the test ends.
+func startMesh(t testing.TB, cpAddr, service string, labels map[string]string, extra ...mesh.Option) *mesh.Mesh {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	m, err := joinMesh(ctx, cpAddr, service, labels, extra...)
 	if err != nil {
 		t.Fatalf("mesh.New(%s): %v", service, err)
 	}
@@ -98,10 +106,8 @@ func startMesh(t testing.TB, cpAddr, service string, labels map[string]string, e
 
 // instance is one greeter server in the mesh.
 type instance struct {
-	mesh   *mesh.Mesh
 	server *mesh.GRPCServer
 	addr   string
-	done   chan error
 }
 
 // startGreeter starts a greeter instance of version on a free loopback port.
@@ -117,28 +123,69 @@ func startGreeterWith(t testing.TB, cpAddr, version string, impl greeterpb.Greet
 	return serveGreeter(t, startMesh(t, cpAddr, "greeter", map[string]string{"version": version}), version, impl)
 }
 
-// serveGreeter serves impl (or the plain greeter) as an instance of m.
-func serveGreeter(t testing.TB, m *mesh.Mesh, version string, impl greeterpb.GreeterServer) *instance {
+// serveGreeter serves impl (the plain greeter when nil) as an instance of
+// m, with opts, on a free loopback port until the test ends.
+func serveGreeter(t testing.TB, m *mesh.Mesh, version string, impl greeterpb.GreeterServer, opts ...mesh.ServerOption) *instance {
 	t.Helper()
-	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
+	lis := listen(t, "127.0.0.1:0")
+	s, err := newGRPCGreeter(m, lis, version, impl, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	serveUntilCleanup(t, s, lis)
+	return &instance{server: s, addr: lis.Addr().String()}
+}
+
+// newGRPCGreeter returns m's gRPC server of the greeter service for lis,
+// with opts, serving impl (the plain greeter of version when nil).
+func newGRPCGreeter(m *mesh.Mesh, lis net.Listener, version string, impl greeterpb.GreeterServer, opts ...mesh.ServerOption) (*mesh.GRPCServer, error) {
+	s, err := m.NewGRPCServer(append([]mesh.ServerOption{mesh.WithServicePort(greeterPort)}, opts...)...)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	in := &instance{mesh: m, server: s, addr: lis.Addr().String(), done: make(chan error, 1)}
 	if impl == nil {
-		impl = &greeter.Server{Version: version, Instance: in.addr}
+		impl = &greeter.Server{Version: version, Instance: lis.Addr().String()}
 	}
 	greeterpb.RegisterGreeterServer(s, impl)
-	go func() { in.done <- s.Serve(lis) }()
+	return s, nil
+}
+
+// newGreeterServer returns m's plain greeter of version for lis, over
+// proto: "http" or "grpc".
+func newGreeterServer(m *mesh.Mesh, lis net.Listener, proto, version string) (meshServer, error) {
+	if proto == "http" {
+		return newHTTPGreeter(m, lis, version, nil)
+	}
+	return newGRPCGreeter(m, lis, version, nil)
+}
+
+// meshServer is a mesh server of either transport.
+type meshServer interface {
+	Serve(net.Listener) error
+	Stop()
+}
+
+// serveUntilCleanup serves s on lis until the test ends. It does not fail
+// the test, so that a goroutine of the test can use it.
+func serveUntilCleanup(t testing.TB, s meshServer, lis net.Listener) {
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(lis) }()
 	t.Cleanup(func() {
 		s.Stop()
-		<-in.done
+		<-done
 	})
-	return in
+}
+
+// listen listens on addr, "127.0.0.1:0" for a free loopback port, until
+// the test ends.
+func listen(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	return lis
 }
 
 // dialGreeter returns a client of the greeter service.
@@ -229,44 +276,34 @@ const childEnv = "MESHLET_TEST_GREETER_CHILD"
 // runChild serves a greeter until killed. Its first line of output is
 // "ready <address>".
 func runChild() {
-	cpAddr, rest, _ := strings.Cut(os.Getenv(childEnv), ",")
-	version, proto, _ := strings.Cut(rest, ",")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	m, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithLabels(map[string]string{"version": version}),
-		mesh.WithControlPlane(cpAddr), mesh.WithLogger(meshtest.Logger()))
-	cancel()
-	if err != nil {
+	fail := func(err error) {
 		fmt.Println("error", err)
 		os.Exit(1)
+	}
+	cpAddr, rest, _ := strings.Cut(os.Getenv(childEnv), ",")
+	proto, version, _ := strings.Cut(rest, ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	m, err := joinMesh(ctx, cpAddr, "greeter", map[string]string{"version": version})
+	cancel()
+	if err != nil {
+		fail(err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(1)
+		fail(err)
 	}
-	if proto == "http" {
-		s, err := m.NewHTTPServer(&httpGreeter{version: version, instance: lis.Addr().String()}, mesh.WithServicePort(greeterPort))
-		if err != nil {
-			fmt.Println("error", err)
-			os.Exit(1)
-		}
-		fmt.Println("ready", lis.Addr().String())
-		s.Serve(lis)
-		return
-	}
-	s, err := m.NewGRPCServer(mesh.WithServicePort(greeterPort))
+	s, err := newGreeterServer(m, lis, proto, version)
 	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(1)
+		fail(err)
 	}
-	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: version, Instance: lis.Addr().String()})
 	fmt.Println("ready", lis.Addr().String())
 	s.Serve(lis)
 }
 
-// startChild runs a greeter in a child process, which the test can kill
-// as a crash would: no deregistration, connections reset by the kernel.
-func startChild(t testing.TB, cpAddr, version string) (*exec.Cmd, string) {
+// startChild runs a greeter of version over proto ("http" or "grpc") in a
+// child process, which the test can kill as a crash would: no
+// deregistration, connections reset by the kernel.
+func startChild(t testing.TB, cpAddr, proto, version string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// Another process trusts the control plane through its root file, as
@@ -276,7 +313,7 @@ func startChild(t testing.TB, cpAddr, version string) (*exec.Cmd, string) {
 	if err := os.WriteFile(rootsFile, roots, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Env = append(os.Environ(), childEnv+"="+cpAddr+","+version, mesh.EnvControlPlaneRoots+"="+rootsFile)
+	cmd.Env = append(os.Environ(), childEnv+"="+cpAddr+","+proto+","+version, mesh.EnvControlPlaneRoots+"="+rootsFile)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -288,38 +288,13 @@ func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
 	})
 }
 
-// serveHTTP serves h on lis as an instance of greeter in m, with opts.
-func serveHTTP(t *testing.T, m *mesh.Mesh, h http.Handler, lis net.Listener, opts ...mesh.ServerOption) *mesh.HTTPServer {
-	t.Helper()
-	s, err := m.NewHTTPServer(h, append([]mesh.ServerOption{mesh.WithServicePort(greeterPort)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(lis) }()
-	t.Cleanup(func() {
-		s.Stop()
-		<-done
-	})
-	return s
-}
-
-func listen(t *testing.T, addr string) net.Listener {
-	t.Helper()
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lis
-}
-
 func TestHTTPServerLimits(t *testing.T) {
 	cp, _ := startControlPlane(t, nil)
 	m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"})
 	byDefault := listen(t, "127.0.0.1:0")
-	serveHTTP(t, m, &pathRecorder{}, byDefault)
+	serveHTTPGreeterOn(t, m, byDefault, "v1", &pathRecorder{})
 	small := listen(t, "127.0.0.1:0")
-	serveHTTP(t, m, &pathRecorder{}, small, mesh.WithHTTPServerLimits(mesh.HTTPServerLimits{MaxHeaderBytes: 8 << 10, IdleTimeout: 100 * time.Millisecond}))
+	serveHTTPGreeterOn(t, m, small, "v1", &pathRecorder{}, mesh.WithHTTPServerLimits(mesh.HTTPServerLimits{MaxHeaderBytes: 8 << 10, IdleTimeout: 100 * time.Millisecond}))
 	waitPolicy(t, byDefault.Addr().String())
 	waitPolicy(t, small.Addr().String())
 
@@ -383,7 +358,7 @@ func TestHTTPWildcardBoundServer(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"deny-admin.yaml": denyAdminAndDelete})
 			m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"})
 			rec := &pathRecorder{}
-			serveHTTP(t, m, rec, lis, mesh.WithAdvertiseAddress("127.0.0.1"))
+			serveHTTPGreeterOn(t, m, lis, "v1", rec, mesh.WithAdvertiseAddress("127.0.0.1"))
 			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			meshtest.WaitUntil(t, 15*time.Second, "the wildcard-bound server to answer 200", func() bool {
 				_, err := httpCall(t.Context(), c, "/public", "")

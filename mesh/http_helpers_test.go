@@ -60,10 +60,8 @@ func (g *httpGreeter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // httpInstance is one HTTP greeter in the mesh.
 type httpInstance struct {
-	mesh   *mesh.Mesh
 	server *mesh.HTTPServer
 	addr   string
-	done   chan error
 }
 
 // greeterHandler is an HTTP greeter: httpGreeter, or a handler built on
@@ -84,28 +82,33 @@ func startHTTPGreeter(t testing.TB, cpAddr, version string, g greeterHandler, ex
 }
 
 // serveHTTPGreeter serves g (the plain greeter when nil) as an instance
-// of m.
+// of m, on a free loopback port until the test ends.
 func serveHTTPGreeter(t testing.TB, m *mesh.Mesh, version string, g greeterHandler) *httpInstance {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	return serveHTTPGreeterOn(t, m, listen(t, "127.0.0.1:0"), version, g)
+}
+
+// serveHTTPGreeterOn serves g (the plain greeter when nil) as an instance
+// of m, with opts, on lis until the test ends.
+func serveHTTPGreeterOn(t testing.TB, m *mesh.Mesh, lis net.Listener, version string, g greeterHandler, opts ...mesh.ServerOption) *httpInstance {
+	t.Helper()
+	s, err := newHTTPGreeter(m, lis, version, g, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveUntilCleanup(t, s, lis)
+	return &httpInstance{server: s, addr: lis.Addr().String()}
+}
+
+// newHTTPGreeter returns m's HTTP server of the greeter service for lis,
+// with opts, serving g (the plain greeter when nil), which it tells its
+// version and address.
+func newHTTPGreeter(m *mesh.Mesh, lis net.Listener, version string, g greeterHandler, opts ...mesh.ServerOption) (*mesh.HTTPServer, error) {
 	if g == nil {
 		g = &httpGreeter{}
 	}
 	g.name(version, lis.Addr().String())
-	s, err := m.NewHTTPServer(g, mesh.WithServicePort(greeterPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := &httpInstance{mesh: m, server: s, addr: lis.Addr().String(), done: make(chan error, 1)}
-	go func() { in.done <- s.Serve(lis) }()
-	t.Cleanup(func() {
-		s.Stop()
-		<-in.done
-	})
-	return in
+	return m.NewHTTPServer(g, append([]mesh.ServerOption{mesh.WithServicePort(greeterPort)}, opts...)...)
 }
 
 // httpClientFor returns m's mesh HTTP client. Hosts outside the mesh are

@@ -108,7 +108,7 @@ func TestHTTPLiveEditAndChurn(t *testing.T) {
 		})
 	})
 	t.Run("abrupt stop recovers within 2s", func(t *testing.T) {
-		child, childAddr := startChild(parent, cp.XDSAddr(), "v1,http")
+		child, childAddr := startChild(parent, cp.XDSAddr(), "http", "v1")
 		checkAbruptStop(t, traffic, child, childAddr)
 	})
 }

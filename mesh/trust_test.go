@@ -16,7 +16,6 @@ import (
 
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/examples/greeter"
-	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 )
@@ -33,18 +32,7 @@ func TestRegistrationHijackRefused(t *testing.T) {
 
 	refusals := &logRecorder{}
 	attacker := startMesh(t, addr, "greeter", map[string]string{"version": "v1"}, mesh.WithServiceAccount("attacker"), mesh.WithLogger(slog.New(refusals)))
-	s, err := attacker.NewGRPCServer(mesh.WithServicePort(greeterPort), mesh.WithWeight(1000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: "v1", Instance: "attacker"})
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(lis) }()
-	t.Cleanup(func() { s.Stop(); <-done })
+	serveGreeter(t, attacker, "v1", &greeter.Server{Version: "v1", Instance: "attacker"}, mesh.WithWeight(1000))
 
 	client := dialGreeter(t, startMesh(t, addr, "productpage", nil))
 	waitServing(t, client, "v1")
