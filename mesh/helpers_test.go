@@ -137,7 +137,8 @@ func serveGreeter(t testing.TB, m *mesh.Mesh, version string, impl greeterpb.Gre
 }
 
 // newGRPCGreeter returns m's gRPC server of the greeter service for lis,
-// with opts, serving impl (the plain greeter of version when nil).
+// with opts, serving impl (the plain greeter of version when nil), which
+// it tells its version and address if impl is named.
 func newGRPCGreeter(m *mesh.Mesh, lis net.Listener, version string, impl greeterpb.GreeterServer, opts ...mesh.ServerOption) (*mesh.GRPCServer, error) {
 	s, err := m.NewGRPCServer(append([]mesh.ServerOption{mesh.WithServicePort(greeterPort)}, opts...)...)
 	if err != nil {
@@ -145,6 +146,9 @@ func newGRPCGreeter(m *mesh.Mesh, lis net.Listener, version string, impl greeter
 	}
 	if impl == nil {
 		impl = &greeter.Server{Version: version, Instance: lis.Addr().String()}
+	}
+	if n, ok := impl.(named); ok {
+		n.name(version, lis.Addr().String())
 	}
 	greeterpb.RegisterGreeterServer(s, impl)
 	return s, nil

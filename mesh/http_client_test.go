@@ -173,17 +173,6 @@ func TestHTTPControlPlaneOutage(t *testing.T) {
 	}
 }
 
-// slowGreeter answers after delay.
-type slowGreeter struct {
-	httpGreeter
-	delay time.Duration
-}
-
-func (g *slowGreeter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	time.Sleep(g.delay)
-	g.httpGreeter.ServeHTTP(w, r)
-}
-
 func TestHTTPLoadBalancing(t *testing.T) {
 	t.Run("ring hash keeps a key on one endpoint", func(t *testing.T) {
 		cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": lbRule("      consistentHash:\n        httpHeaderName: x-user")})
@@ -238,7 +227,7 @@ spec:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": tc.rule})
-			slow := &slowGreeter{delay: 50 * time.Millisecond}
+			slow := &httpGreeter{delay: 50 * time.Millisecond}
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", slow)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)

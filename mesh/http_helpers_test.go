@@ -7,71 +7,17 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshlet/meshlet/mesh"
 )
 
-// httpGreeter is the greeter over plain HTTP. It answers any path with
-// headers that say which instance answered and who called, sleeps for
-// ?sleep=<duration>, and fails the first `failures` calls of each ?key=
-// with 503.
-type httpGreeter struct {
-	version, instance string
-	failures          int
-
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (g *httpGreeter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if d := r.URL.Query().Get("sleep"); d != "" {
-		dur, _ := time.ParseDuration(d)
-		select {
-		case <-time.After(dur):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if key := r.URL.Query().Get("key"); key != "" {
-		g.mu.Lock()
-		if g.calls == nil {
-			g.calls = map[string]int{}
-		}
-		g.calls[key]++
-		n := g.calls[key]
-		g.mu.Unlock()
-		if n <= g.failures {
-			http.Error(w, fmt.Sprintf("attempt %d fails on purpose", n), http.StatusServiceUnavailable)
-			return
-		}
-	}
-	caller := "plaintext"
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		caller = r.TLS.PeerCertificates[0].URIs[0].String()
-	}
-	w.Header().Set("X-Version", g.version)
-	w.Header().Set("X-Instance", g.instance)
-	w.Header().Set("X-Caller", caller)
-	io.WriteString(w, "hello from "+g.version)
-}
-
 // httpInstance is one HTTP greeter in the mesh.
 type httpInstance struct {
 	server *mesh.HTTPServer
 	addr   string
 }
-
-// greeterHandler is an HTTP greeter: httpGreeter, or a handler built on
-// it, told its version and address when it starts.
-type greeterHandler interface {
-	http.Handler
-	name(version, instance string)
-}
-
-func (g *httpGreeter) name(version, instance string) { g.version, g.instance = version, instance }
 
 // startHTTPGreeter starts an HTTP greeter of version as service greeter,
 // with g as its handler when not nil.

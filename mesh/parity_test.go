@@ -5,18 +5,13 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 )
@@ -49,7 +44,7 @@ var transports = []transport{
 	{
 		name: "gRPC",
 		serve: func(t *testing.T, m *mesh.Mesh, version string, failures int) {
-			serveGreeter(t, m, version, &parityGreeter{version: version, failures: failures})
+			serveGreeter(t, m, version, &grpcGreeter{failures: failures})
 		},
 		caller: func(t *testing.T, m *mesh.Mesh) func(context.Context, op) outcome {
 			c := dialGreeter(t, m)
@@ -59,7 +54,7 @@ var transports = []transport{
 				}
 				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
-				r, err := c.SayHello(ctx, &greeterpb.HelloRequest{Name: fmt.Sprintf("%s|%s", o.sleep, o.key)})
+				r, err := c.SayHello(ctx, steer(o.sleep, o.key))
 				switch status.Code(err) {
 				case codes.OK:
 					return outcome{r.GetVersion(), "ok"}
@@ -98,47 +93,6 @@ var transports = []transport{
 			}
 		},
 	},
-}
-
-// parityGreeter is the gRPC greeter of the parity scenarios: the request
-// name is "<sleep>|<key>".
-type parityGreeter struct {
-	greeterpb.UnimplementedGreeterServer
-	version  string
-	failures int
-
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (g *parityGreeter) SayHello(ctx context.Context, req *greeterpb.HelloRequest) (*greeterpb.HelloReply, error) {
-	sleep, key, _ := strings.Cut(req.GetName(), "|")
-	if d, _ := time.ParseDuration(sleep); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if key != "" {
-		g.mu.Lock()
-		if g.calls == nil {
-			g.calls = map[string]int{}
-		}
-		g.calls[key]++
-		n := g.calls[key]
-		g.mu.Unlock()
-		if n <= g.failures {
-			return nil, status.Errorf(codes.Unavailable, "attempt %d fails on purpose", n)
-		}
-	}
-	caller := "plaintext"
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-			caller = ti.State.PeerCertificates[0].URIs[0].String()
-		}
-	}
-	return &greeterpb.HelloReply{Version: g.version, Message: caller}, nil
 }
 
 // A parity scenario: the same YAML, the same servers and calls, over each

@@ -1,49 +1,14 @@
 package mesh_test
 
 import (
-	"context"
-	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/meshtest"
 )
-
-// flakyGreeter fails the first failures calls for each request name with
-// UNAVAILABLE, and sleeps for the duration a name "sleep:<d>" gives.
-type flakyGreeter struct {
-	greeterpb.UnimplementedGreeterServer
-	failures int
-
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (g *flakyGreeter) SayHello(ctx context.Context, req *greeterpb.HelloRequest) (*greeterpb.HelloReply, error) {
-	if d, ok := strings.CutPrefix(req.GetName(), "sleep:"); ok {
-		dur, _ := time.ParseDuration(d)
-		select {
-		case <-time.After(dur):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		return &greeterpb.HelloReply{Message: "slept"}, nil
-	}
-	g.mu.Lock()
-	g.calls[req.GetName()]++
-	n := g.calls[req.GetName()]
-	g.mu.Unlock()
-	if n <= g.failures {
-		return nil, status.Errorf(codes.Unavailable, "attempt %d fails on purpose", n)
-	}
-	return &greeterpb.HelloReply{Message: fmt.Sprintf("ok after %d attempts", n)}, nil
-}
 
 func policyRoute(extra string) string {
 	return `apiVersion: networking.istio.io/v1
@@ -75,13 +40,13 @@ func TestRetriesFromVirtualService(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute(tc.retries)})
-			startGreeterWith(t, cp.XDSAddr(), "v1", &flakyGreeter{failures: tc.failures, calls: map[string]int{}})
+			startGreeterWith(t, cp.XDSAddr(), "v1", &grpcGreeter{failures: tc.failures})
 			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			meshtest.WaitUntil(t, 15*time.Second, "the route to be served", func() bool {
-				_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:0s"})
+				_, err := client.SayHello(t.Context(), steer(0, ""))
 				return err == nil
 			})
-			_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "once"})
+			_, err := client.SayHello(t.Context(), steer(0, "once"))
 			if got := status.Code(err); got != tc.wantCode {
 				t.Errorf("after %d failures: got %v (%v), want %v", tc.failures, got, err, tc.wantCode)
 			}
@@ -91,17 +56,17 @@ func TestRetriesFromVirtualService(t *testing.T) {
 
 func TestTimeoutFromVirtualService(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute("    timeout: 200ms\n")})
-	startGreeterWith(t, cp.XDSAddr(), "v1", &flakyGreeter{calls: map[string]int{}})
+	startGreeterWith(t, cp.XDSAddr(), "v1", &grpcGreeter{})
 	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 	meshtest.WaitUntil(t, 15*time.Second, "the route to be served", func() bool {
-		_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:0s"})
+		_, err := client.SayHello(t.Context(), steer(0, ""))
 		return err == nil
 	})
-	if _, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:50ms"}); err != nil {
+	if _, err := client.SayHello(t.Context(), steer(50*time.Millisecond, "")); err != nil {
 		t.Errorf("a 50ms call under a 200ms timeout failed: %v", err)
 	}
 	start := time.Now()
-	_, err := client.SayHello(t.Context(), &greeterpb.HelloRequest{Name: "sleep:2s"})
+	_, err := client.SayHello(t.Context(), steer(2*time.Second, ""))
 	took := time.Since(start)
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("a 2s call under a 200ms timeout: got %v, want DeadlineExceeded", err)

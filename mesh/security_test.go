@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/controlplane"
@@ -27,22 +26,6 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
 )
-
-// identityGreeter answers with who called: the caller's SPIFFE ID over
-// mTLS, "plaintext" otherwise.
-type identityGreeter struct {
-	greeterpb.UnimplementedGreeterServer
-}
-
-func (identityGreeter) SayHello(ctx context.Context, _ *greeterpb.HelloRequest) (*greeterpb.HelloReply, error) {
-	caller := "plaintext"
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 && len(ti.State.PeerCertificates[0].URIs) > 0 {
-			caller = ti.State.PeerCertificates[0].URIs[0].String()
-		}
-	}
-	return &greeterpb.HelloReply{Message: caller}, nil
-}
 
 // identities is how workloads get their SVIDs in a test: from the control
 // plane's built-in CA with per-workload tokens, or from a real SPIRE.
@@ -127,7 +110,7 @@ func startSecurityMesh(t *testing.T, src identities, files map[string]string) *s
 	cp := meshtest.StartControlPlane(t, dir, src.cpOptions...)
 	sm := &securityMesh{cp: cp, dir: dir, src: src}
 	m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, src.workload(t, "greeter")...)
-	sm.server = serveGreeter(t, m, "v1", identityGreeter{})
+	sm.server = serveGreeter(t, m, "v1", &grpcGreeter{})
 	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
 	return sm
 }
