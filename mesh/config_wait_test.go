@@ -188,35 +188,6 @@ func TestUnknownHostFailsFast(t *testing.T) {
 	}
 }
 
-// emptySubset routes every call to subset v3, which no server has.
-const emptySubset = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: greeter
-spec:
-  host: greeter
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v3
-    labels:
-      version: v3
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: greeter
-spec:
-  hosts:
-  - greeter
-  http:
-  - route:
-    - destination:
-        host: greeter
-        subset: v3
-`
-
 // A call routed to a subset with no endpoints says which cluster and
 // subset: in the 503's body over HTTP, in the error over gRPC.
 func TestEmptySubsetIsNamed(t *testing.T) {

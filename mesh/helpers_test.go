@@ -26,54 +26,6 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 )
 
-// greeterRules is the DestinationRule every routing test uses; the
-// VirtualService varies.
-const greeterRules = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: greeter
-spec:
-  host: greeter
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
-`
-
-// splitRoute returns a VirtualService that sends end-user: jason to v2 and
-// splits the rest v1/v2 by the given weights.
-func splitRoute(v1, v2 int) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: greeter
-spec:
-  hosts:
-  - greeter
-  http:
-  - match:
-    - headers:
-        end-user:
-          exact: jason
-    route:
-    - destination:
-        host: greeter
-        subset: v2
-  - route:
-    - destination:
-        host: greeter
-        subset: v1
-      weight: %d
-    - destination:
-        host: greeter
-        subset: v2
-      weight: %d
-`, v1, v2)
-}
-
 const greeterPort = 50051
 
 // joinMesh joins the mesh at cpAddr as service with labels, as every test

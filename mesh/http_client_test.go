@@ -58,22 +58,14 @@ func (c *closeCounter) Close() error { c.closed.Add(1); return nil }
 func TestHTTPTransportContract(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{
 		"greeter-rules.yaml": greeterRules,
-		"greeter-route.yaml": `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: greeter
-spec:
-  hosts:
-  - greeter
-  http:
-  - match:
+		"greeter-route.yaml": greeterRoute(`  - match:
     - uri:
         prefix: /served
     route:
     - destination:
         host: greeter
         subset: v1
-`,
+`),
 	})
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })

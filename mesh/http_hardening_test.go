@@ -229,41 +229,6 @@ func TestHTTPPathAndMethodTricks(t *testing.T) {
 	}
 }
 
-// secureServiceEntry makes greeter a ServiceEntry whose endpoints must
-// prove the given subjectAltNames ("" for none: the endpoints' SPIFFE IDs).
-func secureServiceEntry(san string) string {
-	sans := ""
-	if san != "" {
-		sans = "  subjectAltNames:\n  - " + san + "\n"
-	}
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: greeter
-spec:
-  hosts:
-  - greeter
-  ports:
-  - number: %d
-    name: http
-    protocol: HTTP
-  resolution: STATIC
-  workloadSelector:
-    labels:
-      app: greeter
-%s---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: greeter
-spec:
-  host: greeter
-  trafficPolicy:
-    tls:
-      mode: ISTIO_MUTUAL
-`, greeterPort, sans)
-}
-
 func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
 	cp, dir := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry("secure.example")})
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)

@@ -27,19 +27,12 @@ func (g *flakyHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // outlierRule ejects an endpoint after 3 consecutive 5xx for 2s.
-const outlierRule = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: greeter
-spec:
-  host: greeter
-  trafficPolicy:
-    outlierDetection:
+var outlierRule = greeterRule(trafficPolicy(`    outlierDetection:
       consecutive5xxErrors: 3
       interval: 1s
       baseEjectionTime: 2s
       maxEjectionPercent: 100
-`
+`))
 
 func TestHTTPOutlierEjection(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": outlierRule})

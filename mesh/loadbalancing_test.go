@@ -11,20 +11,6 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 )
 
-// lbRule is a DestinationRule with one load-balancer setting.
-func lbRule(lb string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: greeter
-spec:
-  host: greeter
-  trafficPolicy:
-    loadBalancer:
-%s
-`, lb)
-}
-
 // sequence makes n sequential calls and returns which instance answered
 // each, with the x-user header set to user(i) when user is not nil.
 func sequence(t *testing.T, c greeterpb.GreeterClient, n int, user func(int) string) []string {

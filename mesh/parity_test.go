@@ -77,7 +77,7 @@ var transports = []transport{
 		caller: func(t *testing.T, m *mesh.Mesh) func(context.Context, op) outcome {
 			c := httpClientFor(t, m)
 			return func(ctx context.Context, o op) outcome {
-				path := fmt.Sprintf("/meshlet.example.greeter.v1.Greeter/SayHello?sleep=%s&key=%s", o.sleep, o.key)
+				path := fmt.Sprintf("%s?sleep=%s&key=%s", sayHelloPath, o.sleep, o.key)
 				r, err := httpCall(ctx, c, path, o.user)
 				switch {
 				case err == nil:
@@ -133,12 +133,7 @@ func allResults(t *testing.T, got []outcome, want string) {
 	}
 }
 
-const parityMethod = "/meshlet.example.greeter.v1.Greeter/SayHello"
-
 func TestParityGRPCAndHTTP(t *testing.T) {
-	route := func(spec string) string {
-		return "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: greeter\nspec:\n  hosts:\n  - greeter\n  http:\n" + spec
-	}
 	scenarios := []scenario{
 		{
 			name:  "weighted split",
@@ -163,19 +158,8 @@ func TestParityGRPCAndHTTP(t *testing.T) {
 			},
 		},
 		{
-			name: "path match",
-			files: map[string]string{"rules.yaml": greeterRules, "route.yaml": route(`  - match:
-    - uri:
-        prefix: /meshlet.example.greeter.v1.Greeter/
-    route:
-    - destination:
-        host: greeter
-        subset: v2
-  - route:
-    - destination:
-        host: greeter
-        subset: v1
-`)},
+			name:  "path match",
+			files: map[string]string{"rules.yaml": greeterRules, "route.yaml": matchRoute("    - uri:\n        prefix: /meshlet.example.greeter.v1.Greeter/")},
 			calls: repeatOp(100, op{}),
 			check: func(t *testing.T, got []outcome) {
 				allResults(t, got, "ok")
@@ -185,12 +169,8 @@ func TestParityGRPCAndHTTP(t *testing.T) {
 			},
 		},
 		{
-			name: "subset",
-			files: map[string]string{"rules.yaml": greeterRules, "route.yaml": route(`  - route:
-    - destination:
-        host: greeter
-        subset: v1
-`)},
+			name:  "subset",
+			files: map[string]string{"rules.yaml": greeterRules, "route.yaml": greeterRoute(toGreeter("v1", ""))},
 			calls: repeatOp(100, op{}),
 			check: func(t *testing.T, got []outcome) {
 				allResults(t, got, "ok")
@@ -200,64 +180,30 @@ func TestParityGRPCAndHTTP(t *testing.T) {
 			},
 		},
 		{
-			name: "retries outlast failures",
-			files: map[string]string{"route.yaml": route(`  - route:
-    - destination:
-        host: greeter
-    retries:
-      attempts: 3
-      retryOn: unavailable,503
-`)},
+			name:  "retries outlast failures",
+			files: map[string]string{"route.yaml": greeterRoute(toGreeter("", "    retries:\n      attempts: 3\n      retryOn: unavailable,503\n"))},
 			// Each of the two servers fails each key once: three tries.
 			failures: 1,
 			calls:    []op{{key: "a"}, {key: "b"}, {key: "c"}},
 			check:    func(t *testing.T, got []outcome) { allResults(t, got, "ok") },
 		},
 		{
-			name: "retries run out",
-			files: map[string]string{"route.yaml": route(`  - route:
-    - destination:
-        host: greeter
-    retries:
-      attempts: 1
-      retryOn: unavailable,503
-`)},
+			name:  "retries run out",
+			files: map[string]string{"route.yaml": greeterRoute(toGreeter("", "    retries:\n      attempts: 1\n      retryOn: unavailable,503\n"))},
 			// Each of the two servers fails each key twice: two tries fail.
 			failures: 2,
 			calls:    []op{{key: "a"}, {key: "b"}},
 			check:    func(t *testing.T, got []outcome) { allResults(t, got, "unavailable") },
 		},
 		{
-			name: "timeout",
-			files: map[string]string{"route.yaml": route(`  - route:
-    - destination:
-        host: greeter
-    timeout: 200ms
-`)},
+			name:  "timeout",
+			files: map[string]string{"route.yaml": greeterRoute(toGreeter("", "    timeout: 200ms\n"))},
 			calls: []op{{sleep: 2 * time.Second}},
 			check: func(t *testing.T, got []outcome) { allResults(t, got, "timeout") },
 		},
 		{
-			name: "authorization deny",
-			files: map[string]string{"deny.yaml": `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: deny-client
-spec:
-  selector:
-    matchLabels:
-      app: greeter
-  action: DENY
-  rules:
-  - from:
-    - source:
-        principals:
-        - cluster.local/ns/default/sa/client
-    to:
-    - operation:
-        paths:
-        - ` + parityMethod + `
-`},
+			name:  "authorization deny",
+			files: map[string]string{"deny.yaml": authzPolicy("deny-client", "DENY", "client")},
 			calls: repeatOp(3, op{}),
 			check: func(t *testing.T, got []outcome) { allResults(t, got, "denied") },
 		},

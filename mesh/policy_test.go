@@ -10,21 +10,6 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 )
 
-func policyRoute(extra string) string {
-	return `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: greeter
-spec:
-  hosts:
-  - greeter
-  http:
-  - route:
-    - destination:
-        host: greeter
-` + extra
-}
-
 func TestRetriesFromVirtualService(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -39,7 +24,7 @@ func TestRetriesFromVirtualService(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute(tc.retries)})
+			cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": greeterRoute(toGreeter("", tc.retries))})
 			startGreeterWith(t, cp.XDSAddr(), "v1", &grpcGreeter{failures: tc.failures})
 			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			meshtest.WaitUntil(t, 15*time.Second, "the route to be served", func() bool {
@@ -55,7 +40,7 @@ func TestRetriesFromVirtualService(t *testing.T) {
 }
 
 func TestTimeoutFromVirtualService(t *testing.T) {
-	cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": policyRoute("    timeout: 200ms\n")})
+	cp, _ := startControlPlane(t, map[string]string{"greeter-route.yaml": greeterRoute(toGreeter("", "    timeout: 200ms\n"))})
 	startGreeterWith(t, cp.XDSAddr(), "v1", &grpcGreeter{})
 	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 	meshtest.WaitUntil(t, 15*time.Second, "the route to be served", func() bool {

@@ -149,12 +149,11 @@ spec:
 
 // Path and method matches route the greeter's only method to v2, or not.
 func TestMatchOnPathAndMethod(t *testing.T) {
-	const method = "/meshlet.example.greeter.v1.Greeter/SayHello"
 	cases := []struct {
 		name, match string
 		want        string
 	}{
-		{"uri exact", "    - uri:\n        exact: " + method, "v2"},
+		{"uri exact", "    - uri:\n        exact: " + sayHelloPath, "v2"},
 		{"uri prefix", "    - uri:\n        prefix: /meshlet.example.greeter.v1.Greeter/", "v2"},
 		{"uri regex", "    - uri:\n        regex: '/meshlet\\.example\\..*/Say.*'", "v2"},
 		{"uri prefix of another service", "    - uri:\n        prefix: /other.Service/", "v1"},
@@ -163,26 +162,7 @@ func TestMatchOnPathAndMethod(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			route := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: greeter
-spec:
-  hosts:
-  - greeter
-  http:
-  - match:
-%s
-    route:
-    - destination:
-        host: greeter
-        subset: v2
-  - route:
-    - destination:
-        host: greeter
-        subset: v1
-`, tc.match)
-			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": route})
+			cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": matchRoute(tc.match)})
 			startGreeter(t, cp.XDSAddr(), "v1")
 			startGreeter(t, cp.XDSAddr(), "v2")
 			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"math/big"
 	"net"
 	"strings"
@@ -249,16 +248,7 @@ func TestMutualTLS(t *testing.T) {
 			t.Run("DestinationRule tls DISABLE", func(t *testing.T) {
 				sm := startSecurityMesh(t, src, map[string]string{
 					"peer-authentication.yaml": permissiveMesh,
-					"no-tls.yaml": `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: greeter
-spec:
-  host: greeter
-  trafficPolicy:
-    tls:
-      mode: DISABLE
-`,
+					"no-tls.yaml":              tlsRule("DISABLE"),
 				})
 				c, _ := sm.client(t, "client")
 				r, err := firstReply(t, c)
@@ -270,7 +260,7 @@ spec:
 				}
 				// ISTIO_MUTUAL applies to new connections: gRPC-Go keeps a
 				// connection's security for its life. A new client gets mTLS.
-				meshtest.WriteFile(t, sm.dir, "no-tls.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: greeter\nspec:\n  host: greeter\n  trafficPolicy:\n    tls:\n      mode: ISTIO_MUTUAL\n")
+				meshtest.WriteFile(t, sm.dir, "no-tls.yaml", tlsRule("ISTIO_MUTUAL"))
 				meshtest.WaitUntil(t, 5*time.Second, "a new client to use mTLS", func() bool {
 					c, _ := sm.client(t, "client")
 					r, err := firstReply(t, c)
@@ -288,28 +278,6 @@ func otherTrustDomain(t *testing.T) security.Source {
 	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, nil), controlplane.WithTrustDomain("other.example"), controlplane.WithStateDir(t.TempDir()))
 	m := startMesh(t, cp.XDSAddr(), "intruder", nil, mesh.WithTrustDomain("other.example"))
 	return m.Identity()
-}
-
-func authzPolicy(name, action, principal string) string {
-	return fmt.Sprintf(`apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: %s
-spec:
-  selector:
-    matchLabels:
-      app: greeter
-  action: %s
-  rules:
-  - from:
-    - source:
-        principals:
-        - %s/ns/default/sa/%s
-    to:
-    - operation:
-        paths:
-        - /meshlet.example.greeter.v1.Greeter/SayHello
-`, name, action, td, principal)
 }
 
 func TestAuthorizationPolicy(t *testing.T) {
