@@ -1,12 +1,14 @@
 package mesh_test
 
 import (
+	"net/http"
 	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/meshtest"
 )
 
@@ -85,11 +87,7 @@ func TestEndpointChurn(t *testing.T) {
 	a := startGreeter(t, cp.XDSAddr(), "v1")
 	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 	waitServing(t, client, "v1")
-	caller := callerFunc(func() (string, string, error) {
-		r, err := call(t.Context(), client, "")
-		return r.GetVersion(), r.GetInstance(), err
-	})
-	traffic := startLoad(t, caller, 4)
+	traffic := startLoad(t, grpcCaller(t, client), 4)
 	parent := t // instances started in a subtest outlive it
 
 	t.Run("new instance gets traffic within 2s", func(t *testing.T) {
@@ -196,3 +194,21 @@ func checkAbruptStop(t *testing.T, traffic *load, child *exec.Cmd, addr string) 
 type callerFunc func() (string, string, error)
 
 func (f callerFunc) call() (string, string, error) { return f() }
+
+// grpcCaller makes one RPC to the greeter with c, and says which version
+// and instance answered.
+func grpcCaller(t testing.TB, c greeterpb.GreeterClient) callerFunc {
+	return func() (string, string, error) {
+		r, err := call(t.Context(), c, "")
+		return r.GetVersion(), r.GetInstance(), err
+	}
+}
+
+// httpCaller makes one request to the greeter with c, and says which
+// version and instance answered.
+func httpCaller(t testing.TB, c *http.Client) callerFunc {
+	return func() (string, string, error) {
+		r, err := httpCall(t.Context(), c, "/", "")
+		return r.version, r.instance, err
+	}
+}

@@ -200,7 +200,7 @@ func TestEmptySubsetIsNamed(t *testing.T) {
 			} else {
 				startGreeter(t, cp.XDSAddr(), "v1")
 			}
-			meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+			waitRegistered(t, cp, 1)
 			// No grace: the subset is not about to get a server.
 			m := startMesh(t, cp.XDSAddr(), "client", nil, mesh.WithConfigWait(mesh.ConfigWait{RegistrationGrace: -1}))
 			var msg string
@@ -242,14 +242,8 @@ func TestHTTPCallerThroughRestartWithoutWarmup(t *testing.T) {
 	startHTTPGreeter(t, addr, "v1", nil)
 	startHTTPGreeter(t, addr, "v2", nil)
 	c := httpClientFor(t, startMesh(t, addr, "client", nil))
-	meshtest.WaitUntil(t, 15*time.Second, "the greeter to answer", func() bool {
-		_, err := httpCall(t.Context(), c, "/", "")
-		return err == nil
-	})
-	traffic := startLoad(t, callerFunc(func() (string, string, error) {
-		r, err := httpCall(t.Context(), c, "/", "")
-		return r.version, r.instance, err
-	}), 1)
+	waitServingHTTP(t, c, "v1", "v2")
+	traffic := startLoad(t, httpCaller(t, c), 1)
 
 	began := time.Now()
 	cp.Close()
@@ -257,7 +251,7 @@ func TestHTTPCallerThroughRestartWithoutWarmup(t *testing.T) {
 	// attempts to reconnect, so that they come back in either order.
 	traffic.runPast(t, began, 1500*time.Millisecond, "1.5s of requests while the control plane is down")
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(0))
-	meshtest.WaitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
+	waitRegistered(t, cp2, 2)
 	back := time.Now()
 	// The caller's grace outlasts its reconnection by 2s.
 	traffic.runPast(t, back, mesh.DefaultRegistrationGrace+500*time.Millisecond, "requests well after the servers are back")

@@ -21,7 +21,7 @@ func TestHTTPSANRefusalSaysWhere(t *testing.T) {
 		t.Run(tc.san, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry(tc.san)})
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-			meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+			waitRegistered(t, cp, 1)
 			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			var err error
 			meshtest.WaitUntil(t, 15*time.Second, "the request to fail the server's identity check", func() bool {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,7 +27,7 @@ func TestForeignXDSClient(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": splitRoute(100, 0)},
 		controlplane.WithPlaintextXDSAddress("127.0.0.1:0"))
 	server := startGreeter(t, cp.XDSAddr(), "v1")
-	meshtest.WaitUntil(t, 10*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	waitRegistered(t, cp, 1)
 	cert, key, bundle := meshtest.SVIDFiles(t, cp, "default", "python-client")
 
 	tlsCreds := map[string]any{"type": "tls", "config": map[string]string{

@@ -3,8 +3,10 @@ package mesh_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,11 +204,23 @@ func countVersions(t testing.TB, c greeterpb.GreeterClient, n int, user string) 
 // waitServing waits until RPCs reach every version in want.
 func waitServing(t testing.TB, c greeterpb.GreeterClient, want ...string) {
 	t.Helper()
+	waitVersions(t, grpcCaller(t, c), want...)
+}
+
+// waitServingHTTP waits until HTTP requests reach every version in want.
+func waitServingHTTP(t testing.TB, c *http.Client, want ...string) {
+	t.Helper()
+	waitVersions(t, httpCaller(t, c), want...)
+}
+
+// waitVersions waits until calls answer from every version in want.
+func waitVersions(t testing.TB, call callerFunc, want ...string) {
+	t.Helper()
 	seen := map[string]bool{}
 	meshtest.WaitUntil(t, 15*time.Second, fmt.Sprintf("versions %v to answer", want), func() bool {
-		r, err := call(t.Context(), c, "")
+		version, _, err := call()
 		if err == nil {
-			seen[r.GetVersion()] = true
+			seen[version] = true
 		}
 		for _, v := range want {
 			if !seen[v] {
@@ -215,6 +229,35 @@ func waitServing(t testing.TB, c greeterpb.GreeterClient, want ...string) {
 		}
 		return true
 	})
+}
+
+// registered returns how many instances serve, per the control plane's
+// /debug/config.
+func registered(t *testing.T, cp *controlplane.Server) int {
+	resp, err := http.Get("http://" + cp.AdminAddr() + "/debug/config")
+	if err != nil {
+		t.Logf("debug/config: %v", err)
+		return -1
+	}
+	defer resp.Body.Close()
+	var d controlplane.ConfigDump
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatalf("decode /debug/config: %v", err)
+	}
+	n := 0
+	for _, e := range d.Instances {
+		if e.State == "SERVING" {
+			n++
+		}
+	}
+	return n
+}
+
+// waitRegistered waits until n instances serve, per the control plane's
+// /debug/config.
+func waitRegistered(t *testing.T, cp *controlplane.Server, n int) {
+	t.Helper()
+	meshtest.WaitUntil(t, 15*time.Second, fmt.Sprintf("%d instances to register", n), func() bool { return registered(t, cp) == n })
 }
 
 // startControlPlane starts a control plane with files in a new config

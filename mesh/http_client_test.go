@@ -68,7 +68,7 @@ func TestHTTPTransportContract(t *testing.T) {
 `),
 	})
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	waitRegistered(t, cp, 1)
 	m := startMesh(t, cp.XDSAddr(), "client", nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -124,14 +124,8 @@ func TestHTTPControlPlaneOutage(t *testing.T) {
 	startHTTPGreeter(t, addr, "v1", nil)
 	startHTTPGreeter(t, addr, "v2", nil)
 	c := httpClientFor(t, startMesh(t, addr, "client", nil))
-	meshtest.WaitUntil(t, 15*time.Second, "v1 to answer", func() bool {
-		r, err := httpCall(t.Context(), c, "/", "")
-		return err == nil && r.version == "v1"
-	})
-	traffic := startLoad(t, callerFunc(func() (string, string, error) {
-		r, err := httpCall(t.Context(), c, "/", "")
-		return r.version, r.instance, err
-	}), 2)
+	waitServingHTTP(t, c, "v1")
+	traffic := startLoad(t, httpCaller(t, c), 2)
 	began := time.Now()
 	cp.Close()
 	traffic.runPast(t, began, 1500*time.Millisecond, "1.5s of requests while the control plane is down")
@@ -139,7 +133,7 @@ func TestHTTPControlPlaneOutage(t *testing.T) {
 
 	restarted := time.Now()
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(3*time.Second))
-	meshtest.WaitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
+	waitRegistered(t, cp2, 2)
 	meshtest.WriteFile(t, dir, "greeter-route.yaml", splitRoute(0, 100))
 	meshtest.WaitUntil(t, 20*time.Second, "the client to follow the restarted control plane", func() bool {
 		for range 20 {
@@ -171,7 +165,7 @@ func TestHTTPLoadBalancing(t *testing.T) {
 		for range 3 {
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 		}
-		meshtest.WaitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+		waitRegistered(t, cp, 3)
 		c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 		home := map[string]string{}
 		used := map[string]bool{}
@@ -223,7 +217,7 @@ spec:
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", slow)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 			startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-			meshtest.WaitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+			waitRegistered(t, cp, 3)
 			c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			if _, err := httpCall(t.Context(), c, "/", ""); err != nil {
 				t.Fatal(err)

@@ -232,7 +232,7 @@ func TestHTTPPathAndMethodTricks(t *testing.T) {
 func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
 	cp, dir := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry("secure.example")})
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	waitRegistered(t, cp, 1)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 
 	// The server's SVID has no SAN secure.example: the client refuses it,

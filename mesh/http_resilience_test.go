@@ -40,7 +40,7 @@ func TestHTTPOutlierEjection(t *testing.T) {
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", bad)
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
-	meshtest.WaitUntil(t, 15*time.Second, "three instances", func() bool { return registered(t, cp) == 3 })
+	waitRegistered(t, cp, 3)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
 	traffic := startLoad(t, callerFunc(func() (string, string, error) {
 		time.Sleep(2 * time.Millisecond) // paced: some hundreds of calls a second show its return to within a few ms
@@ -99,7 +99,7 @@ func TestHTTPLocalityFailover(t *testing.T) {
 	near, far := &flakyHTTP{}, &flakyHTTP{}
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", near, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"}))
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", far, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z2"}))
-	meshtest.WaitUntil(t, 15*time.Second, "two instances", func() bool { return registered(t, cp) == 2 })
+	waitRegistered(t, cp, 2)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil, mesh.WithLocality(mesh.Locality{Region: "r1", Zone: "z1"})))
 
 	share := func(n int) (nearN, farN int) {

@@ -16,14 +16,7 @@ func TestHTTPWeightedSplitAndHeaderMatch(t *testing.T) {
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	startHTTPGreeter(t, cp.XDSAddr(), "v2", nil)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
-	seen := map[string]bool{}
-	meshtest.WaitUntil(t, 15*time.Second, "both versions to answer over HTTP", func() bool {
-		r, err := httpCall(t.Context(), c, "/", "")
-		if err == nil {
-			seen[r.version] = true
-		}
-		return seen["v1"] && seen["v2"]
-	})
+	waitServingHTTP(t, c, "v1", "v2")
 	const n = 2000
 	var got tally
 	for range n {
@@ -56,14 +49,8 @@ func TestHTTPLiveEditAndChurn(t *testing.T) {
 	a := startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	startHTTPGreeter(t, cp.XDSAddr(), "v2", nil)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
-	meshtest.WaitUntil(t, 15*time.Second, "v1 to answer", func() bool {
-		r, err := httpCall(t.Context(), c, "/", "")
-		return err == nil && r.version == "v1"
-	})
-	traffic := startLoad(t, callerFunc(func() (string, string, error) {
-		r, err := httpCall(t.Context(), c, "/", "")
-		return r.version, r.instance, err
-	}), 4)
+	waitServingHTTP(t, c, "v1")
+	traffic := startLoad(t, httpCaller(t, c), 4)
 	parent := t
 
 	t.Run("live edit", func(t *testing.T) {

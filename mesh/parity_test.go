@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/mesh"
-	"github.com/meshlet/meshlet/meshtest"
 )
 
 // op is one call of a parity scenario.
@@ -215,7 +214,7 @@ func TestParityGRPCAndHTTP(t *testing.T) {
 					cp, _ := startControlPlane(t, sc.files)
 					tr.serve(t, startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}), "v1", sc.failures)
 					tr.serve(t, startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v2"}), "v2", sc.failures)
-					meshtest.WaitUntil(t, 15*time.Second, "both servers to register", func() bool { return registered(t, cp) == 2 })
+					waitRegistered(t, cp, 2)
 					call := tr.caller(t, startMesh(t, cp.XDSAddr(), "client", nil))
 					// The first call waits for the client's config; its
 					// outcome is not judged.

@@ -1,36 +1,12 @@
 package mesh_test
 
 import (
-	"encoding/json"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/meshtest"
 )
-
-// registered returns how many instances serve, per the control plane's
-// /debug/config.
-func registered(t *testing.T, cp *controlplane.Server) int {
-	resp, err := http.Get("http://" + cp.AdminAddr() + "/debug/config")
-	if err != nil {
-		t.Logf("debug/config: %v", err)
-		return -1
-	}
-	defer resp.Body.Close()
-	var d controlplane.ConfigDump
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		t.Fatalf("decode /debug/config: %v", err)
-	}
-	n := 0
-	for _, e := range d.Instances {
-		if e.State == "SERVING" {
-			n++
-		}
-	}
-	return n
-}
 
 func TestControlPlaneRestart(t *testing.T) {
 	const warmup = 3 * time.Second
@@ -44,10 +20,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	startGreeter(t, addr, "v2")
 	client := dialGreeter(t, startMesh(t, addr, "client", nil))
 	waitServing(t, client, "v1")
-	traffic := startLoad(t, callerFunc(func() (string, string, error) {
-		r, err := call(t.Context(), client, "")
-		return r.GetVersion(), r.GetInstance(), err
-	}), 2)
+	traffic := startLoad(t, grpcCaller(t, client), 2)
 
 	began := time.Now()
 	cp.Close()
@@ -59,7 +32,7 @@ func TestControlPlaneRestart(t *testing.T) {
 
 	restarted := time.Now()
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(warmup))
-	meshtest.WaitUntil(t, 10*time.Second, "both servers to register again", func() bool { return registered(t, cp2) == 2 })
+	waitRegistered(t, cp2, 2)
 	t.Logf("servers registered again %v after the restart", time.Since(restarted))
 
 	// The clients follow the new control plane: a route change reaches them.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/mesh"
-	"github.com/meshlet/meshlet/meshtest"
 )
 
 // WaitRoutable's errors say what is missing, and can be told apart with
@@ -18,7 +17,7 @@ import (
 func TestWaitRoutable(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter.yaml": emptySubset})
 	startGreeter(t, cp.XDSAddr(), "v1")
-	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	waitRegistered(t, cp, 1)
 	m := startMesh(t, cp.XDSAddr(), "client", nil)
 	wait := func(target string) error {
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)

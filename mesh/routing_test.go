@@ -167,7 +167,7 @@ func TestMatchOnPathAndMethod(t *testing.T) {
 			startGreeter(t, cp.XDSAddr(), "v2")
 			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
 			// Both instances must be up before the count means anything.
-			meshtest.WaitUntil(t, 15*time.Second, "both versions to register", func() bool { return registered(t, cp) == 2 })
+			waitRegistered(t, cp, 2)
 			meshtest.WaitUntil(t, 15*time.Second, "a first answer", func() bool {
 				_, err := call(t.Context(), client, "")
 				return err == nil

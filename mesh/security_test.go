@@ -110,7 +110,7 @@ func startSecurityMesh(t *testing.T, src identities, files map[string]string) *s
 	sm := &securityMesh{cp: cp, dir: dir, src: src}
 	m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, src.workload(t, "greeter")...)
 	sm.server = serveGreeter(t, m, "v1", &grpcGreeter{})
-	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	waitRegistered(t, cp, 1)
 	return sm
 }
 

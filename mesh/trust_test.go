@@ -28,7 +28,7 @@ func TestRegistrationHijackRefused(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": splitRoute(100, 0)})
 	addr := cp.XDSAddr()
 	legit := startGreeter(t, addr, "v1")
-	meshtest.WaitUntil(t, 10*time.Second, "the greeter to register", func() bool { return registered(t, cp) == 1 })
+	waitRegistered(t, cp, 1)
 
 	refusals := &logRecorder{}
 	attacker := startMesh(t, addr, "greeter", map[string]string{"version": "v1"}, mesh.WithServiceAccount("attacker"), mesh.WithLogger(slog.New(refusals)))
@@ -138,11 +138,11 @@ func TestRestartKeepsTrust(t *testing.T) {
 	cp1 := meshtest.StartControlPlane(t, dir, controlplane.WithWarmup(time.Second))
 	addr := cp1.XDSAddr()
 	before := startGreeter(t, addr, "v1")
-	meshtest.WaitUntil(t, 10*time.Second, "the greeter to register", func() bool { return registered(t, cp1) == 1 })
+	waitRegistered(t, cp1, 1)
 	cp1.Close()
 
 	cp2 := meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(time.Second))
-	meshtest.WaitUntil(t, 15*time.Second, "the greeter to register again", func() bool { return registered(t, cp2) == 1 })
+	waitRegistered(t, cp2, 1)
 	after := dialGreeter(t, startMesh(t, addr, "productpage", nil))
 	waitServing(t, after, "v1")
 	for i := range 200 {
