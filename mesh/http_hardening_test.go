@@ -229,20 +229,32 @@ func TestHTTPPathAndMethodTricks(t *testing.T) {
 	}
 }
 
-func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
-	cp, dir := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry("secure.example")})
+// sanRefusal starts an HTTP greeter whose cluster expects san
+// (secureServiceEntry), and a client, and waits until the client refuses
+// the server: its SVID matches none of the names. It returns the client,
+// the config directory, and the refusal.
+func sanRefusal(t *testing.T, san string) (*http.Client, string, error) {
+	t.Helper()
+	cp, dir := startControlPlane(t, map[string]string{"greeter.yaml": secureServiceEntry(san)})
 	startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
 	waitRegistered(t, cp, 1)
 	c := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil))
-
-	// The server's SVID has no SAN secure.example: the client refuses it,
-	// and says which SAN it expected.
 	var err error
 	meshtest.WaitUntil(t, 15*time.Second, "the request to fail the server's identity check", func() bool {
 		_, err = httpCall(t.Context(), c, "/", "")
-		return err != nil && strings.Contains(err.Error(), "secure.example")
+		return err != nil && strings.Contains(err.Error(), "matches none")
 	})
 	t.Logf("refused: %v", err)
+	return c, dir, err
+}
+
+func TestHTTPClusterSANIsMatchedExactly(t *testing.T) {
+	// The server's SVID has no SAN secure.example: the client refuses it,
+	// and says which SAN it expected.
+	c, dir, err := sanRefusal(t, "secure.example")
+	if !strings.Contains(err.Error(), "secure.example") {
+		t.Errorf("the refusal %q does not name the expected SAN secure.example", err)
+	}
 
 	// The same server, with the SANs left to the control plane (its
 	// SPIFFE ID), is served.
