@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
@@ -30,15 +28,8 @@ import (
 func BenchmarkUnary(b *testing.B) {
 	req := &greeterpb.HelloRequest{Name: "bench"}
 	b.Run("plain-grpc", func(b *testing.B) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		s := grpc.NewServer()
-		greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: "plain"})
-		go s.Serve(lis)
-		defer s.Stop()
-		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		addr := startPlainGreeter(b, "plain")
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -50,15 +41,8 @@ func BenchmarkUnary(b *testing.B) {
 		cp, _ := startControlPlane(b, nil)
 		serverID := startMesh(b, cp.XDSAddr(), "greeter", nil).Identity()
 		clientID := startMesh(b, cp.XDSAddr(), "client", nil).Identity()
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(security.ServerTLSConfig(serverID, tlsconfig.AuthorizeAny()))))
-		greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: "plain"})
-		go s.Serve(lis)
-		defer s.Stop()
-		cc, err := grpc.NewClient(lis.Addr().String(),
+		addr := startPlainGreeter(b, "plain", grpc.Creds(credentials.NewTLS(security.ServerTLSConfig(serverID, tlsconfig.AuthorizeAny()))))
+		cc, err := grpc.NewClient(addr,
 			grpc.WithTransportCredentials(credentials.NewTLS(security.ClientTLSConfig(clientID, tlsconfig.AuthorizeAny()))))
 		if err != nil {
 			b.Fatal(err)

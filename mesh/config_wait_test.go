@@ -140,14 +140,6 @@ func TestCallerStartedWithItsServers(t *testing.T) {
 func TestUnknownHostFailsFast(t *testing.T) {
 	cp, _ := startControlPlane(t, map[string]string{"greeter-rules.yaml": greeterRules})
 	m := startMesh(t, cp.XDSAddr(), "client", nil)
-	dial := func(target string) greeterpb.GreeterClient {
-		cc, err := m.Dial(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		return greeterpb.NewGreeterClient(cc)
-	}
 	rpc := func(c greeterpb.GreeterClient) (time.Duration, error) {
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
@@ -167,17 +159,17 @@ func TestUnknownHostFailsFast(t *testing.T) {
 	}
 
 	// Not a service host: no grace, at once.
-	took, err := rpc(dial("nowhere.example:80"))
+	took, err := rpc(dial(t, m, "nowhere.example:80"))
 	check("gRPC, nowhere.example:80", took, err, time.Second, `"nowhere.example:80"`)
 
 	// A service host asked right after the caller connected: at the end
 	// of the grace at the latest.
-	took, err = rpc(dial("nowhere:80"))
+	took, err = rpc(dial(t, m, "nowhere:80"))
 	check("gRPC, nowhere:80 within the grace", took, err, mesh.DefaultRegistrationGrace+time.Second, `"nowhere.default.svc.cluster.local:80"`)
 
 	// After it: as soon as the control plane answers for a name it was
 	// never asked.
-	took, err = rpc(dial("nowhere-else.default.svc.cluster.local:80"))
+	took, err = rpc(dial(t, m, "nowhere-else.default.svc.cluster.local:80"))
 	check("gRPC, nowhere-else after the grace", took, err, time.Second, `"nowhere-else.default.svc.cluster.local:80"`)
 
 	c := httpClientFor(t, m)

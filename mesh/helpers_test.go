@@ -149,7 +149,13 @@ func listen(t testing.TB, addr string) net.Listener {
 // dialGreeter returns a client of the greeter service.
 func dialGreeter(t testing.TB, m *mesh.Mesh) greeterpb.GreeterClient {
 	t.Helper()
-	cc, err := m.Dial(fmt.Sprintf("greeter:%d", greeterPort))
+	return dial(t, m, fmt.Sprintf("greeter:%d", greeterPort))
+}
+
+// dial returns m's Greeter client of target, until the test ends.
+func dial(t testing.TB, m *mesh.Mesh, target string) greeterpb.GreeterClient {
+	t.Helper()
+	cc, err := m.Dial(target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,15 +338,12 @@ func startChild(t testing.TB, cpAddr, proto, version string) (*exec.Cmd, string)
 	return cmd, strings.TrimSpace(strings.TrimPrefix(line, "ready "))
 }
 
-// startPlainGreeter starts a greeter on a plain grpc.Server, outside the
-// mesh, and returns its address.
-func startPlainGreeter(t testing.TB, version string) string {
+// startPlainGreeter starts a greeter on a plain grpc.Server with opts,
+// outside the mesh, and returns its address.
+func startPlainGreeter(t testing.TB, version string, opts ...grpc.ServerOption) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
+	lis := listen(t, "127.0.0.1:0")
+	s := grpc.NewServer(opts...)
 	greeterpb.RegisterGreeterServer(s, &greeter.Server{Version: version, Instance: lis.Addr().String()})
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
@@ -358,10 +361,6 @@ func splitHostPort(t testing.TB, addr string) (string, int) {
 		t.Fatal(err)
 	}
 	return h, port
-}
-
-func greeterClient(cc *grpc.ClientConn) greeterpb.GreeterClient {
-	return greeterpb.NewGreeterClient(cc)
 }
 
 // waitCall makes an RPC until one succeeds, for up to 15s, and returns

@@ -136,12 +136,7 @@ spec:
 `, port, host),
 	})
 	m := startMesh(t, cp.XDSAddr(), "client", nil)
-	cc, err := m.Dial("legacy:7070")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	r := waitCall(t, greeterClient(cc), "a call to legacy:7070")
+	r := waitCall(t, dial(t, m, "legacy:7070"), "a call to legacy:7070")
 	if r.GetVersion() != "static" {
 		t.Errorf("answered by %q, want the static endpoint", r.GetVersion())
 	}
