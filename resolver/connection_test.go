@@ -64,30 +64,19 @@ func TestConnectionState(t *testing.T) {
 	}
 
 	cp.Close()
-	waitFor(t, 5*time.Second, "the client to see the control plane gone", func() bool { return !c.Connection().Up })
+	meshtest.WaitUntil(t, 5*time.Second, "the client to see the control plane gone", func() bool { return !c.Connection().Up })
 	lost := c.Connection()
 	if lost.Err == nil || lost.Server != addr {
 		t.Errorf("after the loss: Connection() = %+v, want the server and why", lost)
 	}
-	waitFor(t, 5*time.Second, "three failed attempts to reconnect", func() bool { return rec.count("DEBUG") >= 3 })
+	meshtest.WaitUntil(t, 5*time.Second, "three failed attempts to reconnect", func() bool { return rec.count("DEBUG") >= 3 })
 
 	meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(0))
-	waitFor(t, 10*time.Second, "the client to be back", func() bool { return c.Connection().Up })
+	meshtest.WaitUntil(t, 10*time.Second, "the client to be back", func() bool { return c.Connection().Up })
 	if back := c.Connection(); !back.Since.After(lost.Since) || back.Err != nil || !back.Again {
 		t.Errorf("back: Connection() = %+v, want Up again since after %v", back, lost.Since)
 	}
 	if w, i := rec.count("WARN"), rec.count("INFO"); w != 1 || i != 2 {
 		t.Errorf("logged %d WARN and %d INFO lines about the control plane, want 1 (lost) and 2 (connected, back):\n%s", w, i, rec.all())
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
