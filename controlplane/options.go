@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/meshlet/meshlet/internal/clock"
 	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/internal/wire"
 )
@@ -158,7 +159,7 @@ func defaultOptions() options {
 		warmup:        DefaultWarmup,
 		drainAck:      DefaultDrainAckTimeout,
 		debounce:      100 * time.Millisecond,
-		clock:         systemClock{},
+		clock:         clock.System{},
 		trustDomain:   DefaultTrustDomain,
 		rootNamespace: DefaultRootNamespace,
 		svidTTL:       DefaultSVIDTTL,
@@ -221,12 +222,6 @@ func WithClock(c Clock) Option {
 		}
 	})
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) AfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 
 // WithDrainAckTimeout bounds how long the control plane waits, when a
 // server says it is draining, for every caller to acknowledge endpoints

@@ -18,6 +18,7 @@ import (
 	grpcresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/xds"
 
+	"github.com/meshlet/meshlet/internal/clock"
 	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/security"
@@ -57,7 +58,7 @@ type Mesh struct {
 // WithIdentity gives another source), and blocks until it has both, or ctx
 // ends.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
-	o := options{namespace: wire.DefaultNamespace, log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: wire.DefaultTrustDomain, clock: systemClock{}}
+	o := options{namespace: wire.DefaultNamespace, log: slog.Default(), drainTimeout: 10 * time.Second, trustDomain: wire.DefaultTrustDomain, clock: clock.System{}}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}

@@ -148,10 +148,3 @@ func WithClock(c Clock) Option {
 		}
 	})
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
-	return time.AfterFunc(d, f).Stop
-}
