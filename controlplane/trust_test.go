@@ -417,3 +417,23 @@ func TestStartHonoursItsContext(t *testing.T) {
 		t.Fatalf("Start with an ended context: %v, want context.Canceled", err)
 	}
 }
+
+// TestDeltaXDSIsRefused: incremental xDS would bypass the per-stream keys
+// and identity checks, so it is not served at all.
+func TestDeltaXDSIsRefused(t *testing.T) {
+	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig}))
+	cc := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	delta, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stream the server ended fails Send with io.EOF; Recv has its status.
+	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: &core.Node{Id: "s1"}, TypeUrl: resource.ListenerType,
+		ResourceNamesSubscribe: []string{fmt.Sprintf(wire.ServerListenerTemplate, "127.0.0.1:9080")}}); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	_, err = delta.Recv()
+	wantCode(t, err, codes.Unimplemented, "delta")
+}

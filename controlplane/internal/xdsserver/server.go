@@ -181,6 +181,11 @@ func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limit
 		StreamClosedFunc:   s.onStreamClosed,
 		StreamRequestFunc:  s.onStreamRequest,
 		StreamResponseFunc: s.onStreamResponse,
+		// Incremental xDS would reach the cache without the stream's own
+		// key and identity checks: it is not served.
+		DeltaStreamOpenFunc: func(context.Context, int64, string) error {
+			return status.Error(codes.Unimplemented, "control plane: incremental (delta) xDS is not served; use state-of-the-world ADS")
+		},
 	})
 	return s
 }
