@@ -7,6 +7,11 @@
 // re-sends a NACKed version at once, forever, so a NACK is recorded and then
 // treated as "seen": the client keeps its last good config until the next
 // change.
+//
+// Every stream has a snapshot key of its own, so that server Listeners,
+// built for one proven identity, reach only that identity's streams; the
+// identity comes from the stream's context (package authn), never from
+// what the node says.
 package xdsserver
 
 import (
