@@ -259,21 +259,44 @@ func localAddress(a netip.Addr) bool {
 	return slices.Contains(localAddrs, a)
 }
 
-// inboundOwner returns the instance that id registered at addr ("ip:port"):
-// the address it advertised, or a wildcard it is bound to.
-func inboundOwner(insts []registry.Instance, id authn.Identity, addr string) (registry.Instance, bool) {
+// inboundOwner returns the instance that id registered at addr ("ip:port"),
+// the address it advertised or a wildcard it is bound to, for a stream
+// from peer. Two hosts' servers of one identity bound to the same wildcard
+// address are told apart by the stream's address: the instance whose
+// advertised address it is (over loopback, any of this host's).
+func inboundOwner(insts []registry.Instance, id authn.Identity, addr, peer string) (registry.Instance, bool) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return registry.Instance{}, false
 	}
+	ip := ap.Addr().Unmap().String()
+	var from netip.Addr
+	if pp, err := netip.ParseAddrPort(peer); err == nil {
+		from = pp.Addr().Unmap()
+	}
+	var wildcard []registry.Instance
 	for _, inst := range insts {
 		if inst.Namespace != id.Namespace || inst.ServiceAccount != id.ServiceAccount || inst.Port != uint32(ap.Port()) {
 			continue
 		}
-		ip := ap.Addr().Unmap().String()
-		if inst.Address == ip || inst.ListenAddress != "" && inst.ListenAddress == ip {
+		switch {
+		case inst.Address == ip:
+			return inst, true
+		case inst.ListenAddress != "" && inst.ListenAddress == ip:
+			wildcard = append(wildcard, inst)
+		}
+	}
+	for _, inst := range wildcard {
+		a, err := netip.ParseAddr(inst.Address)
+		if err == nil && (a.Unmap() == from || from.IsLoopback() && localAddress(a.Unmap())) {
 			return inst, true
 		}
+	}
+	// One candidate is this stream's whatever its address (NAT, with
+	// --trust-advertised-addresses); several that the address does not
+	// tell apart are nobody's.
+	if len(wildcard) == 1 {
+		return wildcard[0], true
 	}
 	return registry.Instance{}, false
 }

@@ -468,7 +468,7 @@ func (s *Server) rebuildErr() error {
 	}
 	for _, req := range s.xds.InboundRequests() {
 		for _, addr := range req.Addresses {
-			inst, ok := inboundOwner(owned, req.Identity, addr)
+			inst, ok := inboundOwner(owned, req.Identity, addr, req.Peer)
 			if !ok {
 				continue
 			}

@@ -332,6 +332,9 @@ type InboundRequest struct {
 	Stream    int64
 	Identity  authn.Identity // proven, or claimed in insecure mode
 	Addresses []string       // "ip:port", valid and sorted
+	// Peer is the address the stream comes from: which of an identity's
+	// instances bound to the same wildcard address this stream's is.
+	Peer string
 }
 
 // InboundRequests returns, by stream, the server Listener addresses that
@@ -345,7 +348,7 @@ func (s *Server) InboundRequests() []InboundRequest {
 		if len(st.inbound) == 0 || !st.known {
 			continue
 		}
-		out = append(out, InboundRequest{Stream: id, Identity: st.identity, Addresses: slices.Clone(st.inbound)})
+		out = append(out, InboundRequest{Stream: id, Identity: st.identity, Addresses: slices.Clone(st.inbound), Peer: st.peer})
 	}
 	return out
 }
