@@ -38,12 +38,8 @@ func Example() {
 	// Output: reviews.default.svc.cluster.local 9080 GRPC
 }
 
-// An invalid config is refused with an error that names the file, the
-// resource, the field and the reason.
-func Example_invalid() {
-	dir, _ := os.MkdirTemp("", "meshlet-config-")
-	defer os.RemoveAll(dir)
-	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(`apiVersion: networking.istio.io/v1
+// mirroringRoute is a VirtualService with a field meshlet refuses.
+const mirroringRoute = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: reviews
@@ -56,7 +52,14 @@ spec:
     route:
     - destination:
         host: reviews
-`), 0o644)
+`
+
+// An invalid config is refused with an error that names the file, the
+// resource, the field and the reason.
+func Example_invalid() {
+	dir, _ := os.MkdirTemp("", "meshlet-config-")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(mirroringRoute), 0o644)
 	_, err := controlplane.Start(context.Background(), controlplane.WithConfigDir(dir),
 		controlplane.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	fmt.Println(errors.Unwrap(err)) // without the directory's path
@@ -68,20 +71,7 @@ spec:
 func ExampleFieldErrors() {
 	dir, _ := os.MkdirTemp("", "meshlet-config-")
 	defer os.RemoveAll(dir)
-	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - mirror:
-      host: reviews
-    route:
-    - destination:
-        host: reviews
-`), 0o644)
+	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(mirroringRoute), 0o644)
 	_, err := controlplane.Start(context.Background(), controlplane.WithConfigDir(dir),
 		controlplane.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	var first *controlplane.FieldError

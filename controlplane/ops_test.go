@@ -1,17 +1,14 @@
 package controlplane_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,43 +21,7 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 )
 
-// logBuffer is a log a test reads while the control plane writes it.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // lines returns the log lines that contain every one of parts.
-func (b *logBuffer) lines(parts ...string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		all := l != ""
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func captureLog() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
 
 // drainAcked registers a reviews instance, asks to drain it while a
 // caller that never ACKs watches its endpoints, and returns how long the
@@ -123,7 +84,7 @@ func TestDrainAckTimeoutAndItsDeprecatedName(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			log, logs := captureLog()
+			log, logs := meshtest.CaptureLog()
 			dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
 			cp := meshtest.StartControlPlane(t, dir, controlplane.WithLogger(log), tc.opt)
 			took, acked := drainAcked(t, cp)
@@ -135,11 +96,11 @@ func TestDrainAckTimeoutAndItsDeprecatedName(t *testing.T) {
 			if took < timeout || took > timeout+600*time.Millisecond {
 				t.Errorf("drained after %v, want just after the %v ACK timeout", took, timeout)
 			}
-			got := logs.lines("level=WARN", "WithDrainTimeout is deprecated", "use WithDrainAckTimeout")
+			got := logs.Lines("level=WARN", "WithDrainTimeout is deprecated", "use WithDrainAckTimeout")
 			if tc.deprecated && len(got) != 1 {
 				t.Errorf("want one deprecation WARN for WithDrainTimeout, got %q in:\n%s", got, logs)
 			}
-			if !tc.deprecated && len(logs.lines("deprecated")) != 0 {
+			if !tc.deprecated && len(logs.Lines("deprecated")) != 0 {
 				t.Errorf("a deprecation line without a deprecated option:\n%s", logs)
 			}
 		})
@@ -149,7 +110,7 @@ func TestDrainAckTimeoutAndItsDeprecatedName(t *testing.T) {
 // Closing the control plane ends every registration stream. That is said
 // once, at Info; a WARN per instance stays for connections really lost.
 func TestCloseIsNotALostConnection(t *testing.T) {
-	log, logs := captureLog()
+	log, logs := meshtest.CaptureLog()
 	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
 	cp := meshtest.StartControlPlane(t, dir, controlplane.WithLogger(log))
 	creds := meshtest.ControlPlaneCredentials(t, cp, "default", "reviews")
@@ -168,14 +129,14 @@ func TestCloseIsNotALostConnection(t *testing.T) {
 	going.Close()
 	const lost = "instance connection lost; removing it after the grace period"
 	meshtest.WaitUntil(t, 5*time.Second, "the WARN for r3's lost connection", func() bool {
-		return len(logs.lines("level=WARN", lost, "id=r3")) == 1
+		return len(logs.Lines("level=WARN", lost, "id=r3")) == 1
 	})
 
 	cp.Close()
-	if got := logs.lines(lost); len(got) != 1 {
+	if got := logs.Lines(lost); len(got) != 1 {
 		t.Errorf("Close logged lost connections: want only r3's, got:\n%s", strings.Join(got, "\n"))
 	}
-	if got := logs.lines("level=INFO", `msg="control plane stopping; 2 registrations end"`); len(got) != 1 {
+	if got := logs.Lines("level=INFO", `msg="control plane stopping; 2 registrations end"`); len(got) != 1 {
 		t.Errorf("want one Info line for the 2 registrations that Close ends, got:\n%s", logs)
 	}
 	_, after, _ := strings.Cut(logs.String(), "control plane stopping")
@@ -325,7 +286,7 @@ func TestDebugConfigKeepsThePreviousRefusal(t *testing.T) {
 // A reload logs the resources it added, changed and removed, each with
 // its file.
 func TestReloadLogsWhatChanged(t *testing.T) {
-	log, logs := captureLog()
+	log, logs := meshtest.CaptureLog()
 	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
 	meshtest.StartControlPlane(t, dir, controlplane.WithLogger(log))
 	steps := []struct {
@@ -346,10 +307,10 @@ func TestReloadLogsWhatChanged(t *testing.T) {
 			`msg="config loaded; no resource changed"`},
 	}
 	for _, step := range steps {
-		before := len(logs.lines("config loaded"))
+		before := len(logs.Lines("config loaded"))
 		step.change()
-		meshtest.WaitUntil(t, 5*time.Second, "the reload after "+step.name, func() bool { return len(logs.lines("config loaded")) > before })
-		got := logs.lines("config loaded")[before:]
+		meshtest.WaitUntil(t, 5*time.Second, "the reload after "+step.name, func() bool { return len(logs.Lines("config loaded")) > before })
+		got := logs.Lines("config loaded")[before:]
 		// What a reload logs, without its time and directory.
 		var msgs []string
 		for _, l := range got {
@@ -379,7 +340,7 @@ func remove(t *testing.T, path string) {
 // TestKubernetesManifestsAreSkipped: a Service and a Deployment beside the
 // Istio YAML are skipped, each with one log line, and the rest loads.
 func TestKubernetesManifestsAreSkipped(t *testing.T) {
-	log, logs := captureLog()
+	log, logs := meshtest.CaptureLog()
 	k8s := `apiVersion: v1
 kind: Service
 metadata:
@@ -400,7 +361,7 @@ spec:
 		t.Fatal("the Istio resources did not load")
 	}
 	for _, kind := range []string{"kind=Service", "kind=Deployment"} {
-		if got := logs.lines("not Istio config; skipped", "file=k8s.yaml", kind); len(got) != 1 {
+		if got := logs.Lines("not Istio config; skipped", "file=k8s.yaml", kind); len(got) != 1 {
 			t.Errorf("%d log lines for %s, want 1:\n%s", len(got), kind, logs.String())
 		}
 	}

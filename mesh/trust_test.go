@@ -1,7 +1,6 @@
 package mesh_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"io"
@@ -158,8 +157,7 @@ func TestRestartKeepsTrust(t *testing.T) {
 
 // TestInMemoryRootWarns: choosing an in-memory root says what breaks.
 func TestInMemoryRootWarns(t *testing.T) {
-	var logs syncBuffer
-	log := slogTo(&logs)
+	log, logs := meshtest.CaptureLog()
 	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, nil), controlplane.WithCAInMemory(true), controlplane.WithLogger(log))
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "no longer trust") {
 		t.Errorf("log %q, want a WARN that says trust is lost at restart", logs.String())
@@ -169,33 +167,13 @@ func TestInMemoryRootWarns(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
-
 // TestInsecurePlaintextDevelopmentMode: with the explicit development flag
 // on both sides, the control channel is plaintext on loopback and the mesh
 // still works (claims are believed; the control plane says so loudly).
 func TestInsecurePlaintextDevelopmentMode(t *testing.T) {
-	var logs syncBuffer
+	log, logs := meshtest.CaptureLog()
 	cp := meshtest.StartControlPlane(t, meshtest.WriteConfig(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": splitRoute(100, 0)}),
-		controlplane.WithInsecurePlaintext(true), controlplane.WithLogger(slogTo(&logs)))
+		controlplane.WithInsecurePlaintext(true), controlplane.WithLogger(log))
 	if !strings.Contains(logs.String(), "INSECURE") {
 		t.Errorf("no loud warning in %q", logs.String())
 	}

@@ -235,7 +235,7 @@ func TestCASourceRenewalRetries(t *testing.T) {
 	// source retries until the CA answers.
 	srv := &caServer{ca: ca, token: "t", fail: failCalls(2, 3)}
 	conn := startCA(t, srv)
-	var logs syncBuffer
+	var logs meshtest.LogBuffer
 	src, err := security.NewCASource(t.Context(), security.CAConfig{
 		Conn: conn, Token: "t", ID: ca.id("shop", "cart"), TTL: 3 * time.Second, Roots: ca.bundle(),
 		Log: slog.New(slog.NewTextHandler(&logs, nil)),

@@ -120,7 +120,7 @@ func TestFileSourceReloadsOnRename(t *testing.T) {
 	id := ca.id("default", "web")
 	f := newPEMFiles(t.TempDir())
 	f.write(ca.issue(id, time.Hour), ca.bundle())
-	var logs syncBuffer
+	var logs meshtest.LogBuffer
 	src := newFileSource(t, f, security.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	defer logOnFailure(t, &logs)
 	first := currentSerial(t, src)

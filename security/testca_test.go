@@ -19,6 +19,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // testCA is a one-level CA for tests: a self-signed root that signs SVIDs
@@ -201,28 +203,8 @@ func (ca *testCA) intermediate() *testCA {
 	return &testCA{td: ca.td, cert: must(x509.ParseCertificate(der)), key: key}
 }
 
-// syncBuffer is an io.Writer for a slog handler that tests read while
-// sources write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
 // logOnFailure logs what logs holds if the test has failed; defer it.
-func logOnFailure(t *testing.T, logs *syncBuffer) {
+func logOnFailure(t *testing.T, logs *meshtest.LogBuffer) {
 	if t.Failed() {
 		t.Logf("logs:\n%s", logs.String())
 	}

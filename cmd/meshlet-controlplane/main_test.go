@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,29 +19,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is an output a test reads while run writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runOnce runs the command with args until it returns, which it must do
 // by itself, and returns its exit code and output.
 func runOnce(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut meshtest.LogBuffer
 	code = run(t.Context(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -247,7 +228,7 @@ func TestServesUntilStopped(t *testing.T) {
 	config := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": serviceEntry})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut meshtest.LogBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--config-dir", config, "--state-dir", t.TempDir(), "--xds-address", "127.0.0.1:0",

@@ -24,6 +24,7 @@ import (
 
 	"github.com/meshlet/meshlet/controlplane/internal/ca"
 	"github.com/meshlet/meshlet/internal/capb"
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 const (
@@ -44,7 +45,7 @@ func fixedNow() (time.Time, func() time.Time) {
 
 func TestSignIssuesSVID(t *testing.T) {
 	t0, now := fixedNow()
-	log, logs := bufferLog()
+	log, logs := meshtest.CaptureLog()
 	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, Now: now, Log: log})
 	client := serve(t, c)
 
@@ -128,7 +129,7 @@ func checkLeaf(t *testing.T, leaf *x509.Certificate) {
 }
 
 func TestSignRefuses(t *testing.T) {
-	log, logs := bufferLog()
+	log, logs := meshtest.CaptureLog()
 	c := newCA(t, ca.Config{Tokens: map[string]ca.Identity{tokenA: identityA}, Log: log})
 	client := serve(t, c)
 	key := newKey(t)
@@ -208,7 +209,7 @@ func TestSignMalformedAuthorization(t *testing.T) {
 
 func TestInsecureDev(t *testing.T) {
 	t0, now := fixedNow()
-	log, logs := bufferLog()
+	log, logs := meshtest.CaptureLog()
 	c := newCA(t, ca.Config{InsecureDev: true, Tokens: map[string]ca.Identity{tokenA: identityA}, Now: now, Log: log})
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "insecure development mode: the CA signs any identity without a token; never use this outside loopback demos") {
 		t.Errorf("New did not warn about insecure development mode; log:\n%s", logs)

@@ -374,7 +374,7 @@ func (s *Server) WaitAcked(ctx context.Context, typ resource.Type) bool {
 				continue
 			}
 			target, ok := targets[id]
-			if !ok {
+			if !ok && s.current[typ] != nil {
 				target = s.current[typ].version
 			}
 			if !s.atLeast(ts.Acked, target) {
