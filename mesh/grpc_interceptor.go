@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/resolver"
 )
 
@@ -25,7 +26,7 @@ type rpcGate struct {
 	m      *Mesh
 	target string // as the caller wrote it
 	name   string // the client Listener's name
-	host   atomic.Pointer[hostView]
+	host   atomic.Pointer[dataplane.Host]
 }
 
 func (g *rpcGate) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -33,7 +34,7 @@ func (g *rpcGate) unary(ctx context.Context, method string, req, reply any, cc *
 	if err != nil {
 		return err
 	}
-	if !h.state.Load().incomplete {
+	if !h.State().Incomplete {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	var p peer.Peer
@@ -50,7 +51,7 @@ func (g *rpcGate) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 		return nil, err
 	}
 	s, err := streamer(ctx, desc, cc, method, opts...)
-	if err != nil && h.state.Load().incomplete {
+	if err != nil && h.State().Incomplete {
 		// A stream that could not start never reached a server.
 		err = g.explain(ctx, h, method, err)
 	}
@@ -60,9 +61,9 @@ func (g *rpcGate) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 // admit waits until the call can go to gRPC-Go: the host is known, and
 // while the registration grace lasts, the clusters its route sends to
 // have endpoints.
-func (g *rpcGate) admit(ctx context.Context, method string, opts []grpc.CallOption) (*hostView, error) {
+func (g *rpcGate) admit(ctx context.Context, method string, opts []grpc.CallOption) (*dataplane.Host, error) {
 	if h := g.host.Load(); h != nil {
-		if st := h.state.Load(); st.routes != nil && !st.incomplete {
+		if st := h.State(); st.Routes != nil && !st.Incomplete {
 			return h, nil // the common case: nothing to wait for
 		}
 	}
@@ -78,44 +79,41 @@ func (g *rpcGate) admit(ctx context.Context, method string, opts []grpc.CallOpti
 		wctx, cancel = context.WithTimeout(ctx, g.m.wait.Timeout)
 		defer cancel()
 	}
-	v, err := g.m.routingView(wctx)
+	core, err := g.m.dataplane(wctx)
 	if err != nil {
 		return nil, err
 	}
-	h := v.host(g.name)
+	h := core.Host(g.name)
 	g.host.Store(h)
-	routes, err := v.awaitRoutes(wctx, h, g.target, waitForReady)
+	routes, err := h.Routes(wctx, g.target, waitForReady)
 	if err != nil {
 		return nil, err
 	}
-	if st := h.state.Load(); !st.incomplete || g.m.graceEnd(v.rc, time.Now()).IsZero() {
+	if st := h.State(); !st.Incomplete || core.GraceEnd(time.Now()).IsZero() {
 		return h, nil
 	}
-	if r, err := resolver.MatchRoute(routes, g.name, method, outgoingHeaders(ctx), "POST"); err == nil {
-		v.awaitClusters(wctx, actionClusters(r.Action))
+	if r, err := resolver.MatchRoute(*routes, g.name, method, outgoingHeaders(ctx), "POST"); err == nil {
+		core.AwaitClusters(wctx, dataplane.ActionClusters(r.Action))
 	}
 	return h, nil
 }
 
 // explain adds what meshlet knows to an Unavailable error of a call that
 // did not reach a server: the route's clusters that have no endpoint.
-func (g *rpcGate) explain(ctx context.Context, h *hostView, method string, err error) error {
-	st := h.state.Load()
-	if status.Code(err) != codes.Unavailable || st.routes == nil {
+func (g *rpcGate) explain(ctx context.Context, h *dataplane.Host, method string, err error) error {
+	st := h.State()
+	if status.Code(err) != codes.Unavailable || st.Routes == nil {
 		return err
 	}
-	r, rerr := resolver.MatchRoute(*st.routes, g.name, method, outgoingHeaders(ctx), "POST")
+	r, rerr := resolver.MatchRoute(*st.Routes, g.name, method, outgoingHeaders(ctx), "POST")
 	if rerr != nil {
 		return &rpcError{msg: fmt.Sprintf("mesh: %s: no route for %s in the control plane's config", g.name, method), grpcErr: err, gap: rerr}
 	}
-	gaps := g.m.xds.view.clusterGaps(actionClusters(r.Action))
+	gaps := g.m.xds.core.Gaps(dataplane.ActionClusters(r.Action))
 	if len(gaps) == 0 {
 		return err
 	}
-	var gap error = gaps[0]
-	if len(gaps) > 1 {
-		gap = &gapError{what: fmt.Sprintf("%d clusters", len(gaps)), problem: "are not ready: " + joinGaps(gaps)}
-	}
+	gap := dataplane.JoinGaps(gaps)
 	return &rpcError{msg: fmt.Sprintf("mesh: %s %s: %v", g.name, method, gap), grpcErr: err, gap: gap}
 }
 

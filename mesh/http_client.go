@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/meshlet/meshlet/balancer"
-	"github.com/meshlet/meshlet/internal/envoydefaults"
+	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/internal/wire"
-	"github.com/meshlet/meshlet/resolver"
 )
 
 // UnknownHosts says what the mesh HTTP client does with a request for a
@@ -35,7 +32,7 @@ const (
 // plane says does not exist: an HTTP request under Refuse, an RPC (whose
 // status is Unavailable), and WaitRoutable's error when it gives up on
 // such a host.
-var ErrUnknownHost = errors.New("mesh: host is not in the mesh")
+var ErrUnknownHost = dataplane.ErrUnknownHost
 
 // HTTPOption configures a mesh HTTP transport.
 type HTTPOption interface{ applyHTTP(*httpOptions) }
@@ -76,12 +73,12 @@ func (m *Mesh) HTTPClient(ctx context.Context, opts ...HTTPOption) (*http.Client
 // HTTPTransport returns an http.RoundTripper that routes plain-HTTP mesh
 // requests as the control plane says, with the same semantics gRPC gets:
 // http://reviews:9080/path (or reviews.default.svc.cluster.local:9080)
-// picks a virtual host by authority, a route by path, headers and method,
-// a cluster by weight, and an endpoint by the cluster's load-balancing
-// policy; the route's timeout and retries apply; and the request goes over
-// mTLS to the endpoint when the cluster says so, checking the server's
-// SPIFFE identity. It connects meshlet's xDS client on first use, within
-// ctx.
+// picks a virtual host by authority, a route by path, query, headers and
+// method, a cluster by weight, and an endpoint by the cluster's
+// load-balancing policy; the route's timeout and retries apply; and the
+// request goes over mTLS to the endpoint when the cluster says so,
+// checking the server's SPIFFE identity. It waits for meshlet's xDS
+// client to connect, within ctx.
 //
 // It is safe for concurrent use, never changes the caller's request, and
 // closes the request body on every path.
@@ -90,11 +87,11 @@ func (m *Mesh) HTTPTransport(ctx context.Context, opts ...HTTPOption) (*HTTPTran
 	for _, opt := range opts {
 		opt.applyHTTP(&o)
 	}
-	v, err := m.routingView(ctx)
+	core, err := m.dataplane(ctx)
 	if err != nil {
 		return nil, err
 	}
-	t := &HTTPTransport{m: m, rc: v.rc, view: v, opts: o, upstreams: map[string]*upstream{}}
+	t := &HTTPTransport{m: m, core: core, opts: o, pools: map[string]*pool{}}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -119,34 +116,48 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	name := net.JoinHostPort(wire.QualifyHost(host, t.m.opts.namespace), port)
-	routes, err := t.view.awaitRoutes(req.Context(), t.view.host(name), req.URL.Host, false)
+	routes, err := t.core.Host(name).Routes(req.Context(), req.URL.Host, false)
 	if err != nil {
-		var unknown *hostError
+		var unknown *dataplane.HostError
 		if errors.As(err, &unknown) && req.Context().Err() == nil && t.opts.unknown == PassThrough {
 			return t.opts.base.RoundTrip(req)
 		}
 		closeBody(req)
 		return nil, err
 	}
-	route, err := resolver.MatchRoute(routes, req.URL.Host, req.URL.Path, headerFunc(req.Header), req.Method)
+	path := req.URL.Path
+	if req.URL.RawQuery != "" {
+		path += "?" + req.URL.RawQuery
+	}
+	r := dataplane.Request{
+		Authority: req.URL.Host,
+		Path:      path,
+		Method:    req.Method,
+		Header:    req.Header.Values,
+		Cookie: func(name string) (string, bool) {
+			c, err := req.Cookie(name)
+			if err != nil {
+				return "", false
+			}
+			return c.Value, true
+		},
+	}
+	route, err := dataplane.Match(routes, &r)
 	if err != nil {
 		closeBody(req)
 		return localReply(req, http.StatusNotFound, fmt.Sprintf("no route for %s %s%s", req.Method, req.URL.Host, req.URL.Path)), nil
 	}
-	return t.forward(req, route)
+	return t.forward(req, t.core.NewCall(route, &r))
 }
 
-// forward sends req as route says: to a cluster of its action, with its
-// timeout and retries.
-func (t *HTTPTransport) forward(req *http.Request, route *resolver.Route) (*http.Response, error) {
-	a := route.Action
+// forward sends req as its call's route says: to the cluster it chose,
+// with the route's timeout and retries.
+func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.Response, error) {
 	ctx, cancel := req.Context(), context.CancelFunc(func() {})
-	if a.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, a.Timeout)
+	if d := call.Route.Action.Timeout; d > 0 {
+		ctx, cancel = context.WithTimeout(ctx, d)
 	}
-	cluster := resolver.PickWeightedCluster(a, rand.Uint32())
-	up := t.upstream(cluster)
-	if err := up.wait(ctx); err != nil {
+	if err := call.Cluster.Wait(ctx); err != nil {
 		cancel()
 		closeBody(req)
 		if ctx.Err() != nil && req.Context().Err() == nil {
@@ -154,37 +165,32 @@ func (t *HTTPTransport) forward(req *http.Request, route *resolver.Route) (*http
 		}
 		return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+strings.TrimPrefix(err.Error(), "mesh: ")), nil
 	}
-	hash, hasHash := requestHash(req, a.HashPolicies)
-	retries := 0
-	if a.Retry != nil {
-		retries = int(a.Retry.NumRetries)
-	}
-	tried := map[string]bool{}
-	for attempt := 0; ; attempt++ {
-		out, err := attemptRequest(ctx, req, attempt)
+	rewindable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	for {
+		out, err := attemptRequest(ctx, req, call.Attempt())
 		if err != nil {
 			cancel()
 			closeBody(req)
 			return nil, err
 		}
-		resp, retryable, err := up.send(ctx, out, balancer.Request{Hash: hash, HasHash: hasHash}, a.Retry, tried)
-		if attempt < retries && retryable && ctx.Err() == nil && (req.Body == nil || req.GetBody != nil) {
+		resp, o := t.send(ctx, call, out)
+		if rewindable && call.CanRetry(ctx, o) {
 			if resp != nil {
 				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 				resp.Body.Close()
 			}
-			if !sleepBackoff(ctx, a.Retry, attempt) {
+			if !call.Backoff(ctx) {
 				break
 			}
 			continue
 		}
-		if err != nil {
+		if err := o.Err; err != nil {
 			cancel()
 			if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil {
 				return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 			}
 			if errors.Is(err, balancer.ErrNoEndpoints) {
-				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+describeCluster(cluster)+": "+err.Error()), nil
+				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+dataplane.DescribeCluster(call.Cluster.Name())+": "+err.Error()), nil
 			}
 			return nil, fmt.Errorf("mesh: %s %s: %w", req.Method, req.URL.Redacted(), err)
 		}
@@ -198,6 +204,40 @@ func (t *HTTPTransport) forward(req *http.Request, route *resolver.Route) (*http
 		return nil, fmt.Errorf("mesh: %s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
 	return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
+}
+
+// send makes one attempt: picks an endpoint the call has not tried,
+// sends, and tells the balancer how it went.
+func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *http.Request) (*http.Response, dataplane.Outcome) {
+	res, err := call.Pick()
+	if err != nil {
+		closeBody(req)
+		// No endpoint: Envoy retries this as a connect failure.
+		return nil, dataplane.Outcome{Err: err}
+	}
+	tr, useTLS := t.transport(call.Cluster)
+	req.URL.Host = res.Endpoint.Address
+	req.URL.Scheme = "http"
+	if useTLS {
+		req.URL.Scheme = "https"
+	}
+	start := time.Now()
+	attemptCtx, cancel := call.AttemptContext(ctx)
+	if attemptCtx != ctx {
+		req = req.WithContext(attemptCtx)
+	}
+	resp, err := tr.RoundTrip(req)
+	o := dataplane.Outcome{Err: err, Caller: err != nil && ctx.Err() != nil}
+	if resp != nil {
+		o.Status = resp.StatusCode
+	}
+	dataplane.Report(res, o, start)
+	if err != nil {
+		cancel()
+		return nil, o
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, o
 }
 
 // attemptRequest is the request for one attempt: a clone, with a fresh
@@ -217,60 +257,6 @@ func attemptRequest(ctx context.Context, req *http.Request, attempt int) (*http.
 	return out, nil
 }
 
-// sleepBackoff waits before retry attempt+1, Envoy's way: a random time up
-// to base*2^attempt, at most max.
-func sleepBackoff(ctx context.Context, p *resolver.RetryPolicy, attempt int) bool {
-	base, maxWait := envoydefaults.RetryBaseInterval, envoydefaults.RetryMaxInterval
-	if p.BackoffBase > 0 {
-		base = p.BackoffBase
-	}
-	if p.BackoffMax > 0 {
-		maxWait = p.BackoffMax
-	}
-	d := min(base<<attempt, maxWait)
-	timer := time.NewTimer(rand.N(d) + 1)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
-}
-
-// retryOn reports whether an attempt's outcome is one the policy retries,
-// with Envoy's meaning of each condition for HTTP.
-func retryOn(p *resolver.RetryPolicy, status int, err error) bool {
-	if p == nil {
-		return false
-	}
-	for _, on := range p.RetryOn {
-		switch on {
-		case "5xx":
-			if err != nil || status >= 500 {
-				return true
-			}
-		case "gateway-error":
-			if status == 502 || status == 503 || status == 504 {
-				return true
-			}
-		case "reset", "connect-failure", "refused-stream":
-			if err != nil {
-				return true
-			}
-		case "retriable-4xx":
-			if status == 409 {
-				return true
-			}
-		case "retriable-status-codes":
-			if slices.Contains(p.RetriableStatusCodes, uint32(status)) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func splitAuthority(authority string) (host, port string, err error) {
 	if !strings.Contains(authority, ":") || strings.HasSuffix(authority, "]") {
 		return strings.Trim(authority, "[]"), "80", nil
@@ -280,10 +266,6 @@ func splitAuthority(authority string) (host, port string, err error) {
 		return "", "", fmt.Errorf("mesh: bad authority %q: %w", authority, err)
 	}
 	return host, port, nil
-}
-
-func headerFunc(h http.Header) func(string) []string {
-	return func(name string) []string { return h.Values(name) }
 }
 
 func closeBody(req *http.Request) {
@@ -307,47 +289,6 @@ func localReply(req *http.Request, code int, msg string) *http.Response {
 		ContentLength: int64(len(body)),
 		Request:       req,
 	}
-}
-
-// requestHash computes a request's hash for ring-hash clusters from the
-// route's hash policies, as Envoy combines them.
-func requestHash(req *http.Request, policies []resolver.HashPolicy) (uint64, bool) {
-	var h uint64
-	have := false
-	for _, p := range policies {
-		var v string
-		switch p.Kind {
-		case resolver.HashHeader:
-			vals := req.Header.Values(p.Name)
-			if len(vals) == 0 {
-				continue
-			}
-			v = strings.Join(vals, ",")
-			if p.Regex != nil {
-				v = p.Regex.ReplaceAllString(v, p.Substitution)
-			}
-		case resolver.HashCookie:
-			c, err := req.Cookie(p.Name)
-			if err != nil {
-				continue
-			}
-			v = c.Value
-		case resolver.HashQueryParameter:
-			if !req.URL.Query().Has(p.Name) {
-				continue
-			}
-			v = req.URL.Query().Get(p.Name)
-		default:
-			continue
-		}
-		// Combine as Envoy does: rotate and xor.
-		h = (h<<1 | h>>63) ^ balancer.HashString(v)
-		have = true
-		if p.Terminal {
-			break
-		}
-	}
-	return h, have
 }
 
 type cancelOnClose struct {

@@ -2,14 +2,11 @@ package mesh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/meshlet/meshlet/internal/wire"
-	"github.com/meshlet/meshlet/resolver"
 )
 
 // WaitRoutable waits until calls to target can be routed: the control
@@ -32,41 +29,11 @@ func (m *Mesh) WaitRoutable(ctx context.Context, target string) error {
 	if err != nil {
 		return err
 	}
-	v, err := m.routingView(ctx)
+	core, err := m.dataplane(ctx)
 	if err != nil {
 		return err
 	}
-	h := v.host(name)
-	for {
-		changed := v.changes()
-		st := h.state.Load()
-		var gap error
-		switch {
-		case st.routes != nil:
-			gaps := v.clusterGaps(routeClusters(*st.routes))
-			if len(gaps) == 0 {
-				return nil
-			}
-			if len(gaps) == 1 {
-				gap = gaps[0]
-			} else {
-				gap = &gapError{what: fmt.Sprintf("%d clusters", len(gaps)), problem: "are not ready: " + joinGaps(gaps)}
-			}
-		case st.answered && !st.exists && errors.Is(st.err, resolver.ErrResourceNotFound):
-			gap = &hostError{target: target, name: name, cp: m.opts.controlPlane}
-		case st.answered && st.err != nil:
-			gap = fmt.Errorf("host %q: %w", name, st.err)
-		default:
-			gap = fmt.Errorf("no answer from the control plane at %s about host %q yet", m.opts.controlPlane, name)
-		}
-		if err := sleepUntil(ctx, changed, time.Time{}); err != nil {
-			msg := fmt.Sprintf("mesh: %s is not routable: %v", target, gap)
-			if _, ok := gap.(*hostError); ok {
-				msg = gap.Error()
-			}
-			return &waitError{msg: msg, err: err, gap: gap}
-		}
-	}
+	return core.Host(name).WaitRoutable(ctx, target)
 }
 
 // listenerName returns the client Listener's name for a target: the fully

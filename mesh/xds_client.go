@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/resolver"
 )
 
@@ -19,7 +20,7 @@ type xdsConn struct {
 	done   chan struct{} // closed when the connecting goroutine returns
 	rc     *resolver.Client
 	err    error
-	view   *view
+	core   *dataplane.Core
 }
 
 // startXDSClient starts connecting meshlet's own xDS client, which HTTP
@@ -45,7 +46,7 @@ func (m *Mesh) startXDSClient() {
 			defer close(m.xds.done)
 			rc, err := m.newXDSClient(ctx)
 			if err == nil {
-				m.xds.view = newView(m, rc)
+				m.xds.core = dataplane.New(dataplane.Config{Client: rc, Locality: m.opts.locality, Waits: m.wait.waits(), ControlPlane: m.opts.controlPlane, Log: m.log})
 			}
 			m.xds.rc, m.xds.err = rc, err
 			close(m.xds.ready)
@@ -68,13 +69,13 @@ func (m *Mesh) xdsClient(ctx context.Context) (*resolver.Client, error) {
 	return m.xds.rc, nil
 }
 
-// routingView returns the mesh's view of its targets, once the xDS client
-// is connected.
-func (m *Mesh) routingView(ctx context.Context) (*view, error) {
+// dataplane returns the mesh's data plane, once the xDS client is
+// connected.
+func (m *Mesh) dataplane(ctx context.Context) (*dataplane.Core, error) {
 	if _, err := m.xdsClient(ctx); err != nil {
 		return nil, err
 	}
-	return m.xds.view, nil
+	return m.xds.core, nil
 }
 
 // closeXDSClient stops connecting, or closes the connected client.
@@ -90,8 +91,8 @@ func (m *Mesh) closeXDSClient() {
 	}
 	m.xds.cancel()
 	<-m.xds.done
-	if m.xds.view != nil {
-		m.xds.view.close()
+	if m.xds.core != nil {
+		m.xds.core.Close()
 	}
 	if m.xds.rc != nil {
 		m.xds.rc.Close()

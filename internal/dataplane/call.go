@@ -1,0 +1,164 @@
+package dataplane
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+
+	"github.com/meshlet/meshlet/balancer"
+	"github.com/meshlet/meshlet/internal/envoydefaults"
+	"github.com/meshlet/meshlet/resolver"
+)
+
+// Request is what routing may know of a request, whatever its transport.
+type Request struct {
+	// Authority is matched against the virtual hosts' domains.
+	Authority string
+	// Path is the request's path with its query string; for gRPC,
+	// "/package.Service/Method".
+	Path string
+	// Method is the HTTP method; POST for gRPC.
+	Method string
+	// Header returns a header's values by lower-case name (gRPC: the
+	// outgoing metadata). It may be nil.
+	Header func(string) []string
+	// Cookie returns a cookie's value; nil when the transport has none.
+	Cookie func(string) (string, bool)
+}
+
+// Match returns the route of routes for r, or an error wrapping
+// resolver.ErrNoRoute.
+func Match(routes *resolver.RouteConfig, r *Request) (*resolver.Route, error) {
+	return resolver.MatchRoute(*routes, r.Authority, r.Path, r.Header, r.Method)
+}
+
+// Call is one request's plan: its route, the cluster its action chose,
+// its hash, and the endpoints tried so far. It is not safe for
+// concurrent use: one request's attempts run one after another.
+type Call struct {
+	Route   *resolver.Route
+	Cluster *Cluster
+	hash    uint64
+	hasHash bool
+	tried   []string
+	attempt int
+}
+
+// NewCall plans a request that matched route: it chooses the cluster by
+// the route's weights and computes the request's hash.
+func (c *Core) NewCall(route *resolver.Route, r *Request) *Call {
+	call := &Call{Route: route, Cluster: c.Cluster(resolver.PickWeightedCluster(route.Action, rand.Uint32()))}
+	if len(route.Action.HashPolicies) > 0 {
+		call.hash, call.hasHash = requestHash(r, route.Action.HashPolicies)
+	}
+	return call
+}
+
+// Attempt returns how many attempts were made before the current one.
+func (call *Call) Attempt() int { return call.attempt }
+
+// Pick picks an endpoint the request has not tried yet, if one comes up
+// within Istio's default previous_hosts tries (5), else the last one
+// picked. The caller must call Result.Done once.
+func (call *Call) Pick() (balancer.Result, error) {
+	br := balancer.Request{Hash: call.hash, HasHash: call.hasHash}
+	for i := 1; ; i++ {
+		res, err := call.Cluster.Pick(br)
+		if err != nil || !call.triedAddr(res.Endpoint.Address) || i == envoydefaults.PreviousHostsTries {
+			if err == nil {
+				call.tried = append(call.tried, res.Endpoint.Address)
+			}
+			return res, err
+		}
+		res.Done(balancer.DoneInfo{Failure: balancer.FailureCaller}) // not sent: no verdict
+	}
+}
+
+func (call *Call) triedAddr(a string) bool {
+	for _, t := range call.tried {
+		if t == a {
+			return true
+		}
+	}
+	return false
+}
+
+// AttemptContext bounds one attempt by the retry policy's per-try
+// timeout, if it has one.
+func (call *Call) AttemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if p := call.Route.Action.Retry; p != nil && p.PerTryTimeout > 0 {
+		return context.WithTimeout(ctx, p.PerTryTimeout)
+	}
+	return ctx, func() {}
+}
+
+// CanRetry reports whether the request may be tried again after an
+// attempt that came to o: the policy retries o, its retries are not used
+// up, and ctx has not ended. Backoff then waits before the next attempt.
+func (call *Call) CanRetry(ctx context.Context, o Outcome) bool {
+	p := call.Route.Action.Retry
+	return p != nil && call.attempt < int(p.NumRetries) && ctx.Err() == nil && Retriable(p, o)
+}
+
+// Backoff waits before the next attempt, Envoy's way, and counts it. It
+// is false if ctx ended first.
+func (call *Call) Backoff(ctx context.Context) bool {
+	if !sleepBackoff(ctx, call.Route.Action.Retry, call.attempt) {
+		return false
+	}
+	call.attempt++
+	return true
+}
+
+// requestHash computes a request's hash for ring-hash clusters from the
+// route's hash policies, as Envoy combines them.
+func requestHash(r *Request, policies []resolver.HashPolicy) (uint64, bool) {
+	var h uint64
+	have := false
+	var query url.Values
+	for _, p := range policies {
+		var v string
+		switch p.Kind {
+		case resolver.HashHeader:
+			if r.Header == nil {
+				continue
+			}
+			vals := r.Header(strings.ToLower(p.Name))
+			if len(vals) == 0 {
+				continue
+			}
+			v = strings.Join(vals, ",")
+			if p.Regex != nil {
+				v = p.Regex.ReplaceAllString(v, p.Substitution)
+			}
+		case resolver.HashCookie:
+			if r.Cookie == nil {
+				continue
+			}
+			c, ok := r.Cookie(p.Name)
+			if !ok {
+				continue
+			}
+			v = c
+		case resolver.HashQueryParameter:
+			if query == nil {
+				_, q, _ := strings.Cut(r.Path, "?")
+				query, _ = url.ParseQuery(q)
+			}
+			if !query.Has(p.Name) {
+				continue
+			}
+			v = query.Get(p.Name)
+		default:
+			continue
+		}
+		// Combine as Envoy does: rotate and xor.
+		h = (h<<1 | h>>63) ^ balancer.HashString(v)
+		have = true
+		if p.Terminal {
+			break
+		}
+	}
+	return h, have
+}
