@@ -9,7 +9,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 
-	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM
+	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM, for gRPC-Go's xDS path
+	"github.com/meshlet/meshlet/internal/grpcadapter"
 )
 
 // ErrNoPort is returned for a target without the service port.
@@ -19,21 +20,49 @@ var ErrNoPort = errors.New("mesh: target has no port")
 // service's host and port: "reviews:9080" (a short name, in this workload's
 // namespace), "reviews.prod:9080", or
 // "reviews.prod.svc.cluster.local:9080". Routing, load balancing, timeouts
-// and retries follow the control plane's config through gRPC-Go's own xDS
-// support, with no proxy.
+// and retries follow the control plane's config through meshlet's own
+// data plane, the same one the HTTP client uses, with no proxy: the route
+// is matched with the method as path and the outgoing metadata as
+// headers, the cluster chosen by weight, the endpoint by the cluster's
+// balancer (with outlier ejection and locality failover), and retries go
+// to endpoints not tried yet. A stream is retried only before its first
+// response message. Interceptors given in opts run inside meshlet's,
+// once per attempt.
 //
 // Calls wait for the control plane's config of the target as ConfigWait
 // says, rather than fail, and a call to a host the control plane says
 // does not exist fails at once with Unavailable and an error that names
 // the host (wrapping ErrUnknownHost). A call that fails because a cluster
-// has no endpoint says which cluster and subset. meshlet's own xDS client
-// decides these, and gRPC-Go's routes the call; interceptors given in
-// opts run inside meshlet's. With GRPC_XDS_BOOTSTRAP set, gRPC-Go alone
-// decides.
+// has no endpoint says which cluster and subset.
 //
-// Each ClientConn has its own xDS stream to the control plane: create one
-// per target and reuse it.
+// An "xds:///host:port" target, or a mesh made WithGRPCGoXDS, uses
+// gRPC-Go's own xDS client instead (each ClientConn then has its own xDS
+// stream); with GRPC_XDS_BOOTSTRAP set, gRPC-Go alone decides there.
 func (m *Mesh) Dial(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if m.opts.grpcGoXDS || strings.HasPrefix(target, "xds:") {
+		return m.dialXDS(target, opts...)
+	}
+	name, err := m.listenerName(target)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(grpcadapter.Scheme+":///"+name, append(m.DialOptions(), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
+	}
+	return cc, nil
+}
+
+// DialOptions returns the options that make a ClientConn follow the mesh
+// natively, for callers who call grpc.NewClient themselves with a
+// "meshlet:///host:port" target ("meshlet:///reviews:9080"). Dial uses
+// them.
+func (m *Mesh) DialOptions() []grpc.DialOption {
+	return m.grpc.DialOptions()
+}
+
+// dialXDS dials through gRPC-Go's own xDS client.
+func (m *Mesh) dialXDS(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	t, err := m.xdsTarget(target)
 	if err != nil {
 		return nil, err
@@ -50,7 +79,6 @@ func (m *Mesh) Dial(target string, opts ...grpc.DialOption) (*grpc.ClientConn, e
 		all = append(all, grpc.WithResolvers(m.xdsResolver))
 		// An xds:// target with an authority is gRPC-Go's alone.
 		if name, err := m.listenerName(target); err == nil {
-			m.startXDSClient()
 			g := &rpcGate{m: m, target: target, name: name}
 			all = append(all, grpc.WithChainUnaryInterceptor(g.unary), grpc.WithChainStreamInterceptor(g.stream))
 		}

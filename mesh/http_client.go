@@ -190,7 +190,7 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 				return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 			}
 			if errors.Is(err, balancer.ErrNoEndpoints) {
-				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+dataplane.DescribeCluster(call.Cluster.Name())+": "+err.Error()), nil
+				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+err.Error()), nil
 			}
 			return nil, fmt.Errorf("mesh: %s %s: %w", req.Method, req.URL.Redacted(), err)
 		}
@@ -215,6 +215,7 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 		// No endpoint: Envoy retries this as a connect failure.
 		return nil, dataplane.Outcome{Err: err}
 	}
+	call.Tried(res.Endpoint.Address)
 	tr, useTLS := t.transport(call.Cluster)
 	req.URL.Host = res.Endpoint.Address
 	req.URL.Scheme = "http"

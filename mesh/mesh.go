@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/meshlet/meshlet/internal/clock"
+	"github.com/meshlet/meshlet/internal/grpcadapter"
 	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/security"
@@ -46,6 +47,7 @@ type Mesh struct {
 	transports  map[*HTTPTransport]struct{} // open HTTP transports, under mu
 
 	xds  xdsConn // meshlet's own xDS client, connected on first use
+	grpc *grpcadapter.Adapter
 	wait ConfigWait
 
 	mu      sync.Mutex
@@ -112,9 +114,16 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		m.close()
 		return nil, err
 	}
-	// meshlet's own xDS stream starts now, so that servers and HTTP
-	// clients find it up rather than wait for it.
+	// meshlet's own xDS stream starts now, so that servers and clients
+	// find it up rather than wait for it.
 	m.startXDSClient()
+	m.grpc = grpcadapter.New(grpcadapter.Config{
+		Core:         m.dataplane,
+		ListenerName: m.listenerName,
+		Identity:     m.identity,
+		TrustDomain:  m.spiffeID.TrustDomain(),
+		WaitTimeout:  m.wait.Timeout,
+	})
 	if !bootstrapFromEnv() {
 		m.xdsResolver, err = xds.NewXDSResolverWithConfigForTesting(m.bootstrap)
 		if err != nil {

@@ -24,6 +24,7 @@ func (f optionFunc) apply(o *options) { f(o) }
 type Locality = balancer.Locality
 
 type options struct {
+	grpcGoXDS bool
 	service        string
 	namespace      string
 	serviceAccount string
@@ -148,3 +149,11 @@ func WithClock(c Clock) Option {
 		}
 	})
 }
+
+// WithGRPCGoXDS makes Dial use gRPC-Go's own xDS client
+// (google.golang.org/grpc/xds), the standard client other languages also
+// use, instead of meshlet's data plane. It is slower (about 15 µs a
+// call), and gets only what gRPC-Go implements: not meshlet's outlier
+// ejection on gRPC status codes, peak EWMA or retries that skip hosts
+// already tried. Each ClientConn opens its own xDS stream.
+func WithGRPCGoXDS() Option { return optionFunc(func(o *options) { o.grpcGoXDS = true }) }

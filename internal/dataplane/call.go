@@ -60,20 +60,25 @@ func (call *Call) Attempt() int { return call.attempt }
 
 // Pick picks an endpoint the request has not tried yet, if one comes up
 // within Istio's default previous_hosts tries (5), else the last one
-// picked. The caller must call Result.Done once.
+// picked. The caller must call Result.Done once, and Tried when it sends
+// to the endpoint.
 func (call *Call) Pick() (balancer.Result, error) {
 	br := balancer.Request{Hash: call.hash, HasHash: call.hasHash}
 	for i := 1; ; i++ {
 		res, err := call.Cluster.Pick(br)
 		if err != nil || !call.triedAddr(res.Endpoint.Address) || i == envoydefaults.PreviousHostsTries {
-			if err == nil {
-				call.tried = append(call.tried, res.Endpoint.Address)
-			}
 			return res, err
 		}
-		res.Done(balancer.DoneInfo{Failure: balancer.FailureCaller}) // not sent: no verdict
+		res.Done(NotSent) // no verdict
 	}
 }
+
+// NotSent is the DoneInfo of a pick that was not used.
+var NotSent = balancer.DoneInfo{Failure: balancer.FailureCaller}
+
+// Tried records that an attempt went to addr, so that retries pick
+// other endpoints first.
+func (call *Call) Tried(addr string) { call.tried = append(call.tried, addr) }
 
 func (call *Call) triedAddr(a string) bool {
 	for _, t := range call.tried {

@@ -58,7 +58,11 @@ func (cl *Cluster) Pick(r balancer.Request) (balancer.Result, error) {
 	if bal == nil {
 		return balancer.Result{}, fmt.Errorf("%s: %w", DescribeCluster(cl.name), balancer.ErrNoEndpoints)
 	}
-	return bal.Pick(r)
+	res, err := bal.Pick(r)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", DescribeCluster(cl.name), err)
+	}
+	return res, nil
 }
 
 // Status returns the balancer's view of each endpoint, for tests and the
@@ -216,6 +220,7 @@ func (cl *Cluster) Wait(ctx context.Context) error {
 		gap := cl.gapLocked()
 		ready := cl.exists && cl.haveEPs
 		rejected := cl.err != nil && !cl.exists && !notFound(cl.err)
+		missing := cl.answered && !cl.exists
 		c.mu.Unlock()
 		if gap == nil {
 			return nil
@@ -225,7 +230,7 @@ func (cl *Cluster) Wait(ctx context.Context) error {
 		switch {
 		case rejected:
 			return gap // rejected, with nothing in force
-		case ready, cl.answered && !cl.exists:
+		case ready, missing:
 			// Its servers may not have registered yet.
 			if until = c.GraceEnd(now); until.IsZero() {
 				if ready {

@@ -99,6 +99,19 @@ type HostState struct {
 	Incomplete bool
 }
 
+// Core returns the Core that follows the host.
+func (h *Host) Core() *Core { return h.core }
+
+// Routes reports whether the host's routes, as last known, send to cl.
+func (st *HostState) RoutesTo(cl *Cluster) bool {
+	for _, c := range st.Clusters {
+		if c == cl {
+			return true
+		}
+	}
+	return false
+}
+
 // Name returns the host's Listener name.
 func (h *Host) Name() string { return h.name }
 

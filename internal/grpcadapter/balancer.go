@@ -1,0 +1,209 @@
+package grpcadapter
+
+import (
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshlet/meshlet/internal/dataplane"
+	"github.com/meshlet/meshlet/internal/envoydefaults"
+)
+
+// lbName is the adapter's LB policy, which the resolver's service config
+// selects.
+const lbName = "meshlet_dataplane"
+
+func init() { balancer.Register(lbBuilder{}) }
+
+type lbBuilder struct{}
+
+func (lbBuilder) Name() string { return lbName }
+
+func (lbBuilder) Build(cc balancer.ClientConn, _ balancer.BuildOptions) balancer.Balancer {
+	return &lb{cc: cc, conns: map[connKey]*conn{}}
+}
+
+// connKey is one SubConn: an endpoint of a cluster, with the cluster's
+// TLS settings.
+type connKey struct {
+	cluster, addr, tlsKey string
+}
+
+// pickKey is what a picker looks SubConns up by.
+type pickKey struct{ cluster, addr string }
+
+// conn is a SubConn and its last state.
+type conn struct {
+	key   connKey
+	sc    balancer.SubConn
+	state connectivity.State
+	err   error
+}
+
+// lb keeps one SubConn per cluster and endpoint the resolver gives, and
+// hands out pickers that let each call's plan choose.
+type lb struct {
+	cc balancer.ClientConn
+
+	mu     sync.Mutex // the state listeners run on gRPC's serializer too; the lock keeps Close simple
+	conns  map[connKey]*conn
+	closed bool
+}
+
+func (b *lb) UpdateClientConnState(s balancer.ClientConnState) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	want := map[connKey]resolver.Address{}
+	for _, a := range s.ResolverState.Addresses {
+		u := upstreamOf(a.Attributes)
+		if u == nil {
+			continue
+		}
+		want[connKey{cluster: u.cluster, addr: a.Addr, tlsKey: u.tlsKey}] = a
+	}
+	for k, c := range b.conns {
+		if _, ok := want[k]; !ok {
+			c.sc.Shutdown()
+			delete(b.conns, k)
+		}
+	}
+	for k, a := range want {
+		if b.conns[k] != nil {
+			continue
+		}
+		c := &conn{key: k, state: connectivity.Idle}
+		sc, err := b.cc.NewSubConn([]resolver.Address{a}, balancer.NewSubConnOptions{
+			StateListener: func(st balancer.SubConnState) { b.onState(c, st) },
+		})
+		if err != nil {
+			continue // gRPC is closing
+		}
+		c.sc = sc
+		b.conns[k] = c
+		// Connect now, as round_robin does: the first calls then find
+		// their endpoints ready.
+		sc.Connect()
+	}
+	b.updateLocked()
+	return nil
+}
+
+func (b *lb) onState(c *conn, st balancer.SubConnState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.conns[c.key] != c {
+		return
+	}
+	c.state, c.err = st.ConnectivityState, st.ConnectionError
+	if c.state == connectivity.Idle {
+		c.sc.Connect() // a connection that went away comes back at once
+	}
+	b.updateLocked()
+}
+
+// updateLocked gives gRPC a new picker over the SubConns as they stand,
+// and the channel's state: ready if any endpoint is.
+func (b *lb) updateLocked() {
+	p := &picker{conns: make(map[pickKey]*conn, len(b.conns))}
+	state := connectivity.TransientFailure
+	connecting := len(b.conns) == 0
+	for k, c := range b.conns {
+		cp := *c
+		p.conns[pickKey{k.cluster, k.addr}] = &cp
+		switch c.state {
+		case connectivity.Ready:
+			state = connectivity.Ready
+		case connectivity.Connecting, connectivity.Idle:
+			connecting = true
+		}
+	}
+	if state != connectivity.Ready && connecting {
+		state = connectivity.Connecting
+	}
+	b.cc.UpdateState(balancer.State{ConnectivityState: state, Picker: p})
+}
+
+func (b *lb) ResolverError(error) {
+	// The data plane keeps what is in force; the interceptor says why a
+	// call cannot go.
+}
+
+func (b *lb) UpdateSubConnState(balancer.SubConn, balancer.SubConnState) {}
+
+func (b *lb) ExitIdle() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.conns {
+		if c.state == connectivity.Idle {
+			c.sc.Connect()
+		}
+	}
+}
+
+func (b *lb) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for k, c := range b.conns {
+		c.sc.Shutdown()
+		delete(b.conns, k)
+	}
+}
+
+// picker asks the call's plan for the endpoint, and gives gRPC the
+// SubConn for it.
+type picker struct {
+	conns map[pickKey]*conn
+}
+
+func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	cs, _ := info.Ctx.Value(callKey{}).(*callState)
+	if cs == nil {
+		return balancer.PickResult{}, status.Error(codes.Internal, "mesh: a call without meshlet's interceptors (use Mesh.DialOptions)")
+	}
+	var lastErr error
+	for range envoydefaults.PreviousHostsTries {
+		res, err := cs.call.Pick()
+		if err != nil {
+			return balancer.PickResult{}, status.Error(codes.Unavailable, "mesh: "+err.Error())
+		}
+		c := p.conns[pickKey{cs.call.Cluster.Name(), res.Endpoint.Address}]
+		if c == nil {
+			res.Done(dataplane.NotSent)
+			if !cs.host.State().RoutesTo(cs.call.Cluster) {
+				// The routes changed since the call was planned, and the
+				// cluster went with them: plan it again.
+				cs.setReplan()
+				return balancer.PickResult{}, errReplan
+			}
+			// The resolver has not given gRPC this endpoint yet: wait
+			// for the next picker.
+			return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+		}
+		switch c.state {
+		case connectivity.Ready:
+			cs.call.Tried(res.Endpoint.Address)
+			start := time.Now()
+			return balancer.PickResult{SubConn: c.sc, Done: func(di balancer.DoneInfo) {
+				o := cs.outcome(di)
+				dataplane.Report(res, o, start)
+			}}, nil
+		case connectivity.TransientFailure:
+			// It could not connect: a local-origin failure, as an
+			// Envoy connect failure is. Try another endpoint.
+			cs.call.Tried(res.Endpoint.Address)
+			lastErr = c.err
+			dataplane.Report(res, dataplane.Outcome{Err: c.err, IsGRPC: true, GRPC: codes.Unavailable}, time.Now())
+			continue
+		default:
+			res.Done(dataplane.NotSent)
+			return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+		}
+	}
+	return balancer.PickResult{}, status.Errorf(codes.Unavailable, "mesh: %s: no endpoint could be connected to; last error: %v", dataplane.DescribeCluster(cs.call.Cluster.Name()), lastErr)
+}
