@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 
-	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM, for gRPC-Go's xDS path
 	"github.com/meshlet/meshlet/internal/grpcadapter"
+	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM, for gRPC-Go's xDS path
 )
 
 // ErrNoPort is returned for a target without the service port.

@@ -24,7 +24,7 @@ func (f optionFunc) apply(o *options) { f(o) }
 type Locality = balancer.Locality
 
 type options struct {
-	grpcGoXDS bool
+	grpcGoXDS      bool
 	service        string
 	namespace      string
 	serviceAccount string

@@ -190,8 +190,8 @@ type callError struct {
 	err  error
 }
 
-func (e *callError) Error() string                { return e.msg }
-func (e *callError) Unwrap() error                { return e.err }
+func (e *callError) Error() string              { return e.msg }
+func (e *callError) Unwrap() error              { return e.err }
 func (e *callError) GRPCStatus() *status.Status { return status.New(e.code, e.msg) }
 
 func (a *Adapter) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
