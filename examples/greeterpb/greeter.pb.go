@@ -24,8 +24,10 @@ const (
 )
 
 type HelloRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How many replies SayHellos sends; 0 means 1.
+	Count         int32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -65,6 +67,13 @@ func (x *HelloRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *HelloRequest) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 type HelloReply struct {
@@ -132,16 +141,20 @@ var File_meshlet_example_greeter_v1_greeter_proto protoreflect.FileDescriptor
 
 const file_meshlet_example_greeter_v1_greeter_proto_rawDesc = "" +
 	"\n" +
-	"(meshlet/example/greeter/v1/greeter.proto\x12\x1ameshlet.example.greeter.v1\"\"\n" +
+	"(meshlet/example/greeter/v1/greeter.proto\x12\x1ameshlet.example.greeter.v1\"8\n" +
 	"\fHelloRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\\\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"\\\n" +
 	"\n" +
 	"HelloReply\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
-	"\binstance\x18\x03 \x01(\tR\binstance2g\n" +
+	"\binstance\x18\x03 \x01(\tR\binstance2\x8b\x03\n" +
 	"\aGreeter\x12\\\n" +
-	"\bSayHello\x12(.meshlet.example.greeter.v1.HelloRequest\x1a&.meshlet.example.greeter.v1.HelloReplyB/Z-github.com/meshlet/meshlet/examples/greeterpbb\x06proto3"
+	"\bSayHello\x12(.meshlet.example.greeter.v1.HelloRequest\x1a&.meshlet.example.greeter.v1.HelloReply\x12_\n" +
+	"\tSayHellos\x12(.meshlet.example.greeter.v1.HelloRequest\x1a&.meshlet.example.greeter.v1.HelloReply0\x01\x12c\n" +
+	"\rCollectHellos\x12(.meshlet.example.greeter.v1.HelloRequest\x1a&.meshlet.example.greeter.v1.HelloReply(\x01\x12\\\n" +
+	"\x04Chat\x12(.meshlet.example.greeter.v1.HelloRequest\x1a&.meshlet.example.greeter.v1.HelloReply(\x010\x01B/Z-github.com/meshlet/meshlet/examples/greeterpbb\x06proto3"
 
 var (
 	file_meshlet_example_greeter_v1_greeter_proto_rawDescOnce sync.Once
@@ -162,9 +175,15 @@ var file_meshlet_example_greeter_v1_greeter_proto_goTypes = []any{
 }
 var file_meshlet_example_greeter_v1_greeter_proto_depIdxs = []int32{
 	0, // 0: meshlet.example.greeter.v1.Greeter.SayHello:input_type -> meshlet.example.greeter.v1.HelloRequest
-	1, // 1: meshlet.example.greeter.v1.Greeter.SayHello:output_type -> meshlet.example.greeter.v1.HelloReply
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
+	0, // 1: meshlet.example.greeter.v1.Greeter.SayHellos:input_type -> meshlet.example.greeter.v1.HelloRequest
+	0, // 2: meshlet.example.greeter.v1.Greeter.CollectHellos:input_type -> meshlet.example.greeter.v1.HelloRequest
+	0, // 3: meshlet.example.greeter.v1.Greeter.Chat:input_type -> meshlet.example.greeter.v1.HelloRequest
+	1, // 4: meshlet.example.greeter.v1.Greeter.SayHello:output_type -> meshlet.example.greeter.v1.HelloReply
+	1, // 5: meshlet.example.greeter.v1.Greeter.SayHellos:output_type -> meshlet.example.greeter.v1.HelloReply
+	1, // 6: meshlet.example.greeter.v1.Greeter.CollectHellos:output_type -> meshlet.example.greeter.v1.HelloReply
+	1, // 7: meshlet.example.greeter.v1.Greeter.Chat:output_type -> meshlet.example.greeter.v1.HelloReply
+	4, // [4:8] is the sub-list for method output_type
+	0, // [0:4] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
