@@ -110,13 +110,16 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// https:// is the caller's own TLS to somewhere: not the mesh's.
 		return t.opts.base.RoundTrip(req)
 	}
-	host, port, err := splitAuthority(req.URL.Host)
-	if err != nil {
-		closeBody(req)
-		return nil, err
+	h, ok := t.hosts.Load(req.URL.Host)
+	if !ok {
+		host, port, err := splitAuthority(req.URL.Host)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		h, _ = t.hosts.LoadOrStore(req.URL.Host, t.core.Host(net.JoinHostPort(wire.QualifyHost(host, t.m.opts.namespace), port)))
 	}
-	name := net.JoinHostPort(wire.QualifyHost(host, t.m.opts.namespace), port)
-	routes, err := t.core.Host(name).Routes(req.Context(), req.URL.Host, false)
+	routes, err := h.(*dataplane.Host).Routes(req.Context(), req.URL.Host, false)
 	if err != nil {
 		var unknown *dataplane.HostError
 		if errors.As(err, &unknown) && req.Context().Err() == nil && t.opts.unknown == PassThrough {
@@ -134,18 +137,20 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Path:      path,
 		Method:    req.Method,
 		Header:    req.Header.Values,
-		Cookie: func(name string) (string, bool) {
-			c, err := req.Cookie(name)
-			if err != nil {
-				return "", false
-			}
-			return c.Value, true
-		},
 	}
 	route, err := dataplane.Match(routes, &r)
 	if err != nil {
 		closeBody(req)
 		return localReply(req, http.StatusNotFound, fmt.Sprintf("no route for %s %s%s", req.Method, req.URL.Host, req.URL.Path)), nil
+	}
+	if len(route.Action.HashPolicies) > 0 {
+		r.Cookie = func(name string) (string, bool) {
+			c, err := req.Cookie(name)
+			if err != nil {
+				return "", false
+			}
+			return c.Value, true
+		}
 	}
 	return t.forward(req, t.core.NewCall(route, &r))
 }
@@ -153,10 +158,7 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // forward sends req as its call's route says: to the cluster it chose,
 // with the route's timeout and retries.
 func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.Response, error) {
-	ctx, cancel := req.Context(), context.CancelFunc(func() {})
-	if d := call.Route.Action.Timeout; d > 0 {
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
+	ctx, cancel := withTimeout(req.Context(), call.Route.Action.Timeout)
 	if err := call.Cluster.Wait(ctx); err != nil {
 		cancel()
 		closeBody(req)
@@ -196,7 +198,11 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 		}
 		// The timeout covers reading the body too: cancel when it is
 		// closed.
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		if call.Route.Action.Timeout > 0 {
+			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		} else {
+			cancel()
+		}
 		return resp, nil
 	}
 	cancel()
@@ -224,8 +230,11 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 	}
 	start := time.Now()
 	attemptCtx, cancel := call.AttemptContext(ctx)
-	if attemptCtx != ctx {
+	perTry := cancel != nil
+	if perTry {
 		req = req.WithContext(attemptCtx)
+	} else {
+		cancel = noCancel
 	}
 	resp, err := tr.RoundTrip(req)
 	o := dataplane.Outcome{Err: err, Caller: err != nil && ctx.Err() != nil}
@@ -237,14 +246,29 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 		cancel()
 		return nil, o
 	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	if perTry {
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	}
 	return resp, o
 }
 
-// attemptRequest is the request for one attempt: a clone, with a fresh
-// body after the first.
+// withTimeout bounds ctx by d, if d is set; a cheap no-op otherwise.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return ctx, noCancel
+}
+
+func noCancel() {}
+
+// attemptRequest is the request for one attempt: a shallow copy with its
+// own URL (the transport changes neither the headers nor the rest), with
+// a fresh body after the first.
 func attemptRequest(ctx context.Context, req *http.Request, attempt int) (*http.Request, error) {
-	out := req.Clone(ctx)
+	out := req.WithContext(ctx)
+	u := *req.URL
+	out.URL = &u
 	if out.Host == "" {
 		out.Host = req.URL.Host
 	}

@@ -15,6 +15,8 @@ type HTTPTransport struct {
 	core *dataplane.Core
 	opts httpOptions
 
+	hosts sync.Map // by request authority: *dataplane.Host
+
 	mu     sync.Mutex
 	pools  map[string]*pool // by cluster name
 	closed bool
@@ -46,8 +48,7 @@ func (t *HTTPTransport) Close() error {
 // transport returns the connection pool for cluster cl as its TLS
 // settings stand, making a new one when they changed.
 func (t *HTTPTransport) transport(cl *dataplane.Cluster) (*http.Transport, bool) {
-	tls := cl.TLS()
-	key := dataplane.TLSKey(tls)
+	tls, key := cl.TLS()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p := t.pools[cl.Name()]; p != nil && p.key == key {

@@ -42,6 +42,7 @@ type Call struct {
 	hash    uint64
 	hasHash bool
 	tried   []string
+	buf     [2]string // tried's first entries, without an allocation
 	attempt int
 }
 
@@ -49,6 +50,7 @@ type Call struct {
 // the route's weights and computes the request's hash.
 func (c *Core) NewCall(route *resolver.Route, r *Request) *Call {
 	call := &Call{Route: route, Cluster: c.Cluster(resolver.PickWeightedCluster(route.Action, rand.Uint32()))}
+	call.tried = call.buf[:0]
 	if len(route.Action.HashPolicies) > 0 {
 		call.hash, call.hasHash = requestHash(r, route.Action.HashPolicies)
 	}
@@ -90,12 +92,12 @@ func (call *Call) triedAddr(a string) bool {
 }
 
 // AttemptContext bounds one attempt by the retry policy's per-try
-// timeout, if it has one.
+// timeout, if it has one; without one it returns ctx and a nil cancel.
 func (call *Call) AttemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if p := call.Route.Action.Retry; p != nil && p.PerTryTimeout > 0 {
 		return context.WithTimeout(ctx, p.PerTryTimeout)
 	}
-	return ctx, func() {}
+	return ctx, nil
 }
 
 // CanRetry reports whether the request may be tried again after an

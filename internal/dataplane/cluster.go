@@ -37,6 +37,7 @@ type Cluster struct {
 type clusterState struct {
 	bal       *balancer.Balancer
 	tls       *resolver.UpstreamTLS
+	tlsKey    string
 	endpoints []balancer.Endpoint
 	healthy   int
 }
@@ -44,9 +45,12 @@ type clusterState struct {
 // Name returns the cluster's name.
 func (cl *Cluster) Name() string { return cl.name }
 
-// TLS returns how the cluster's endpoints are reached over mTLS, or nil
-// for plaintext.
-func (cl *Cluster) TLS() *resolver.UpstreamTLS { return cl.state.Load().tls }
+// TLS returns how the cluster's endpoints are reached over mTLS (nil
+// for plaintext), and its TLSKey, computed once per change.
+func (cl *Cluster) TLS() (*resolver.UpstreamTLS, string) {
+	st := cl.state.Load()
+	return st.tls, st.tlsKey
+}
 
 // Endpoints returns the cluster's endpoints as last known. The slice must
 // not be changed.
@@ -163,6 +167,7 @@ func (c *Core) publishClusterLocked(cl *Cluster) {
 	if cl.exists {
 		st.tls = cl.config.TLS
 	}
+	st.tlsKey = TLSKey(st.tls)
 	if !cl.haveEPs || !cl.exists {
 		st.endpoints, st.healthy = nil, 0
 	}

@@ -260,7 +260,7 @@ func (c *Core) clusterLocked(name string) *Cluster {
 		return cl
 	}
 	cl := &Cluster{core: c, name: name, hosts: map[*Host]bool{}}
-	cl.state.Store(&clusterState{})
+	cl.state.Store(&clusterState{tlsKey: TLSKey(nil)})
 	c.clusters[name] = cl
 	if c.closed {
 		cl.answered, cl.err = true, ErrClosed

@@ -207,7 +207,9 @@ func (a *Adapter) unary(ctx context.Context, method string, req, reply any, cc *
 	for replans := 0; ; {
 		actx, acancel := cs.call.AttemptContext(ctx)
 		err := invoker(actx, method, req, reply, cc, opts...)
-		acancel()
+		if acancel != nil {
+			acancel()
+		}
 		if err == nil {
 			return nil
 		}

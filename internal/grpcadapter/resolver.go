@@ -84,8 +84,8 @@ func (r *hostResolver) run(ctx context.Context) {
 func addresses(st *dataplane.HostState) []resolver.Address {
 	var out []resolver.Address
 	for _, cl := range st.Clusters {
-		tls := cl.TLS()
-		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: dataplane.TLSKey(tls)}
+		tls, key := cl.TLS()
+		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: key}
 		attrs := attributes.New(upstreamKey{}, u)
 		for _, ep := range cl.Endpoints() {
 			if ep.Unhealthy {
