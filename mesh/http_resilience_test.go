@@ -11,10 +11,15 @@ import (
 )
 
 // flakyHTTP answers 503 while failing is set, and counts those answers.
+// Once recovered is set, it notes when it first serves a request again:
+// measured at the server, so a request served just before it began
+// failing, whose answer came back after, does not count.
 type flakyHTTP struct {
 	httpGreeter
-	failing atomic.Bool
-	failed  atomic.Int64
+	failing   atomic.Bool
+	failed    atomic.Int64
+	recovered atomic.Bool
+	backAt    atomic.Int64 // unix nanoseconds
 }
 
 func (g *flakyHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -22,6 +27,9 @@ func (g *flakyHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.failed.Add(1)
 		http.Error(w, "failing on purpose", http.StatusServiceUnavailable)
 		return
+	}
+	if g.recovered.Load() {
+		g.backAt.CompareAndSwap(0, time.Now().UnixNano())
 	}
 	g.httpGreeter.ServeHTTP(w, r)
 }
@@ -66,17 +74,10 @@ func TestHTTPOutlierEjection(t *testing.T) {
 	meshtest.WaitUntil(t, 10*time.Second, "1s of failing, with the three 503s that eject it", func() bool {
 		return time.Since(failedAt) >= time.Second && bad.failed.Load() >= 3
 	})
+	bad.recovered.Store(true)
 	bad.failing.Store(false)
-	var back time.Time
-	meshtest.WaitUntil(t, 10*time.Second, "the instance to come back", func() bool {
-		for _, r := range traffic.since(failedAt) {
-			if r.addr == bad.instance && r.err == nil {
-				back = r.at
-				return true
-			}
-		}
-		return false
-	})
+	meshtest.WaitUntil(t, 10*time.Second, "the instance to come back", func() bool { return bad.backAt.Load() != 0 })
+	back := time.Unix(0, bad.backAt.Load())
 	traffic.end()
 	failed := 0
 	for _, r := range traffic.since(failedAt) {
