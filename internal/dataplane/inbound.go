@@ -152,15 +152,19 @@ var ErrInboundNotReady = errors.New("dataplane: this server has no policy from t
 // connection is refused or made with mTLS.
 var ErrInboundPlaintext = errors.New("dataplane: plaintext is refused: this server's PeerAuthentication is STRICT")
 
-// Authorize decides whether req may go on under the Listener in effect.
-// It returns nil, ErrInboundNotReady, an error wrapping
-// ErrInboundPlaintext, or a *resolver.Denial saying which RBAC policy
-// refused the request (errors.As; it wraps resolver.ErrDenied).
+// Authorize decides whether req may go on under the Listener in effect,
+// as the function Authorize does.
 func (in *Inbound) Authorize(req *InboundRequest) error {
-	return authorize(in.current.Load(), req)
+	return Authorize(in.current.Load(), req)
 }
 
-func authorize(l *resolver.Listener, req *InboundRequest) error {
+// Authorize decides whether req may go on under server Listener l, which
+// is nil before the server has one: a transport that read l to prepare the
+// request (to normalize its path) decides on the same l. It returns nil,
+// ErrInboundNotReady, an error wrapping ErrInboundPlaintext, or a
+// *resolver.Denial saying which RBAC policy refused the request
+// (errors.As; it wraps resolver.ErrDenied). It does not block.
+func Authorize(l *resolver.Listener, req *InboundRequest) error {
 	if l == nil {
 		return ErrInboundNotReady
 	}
