@@ -139,7 +139,10 @@ func (n *nativeGRPC) serve(lis net.Listener) error {
 	}
 	// A Listener that becomes STRICT cuts the plaintext connections it
 	// no longer accepts.
-	n.inbound.Add(lis.Addr(), n.l.watchInbound(rc, lis, reg, func(*resolver.Listener) { n.creds.cut() }))
+	if !n.inbound.Add(lis.Addr(), n.l.watchInbound(rc, lis, reg, func(*resolver.Listener) { n.creds.cut() })) {
+		lis.Close() // stopped meanwhile
+		return grpc.ErrServerStopped
+	}
 	return n.gs.Serve(lis)
 }
 
@@ -173,7 +176,8 @@ func (n *nativeGRPC) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 // that comes before the server has its policy gets Unavailable.
 func (n *nativeGRPC) authorize(ctx context.Context, method string) error {
 	n.l.touch()
-	err := n.inbound.Authorize(grpcRequest(ctx, method))
+	req := grpcRequest(ctx, method)
+	err := n.inbound.Authorize(&req)
 	if err == nil {
 		return nil
 	}
@@ -190,9 +194,9 @@ func (n *nativeGRPC) authorize(ctx context.Context, method string) error {
 // grpcRequest is what the server's policy sees of an RPC, as gRPC-Go's
 // RBAC sees it (gRFC A41): a POST of the full method name, with the
 // request's metadata for headers, except TE.
-func grpcRequest(ctx context.Context, method string) *dataplane.InboundRequest {
+func grpcRequest(ctx context.Context, method string) dataplane.InboundRequest {
 	md, _ := metadata.FromIncomingContext(ctx)
-	req := &dataplane.InboundRequest{
+	req := dataplane.InboundRequest{
 		Method: "POST",
 		Path:   method,
 		Header: func(name string) []string {

@@ -82,7 +82,10 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 		return err
 	}
 	in := s.watchInbound(rc, lis, reg, nil)
-	s.inbound.Add(lis.Addr(), in)
+	if !s.inbound.Add(lis.Addr(), in) { // stopped meanwhile
+		lis.Close()
+		return http.ErrServerClosed
+	}
 	// The identity's own trust domain may call; which IDs may call what is
 	// AuthorizationPolicy's to decide.
 	tlsCfg := security.ServerTLSConfig(s.m.identity, tlsconfig.AuthorizeMemberOf(s.m.spiffeID.TrustDomain()))

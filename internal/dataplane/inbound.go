@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -192,62 +192,84 @@ func authzRequest(req *InboundRequest) resolver.AuthzRequest {
 }
 
 // addrPort is a's IP and port; the zero value when a is not an IP address.
+// An IPv4 address is never in its IPv4-mapped IPv6 form (a net.TCPAddr
+// may hold it so), so that listening and local addresses compare, and
+// IPv4 CIDRs match.
 func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
 	switch a := a.(type) {
 	case nil:
-		return netip.AddrPort{}
+		return ap
 	case *net.TCPAddr:
-		return a.AddrPort()
+		ap = a.AddrPort()
+	default:
+		ap, _ = netip.ParseAddrPort(a.String())
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // InboundSet holds the Inbounds of a server's listening addresses and
 // finds the one for a connection: that of the listener bound to the
 // connection's local address, else that of a wildcard listener of its
-// port. It is safe for concurrent use; its methods do not block. The zero
-// value is empty and ready.
+// port. It is safe for concurrent use; its methods do not block, and
+// finding an Inbound neither locks nor allocates. The zero value is empty
+// and ready.
 type InboundSet struct {
-	mu sync.Mutex
-	m  map[string]*Inbound // by listening address, "*:port" for a wildcard one
+	mu     sync.Mutex                   // serializes writers
+	m      atomic.Pointer[inboundIndex] // copied on write
+	closed bool                         // under mu
+}
+
+// inboundIndex is an InboundSet's Inbounds, by listening address.
+type inboundIndex struct {
+	bound    map[netip.AddrPort]*Inbound
+	wildcard map[uint16]*Inbound // by port
+	other    map[string]*Inbound // addresses that are not IP addresses
 }
 
 // Add adds the Inbound of listening address lis: the address a listener
-// is bound to, which may be a wildcard one.
-func (s *InboundSet) Add(lis net.Addr, in *Inbound) {
+// is bound to, which may be a wildcard one. Once the set is closed, it
+// closes in instead and reports false.
+func (s *InboundSet) Add(lis net.Addr, in *Inbound) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]*Inbound{}
+	if s.closed {
+		in.Close()
+		return false
 	}
-	s.m[setKey(lis)] = in
-}
-
-// setKey is the key of a listening address: the address, or "*:port" for a
-// wildcard address, which serves every local IP of its port.
-func setKey(a net.Addr) string {
-	if tcp, ok := a.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-		return "*:" + strconv.Itoa(tcp.Port)
+	next := &inboundIndex{bound: map[netip.AddrPort]*Inbound{}, wildcard: map[uint16]*Inbound{}, other: map[string]*Inbound{}}
+	if cur := s.m.Load(); cur != nil {
+		maps.Copy(next.bound, cur.bound)
+		maps.Copy(next.wildcard, cur.wildcard)
+		maps.Copy(next.other, cur.other)
 	}
-	return a.String()
+	switch ap := addrPort(lis); {
+	case !ap.IsValid():
+		next.other[lis.String()] = in
+	case ap.Addr().IsUnspecified():
+		next.wildcard[ap.Port()] = in
+	default:
+		next.bound[ap] = in
+	}
+	s.m.Store(next)
+	return true
 }
 
 // For returns the Inbound for a connection whose local address is local,
 // or nil when no listener of the set takes it.
 func (s *InboundSet) For(local net.Addr) *Inbound {
-	if local == nil {
+	idx := s.m.Load()
+	if idx == nil || local == nil {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if in := s.m[local.String()]; in != nil {
+	ap := addrPort(local)
+	if !ap.IsValid() {
+		return idx.other[local.String()]
+	}
+	if in := idx.bound[ap]; in != nil {
 		return in
 	}
-	if tcp, ok := local.(*net.TCPAddr); ok {
-		return s.m["*:"+strconv.Itoa(tcp.Port)]
-	}
-	return nil
+	return idx.wildcard[ap.Port()]
 }
 
 // Strict reports whether the Listener for a connection whose local address
@@ -267,13 +289,23 @@ func (s *InboundSet) Authorize(req *InboundRequest) error {
 	return in.Authorize(req)
 }
 
-// Close closes every Inbound of the set and empties it.
+// Close closes every Inbound of the set, and those added later, and
+// empties it.
 func (s *InboundSet) Close() {
 	s.mu.Lock()
-	m := s.m
-	s.m = nil
+	s.closed = true
+	idx := s.m.Swap(nil)
 	s.mu.Unlock()
-	for _, in := range m {
+	if idx == nil {
+		return
+	}
+	for _, in := range idx.bound {
+		in.Close()
+	}
+	for _, in := range idx.wildcard {
+		in.Close()
+	}
+	for _, in := range idx.other {
 		in.Close()
 	}
 }

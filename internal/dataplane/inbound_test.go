@@ -221,12 +221,17 @@ func TestInboundSetFindsTheListenerOfAConnection(t *testing.T) {
 	bound, wildcard := newInbound(true), newInbound(false)
 	set.Add(tcp("127.0.0.1:9080"), bound)
 	set.Add(tcp("0.0.0.0:9080"), wildcard)
+	unix := newInbound(false)
+	set.Add(&net.UnixAddr{Name: "/run/s", Net: "unix"}, unix)
 	cases := []struct {
 		local net.Addr
 		want  *dataplane.Inbound
 	}{
 		{tcp("127.0.0.1:9080"), bound},
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1").To16(), Port: 9080}, bound}, // the 16-byte form
 		{tcp("10.1.2.3:9080"), wildcard},
+		{tcp("[::1]:9080"), wildcard},
+		{&net.UnixAddr{Name: "/run/s", Net: "unix"}, unix},
 		{tcp("10.1.2.3:9081"), nil},
 		{nil, nil},
 	}
@@ -241,5 +246,10 @@ func TestInboundSetFindsTheListenerOfAConnection(t *testing.T) {
 	set.Close()
 	if set.For(tcp("127.0.0.1:9080")) != nil {
 		t.Error("a closed set still finds Inbounds")
+	}
+	src := &listenerSource{}
+	late := dataplane.WatchInbound(src, "10.0.0.1:1", dataplane.InboundOptions{})
+	if set.Add(tcp("127.0.0.1:9080"), late) || src.canceled != 1 || set.For(tcp("127.0.0.1:9080")) != nil {
+		t.Error("a closed set took an Inbound, or left its watch running")
 	}
 }
