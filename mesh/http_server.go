@@ -110,11 +110,7 @@ func (s *HTTPServer) middleware(next http.Handler) http.Handler {
 			return
 		}
 		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-		in := s.inbound.For(local)
-		var l *resolver.Listener
-		if in != nil {
-			l = in.Listener()
-		}
+		l := s.inbound.Listener(local)
 		if l == nil {
 			http.Error(w, msgNoPolicy, http.StatusServiceUnavailable)
 			return

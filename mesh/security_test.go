@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -403,5 +405,48 @@ func TestCARefusesWithoutAValidToken(t *testing.T) {
 		mesh.WithCAToken("right"), mesh.WithLogger(meshtest.Logger()))
 	if status.Code(err) != codes.PermissionDenied {
 		t.Errorf("greeter's token asking for sa/reviews: got %v, want PermissionDenied", err)
+	}
+}
+
+// TestHTTPStrictRefusesKeptPlaintext: a plaintext HTTP connection made
+// under PERMISSIVE and kept alive is refused once the port is STRICT: its
+// next request gets 503 and the connection closes, and a new plaintext
+// connection is refused.
+func TestHTTPStrictRefusesKeptPlaintext(t *testing.T) {
+	cp, dir := startControlPlane(t, map[string]string{"peer-authentication.yaml": permissiveMesh})
+	srv := startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+	var conns atomic.Int64
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	get := func() (int, error) {
+		resp, err := plain.Get("http://" + srv.addr + "/")
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	meshtest.WaitUntil(t, 15*time.Second, "plaintext to be served under PERMISSIVE", func() bool {
+		code, err := get()
+		return err == nil && code == http.StatusOK
+	})
+	before := conns.Load()
+	meshtest.WriteFile(t, dir, "peer-authentication.yaml", strictMesh)
+	var code int
+	var err error
+	meshtest.WaitUntil(t, 10*time.Second, "the kept connection to be refused", func() bool {
+		code, err = get()
+		return err != nil || code != http.StatusOK
+	})
+	if err != nil || code != http.StatusServiceUnavailable || conns.Load() != before {
+		t.Fatalf("the kept plaintext connection: status %d, %v, %d new connections; want 503 on the same connection", code, err, conns.Load()-before)
+	}
+	if code, err := get(); err == nil {
+		t.Errorf("a new plaintext connection under STRICT got %d, want it refused", code)
 	}
 }

@@ -272,6 +272,15 @@ func (s *InboundSet) For(local net.Addr) *Inbound {
 	return idx.wildcard[ap.Port()]
 }
 
+// Listener returns the Listener in effect for a connection whose local
+// address is local; nil when the set has none for it yet.
+func (s *InboundSet) Listener(local net.Addr) *resolver.Listener {
+	if in := s.For(local); in != nil {
+		return in.Listener()
+	}
+	return nil
+}
+
 // Strict reports whether the Listener for a connection whose local address
 // is local requires mTLS. It is false when the set has none for it yet.
 func (s *InboundSet) Strict(local net.Addr) bool {
@@ -280,13 +289,9 @@ func (s *InboundSet) Strict(local net.Addr) bool {
 }
 
 // Authorize decides on req under the Listener of its local address, as
-// Inbound.Authorize does; ErrInboundNotReady when the set has none for it.
+// the function Authorize does.
 func (s *InboundSet) Authorize(req *InboundRequest) error {
-	in := s.For(req.Local)
-	if in == nil {
-		return ErrInboundNotReady
-	}
-	return in.Authorize(req)
+	return Authorize(s.Listener(req.Local), req)
 }
 
 // Close closes every Inbound of the set, and those added later, and

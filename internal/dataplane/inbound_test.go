@@ -243,6 +243,9 @@ func TestInboundSetFindsTheListenerOfAConnection(t *testing.T) {
 	if !set.Strict(tcp("127.0.0.1:9080")) || set.Strict(tcp("10.1.2.3:9080")) || set.Strict(tcp("10.1.2.3:9081")) {
 		t.Error("Strict does not follow the Listener of the address")
 	}
+	if set.Listener(tcp("10.1.2.3:9080")) != wildcard.Listener() || set.Listener(tcp("10.1.2.3:9081")) != nil {
+		t.Error("Listener does not follow the Listener of the address")
+	}
 	set.Close()
 	if set.For(tcp("127.0.0.1:9080")) != nil {
 		t.Error("a closed set still finds Inbounds")
