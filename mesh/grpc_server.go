@@ -193,9 +193,9 @@ func (n *nativeGRPC) authorize(ctx context.Context, method string) error {
 
 // grpcRequest is what the server's policy sees of an RPC, as gRPC-Go's
 // RBAC sees it (gRFC A41): a POST of the full method name, with the
-// request's metadata for headers, except TE.
+// request's metadata for headers, except TE. Headers are looked up when a
+// policy asks, not copied for every RPC.
 func grpcRequest(ctx context.Context, method string) dataplane.InboundRequest {
-	md, _ := metadata.FromIncomingContext(ctx)
 	req := dataplane.InboundRequest{
 		Method: "POST",
 		Path:   method,
@@ -203,10 +203,10 @@ func grpcRequest(ctx context.Context, method string) dataplane.InboundRequest {
 			if name == "te" {
 				return nil
 			}
-			return md[name]
+			return metadata.ValueFromIncomingContext(ctx, name)
 		},
 	}
-	if a := md[":authority"]; len(a) > 0 {
+	if a := metadata.ValueFromIncomingContext(ctx, ":authority"); len(a) > 0 {
 		req.Authority = a[0]
 	}
 	if p, ok := peer.FromContext(ctx); ok {
