@@ -80,26 +80,30 @@ func (l *load) since(t0 time.Time) []result {
 }
 
 func TestEndpointChurn(t *testing.T) {
-	cp, _ := startControlPlane(t, map[string]string{
-		"greeter-rules.yaml": greeterRules,
-		"greeter-route.yaml": splitRoute(100, 0),
-	})
-	a := startGreeter(t, cp.XDSAddr(), "v1")
-	client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
-	waitServing(t, client, "v1")
-	traffic := startLoad(t, grpcCaller(t, client), 4)
-	parent := t // instances started in a subtest outlive it
+	for _, kind := range serverKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			cp, _ := startControlPlane(t, map[string]string{
+				"greeter-rules.yaml": greeterRules,
+				"greeter-route.yaml": splitRoute(100, 0),
+			})
+			a := startGreeterWith(t, cp.XDSAddr(), "v1", nil, kind.opts...)
+			client := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
+			waitServing(t, client, "v1")
+			traffic := startLoad(t, grpcCaller(t, client), 4)
+			parent := t // instances started in a subtest outlive it
 
-	t.Run("new instance gets traffic within 2s", func(t *testing.T) {
-		checkNewInstance(t, traffic, func() string { return startGreeter(parent, cp.XDSAddr(), "v1").addr })
-	})
-	t.Run("graceful stop fails no RPC", func(t *testing.T) {
-		checkGracefulStop(t, traffic, a.addr, a.server.GracefulStop)
-	})
-	t.Run("abrupt stop recovers within 2s", func(t *testing.T) {
-		child, childAddr := startChild(parent, cp.XDSAddr(), "grpc", "v1")
-		checkAbruptStop(t, traffic, child, childAddr)
-	})
+			t.Run("new instance gets traffic within 2s", func(t *testing.T) {
+				checkNewInstance(t, traffic, func() string { return startGreeterWith(parent, cp.XDSAddr(), "v1", nil, kind.opts...).addr })
+			})
+			t.Run("graceful stop fails no RPC", func(t *testing.T) {
+				checkGracefulStop(t, traffic, a.addr, a.server.GracefulStop)
+			})
+			t.Run("abrupt stop recovers within 2s", func(t *testing.T) {
+				child, childAddr := startChild(parent, cp.XDSAddr(), kind.name, "v1")
+				checkAbruptStop(t, traffic, child, childAddr)
+			})
+		})
+	}
 }
 
 // checkNewInstance starts an instance and checks that traffic reaches it

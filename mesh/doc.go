@@ -37,7 +37,11 @@
 // bootstrap in-process; when GRPC_XDS_BOOTSTRAP or
 // GRPC_XDS_BOOTSTRAP_CONFIG is set, gRPC-Go's is used instead.
 //
-// Transport security follows the control plane: clients and servers use
-// gRPC-Go's xDS credentials, which use TLS where the xDS resources carry a
-// TLS context and plaintext where they do not.
+// Transport security follows the control plane. gRPC clients use
+// gRPC-Go's xDS credentials, which use TLS where the cluster carries a TLS
+// context and plaintext where it does not. Servers, gRPC and HTTP alike,
+// follow their server Listener through meshlet's own xDS client: they
+// serve mTLS with the workload's identity, take plaintext only while the
+// Listener is PERMISSIVE, and check AuthorizationPolicy on every request.
+// WithXDSServer makes a gRPC server gRPC-Go's xDS server instead.
 package mesh

@@ -71,10 +71,10 @@ func startGreeter(t testing.TB, cpAddr, version string) *instance {
 }
 
 // startGreeterWith starts an instance that serves impl, or the plain
-// greeter when impl is nil.
-func startGreeterWith(t testing.TB, cpAddr, version string, impl greeterpb.GreeterServer) *instance {
+// greeter when impl is nil, with server options opts.
+func startGreeterWith(t testing.TB, cpAddr, version string, impl greeterpb.GreeterServer, opts ...mesh.ServerOption) *instance {
 	t.Helper()
-	return serveGreeter(t, startMesh(t, cpAddr, "greeter", map[string]string{"version": version}), version, impl)
+	return serveGreeter(t, startMesh(t, cpAddr, "greeter", map[string]string{"version": version}), version, impl, opts...)
 }
 
 // serveGreeter serves impl (the plain greeter when nil) as an instance of
@@ -109,12 +109,30 @@ func newGRPCGreeter(m *mesh.Mesh, lis net.Listener, version string, impl greeter
 }
 
 // newGreeterServer returns m's plain greeter of version for lis, over
-// proto: "http" or "grpc".
+// proto: "http", or the name of a serverKind ("grpc" is the default one).
 func newGreeterServer(m *mesh.Mesh, lis net.Listener, proto, version string) (meshServer, error) {
 	if proto == "http" {
 		return newHTTPGreeter(m, lis, version, nil)
 	}
+	for _, k := range serverKinds {
+		if k.name == proto {
+			return newGRPCGreeter(m, lis, version, nil, k.opts...)
+		}
+	}
 	return newGRPCGreeter(m, lis, version, nil)
+}
+
+// serverKind is a kind of mesh gRPC server: meshlet's native one, the
+// default, or gRPC-Go's xDS server.
+type serverKind struct {
+	name string
+	opts []mesh.ServerOption
+}
+
+// serverKinds are the gRPC servers that tests about serving run on.
+var serverKinds = []serverKind{
+	{"native-server", nil},
+	{"xds-server", []mesh.ServerOption{mesh.WithXDSServer()}},
 }
 
 // meshServer is a mesh server of either transport.

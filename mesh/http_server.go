@@ -7,16 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
-	"github.com/meshlet/meshlet/internal/registrypb"
-	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/resolver"
 	"github.com/meshlet/meshlet/security"
 )
@@ -31,10 +27,10 @@ type HTTPServer struct {
 	srv    *http.Server
 	limits HTTPServerLimits
 
-	mu        sync.Mutex
-	listeners map[string]*atomic.Pointer[resolver.Listener] // by policyKey of the listening address
-	cancels   []func()
-	conns     map[net.Conn]http.ConnState
+	inbound dataplane.InboundSet // the policy of each listening address
+
+	mu    sync.Mutex
+	conns map[net.Conn]http.ConnState
 }
 
 // NewHTTPServer returns a mesh HTTP server for h. Call Serve or
@@ -44,7 +40,6 @@ func (m *Mesh) NewHTTPServer(h http.Handler, opts ...ServerOption) (*HTTPServer,
 	s := &HTTPServer{
 		lifecycle: newLifecycle(m, opts, "HTTP"),
 		limits:    httpServerLimits(opts),
-		listeners: map[string]*atomic.Pointer[resolver.Listener]{},
 		conns:     map[net.Conn]http.ConnState{},
 	}
 	s.srv = &http.Server{
@@ -69,25 +64,6 @@ func (s *HTTPServer) ListenAndServe(addr string) error {
 	return s.Serve(lis)
 }
 
-// waitXDSClient returns the mesh's xDS client, which New started
-// connecting. A wait that is not short is logged, not hidden: the server
-// cannot serve policy before it has the stream.
-func (s *HTTPServer) waitXDSClient(addr net.Addr) (*resolver.Client, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	rc, err := s.m.xdsClient(ctx)
-	cancel()
-	if err == nil {
-		return rc, nil
-	}
-	s.m.log.Warn("mesh: HTTP server waiting for the xDS stream to the control plane", "address", addr.String(), "control_plane", s.m.opts.controlPlane, "up_to", xdsWaitLimit)
-	ctx, cancel = context.WithTimeout(context.Background(), xdsWaitLimit)
-	defer cancel()
-	return s.m.xdsClient(ctx)
-}
-
-// xdsWaitLimit bounds how long Serve waits for the xDS stream.
-const xdsWaitLimit = 30 * time.Second
-
 // Serve registers the server and serves on lis until Shutdown or Stop. The
 // endpoint enters callers' endpoint sets once the server has its Listener
 // from the control plane, and with it its policy.
@@ -105,37 +81,15 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 		}
 		return err
 	}
-	addr := lis.Addr().String()
-	// The control plane knows the server by the address it registered
-	// (the advertised IP), whatever the listener is bound to.
-	registered := net.JoinHostPort(reg.inst.GetAddress(), strconv.FormatUint(uint64(reg.inst.GetPort()), 10))
-	current := &atomic.Pointer[resolver.Listener]{}
-	stopWatch := rc.WatchListener(fmt.Sprintf(wire.ServerListenerTemplate, registered), func(l resolver.Listener, err error) {
-		if err != nil {
-			// Keep the last policy: a removed Listener means the control
-			// plane no longer knows this server, so leave EDS.
-			if errors.Is(err, resolver.ErrResourceNotFound) {
-				reg.setState(registrypb.State_NOT_SERVING)
-			}
-			s.m.log.Warn("mesh: HTTP server listener", "address", addr, "registered", registered, "err", err)
-			return
-		}
-		current.Store(&l)
-		reg.setState(registrypb.State_SERVING)
-	})
-	s.mu.Lock()
-	s.listeners[policyKey(lis.Addr())] = current
-	s.cancels = append(s.cancels, stopWatch)
-	s.mu.Unlock()
-
+	in := s.watchInbound(rc, lis, reg, nil)
+	if !s.inbound.Add(lis.Addr(), in) { // stopped meanwhile
+		lis.Close()
+		return http.ErrServerClosed
+	}
 	// The identity's own trust domain may call; which IDs may call what is
 	// AuthorizationPolicy's to decide.
 	tlsCfg := security.ServerTLSConfig(s.m.identity, tlsconfig.AuthorizeMemberOf(s.m.spiffeID.TrustDomain()))
-	strict := func() bool {
-		l := current.Load()
-		return l != nil && l.TLS != nil && l.TLS.RequireClientCert
-	}
-	return s.srv.Serve(security.PermissiveListener(lis, tlsCfg, strict))
+	return s.srv.Serve(security.PermissiveListener(lis, tlsCfg, in.Strict))
 }
 
 // middleware enforces the control plane's policy for the server Listener
@@ -156,42 +110,13 @@ func (s *HTTPServer) middleware(next http.Handler) http.Handler {
 			return
 		}
 		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-		l := s.policy(local)
+		l := s.inbound.Listener(local)
 		if l == nil {
-			http.Error(w, "mesh: this server has no policy from the control plane yet", http.StatusServiceUnavailable)
+			http.Error(w, msgNoPolicy, http.StatusServiceUnavailable)
 			return
 		}
 		enforce(l, local, w, r, next)
 	})
-}
-
-// policyKey is the key of a listening address in HTTPServer.listeners:
-// the address, or "*:port" for a wildcard address, which serves every
-// local IP of its port.
-func policyKey(a net.Addr) string {
-	if tcp, ok := a.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-		return "*:" + strconv.Itoa(tcp.Port)
-	}
-	return a.String()
-}
-
-// policy returns the server Listener for requests that come in on local
-// address local: that of the listener bound to it, else that of a
-// wildcard listener of its port; nil until the control plane sent it.
-func (s *HTTPServer) policy(local net.Addr) *resolver.Listener {
-	if local == nil {
-		return nil
-	}
-	s.mu.Lock()
-	p := s.listeners[local.String()]
-	if tcp, ok := local.(*net.TCPAddr); ok && p == nil {
-		p = s.listeners["*:"+strconv.Itoa(tcp.Port)]
-	}
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	return p.Load()
 }
 
 // enforce serves r as server Listener l says: refused, redirected, or
@@ -233,9 +158,20 @@ func enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *htt
 		}
 		r = r2
 	}
-	if err := resolver.Authorize(l.HTTPFilters, authzRequest(r, path, local)); err != nil {
-		// Envoy's words, then which policy decided.
-		http.Error(w, "RBAC: access denied: "+strings.TrimPrefix(err.Error(), resolver.ErrDenied.Error()+": "), http.StatusForbidden)
+	if err := dataplane.Authorize(l, inboundRequest(r, path, local)); err != nil {
+		var d *resolver.Denial
+		switch {
+		case errors.As(err, &d):
+			// Envoy's words, then which policy decided.
+			http.Error(w, "RBAC: access denied: incoming request "+d.Reason(), http.StatusForbidden)
+		case errors.Is(err, dataplane.ErrInboundPlaintext):
+			// A keep-alive connection made before the port became
+			// STRICT: the client's next one is refused or mTLS.
+			w.Header().Set("Connection", "close")
+			http.Error(w, msgPlaintext, http.StatusServiceUnavailable)
+		default:
+			http.Error(w, msgNoPolicy, http.StatusServiceUnavailable)
+		}
 		return
 	}
 	next.ServeHTTP(w, r)
@@ -271,24 +207,32 @@ func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
 	s.conns[c] = st
 }
 
-// authzRequest is what authorization sees of r; path is its (normalized)
-// path, escaped as Envoy's RBAC filter sees :path.
-func authzRequest(r *http.Request, path string, local net.Addr) resolver.AuthzRequest {
-	req := resolver.AuthzRequest{
+// inboundRequest is what the server's policy sees of r; path is its
+// (normalized) path, escaped as Envoy's RBAC filter sees :path.
+func inboundRequest(r *http.Request, path string, local net.Addr) *dataplane.InboundRequest {
+	req := &dataplane.InboundRequest{
 		Method:    r.Method,
 		Path:      path,
 		Authority: r.Host,
 		Header:    func(name string) []string { return r.Header.Values(name) },
+		Local:     local,
+		Remote:    remoteAddr(r.RemoteAddr),
 	}
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		req.Peer = r.TLS.PeerCertificates[0]
+	if r.TLS != nil {
+		req.PeerCertificates = r.TLS.PeerCertificates
 		req.ServerName = r.TLS.ServerName
 	}
-	if local != nil {
-		req.Local, _ = netip.ParseAddrPort(local.String())
-	}
-	req.Remote, _ = netip.ParseAddrPort(r.RemoteAddr)
 	return req
+}
+
+// remoteAddr is the net.Addr of Request.RemoteAddr; nil if it is not an
+// IP address and port.
+func remoteAddr(s string) net.Addr {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil
+	}
+	return net.TCPAddrFromAddrPort(ap)
 }
 
 // Shutdown drains and stops the server: it takes its endpoints out of
@@ -320,13 +264,7 @@ func (s *HTTPServer) Stop() {
 }
 
 func (s *HTTPServer) finish(regs []*registration) {
-	s.mu.Lock()
-	cancels := s.cancels
-	s.cancels = nil
-	s.mu.Unlock()
-	for _, c := range cancels {
-		c()
-	}
+	s.inbound.Close()
 	s.deregister(regs)
 	s.untrack(s)
 }

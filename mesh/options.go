@@ -100,6 +100,7 @@ func (f serverOptionFunc) applyServer(o *serverOptions) { f(o) }
 
 type serverOptions struct {
 	grpcOpts    []grpc.ServerOption
+	grpcBackend newGRPCBackend // nil: meshlet's native gRPC server
 	servicePort uint32
 	weight      uint32
 	advertise   string

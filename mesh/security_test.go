@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,7 +62,8 @@ func identitySources(t *testing.T, ttl time.Duration, accounts ...string) []iden
 	}
 	// One SPIRE for the whole test, started here on the test's goroutine.
 	s := meshtest.StartSPIRE(t)
-	entries := map[string]bool{} // subtests run one after another
+	var mu sync.Mutex // subtests of server kinds run in parallel
+	entries := map[string]bool{}
 	spire := identities{
 		name: "SPIRE",
 		// The control plane trusts SPIRE's SVIDs on its own port; the
@@ -68,10 +72,12 @@ func identitySources(t *testing.T, ttl time.Duration, accounts ...string) []iden
 		cpOptions: []controlplane.Option{controlplane.WithTrustBundle(s.Bundle(t)...)},
 		workload: func(t *testing.T, sa string) []mesh.Option {
 			t.Helper()
+			mu.Lock()
 			if !entries[sa] {
 				s.CreateEntry(t, spiffeFor(sa), ttl)
 				entries[sa] = true
 			}
+			mu.Unlock()
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			src, err := security.NewWorkloadAPISource(ctx, security.WithSocketAddr(s.Addr()),
@@ -103,13 +109,15 @@ type securityMesh struct {
 	server *instance
 }
 
-func startSecurityMesh(t *testing.T, src identities, files map[string]string) *securityMesh {
+// startSecurityMesh starts a control plane with files, and a greeter of
+// the given kind.
+func startSecurityMesh(t *testing.T, src identities, kind serverKind, files map[string]string) *securityMesh {
 	t.Helper()
 	dir := meshtest.WriteConfig(t, files)
 	cp := meshtest.StartControlPlane(t, dir, src.cpOptions...)
 	sm := &securityMesh{cp: cp, dir: dir, src: src}
 	m := startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, src.workload(t, "greeter")...)
-	sm.server = serveGreeter(t, m, "v1", &grpcGreeter{})
+	sm.server = serveGreeter(t, m, "v1", &grpcGreeter{}, kind.opts...)
 	waitRegistered(t, cp, 1)
 	return sm
 }
@@ -170,105 +178,109 @@ spec:
 
 func TestMutualTLS(t *testing.T) {
 	for _, src := range identitySources(t, time.Hour, "greeter", "client", "other") {
-		t.Run(src.name, func(t *testing.T) {
-			t.Run("STRICT", func(t *testing.T) {
-				sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": strictMesh})
-				c, cm := sm.client(t, "client")
-				r, err := firstReply(t, c)
-				if err != nil {
-					t.Fatalf("an mTLS client was refused: %v", err)
-				}
-				if r.GetMessage() != spiffeFor("client") {
-					t.Errorf("the server saw %q, want the client's SPIFFE ID", r.GetMessage())
-				}
-				if err := direct(t, sm.server.addr, insecure.NewCredentials()); err == nil {
-					t.Error("a plaintext client was served under STRICT")
-				}
-				// A valid SVID of another trust domain: the server must
-				// refuse it even though the client does not check the
-				// server.
-				other := otherTrustDomain(t)
-				cfg := &tls.Config{
-					InsecureSkipVerify: true,
-					GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-						svid, err := other.GetX509SVID()
-						if err != nil {
-							return nil, err
-						}
-						return &tls.Certificate{Certificate: rawChain(svid.Certificates), PrivateKey: svid.PrivateKey}, nil
-					},
-				}
-				if err := direct(t, sm.server.addr, credentials.NewTLS(cfg)); err == nil {
-					t.Error("a client with an SVID from another trust domain was served")
-				}
-				// The server presents the greeter's identity: a client
-				// that expects another refuses it.
-				wrong := security.ClientTLSConfig(cm.Identity(), tlsconfig.AuthorizeID(spiffeid.RequireFromString(spiffeFor("other"))))
-				if err := direct(t, sm.server.addr, credentials.NewTLS(wrong)); err == nil {
-					t.Error("a client expecting sa/other accepted the greeter's server")
-				}
-				right := security.ClientTLSConfig(cm.Identity(), tlsconfig.AuthorizeID(spiffeid.RequireFromString(spiffeFor("greeter"))))
-				if err := direct(t, sm.server.addr, credentials.NewTLS(right)); err != nil {
-					t.Errorf("a client expecting sa/greeter was refused: %v", err)
-				}
-			})
-			t.Run("PERMISSIVE", func(t *testing.T) {
-				sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": permissiveMesh})
-				c, _ := sm.client(t, "client")
-				r, err := firstReply(t, c)
-				if err != nil {
-					t.Fatalf("an mTLS client was refused: %v", err)
-				}
-				if r.GetMessage() != spiffeFor("client") {
-					t.Errorf("the mesh client reached the server as %q, want over mTLS as %s", r.GetMessage(), spiffeFor("client"))
-				}
-				if err := direct(t, sm.server.addr, insecure.NewCredentials()); err != nil {
-					t.Errorf("a plaintext client was refused under PERMISSIVE: %v", err)
-				}
-			})
-			t.Run("PERMISSIVE to STRICT cuts plaintext connections", func(t *testing.T) {
-				sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": permissiveMesh})
-				cc, err := grpc.NewClient(sm.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer cc.Close()
-				plain := greeterpb.NewGreeterClient(cc)
-				if _, err := firstReply(t, plain); err != nil {
-					t.Fatalf("plaintext under PERMISSIVE: %v", err)
-				}
-				meshtest.WriteFile(t, sm.dir, "peer-authentication.yaml", strictMesh)
-				// The server drains connections made under the old
-				// Listener; the plaintext client cannot reconnect.
-				meshtest.WaitUntil(t, 10*time.Second, "the plaintext connection to be refused", func() bool {
-					_, err := call(t.Context(), plain, "")
-					return err != nil
-				})
-			})
-			t.Run("DestinationRule tls DISABLE", func(t *testing.T) {
-				sm := startSecurityMesh(t, src, map[string]string{
-					"peer-authentication.yaml": permissiveMesh,
-					"no-tls.yaml":              tlsRule("DISABLE"),
-				})
-				c, _ := sm.client(t, "client")
-				r, err := firstReply(t, c)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.GetMessage() != "plaintext" {
-					t.Errorf("with tls DISABLE the client reached the server as %q, want plaintext", r.GetMessage())
-				}
-				// ISTIO_MUTUAL applies to new connections: gRPC-Go keeps a
-				// connection's security for its life. A new client gets mTLS.
-				meshtest.WriteFile(t, sm.dir, "no-tls.yaml", tlsRule("ISTIO_MUTUAL"))
-				meshtest.WaitUntil(t, 5*time.Second, "a new client to use mTLS", func() bool {
-					c, _ := sm.client(t, "client")
-					r, err := firstReply(t, c)
-					return err == nil && r.GetMessage() == spiffeFor("client")
-				})
-			})
-		})
+		for _, kind := range serverKinds {
+			t.Run(src.name+"/"+kind.name, func(t *testing.T) { testMutualTLS(t, src, kind) })
+		}
 	}
+}
+
+func testMutualTLS(t *testing.T, src identities, kind serverKind) {
+	t.Run("STRICT", func(t *testing.T) {
+		sm := startSecurityMesh(t, src, kind, map[string]string{"peer-authentication.yaml": strictMesh})
+		c, cm := sm.client(t, "client")
+		r, err := firstReply(t, c)
+		if err != nil {
+			t.Fatalf("an mTLS client was refused: %v", err)
+		}
+		if r.GetMessage() != spiffeFor("client") {
+			t.Errorf("the server saw %q, want the client's SPIFFE ID", r.GetMessage())
+		}
+		if err := direct(t, sm.server.addr, insecure.NewCredentials()); err == nil {
+			t.Error("a plaintext client was served under STRICT")
+		}
+		// A valid SVID of another trust domain: the server must
+		// refuse it even though the client does not check the
+		// server.
+		other := otherTrustDomain(t)
+		cfg := &tls.Config{
+			InsecureSkipVerify: true,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				svid, err := other.GetX509SVID()
+				if err != nil {
+					return nil, err
+				}
+				return &tls.Certificate{Certificate: rawChain(svid.Certificates), PrivateKey: svid.PrivateKey}, nil
+			},
+		}
+		if err := direct(t, sm.server.addr, credentials.NewTLS(cfg)); err == nil {
+			t.Error("a client with an SVID from another trust domain was served")
+		}
+		// The server presents the greeter's identity: a client
+		// that expects another refuses it.
+		wrong := security.ClientTLSConfig(cm.Identity(), tlsconfig.AuthorizeID(spiffeid.RequireFromString(spiffeFor("other"))))
+		if err := direct(t, sm.server.addr, credentials.NewTLS(wrong)); err == nil {
+			t.Error("a client expecting sa/other accepted the greeter's server")
+		}
+		right := security.ClientTLSConfig(cm.Identity(), tlsconfig.AuthorizeID(spiffeid.RequireFromString(spiffeFor("greeter"))))
+		if err := direct(t, sm.server.addr, credentials.NewTLS(right)); err != nil {
+			t.Errorf("a client expecting sa/greeter was refused: %v", err)
+		}
+	})
+	t.Run("PERMISSIVE", func(t *testing.T) {
+		sm := startSecurityMesh(t, src, kind, map[string]string{"peer-authentication.yaml": permissiveMesh})
+		c, _ := sm.client(t, "client")
+		r, err := firstReply(t, c)
+		if err != nil {
+			t.Fatalf("an mTLS client was refused: %v", err)
+		}
+		if r.GetMessage() != spiffeFor("client") {
+			t.Errorf("the mesh client reached the server as %q, want over mTLS as %s", r.GetMessage(), spiffeFor("client"))
+		}
+		if err := direct(t, sm.server.addr, insecure.NewCredentials()); err != nil {
+			t.Errorf("a plaintext client was refused under PERMISSIVE: %v", err)
+		}
+	})
+	t.Run("PERMISSIVE to STRICT cuts plaintext connections", func(t *testing.T) {
+		sm := startSecurityMesh(t, src, kind, map[string]string{"peer-authentication.yaml": permissiveMesh})
+		cc, err := grpc.NewClient(sm.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		plain := greeterpb.NewGreeterClient(cc)
+		if _, err := firstReply(t, plain); err != nil {
+			t.Fatalf("plaintext under PERMISSIVE: %v", err)
+		}
+		meshtest.WriteFile(t, sm.dir, "peer-authentication.yaml", strictMesh)
+		// The server drains connections made under the old
+		// Listener; the plaintext client cannot reconnect.
+		meshtest.WaitUntil(t, 10*time.Second, "the plaintext connection to be refused", func() bool {
+			_, err := call(t.Context(), plain, "")
+			return err != nil
+		})
+	})
+	t.Run("DestinationRule tls DISABLE", func(t *testing.T) {
+		sm := startSecurityMesh(t, src, kind, map[string]string{
+			"peer-authentication.yaml": permissiveMesh,
+			"no-tls.yaml":              tlsRule("DISABLE"),
+		})
+		c, _ := sm.client(t, "client")
+		r, err := firstReply(t, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetMessage() != "plaintext" {
+			t.Errorf("with tls DISABLE the client reached the server as %q, want plaintext", r.GetMessage())
+		}
+		// ISTIO_MUTUAL applies to new connections: gRPC-Go keeps a
+		// connection's security for its life. A new client gets mTLS.
+		meshtest.WriteFile(t, sm.dir, "no-tls.yaml", tlsRule("ISTIO_MUTUAL"))
+		meshtest.WaitUntil(t, 5*time.Second, "a new client to use mTLS", func() bool {
+			c, _ := sm.client(t, "client")
+			r, err := firstReply(t, c)
+			return err == nil && r.GetMessage() == spiffeFor("client")
+		})
+	})
 }
 
 // otherTrustDomain returns an identity issued by the CA of another
@@ -282,32 +294,36 @@ func otherTrustDomain(t *testing.T) security.Source {
 
 func TestAuthorizationPolicy(t *testing.T) {
 	for _, src := range identitySources(t, time.Hour, "greeter", "client-x", "client-y") {
-		t.Run(src.name, func(t *testing.T) {
-			sm := startSecurityMesh(t, src, map[string]string{
-				"peer-authentication.yaml": strictMesh,
-				"allow-x.yaml":             authzPolicy("allow-x", "ALLOW", "client-x"),
-			})
-			x, _ := sm.client(t, "client-x")
-			y, _ := sm.client(t, "client-y")
-			if _, err := firstReply(t, x); err != nil {
-				t.Fatalf("client-x, allowed, was refused: %v", err)
-			}
-			_, err := firstReply(t, y)
-			if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "policy") {
-				t.Fatalf("client-y, not allowed: got %v, want PermissionDenied saying it was denied by policy", err)
-			}
-			t.Logf("client-y was told: %s", status.Convert(err).Message())
+		for _, kind := range serverKinds {
+			t.Run(src.name+"/"+kind.name, func(t *testing.T) { testAuthorizationPolicy(t, src, kind) })
+		}
+	}
+}
 
-			meshtest.WriteFile(t, sm.dir, "deny-x.yaml", authzPolicy("deny-x", "DENY", "client-x"))
-			meshtest.WaitUntil(t, 5*time.Second, "the DENY policy to take effect", func() bool {
-				_, err := call(t.Context(), x, "")
-				return status.Code(err) == codes.PermissionDenied
-			})
-			_, err = call(t.Context(), x, "")
-			if msg := status.Convert(err).Message(); !strings.Contains(msg, "deny") {
-				t.Errorf("client-x was refused with %q, want the deny policy named", msg)
-			}
-		})
+func testAuthorizationPolicy(t *testing.T, src identities, kind serverKind) {
+	sm := startSecurityMesh(t, src, kind, map[string]string{
+		"peer-authentication.yaml": strictMesh,
+		"allow-x.yaml":             authzPolicy("allow-x", "ALLOW", "client-x"),
+	})
+	x, _ := sm.client(t, "client-x")
+	y, _ := sm.client(t, "client-y")
+	if _, err := firstReply(t, x); err != nil {
+		t.Fatalf("client-x, allowed, was refused: %v", err)
+	}
+	_, err := firstReply(t, y)
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "policy") {
+		t.Fatalf("client-y, not allowed: got %v, want PermissionDenied saying it was denied by policy", err)
+	}
+	t.Logf("client-y was told: %s", status.Convert(err).Message())
+
+	meshtest.WriteFile(t, sm.dir, "deny-x.yaml", authzPolicy("deny-x", "DENY", "client-x"))
+	meshtest.WaitUntil(t, 5*time.Second, "the DENY policy to take effect", func() bool {
+		_, err := call(t.Context(), x, "")
+		return status.Code(err) == codes.PermissionDenied
+	})
+	_, err = call(t.Context(), x, "")
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "deny") {
+		t.Errorf("client-x was refused with %q, want the deny policy named", msg)
 	}
 }
 
@@ -315,38 +331,47 @@ func TestRotationWithoutFailures(t *testing.T) {
 	const ttl = time.Minute
 	for _, src := range identitySources(t, ttl, "greeter", "client") {
 		t.Run(src.name, func(t *testing.T) {
-			sm := startSecurityMesh(t, src, map[string]string{"peer-authentication.yaml": strictMesh})
-			c, cm := sm.client(t, "client")
-			if _, err := firstReply(t, c); err != nil {
-				t.Fatal(err)
-			}
-			first := serverSerial(t, sm.server.addr, cm.Identity())
-			var calls, failed atomic.Int64
-			var lastErr atomic.Value
-			traffic := startLoad(t, callerFunc(func() (string, string, error) {
-				time.Sleep(5 * time.Millisecond) // steady, not flat out, for a minute
-				r, err := call(t.Context(), c, "")
-				calls.Add(1)
-				if err != nil {
-					failed.Add(1)
-					lastErr.Store(err)
-				}
-				return r.GetVersion(), r.GetInstance(), err
-			}), 2)
-			// Renewal is at half-life: the server presents a new
-			// certificate about 30s in.
-			var second *big.Int
-			meshtest.WaitUntil(t, ttl, "the server's certificate to rotate", func() bool {
-				second = serverSerial(t, sm.server.addr, cm.Identity())
-				return second.Cmp(first) != 0
-			})
-			traffic.runPast(t, time.Now(), 2*time.Second, "2s of calls after the rotation") // traffic goes on across it
-			traffic.end()
-			t.Logf("server serial %x -> %x; %d calls, %d failed", first, second, calls.Load(), failed.Load())
-			if failed.Load() > 0 {
-				t.Errorf("%d of %d calls failed through a rotation, last: %v", failed.Load(), calls.Load(), lastErr.Load())
+			for _, kind := range serverKinds {
+				t.Run(kind.name, func(t *testing.T) {
+					t.Parallel() // each waits half a minute for its rotation
+					testRotationWithoutFailures(t, src, kind, ttl)
+				})
 			}
 		})
+	}
+}
+
+func testRotationWithoutFailures(t *testing.T, src identities, kind serverKind, ttl time.Duration) {
+	sm := startSecurityMesh(t, src, kind, map[string]string{"peer-authentication.yaml": strictMesh})
+	c, cm := sm.client(t, "client")
+	if _, err := firstReply(t, c); err != nil {
+		t.Fatal(err)
+	}
+	first := serverSerial(t, sm.server.addr, cm.Identity())
+	var calls, failed atomic.Int64
+	var lastErr atomic.Value
+	traffic := startLoad(t, callerFunc(func() (string, string, error) {
+		time.Sleep(5 * time.Millisecond) // steady, not flat out, for a minute
+		r, err := call(t.Context(), c, "")
+		calls.Add(1)
+		if err != nil {
+			failed.Add(1)
+			lastErr.Store(err)
+		}
+		return r.GetVersion(), r.GetInstance(), err
+	}), 2)
+	// Renewal is at half-life: the server presents a new
+	// certificate about 30s in.
+	var second *big.Int
+	meshtest.WaitUntil(t, ttl, "the server's certificate to rotate", func() bool {
+		second = serverSerial(t, sm.server.addr, cm.Identity())
+		return second.Cmp(first) != 0
+	})
+	traffic.runPast(t, time.Now(), 2*time.Second, "2s of calls after the rotation") // traffic goes on across it
+	traffic.end()
+	t.Logf("server serial %x -> %x; %d calls, %d failed", first, second, calls.Load(), failed.Load())
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d calls failed through a rotation, last: %v", failed.Load(), calls.Load(), lastErr.Load())
 	}
 }
 
@@ -380,5 +405,48 @@ func TestCARefusesWithoutAValidToken(t *testing.T) {
 		mesh.WithCAToken("right"), mesh.WithLogger(meshtest.Logger()))
 	if status.Code(err) != codes.PermissionDenied {
 		t.Errorf("greeter's token asking for sa/reviews: got %v, want PermissionDenied", err)
+	}
+}
+
+// TestHTTPStrictRefusesKeptPlaintext: a plaintext HTTP connection made
+// under PERMISSIVE and kept alive is refused once the port is STRICT: its
+// next request gets 503 and the connection closes, and a new plaintext
+// connection is refused.
+func TestHTTPStrictRefusesKeptPlaintext(t *testing.T) {
+	cp, dir := startControlPlane(t, map[string]string{"peer-authentication.yaml": permissiveMesh})
+	srv := startHTTPGreeter(t, cp.XDSAddr(), "v1", nil)
+	var conns atomic.Int64
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	get := func() (int, error) {
+		resp, err := plain.Get("http://" + srv.addr + "/")
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	meshtest.WaitUntil(t, 15*time.Second, "plaintext to be served under PERMISSIVE", func() bool {
+		code, err := get()
+		return err == nil && code == http.StatusOK
+	})
+	before := conns.Load()
+	meshtest.WriteFile(t, dir, "peer-authentication.yaml", strictMesh)
+	var code int
+	var err error
+	meshtest.WaitUntil(t, 10*time.Second, "the kept connection to be refused", func() bool {
+		code, err = get()
+		return err != nil || code != http.StatusOK
+	})
+	if err != nil || code != http.StatusServiceUnavailable || conns.Load() != before {
+		t.Fatalf("the kept plaintext connection: status %d, %v, %d new connections; want 503 on the same connection", code, err, conns.Load()-before)
+	}
+	if code, err := get(); err == nil {
+		t.Errorf("a new plaintext connection under STRICT got %d, want it refused", code)
 	}
 }

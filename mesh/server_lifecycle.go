@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/resolver"
 )
 
 // lifecycle is what gRPC and HTTP servers share: one registration per
@@ -83,6 +86,53 @@ func (l *lifecycle) register(lis net.Listener) (*registration, error) {
 }
 
 var errServerStopped = errors.New("mesh: server stopped")
+
+// waitXDSClient returns the mesh's xDS client, which New started
+// connecting. A wait that is not short is logged, not hidden: the server
+// cannot serve policy before it has the stream.
+func (l *lifecycle) waitXDSClient(addr net.Addr) (*resolver.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	rc, err := l.m.xdsClient(ctx)
+	cancel()
+	if err == nil {
+		return rc, nil
+	}
+	l.m.log.Warn("mesh: "+l.protocol+" server waiting for the xDS stream to the control plane", "address", addr.String(), "control_plane", l.m.opts.controlPlane, "up_to", xdsWaitLimit)
+	ctx, cancel = context.WithTimeout(context.Background(), xdsWaitLimit)
+	defer cancel()
+	return l.m.xdsClient(ctx)
+}
+
+// What a server answers, over either transport, when its policy refuses a
+// request for want of a Listener, or for being plaintext under STRICT.
+const (
+	msgNoPolicy  = "mesh: this server has no policy from the control plane yet"
+	msgPlaintext = "mesh: plaintext is refused: this server's PeerAuthentication is STRICT"
+)
+
+// xdsWaitLimit bounds how long Serve waits for the xDS stream.
+const xdsWaitLimit = 30 * time.Second
+
+// watchInbound follows the server Listener of listener lis, registered as
+// reg: the control plane knows the server by the address it registered
+// (the advertised IP), whatever lis is bound to. The registration serves
+// once the Listener arrives, and stops serving when the control plane
+// removes it. updated, if not nil, is called after each new Listener takes
+// effect.
+func (l *lifecycle) watchInbound(rc *resolver.Client, lis net.Listener, reg *registration, updated func(*resolver.Listener)) *dataplane.Inbound {
+	registered := net.JoinHostPort(reg.inst.GetAddress(), strconv.FormatUint(uint64(reg.inst.GetPort()), 10))
+	return dataplane.WatchInbound(rc, registered, dataplane.InboundOptions{
+		Serving: func(serving bool, _ error) {
+			if serving {
+				reg.setState(registrypb.State_SERVING)
+			} else {
+				reg.setState(registrypb.State_NOT_SERVING)
+			}
+		},
+		Updated: updated,
+		Log:     l.m.log.With("server", l.protocol, "address", lis.Addr().String()),
+	})
+}
 
 // registration returns the registration of a listening address.
 func (l *lifecycle) registration(addr string) *registration {

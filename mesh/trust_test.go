@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/mesh"
@@ -31,7 +35,7 @@ func TestRegistrationHijackRefused(t *testing.T) {
 
 	refusals := &logRecorder{}
 	attacker := startMesh(t, addr, "greeter", map[string]string{"version": "v1"}, mesh.WithServiceAccount("attacker"), mesh.WithLogger(slog.New(refusals)))
-	serveGreeter(t, attacker, "v1", &greeter.Server{Version: "v1", Instance: "attacker"}, mesh.WithWeight(1000))
+	evil := serveGreeter(t, attacker, "v1", &greeter.Server{Version: "v1", Instance: "attacker"}, mesh.WithWeight(1000))
 
 	client := dialGreeter(t, startMesh(t, addr, "productpage", nil))
 	waitServing(t, client, "v1")
@@ -51,6 +55,12 @@ func TestRegistrationHijackRefused(t *testing.T) {
 	}
 	if n := registered(t, cp); n != 1 {
 		t.Errorf("%d instances serve greeter, want 1", n)
+	}
+	// It has no Listener either, and so no policy: it serves nothing.
+	err := direct(t, evil.addr, insecure.NewCredentials())
+	t.Logf("a direct call to the attacker's server: %v", err)
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("a direct call to the refused server: %v, want Unavailable", err)
 	}
 }
 

@@ -24,8 +24,8 @@ type xdsConn struct {
 }
 
 // startXDSClient starts connecting meshlet's own xDS client, which HTTP
-// clients and servers, the gRPC interceptors and WaitRoutable use. It
-// does not block. gRPC-only servers never open it.
+// clients, HTTP and gRPC servers (but gRPC-Go's xDS server, which has its
+// own), the gRPC interceptors and WaitRoutable use. It does not block.
 func (m *Mesh) startXDSClient() {
 	m.xds.once.Do(func() {
 		m.xds.ready, m.xds.done = make(chan struct{}), make(chan struct{})

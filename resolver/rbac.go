@@ -191,11 +191,39 @@ type AuthzRequest struct {
 // request.
 var ErrDenied = errors.New("resolver: denied by policy")
 
+// Denial is the error Authorize returns for a refused request: it says
+// which filter and policy decided, so that each transport can say so in
+// its own words. It wraps ErrDenied.
+type Denial struct {
+	// Filter is the name of the RBAC filter that refused the request.
+	Filter string
+	// Action is that filter's action: RBACDeny when Policy matched the
+	// request, RBACAllow when none of its policies did.
+	Action RBACAction
+	// Policy is the deny policy that matched; empty for RBACAllow.
+	Policy string
+}
+
+// Reason says why the request was refused, in gRPC-Go's words after
+// "incoming RPC" (or Envoy's after "incoming request"): "did not match an
+// allow policy", or "matched a deny policy" and its name.
+func (d *Denial) Reason() string {
+	if d.Action == RBACDeny {
+		return fmt.Sprintf("matched a deny policy %q", d.Policy)
+	}
+	return "did not match an allow policy"
+}
+
+func (d *Denial) Error() string { return ErrDenied.Error() + ": incoming request " + d.Reason() }
+
+// Unwrap returns ErrDenied.
+func (d *Denial) Unwrap() error { return ErrDenied }
+
 // Authorize applies a server Listener's RBAC filters to a request, in
 // order, with Envoy's and gRPC-Go's semantics: a DENY filter refuses a
 // request that matches one of its policies; an ALLOW filter refuses one
-// that matches none. Filters of other types are ignored. The error says
-// which policy decided, in gRPC-Go's words, and wraps ErrDenied.
+// that matches none. Filters of other types are ignored. The error is a
+// *Denial, which says which policy decided and wraps ErrDenied.
 func Authorize(filters []HTTPFilter, req AuthzRequest) error {
 	for _, f := range filters {
 		if f.RBAC == nil {
@@ -211,11 +239,11 @@ func Authorize(filters []HTTPFilter, req AuthzRequest) error {
 		switch f.RBAC.Action {
 		case RBACDeny:
 			if matched != "" {
-				return fmt.Errorf("%w: incoming request matched a deny policy %q", ErrDenied, matched)
+				return &Denial{Filter: f.Name, Action: RBACDeny, Policy: matched}
 			}
 		case RBACAllow:
 			if matched == "" {
-				return fmt.Errorf("%w: incoming request did not match an allow policy", ErrDenied)
+				return &Denial{Filter: f.Name, Action: RBACAllow}
 			}
 		}
 	}

@@ -79,6 +79,17 @@ func TestAuthorize(t *testing.T) {
 			}
 		})
 	}
+	// The denial says which filter and policy decided, for each transport
+	// to word.
+	var d *resolver.Denial
+	err := resolver.Authorize(filters, resolver.AuthzRequest{Peer: x, Method: "GET", Path: "/admin", Local: local})
+	if !errors.As(err, &d) || *d != (resolver.Denial{Filter: "deny", Action: resolver.RBACDeny, Policy: "ns[default]-policy[deny-admin]-rule[0]"}) {
+		t.Errorf("denied by the deny filter: got %#v", err)
+	}
+	err = resolver.Authorize(filters, resolver.AuthzRequest{Peer: y, Method: "GET", Path: "/a", Local: local})
+	if !errors.As(err, &d) || *d != (resolver.Denial{Filter: "allow", Action: resolver.RBACAllow}) || d.Reason() != "did not match an allow policy" {
+		t.Errorf("denied by the allow filter: got %#v", err)
+	}
 	if err := resolver.Authorize(nil, resolver.AuthzRequest{}); err != nil {
 		t.Errorf("no filters: %v", err)
 	}

@@ -1,0 +1,100 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	xdscreds "google.golang.org/grpc/credentials/xds"
+	"google.golang.org/grpc/xds"
+
+	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/security"
+)
+
+// This file is gRPC-Go's xDS server as a backend of GRPCServer. It is the
+// only server code that imports google.golang.org/grpc/xds, so that it can
+// move into a package of its own, which only programs that choose it link.
+
+// WithXDSServer makes NewGRPCServer return gRPC-Go's xDS server
+// (google.golang.org/grpc/xds) instead of meshlet's native one. It follows
+// the same server Listener, with gRPC-Go's own xDS client, over an ADS
+// stream of its own, and applies it with gRPC-Go's xDS credentials and
+// RBAC. Use it to check meshlet's control plane against the standard
+// server; the native server is faster, and does not need a second stream.
+// HTTP servers ignore it.
+func WithXDSServer() ServerOption {
+	return serverOptionFunc(func(o *serverOptions) { o.grpcBackend = newXDSGRPC })
+}
+
+// xdsGRPC is gRPC-Go's xDS server: the control plane's Listener for its
+// address decides how it serves.
+type xdsGRPC struct {
+	l  *lifecycle
+	gs *xds.GRPCServer
+}
+
+func newXDSGRPC(l *lifecycle) (grpcBackend, error) {
+	s := &xdsGRPC{l: l}
+	// As on the client, the xDS credentials follow what the control plane
+	// says about TLS for this listener: STRICT puts a TLS context on it.
+	// Without one (PERMISSIVE), one port takes both plaintext and mTLS.
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: security.PermissiveCredentials(l.m.identity)})
+	if err != nil {
+		return nil, fmt.Errorf("mesh: xds server credentials: %w", err)
+	}
+	gopts := []grpc.ServerOption{
+		grpc.Creds(creds),
+		xds.ServingModeCallback(s.servingMode),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			l.touch()
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			l.touch()
+			return h(srv, ss)
+		}),
+	}
+	if !bootstrapFromEnv() {
+		gopts = append(gopts, xds.BootstrapContentsForTesting(l.m.bootstrap))
+	}
+	s.gs, err = xds.NewGRPCServer(append(gopts, l.opts.grpcOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: grpc server: %w", err)
+	}
+	return s, nil
+}
+
+func (s *xdsGRPC) RegisterService(sd *grpc.ServiceDesc, impl any) { s.gs.RegisterService(sd, impl) }
+
+func (s *xdsGRPC) serve(lis net.Listener) error {
+	if _, err := s.l.register(lis); err != nil {
+		if errors.Is(err, errServerStopped) {
+			return grpc.ErrServerStopped
+		}
+		return err
+	}
+	return s.gs.Serve(lis)
+}
+
+// servingMode follows gRPC-Go's xDS server: an address serves once its
+// Listener arrived and stops serving when it is removed.
+func (s *xdsGRPC) servingMode(addr net.Addr, args xds.ServingModeChangeArgs) {
+	r := s.l.registration(addr.String())
+	if r == nil {
+		return
+	}
+	if args.Mode == connectivity.ServingModeServing {
+		r.setState(registrypb.State_SERVING)
+	} else {
+		s.l.m.log.Warn("mesh server not serving", "address", addr.String(), "err", args.Err)
+		r.setState(registrypb.State_NOT_SERVING)
+	}
+}
+
+func (s *xdsGRPC) gracefulStop() { s.gs.GracefulStop() }
+
+func (s *xdsGRPC) stop() { s.gs.Stop() }
