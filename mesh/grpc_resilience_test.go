@@ -4,13 +4,11 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/examples/greeterpb"
-	"github.com/meshlet/meshlet/meshtest"
 )
 
 // flakyGRPC is flakyHTTP over gRPC: while failing is set it fails every
@@ -84,16 +82,4 @@ func TestGRPCOutlierEjectionByStatus(t *testing.T) {
 			}
 		})
 	}
-}
-
-// waitServingInstances waits until calls have answered from n instances.
-func waitServingInstances(t testing.TB, call callerFunc, n int) {
-	t.Helper()
-	seen := map[string]bool{}
-	meshtest.WaitUntil(t, 15*time.Second, "calls to reach every instance", func() bool {
-		if _, inst, err := call(); err == nil {
-			seen[inst] = true
-		}
-		return len(seen) == n
-	})
 }

@@ -108,7 +108,7 @@ var (
 			g := &flakyHTTP{httpGreeter: httpGreeter{delay: delay}}
 			in := serveHTTPGreeter(t, m, version, g)
 			return &flakyInstance{addr: in.addr, failing: &g.failing, failed: &g.failed, stop: func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
 				in.server.Shutdown(ctx)
 			}}
@@ -293,7 +293,20 @@ func callerOn(ctx context.Context, call func(context.Context, op) outcome) calle
 	}
 }
 
-var v1 = map[string]string{"version": "v1"}
+// v1Labels are the labels of an instance of greeter v1.
+// waitServingInstances waits until calls have answered from n instances.
+func waitServingInstances(t testing.TB, call callerFunc, n int) {
+	t.Helper()
+	seen := map[string]bool{}
+	meshtest.WaitUntil(t, 15*time.Second, fmt.Sprintf("calls to reach %d instances", n), func() bool {
+		if _, inst, err := call(); err == nil {
+			seen[inst] = true
+		}
+		return len(seen) == n
+	})
+}
+
+var v1Labels = map[string]string{"version": "v1"}
 
 // An instance that fails with 503, or UNAVAILABLE (503 as Envoy maps gRPC
 // statuses), three times in a row is ejected, and the calls go to the
@@ -309,8 +322,8 @@ func TestParityOutlierEjection(t *testing.T) {
 	for _, tr := range ejectingTransports {
 		t.Run(tr.name, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"rules.yaml": rule})
-			bad := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1), "v1", 0)
-			good := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1), "v1", 0)
+			bad := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1Labels), "v1", 0)
+			good := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1Labels), "v1", 0)
 			waitRegistered(t, cp, 2)
 			call := tr.caller(t, startMesh(t, cp.XDSAddr(), "client", nil, tr.clientOpts...))
 			waitServingInstances(t, callerOn(t.Context(), call), 2)
@@ -366,9 +379,9 @@ spec:
 		} {
 			t.Run(tr.name+"/"+tc.name, func(t *testing.T) {
 				cp, _ := startControlPlane(t, map[string]string{"rules.yaml": tc.rule})
-				slow := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1), "v1", 50*time.Millisecond)
-				tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1), "v1", 0)
-				tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1), "v1", 0)
+				slow := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1Labels), "v1", 50*time.Millisecond)
+				tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1Labels), "v1", 0)
+				tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1Labels), "v1", 0)
 				waitRegistered(t, cp, 3)
 				call := callerOn(t.Context(), tr.caller(t, startMesh(t, cp.XDSAddr(), "client", nil, tr.clientOpts...)))
 				waitServingInstances(t, call, 3)
@@ -406,8 +419,8 @@ func TestParityLocalityFailover(t *testing.T) {
 	for _, tr := range ejectingTransports {
 		t.Run(tr.name, func(t *testing.T) {
 			cp, _ := startControlPlane(t, map[string]string{"rules.yaml": outlierRule})
-			near := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1, z1), "v1", 0)
-			far := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1, z2), "v1", 0)
+			near := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1Labels, z1), "v1", 0)
+			far := tr.serveFlaky(t, startMesh(t, cp.XDSAddr(), "greeter", v1Labels, z2), "v1", 0)
 			waitRegistered(t, cp, 2)
 			call := tr.caller(t, startMesh(t, cp.XDSAddr(), "client", nil, append(tr.clientOpts, z1)...))
 			waitServingInstances(t, callerOn(t.Context(), call), 1)
