@@ -2,10 +2,13 @@ package grpcadapter
 
 import (
 	"context"
+	"io"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // retryBufferLimit bounds the request messages a stream keeps to replay
@@ -101,9 +104,15 @@ func (s *retryStream) SendMsg(m any) error {
 			s.sent = append(s.sent, m)
 		}
 	}
-	cur := s.cur
+	cur, committed := s.cur, s.committed || s.finished
 	s.mu.Unlock()
-	return cur.SendMsg(m)
+	if err := cur.SendMsg(m); err != io.EOF || committed {
+		return err
+	}
+	// The attempt ended before this message went: it is kept for a retry,
+	// and RecvMsg says how the stream ended. An io.EOF here would have the
+	// caller stop sending, and a retry replay only part of the stream.
+	return nil
 }
 
 func (s *retryStream) RecvMsg(m any) error {
@@ -131,7 +140,14 @@ func (s *retryStream) retry(err error) bool {
 	committed := s.committed
 	s.mu.Unlock()
 	call := s.cs.call
-	if committed || !call.CanRetry(s.cs.ctx, s.cs.take(err)) || !call.Backoff(s.cs.ctx) {
+	o := s.cs.take(err)
+	if err != io.EOF && o.IsGRPC && o.Err == nil && o.GRPC == codes.OK {
+		// gRPC-Go ends an attempt whose SendMsg met the end of the stream
+		// as a success (csAttempt.finish of io.EOF), before RecvMsg has its
+		// status: the attempt came to err.
+		o.GRPC = status.Code(err)
+	}
+	if committed || !call.CanRetry(s.cs.ctx, o) || !call.Backoff(s.cs.ctx) {
 		return false
 	}
 	for replans := 0; ; {
