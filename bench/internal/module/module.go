@@ -27,9 +27,9 @@ func Root(ctx context.Context) (string, error) {
 }
 
 // Build builds package pkg ("./cmd/meshlet-controlplane") of the module at
-// root into the file out.
-func Build(ctx context.Context, root, pkg, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+// root into the file out, with the build tags tags.
+func Build(ctx context.Context, root, pkg, out string, tags ...string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "-tags", strings.Join(tags, ","), pkg)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
