@@ -108,7 +108,7 @@ func BenchmarkHTTP(b *testing.B) {
 		}
 	}
 	b.Run("plain-http", func(b *testing.B) {
-		srv := httptest.NewServer(benchHandler)
+		srv := httptest.NewServer(plainHTTPGreeter())
 		defer srv.Close()
 		run(b, srv.Client(), srv.URL+"/")
 	})
@@ -122,8 +122,13 @@ func BenchmarkHTTP(b *testing.B) {
 	})
 }
 
-// benchHandler is the plain servers' handler.
-var benchHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
+// plainHTTPGreeter is the plain servers' handler: the one the mesh
+// servers serve, so that only the data plane differs.
+func plainHTTPGreeter() http.Handler {
+	g := &httpGreeter{}
+	g.name("plain", "plain")
+	return g
+}
 
 // httpGet makes one GET of url with c and reads the whole answer.
 func httpGet(c *http.Client, url string) error {
@@ -151,7 +156,7 @@ func plainMTLSHTTPClient(b *testing.B) (*http.Client, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: benchHandler}
+	srv := &http.Server{Handler: plainHTTPGreeter()}
 	go srv.Serve(lis)
 	b.Cleanup(func() { srv.Close() })
 	tr := &http.Transport{
