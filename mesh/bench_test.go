@@ -37,30 +37,42 @@ func BenchmarkUnary(b *testing.B) {
 		runUnary(b, greeterpb.NewGreeterClient(cc), req)
 	})
 	b.Run("plain-grpc-mtls", func(b *testing.B) {
-		// The same SVIDs meshlet uses, from a control plane's CA.
-		cp, _ := startControlPlane(b, nil)
-		serverID := startMesh(b, cp.XDSAddr(), "greeter", nil).Identity()
-		clientID := startMesh(b, cp.XDSAddr(), "client", nil).Identity()
-		addr := startPlainGreeter(b, "plain", grpc.Creds(credentials.NewTLS(security.ServerTLSConfig(serverID, tlsconfig.AuthorizeAny()))))
-		cc, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(credentials.NewTLS(security.ClientTLSConfig(clientID, tlsconfig.AuthorizeAny()))))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cc.Close()
-		runUnary(b, greeterpb.NewGreeterClient(cc), req)
+		runUnary(b, plainMTLSGreeterClient(b), req)
 	})
 	b.Run("meshlet", func(b *testing.B) {
-		cp, _ := startControlPlane(b, map[string]string{
-			"greeter-rules.yaml": greeterRules,
-			"greeter-route.yaml": splitRoute(80, 20),
-		})
-		startGreeter(b, cp.XDSAddr(), "v1")
-		startGreeter(b, cp.XDSAddr(), "v2")
-		client := dialGreeter(b, startMesh(b, cp.XDSAddr(), "client", nil))
-		waitServing(b, client, "v1", "v2")
-		runUnary(b, client, req)
+		runUnary(b, meshletGreeterClient(b), req)
 	})
+}
+
+// plainMTLSGreeterClient returns a plain grpc-go client of a plain grpc-go
+// greeter, over mTLS with the SVIDs meshlet uses, from a control plane's
+// CA.
+func plainMTLSGreeterClient(b *testing.B) greeterpb.GreeterClient {
+	cp, _ := startControlPlane(b, nil)
+	serverID := startMesh(b, cp.XDSAddr(), "greeter", nil).Identity()
+	clientID := startMesh(b, cp.XDSAddr(), "client", nil).Identity()
+	addr := startPlainGreeter(b, "plain", grpc.Creds(credentials.NewTLS(security.ServerTLSConfig(serverID, tlsconfig.AuthorizeAny()))))
+	cc, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(security.ClientTLSConfig(clientID, tlsconfig.AuthorizeAny()))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cc.Close() })
+	return greeterpb.NewGreeterClient(cc)
+}
+
+// meshletGreeterClient returns a mesh.Dial client of the greeter, routed
+// 80/20 between two mesh servers, v1 and v2, once both answer.
+func meshletGreeterClient(b *testing.B) greeterpb.GreeterClient {
+	cp, _ := startControlPlane(b, map[string]string{
+		"greeter-rules.yaml": greeterRules,
+		"greeter-route.yaml": splitRoute(80, 20),
+	})
+	startGreeter(b, cp.XDSAddr(), "v1")
+	startGreeter(b, cp.XDSAddr(), "v2")
+	client := dialGreeter(b, startMesh(b, cp.XDSAddr(), "client", nil))
+	waitServing(b, client, "v1", "v2")
+	return client
 }
 
 func runUnary(b *testing.B, c greeterpb.GreeterClient, req *greeterpb.HelloRequest) {
@@ -82,17 +94,10 @@ func runUnary(b *testing.B, c greeterpb.GreeterClient, req *greeterpb.HelloReque
 // with SPIFFE SVIDs, the authorization check) with plain net/http on
 // loopback, plaintext and over the same mTLS, in the same run.
 func BenchmarkHTTP(b *testing.B) {
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	run := func(b *testing.B, c *http.Client, url string) {
 		get := func() {
-			resp, err := c.Get(url)
-			if err != nil {
+			if err := httpGet(c, url); err != nil {
 				b.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Fatalf("status %d", resp.StatusCode)
 			}
 		}
 		get()
@@ -103,38 +108,81 @@ func BenchmarkHTTP(b *testing.B) {
 		}
 	}
 	b.Run("plain-http", func(b *testing.B) {
-		srv := httptest.NewServer(handler)
+		srv := httptest.NewServer(plainHTTPGreeter())
 		defer srv.Close()
 		run(b, srv.Client(), srv.URL+"/")
 	})
 	b.Run("plain-https-mtls", func(b *testing.B) {
-		cp, _ := startControlPlane(b, nil)
-		serverID := startMesh(b, cp.XDSAddr(), "greeter", nil).Identity()
-		clientID := startMesh(b, cp.XDSAddr(), "client", nil).Identity()
-		lis, err := tls.Listen("tcp", "127.0.0.1:0", security.ServerTLSConfig(serverID, tlsconfig.AuthorizeAny()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := &http.Server{Handler: handler}
-		go srv.Serve(lis)
-		defer srv.Close()
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: security.ClientTLSConfig(clientID, tlsconfig.AuthorizeAny())}}
-		run(b, c, "https://"+lis.Addr().String()+"/")
+		c, url := plainMTLSHTTPClient(b)
+		run(b, c, url)
 	})
 	b.Run("meshlet", func(b *testing.B) {
-		cp, _ := startControlPlane(b, map[string]string{
-			"greeter-rules.yaml": greeterRules,
-			"greeter-route.yaml": splitRoute(80, 20),
-		})
-		for _, v := range []string{"v1", "v2"} {
-			m := startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": v})
-			serveHTTPGreeter(b, m, v, nil)
-		}
-		c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil))
-		meshtest.WaitUntil(b, 15*time.Second, "both versions", func() bool {
-			r, err := httpCall(b.Context(), c, "/", "")
-			return err == nil && r.version != "" && r.caller != "plaintext"
-		})
-		run(b, c, fmt.Sprintf("http://greeter:%d/", greeterPort))
+		c, url := meshletHTTPClient(b)
+		run(b, c, url)
 	})
+}
+
+// plainHTTPGreeter is the plain servers' handler: the one the mesh
+// servers serve, so that only the data plane differs.
+func plainHTTPGreeter() http.Handler {
+	g := &httpGreeter{}
+	g.name("plain", "plain")
+	return g
+}
+
+// httpGet makes one GET of url with c and reads the whole answer.
+func httpGet(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// plainMTLSHTTPClient starts a plain net/http server over mTLS with the
+// SVIDs meshlet uses, from a control plane's CA, and returns a plain
+// client of it and its URL. The client keeps as many idle connections as
+// meshlet's (64 per host), so that calls in parallel reuse them too.
+func plainMTLSHTTPClient(b *testing.B) (*http.Client, string) {
+	cp, _ := startControlPlane(b, nil)
+	serverID := startMesh(b, cp.XDSAddr(), "greeter", nil).Identity()
+	clientID := startMesh(b, cp.XDSAddr(), "client", nil).Identity()
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", security.ServerTLSConfig(serverID, tlsconfig.AuthorizeAny()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: plainHTTPGreeter()}
+	go srv.Serve(lis)
+	b.Cleanup(func() { srv.Close() })
+	tr := &http.Transport{
+		TLSClientConfig:     security.ClientTLSConfig(clientID, tlsconfig.AuthorizeAny()),
+		MaxIdleConnsPerHost: 64,
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}, "https://" + lis.Addr().String() + "/"
+}
+
+// meshletHTTPClient starts two mesh HTTP servers of the greeter, v1 and
+// v2, routed 80/20, and returns a mesh HTTP client and the greeter's URL
+// once the client calls over mTLS.
+func meshletHTTPClient(b *testing.B) (*http.Client, string) {
+	cp, _ := startControlPlane(b, map[string]string{
+		"greeter-rules.yaml": greeterRules,
+		"greeter-route.yaml": splitRoute(80, 20),
+	})
+	for _, v := range []string{"v1", "v2"} {
+		m := startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": v})
+		serveHTTPGreeter(b, m, v, nil)
+	}
+	c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil))
+	meshtest.WaitUntil(b, 15*time.Second, "both versions", func() bool {
+		r, err := httpCall(b.Context(), c, "/", "")
+		return err == nil && r.version != "" && r.caller != "plaintext"
+	})
+	return c, fmt.Sprintf("http://greeter:%d/", greeterPort)
 }

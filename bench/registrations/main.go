@@ -38,7 +38,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -47,6 +46,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshlet/meshlet/bench/internal/cpprocess"
+	"github.com/meshlet/meshlet/bench/internal/module"
+	"github.com/meshlet/meshlet/bench/internal/procstat"
 	"github.com/meshlet/meshlet/controlplane"
 )
 
@@ -169,12 +171,15 @@ func run(ctx context.Context, c config) (err error) {
 	if bin == "" {
 		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		var root string
-		root, bin, err = buildControlPlane(bctx, dir)
+		root, err = module.Root(bctx)
+		if err == nil {
+			bin, err = cpprocess.Build(bctx, root, dir)
+		}
 		cancel()
 		if err != nil {
 			return err
 		}
-		what = "./cmd/meshlet-controlplane at " + commit(ctx, root)
+		what = "./cmd/meshlet-controlplane at " + module.Commit(ctx, root)
 	}
 	channel := "TLS control channel (mTLS with SVIDs from its CA)"
 	switch {
@@ -258,33 +263,33 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 	if k := c.perIdentity(); k > controlplane.DefaultRegistrationsPerIdentity {
 		args = append(args, "--max-registrations-per-identity", strconv.Itoa(k))
 	}
-	cp, err := startControlPlane(ctx, bin, dir, c.logLevel, args)
+	cp, err := cpprocess.Start(ctx, bin, dir, c.logLevel, args)
 	if err != nil {
 		return res, err
 	}
-	defer cp.stop()
+	defer cp.Stop()
 	accounts := []string{watcherServiceAccount}
 	for k := range c.services {
 		accounts = append(accounts, serviceName(k))
 	}
-	ch, err := newControlChannel(ctx, cp.xdsAddr, stateDir, m == modePlaintext, accounts)
+	ch, err := newControlChannel(ctx, cp.XDSAddr, stateDir, m == modePlaintext, accounts)
 	if err != nil {
-		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.logPath)
+		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.LogPath)
 	}
 	defer ch.Close()
 	res.svids = ch.csrTimes()
 	if c.csrs > 0 {
-		cpu0, err := processCPU(cp.pid())
+		cpu0, err := procstat.CPU(cp.PID())
 		if err != nil {
 			return res, err
 		}
 		start := time.Now()
 		res.csrs, err = ch.sampleCSRs(ctx, c.csrs, c.concurrency)
 		if err != nil {
-			return res, fmt.Errorf("CSR sample: %w (control plane log: %s)", err, cp.logPath)
+			return res, fmt.Errorf("CSR sample: %w (control plane log: %s)", err, cp.LogPath)
 		}
 		res.csrWall = time.Since(start)
-		cpu1, err := processCPU(cp.pid())
+		cpu1, err := procstat.CPU(cp.PID())
 		if err != nil {
 			return res, err
 		}
@@ -297,18 +302,18 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 	}
 	defer w.Close()
 	if err := w.waitSubscribed(ctx); err != nil {
-		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.logPath)
+		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.LogPath)
 	}
 
-	cpu0, err := processCPU(cp.pid())
+	cpu0, err := procstat.CPU(cp.PID())
 	if err != nil {
 		return res, err
 	}
-	self0 := selfCPU()
+	self0 := procstat.SelfCPU()
 	start := time.Now()
 	regs, err := registerAll(ctx, ch, c.n, c.services, c.concurrency)
 	if err != nil {
-		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.logPath)
+		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.LogPath)
 	}
 	res.acked = time.Since(start)
 	seen, err := w.wait(ctx)
@@ -316,15 +321,16 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 		closeAll(regs, c.concurrency, time.Second)
 		return res, err
 	}
-	cpu1, err := processCPU(cp.pid())
+	cpu1, err := procstat.CPU(cp.PID())
 	if err != nil {
 		closeAll(regs, c.concurrency, time.Second)
 		return res, err
 	}
 	res.wall = seen.Sub(start)
 	res.cpCPU = cpu1 - cpu0
-	res.benchCPU = selfCPU() - self0
-	res.rss, res.peakRSS, err = processMemory(cp.pid())
+	res.benchCPU = procstat.SelfCPU() - self0
+	mem, err := procstat.ReadMemory(cp.PID())
+	res.rss, res.peakRSS = mem.RSS, mem.Peak
 	if err != nil {
 		closeAll(regs, c.concurrency, time.Second)
 		return res, err
@@ -339,7 +345,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 		return res, fmt.Errorf("deregister: %w", err)
 	}
 	res.closed = time.Since(closing)
-	if res.warnings, res.warned, err = cp.warnings(); err != nil {
+	if res.warnings, res.warned, err = cp.Warnings(); err != nil {
 		return res, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -423,15 +429,3 @@ func perOp(d time.Duration, n int) float64 {
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
-
-// commit describes the checkout in root that the control plane was built
-// from.
-func commit(ctx context.Context, root string) string {
-	cmd := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty", "--abbrev=12")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		return "an unknown commit"
-	}
-	return strings.TrimSpace(string(out))
-}

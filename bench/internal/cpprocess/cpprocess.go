@@ -1,10 +1,12 @@
 //go:build linux
 
-package main
+// Package cpprocess runs cmd/meshlet-controlplane as a child process on
+// loopback, so that a benchmark can read its CPU and memory apart from its
+// own, or keep them out of what it measures.
+package cpprocess
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,46 +17,33 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/meshlet/meshlet/bench/internal/module"
 )
 
-// buildControlPlane builds cmd/meshlet-controlplane of the module in the
-// working directory into dir. It returns the module's root directory and
-// the binary's path.
-func buildControlPlane(ctx context.Context, dir string) (root, bin string, err error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", "", errors.New("not inside the meshlet module: run from the repository (go run ./bench/registrations)")
-	}
-	root = filepath.Dir(gomod)
-	bin = filepath.Join(dir, "meshlet-controlplane")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/meshlet-controlplane")
-	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("go build ./cmd/meshlet-controlplane: %w", err)
-	}
-	return root, bin, nil
+// Build builds cmd/meshlet-controlplane of the module at root into dir and
+// returns the binary's path.
+func Build(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "meshlet-controlplane")
+	return bin, module.Build(ctx, root, "./cmd/meshlet-controlplane", bin)
 }
 
-// controlPlane is a control-plane child process on loopback.
-type controlPlane struct {
-	cmd       *exec.Cmd
-	xdsAddr   string
-	adminAddr string
-	logPath   string
-	exited    chan struct{} // closed when the process has been waited for
-	waitErr   error
+// Process is a control-plane child process on loopback.
+type Process struct {
+	XDSAddr   string // host:port of its gRPC port (xDS, registrations, CA)
+	AdminAddr string
+	LogPath   string // its stdout and stderr
+
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has been waited for
+	waitErr error
 }
 
-// startControlPlane runs bin with an empty config directory (a valid
-// config: services come from registrations alone) under dir, on free
-// loopback ports, with the flags args besides, and returns once its
-// /readyz says ready. Its log goes to a file under dir.
-func startControlPlane(ctx context.Context, bin, dir, logLevel string, args []string) (*controlPlane, error) {
+// Start runs bin with an empty config directory (a valid config: services
+// come from registrations alone) under dir, on free loopback ports, with
+// the flags args besides, and returns once its /readyz says ready. Its log
+// goes to a file under dir.
+func Start(ctx context.Context, bin, dir, logLevel string, args []string) (*Process, error) {
 	cfgDir := filepath.Join(dir, "config")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
 		return nil, err
@@ -75,7 +64,7 @@ func startControlPlane(ctx context.Context, bin, dir, logLevel string, args []st
 	return nil, lastErr
 }
 
-func startOnce(ctx context.Context, bin, cfgDir, logPath, logLevel string, args []string) (*controlPlane, error) {
+func startOnce(ctx context.Context, bin, cfgDir, logPath, logLevel string, args []string) (*Process, error) {
 	xdsAddr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -101,13 +90,13 @@ func startOnce(ctx context.Context, bin, cfgDir, logPath, logLevel string, args 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	cp := &controlPlane{cmd: cmd, xdsAddr: xdsAddr, adminAddr: adminAddr, logPath: logPath, exited: make(chan struct{})}
+	cp := &Process{cmd: cmd, XDSAddr: xdsAddr, AdminAddr: adminAddr, LogPath: logPath, exited: make(chan struct{})}
 	go func() {
 		cp.waitErr = cmd.Wait()
 		close(cp.exited)
 	}()
 	if err := cp.waitReady(ctx); err != nil {
-		cp.stop()
+		cp.Stop()
 		return nil, err
 	}
 	return cp, nil
@@ -123,13 +112,13 @@ func freeLoopbackAddr() (string, error) {
 }
 
 // waitReady polls the admin port's /readyz until it answers 200.
-func (cp *controlPlane) waitReady(ctx context.Context) error {
+func (cp *Process) waitReady(ctx context.Context) error {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: time.Second}
 	defer client.CloseIdleConnections()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		resp, err := client.Get("http://" + cp.adminAddr + "/readyz")
+		resp, err := client.Get("http://" + cp.AdminAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -138,19 +127,20 @@ func (cp *controlPlane) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-cp.exited:
-			return fmt.Errorf("control plane exited before it was ready (%v); its log: %s", cp.waitErr, cp.logPath)
+			return fmt.Errorf("control plane exited before it was ready (%v); its log: %s", cp.waitErr, cp.LogPath)
 		case <-ctx.Done():
-			return fmt.Errorf("control plane not ready (log: %s): %w", cp.logPath, ctx.Err())
+			return fmt.Errorf("control plane not ready (log: %s): %w", cp.LogPath, ctx.Err())
 		case <-tick.C:
 		}
 	}
 }
 
-func (cp *controlPlane) pid() int { return cp.cmd.Process.Pid }
+// PID is the process's ID.
+func (cp *Process) PID() int { return cp.cmd.Process.Pid }
 
-// stop asks the control plane to shut down (SIGTERM), and kills it if it
+// Stop asks the control plane to shut down (SIGTERM), and kills it if it
 // has not exited within 5s.
-func (cp *controlPlane) stop() {
+func (cp *Process) Stop() {
 	cp.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-cp.exited:
@@ -161,12 +151,12 @@ func (cp *controlPlane) stop() {
 	<-cp.exited
 }
 
-// warnings returns the WARN and ERROR messages of the control plane's log
+// Warnings returns the WARN and ERROR messages of the control plane's log
 // (slog's text format), each with how many times it was logged, in the
 // order first seen: refused registrations and xDS streams show there, with
 // the reason in the line.
-func (cp *controlPlane) warnings() ([]string, map[string]int, error) {
-	data, err := os.ReadFile(cp.logPath)
+func (cp *Process) Warnings() ([]string, map[string]int, error) {
+	data, err := os.ReadFile(cp.LogPath)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,8 @@
 //go:build linux
 
-package main
+// Package procstat reads what the benchmarks measure of a process from
+// /proc: its CPU time and its resident memory.
+package procstat
 
 import (
 	"bufio"
@@ -17,9 +19,9 @@ import (
 // them in USER_HZ, which is 100 on every architecture Go runs on.
 const userHZ = 100
 
-// processCPU returns the CPU time (user + system, all threads) that
-// process pid has used, from /proc/<pid>/stat: 10ms resolution.
-func processCPU(pid int) (time.Duration, error) {
+// CPU returns the CPU time (user + system, all threads) that process pid
+// has used, from /proc/<pid>/stat: 10ms resolution.
+func CPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -45,41 +47,47 @@ func processCPU(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
-// processMemory returns the resident set size of process pid now, and its
-// peak, in bytes (VmRSS and VmHWM of /proc/<pid>/status).
-func processMemory(pid int) (rss, peak int64, err error) {
+// Memory is a process's resident memory, in bytes, from /proc/<pid>/status.
+type Memory struct {
+	RSS  int64 // VmRSS: resident now
+	Peak int64 // VmHWM: the most resident so far
+	Anon int64 // RssAnon: heap, stacks, the Go runtime's arenas
+	File int64 // RssFile: mapped files, mostly the binary's own pages
+}
+
+// ReadMemory returns process pid's resident memory now.
+func ReadMemory(pid int) (Memory, error) {
+	var m Memory
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer f.Close()
+	fields := map[string]*int64{"VmRSS": &m.RSS, "VmHWM": &m.Peak, "RssAnon": &m.Anon, "RssFile": &m.File}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
+		p := fields[key]
+		if !ok || p == nil {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/status %s: %w", pid, key, err)
+			return m, fmt.Errorf("/proc/%d/status %s: %w", pid, key, err)
 		}
-		if key == "VmRSS" {
-			rss = kb << 10
-		} else {
-			peak = kb << 10
-		}
+		*p = kb << 10
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, err
+		return m, err
 	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	if m.RSS == 0 {
+		return m, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 	}
-	return rss, peak, nil
+	return m, nil
 }
 
-// selfCPU returns the CPU time this process has used (user + system).
-func selfCPU() time.Duration {
+// SelfCPU returns the CPU time this process has used (user + system).
+func SelfCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
