@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	xdscreds "google.golang.org/grpc/credentials/xds"
+	grpcresolver "google.golang.org/grpc/resolver"
 
 	"github.com/meshlet/meshlet/internal/grpcadapter"
-	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM, for gRPC-Go's xDS path
+	"github.com/meshlet/meshlet/internal/xdspath"
 )
 
 // ErrNoPort is returned for a target without the service port.
@@ -63,6 +64,10 @@ func (m *Mesh) DialOptions() []grpc.DialOption {
 
 // dialXDS dials through gRPC-Go's own xDS client.
 func (m *Mesh) dialXDS(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	p, err := m.xdsPath.get(m)
+	if err != nil {
+		return nil, err
+	}
 	t, err := m.xdsTarget(target)
 	if err != nil {
 		return nil, err
@@ -70,13 +75,13 @@ func (m *Mesh) dialXDS(target string, opts ...grpc.DialOption) (*grpc.ClientConn
 	// The xDS credentials use TLS when the control plane puts a TLS
 	// context on the cluster and plaintext otherwise, so mTLS is driven
 	// by config, not by code.
-	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	creds, err := p.path.ClientCredentials(insecure.NewCredentials())
 	if err != nil {
 		return nil, fmt.Errorf("mesh: xds credentials: %w", err)
 	}
 	all := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	if m.xdsResolver != nil {
-		all = append(all, grpc.WithResolvers(m.xdsResolver))
+	if !bootstrapFromEnv() {
+		all = append(all, grpc.WithResolvers(p.resolver))
 		// An xds:// target with an authority is gRPC-Go's alone.
 		if name, err := m.listenerName(target); err == nil {
 			g := &rpcGate{m: m, target: target, name: name}
@@ -88,6 +93,40 @@ func (m *Mesh) dialXDS(target string, opts ...grpc.DialOption) (*grpc.ClientConn
 		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 	}
 	return cc, nil
+}
+
+// xdsPathOnce is gRPC-Go's xDS path, with its resolver for the mesh's
+// bootstrap, made once.
+type xdsPathOnce struct {
+	once     sync.Once
+	path     *xdspath.Path
+	resolver grpcresolver.Builder // nil with the environment's bootstrap
+	err      error
+	lookup   func() *xdspath.Path // xdspath.Get, unless a test says otherwise
+}
+
+// errNoXDSPath says how to link gRPC-Go's xDS path.
+var errNoXDSPath = fmt.Errorf("mesh: gRPC-Go's xDS path is not linked into this program: import _ %q", xdspath.Import)
+
+func (o *xdsPathOnce) get(m *Mesh) (*xdsPathOnce, error) {
+	o.once.Do(func() {
+		lookup := o.lookup
+		if lookup == nil {
+			lookup = xdspath.Get
+		}
+		if o.path = lookup(); o.path == nil {
+			o.err = errNoXDSPath
+			return
+		}
+		var bootstrap []byte
+		if !bootstrapFromEnv() {
+			bootstrap = m.bootstrap
+		}
+		if o.resolver, o.err = o.path.Resolver(bootstrap); o.err != nil {
+			o.err = fmt.Errorf("mesh: xds resolver: %w", o.err)
+		}
+	})
+	return o, o.err
 }
 
 // xdsTarget turns a service target into gRPC's xds:/// form with the

@@ -7,17 +7,15 @@ import (
 	"net"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/connectivity"
-	xdscreds "google.golang.org/grpc/credentials/xds"
-	"google.golang.org/grpc/xds"
 
 	"github.com/meshlet/meshlet/internal/registrypb"
+	"github.com/meshlet/meshlet/internal/xdspath"
 	"github.com/meshlet/meshlet/security"
 )
 
-// This file is gRPC-Go's xDS server as a backend of GRPCServer. It is the
-// only server code that imports google.golang.org/grpc/xds, so that it can
-// move into a package of its own, which only programs that choose it link.
+// This file is gRPC-Go's xDS server as a backend of GRPCServer. The
+// server itself comes from package mesh/grpcxds, which a program imports
+// to link google.golang.org/grpc/xds; mesh does not.
 
 // WithXDSServer makes NewGRPCServer return gRPC-Go's xDS server
 // (google.golang.org/grpc/xds) instead of meshlet's native one. It follows
@@ -25,7 +23,9 @@ import (
 // stream of its own, and applies it with gRPC-Go's xDS credentials and
 // RBAC. Use it to check meshlet's control plane against the standard
 // server; the native server is faster, and does not need a second stream.
-// HTTP servers ignore it.
+// HTTP servers ignore it. The program must import mesh/grpcxds
+// (import _ "github.com/meshlet/meshlet/mesh/grpcxds"); without it
+// NewGRPCServer says so.
 func WithXDSServer() ServerOption {
 	return serverOptionFunc(func(o *serverOptions) { o.grpcBackend = newXDSGRPC })
 }
@@ -34,36 +34,38 @@ func WithXDSServer() ServerOption {
 // address decides how it serves.
 type xdsGRPC struct {
 	l  *lifecycle
-	gs *xds.GRPCServer
+	gs xdspath.Server
 }
 
 func newXDSGRPC(l *lifecycle) (grpcBackend, error) {
-	s := &xdsGRPC{l: l}
-	// As on the client, the xDS credentials follow what the control plane
-	// says about TLS for this listener: STRICT puts a TLS context on it.
-	// Without one (PERMISSIVE), one port takes both plaintext and mTLS.
-	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: security.PermissiveCredentials(l.m.identity)})
+	p, err := l.m.xdsPath.get(l.m)
 	if err != nil {
-		return nil, fmt.Errorf("mesh: xds server credentials: %w", err)
+		return nil, err
 	}
-	gopts := []grpc.ServerOption{
-		grpc.Creds(creds),
-		xds.ServingModeCallback(s.servingMode),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			l.touch()
-			return h(ctx, req)
-		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			l.touch()
-			return h(srv, ss)
-		}),
+	s := &xdsGRPC{l: l}
+	cfg := xdspath.ServerConfig{
+		// As on the client, the xDS credentials follow what the control
+		// plane says about TLS for this listener: STRICT puts a TLS
+		// context on it. Without one (PERMISSIVE), one port takes both
+		// plaintext and mTLS.
+		Fallback: security.PermissiveCredentials(l.m.identity),
+		Serving:  s.servingMode,
+		Options: append([]grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				l.touch()
+				return h(ctx, req)
+			}),
+			grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				l.touch()
+				return h(srv, ss)
+			}),
+		}, l.opts.grpcOpts...),
 	}
 	if !bootstrapFromEnv() {
-		gopts = append(gopts, xds.BootstrapContentsForTesting(l.m.bootstrap))
+		cfg.Bootstrap = l.m.bootstrap
 	}
-	s.gs, err = xds.NewGRPCServer(append(gopts, l.opts.grpcOpts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("mesh: grpc server: %w", err)
+	if s.gs, err = p.path.NewServer(cfg); err != nil {
+		return nil, fmt.Errorf("mesh: grpc xds server: %w", err)
 	}
 	return s, nil
 }
@@ -82,15 +84,15 @@ func (s *xdsGRPC) serve(lis net.Listener) error {
 
 // servingMode follows gRPC-Go's xDS server: an address serves once its
 // Listener arrived and stops serving when it is removed.
-func (s *xdsGRPC) servingMode(addr net.Addr, args xds.ServingModeChangeArgs) {
+func (s *xdsGRPC) servingMode(addr net.Addr, serving bool, err error) {
 	r := s.l.registration(addr.String())
 	if r == nil {
 		return
 	}
-	if args.Mode == connectivity.ServingModeServing {
+	if serving {
 		r.setState(registrypb.State_SERVING)
 	} else {
-		s.l.m.log.Warn("mesh server not serving", "address", addr.String(), "err", args.Err)
+		s.l.m.log.Warn("mesh server not serving", "address", addr.String(), "err", err)
 		r.setState(registrypb.State_NOT_SERVING)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	_ "github.com/meshlet/meshlet/mesh/grpcxds" // the tests run gRPC-Go's xDS path too
 )
 
 func TestMain(m *testing.M) {

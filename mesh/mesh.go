@@ -15,8 +15,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	grpcresolver "google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/xds"
 
 	"github.com/meshlet/meshlet/internal/clock"
 	"github.com/meshlet/meshlet/internal/grpcadapter"
@@ -33,9 +31,7 @@ type Mesh struct {
 	log       *slog.Logger
 	nodeID    string
 	bootstrap []byte
-	// xdsResolver is nil when GRPC_XDS_BOOTSTRAP(_CONFIG) is set: then
-	// gRPC-Go's global xds resolver, configured by the environment, is used.
-	xdsResolver grpcresolver.Builder
+	xdsPath     xdsPathOnce // gRPC-Go's xDS client, made on first use
 	cpConn      *grpc.ClientConn // mTLS with the workload's SVID
 	cpTrust     *cpTrust
 	cpCredsKey  string // the bootstrap's channel creds
@@ -124,13 +120,6 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		TrustDomain:  m.spiffeID.TrustDomain(),
 		WaitTimeout:  m.wait.Timeout,
 	})
-	if !bootstrapFromEnv() {
-		m.xdsResolver, err = xds.NewXDSResolverWithConfigForTesting(m.bootstrap)
-		if err != nil {
-			m.close()
-			return nil, fmt.Errorf("mesh: xds resolver: %w", err)
-		}
-	}
 	return m, nil
 }
 

@@ -156,5 +156,8 @@ func WithClock(c Clock) Option {
 // use, instead of meshlet's data plane. It is slower (about 15 µs a
 // call), and gets only what gRPC-Go implements: not meshlet's outlier
 // ejection on gRPC status codes, peak EWMA or retries that skip hosts
-// already tried. Each ClientConn opens its own xDS stream.
+// already tried. Each ClientConn opens its own xDS stream. The program
+// must import mesh/grpcxds (import _
+// "github.com/meshlet/meshlet/mesh/grpcxds"), which links gRPC-Go's xDS
+// stack; without it Dial says so.
 func WithGRPCGoXDS() Option { return optionFunc(func(o *options) { o.grpcGoXDS = true }) }
