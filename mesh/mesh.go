@@ -27,11 +27,11 @@ import (
 // to the control plane, and the factory of mesh-aware clients and servers.
 // It is safe for concurrent use.
 type Mesh struct {
-	opts      options
-	log       *slog.Logger
-	nodeID    string
-	bootstrap []byte
-	xdsPath     xdsPathOnce // gRPC-Go's xDS client, made on first use
+	opts        options
+	log         *slog.Logger
+	nodeID      string
+	bootstrap   []byte
+	xdsPath     xdsPathOnce      // gRPC-Go's xDS client, made on first use
 	cpConn      *grpc.ClientConn // mTLS with the workload's SVID
 	cpTrust     *cpTrust
 	cpCredsKey  string // the bootstrap's channel creds
