@@ -205,3 +205,53 @@ func ExampleMesh_WaitRoutable() {
 	// mesh: greeter:50051 is not routable: cluster outbound|50051|v2|greeter.default.svc.cluster.local (subset "v2" of greeter.default.svc.cluster.local:50051) has no endpoints (no server of it is registered and serving): context deadline exceeded
 	// routable: <nil>
 }
+
+// A caller that makes its own ClientConn: grpc.NewClient with a
+// meshlet:/// target and the mesh's dial options routes, balances and
+// secures it as Dial does.
+func ExampleMesh_DialOptions() {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir, _ := os.MkdirTemp("", "meshlet-example-")
+	defer os.RemoveAll(dir)
+	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir(dir), controlplane.WithStateDir(filepath.Join(os.TempDir(), "meshlet-example-state")), controlplane.WithXDSAddress("127.0.0.1:0"),
+		controlplane.WithAdminAddress(""), controlplane.WithLogger(quiet), controlplane.WithCAInsecureDev(true))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cp.Close()
+
+	server, err := mesh.New(ctx, mesh.WithService("greeter"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(quiet))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer server.Close()
+	srv, _ := server.NewGRPCServer(mesh.WithServicePort(50051))
+	greeterpb.RegisterGreeterServer(srv, &greeter.Server{Version: "v1"})
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(lis)
+	defer srv.GracefulStop()
+
+	caller, err := mesh.New(ctx, mesh.WithService("caller"), mesh.WithControlPlane(cp.XDSAddr()), mesh.WithLogger(quiet))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer caller.Close()
+	cc, err := grpc.NewClient("meshlet:///greeter:50051", caller.DialOptions()...)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cc.Close()
+	reply, err := greeterpb.NewGreeterClient(cc).SayHello(ctx, &greeterpb.HelloRequest{Name: "mesh"}, grpc.WaitForReady(true))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(reply.GetMessage(), "from", reply.GetVersion())
+	// Output:
+	// hello mesh from v1
+}
