@@ -210,7 +210,7 @@ func grpcRequest(ctx context.Context, method string) dataplane.InboundRequest {
 		req.Authority = a[0]
 	}
 	if p, ok := peer.FromContext(ctx); ok {
-		req.Local, req.Remote = p.LocalAddr, p.Addr
+		req.Local, req.Remote = p.LocalAddr, dataplane.AddrPort(p.Addr)
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			req.PeerCertificates = ti.State.PeerCertificates
 			req.ServerName = ti.State.ServerName

@@ -152,7 +152,7 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return c.Value, true
 		}
 	}
-	return t.forward(req, t.core.NewCall(route, &r))
+	return t.forward(req, h.(*dataplane.Host).NewCall(route, &r))
 }
 
 // forward sends req as its call's route says: to the cluster it chose,

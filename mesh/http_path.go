@@ -106,6 +106,9 @@ func unescapeSlashes(p string) (string, bool) {
 // (as Envoy's normalize_path does) and escapes any byte that may not
 // stand in a path, so that the result is in one form only.
 func canonicalEscapes(p string) string {
+	if plainPath(p) {
+		return p // the common case: already in the one form
+	}
 	var b strings.Builder
 	b.Grow(len(p))
 	for i := 0; i < len(p); i++ {
@@ -134,6 +137,9 @@ func canonicalEscapes(p string) string {
 // (RFC 3986, 5.2.4). A path that ends in one keeps its trailing slash;
 // ".." never climbs above the root.
 func removeDotSegments(p string) string {
+	if !strings.Contains(p, "/.") {
+		return p // no dot segment to remove
+	}
 	segs := strings.Split(p[1:], "/")
 	out := make([]string, 0, len(segs))
 	for i, s := range segs {
@@ -236,4 +242,15 @@ func isUnreserved(c byte) bool {
 // (RFC 3986 pchar, less pct-encoded).
 func isPathChar(c byte) bool {
 	return isUnreserved(c) || strings.IndexByte("!$&'()*+,;=:@", c) >= 0
+}
+
+// plainPath reports whether p has only characters that stand for
+// themselves in a path: no escape, no \, nothing to escape.
+func plainPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c != '/' && !isPathChar(c) {
+			return false
+		}
+	}
+	return true
 }

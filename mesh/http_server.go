@@ -225,14 +225,14 @@ func inboundRequest(r *http.Request, path string, local net.Addr) *dataplane.Inb
 	return req
 }
 
-// remoteAddr is the net.Addr of Request.RemoteAddr; nil if it is not an
-// IP address and port.
-func remoteAddr(s string) net.Addr {
+// remoteAddr is Request.RemoteAddr as an address and port; the zero value
+// if it is not one.
+func remoteAddr(s string) netip.AddrPort {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return nil
+		return netip.AddrPort{}
 	}
-	return net.TCPAddrFromAddrPort(ap)
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // Shutdown drains and stops the server: it takes its endpoints out of

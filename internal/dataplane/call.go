@@ -46,10 +46,22 @@ type Call struct {
 	attempt int
 }
 
-// NewCall plans a request that matched route: it chooses the cluster by
-// the route's weights and computes the request's hash.
-func (c *Core) NewCall(route *resolver.Route, r *Request) *Call {
-	call := &Call{Route: route, Cluster: c.Cluster(resolver.PickWeightedCluster(route.Action, rand.Uint32()))}
+// NewCall plans a request to h that matched route: it chooses the
+// cluster by the route's weights and computes the request's hash. The
+// cluster is found among the host's without a lock.
+func (h *Host) NewCall(route *resolver.Route, r *Request) *Call {
+	name := resolver.PickWeightedCluster(route.Action, rand.Uint32())
+	var cl *Cluster
+	for _, c := range h.state.Load().Clusters {
+		if c.name == name {
+			cl = c
+			break
+		}
+	}
+	if cl == nil {
+		cl = h.core.Cluster(name) // routes newer or older than the host's state
+	}
+	call := &Call{Route: route, Cluster: cl}
 	call.tried = call.buf[:0]
 	if len(route.Action.HashPolicies) > 0 {
 		call.hash, call.hasHash = requestHash(r, route.Action.HashPolicies)

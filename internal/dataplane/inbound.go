@@ -135,9 +135,12 @@ type InboundRequest struct {
 	// Header returns the values of a request header, nil when absent.
 	// Names are lower-case.
 	Header func(name string) []string
-	// Local is the server's address the request came in on; Remote is the
-	// caller's.
-	Local, Remote net.Addr
+	// Local is the server's address the request came in on.
+	Local net.Addr
+	// Remote is the caller's address (AddrPort of a net.Addr); a value,
+	// so that a transport that has it as text makes it without an
+	// allocation.
+	Remote netip.AddrPort
 }
 
 // ErrInboundNotReady is returned by Authorize before the server has its
@@ -183,7 +186,7 @@ func authzRequest(req *InboundRequest) resolver.AuthzRequest {
 		Header:     req.Header,
 		ServerName: req.ServerName,
 		Local:      addrPort(req.Local),
-		Remote:     addrPort(req.Remote),
+		Remote:     req.Remote,
 	}
 	if len(req.PeerCertificates) > 0 {
 		out.Peer = req.PeerCertificates[0]
@@ -195,7 +198,11 @@ func authzRequest(req *InboundRequest) resolver.AuthzRequest {
 // An IPv4 address is never in its IPv4-mapped IPv6 form (a net.TCPAddr
 // may hold it so), so that listening and local addresses compare, and
 // IPv4 CIDRs match.
-func addrPort(a net.Addr) netip.AddrPort {
+func addrPort(a net.Addr) netip.AddrPort { return AddrPort(a) }
+
+// AddrPort is a's IP and port, the zero value when a is not an IP
+// address, with an IPv4 address never in its IPv4-mapped IPv6 form.
+func AddrPort(a net.Addr) netip.AddrPort {
 	var ap netip.AddrPort
 	switch a := a.(type) {
 	case nil:

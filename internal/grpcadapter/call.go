@@ -64,7 +64,7 @@ func (cs *callState) takeReplan() bool {
 	if err != nil {
 		return false
 	}
-	cs.call = cs.host.Core().NewCall(route, &cs.req)
+	cs.call = cs.host.NewCall(route, &cs.req)
 	return true
 }
 
@@ -161,7 +161,7 @@ func (a *Adapter) plan(ctx context.Context, cc *grpc.ClientConn, method string, 
 	if err != nil {
 		return nil, nil, &callError{code: codes.Unavailable, msg: fmt.Sprintf("mesh: %s: no route for %s in the control plane's config", t.name, method), err: err}
 	}
-	call := h.Core().NewCall(route, &cs.req)
+	call := h.NewCall(route, &cs.req)
 	cancel := context.CancelFunc(func() {})
 	if d := route.Action.Timeout; d > 0 {
 		ctx, cancel = context.WithTimeout(ctx, d)
