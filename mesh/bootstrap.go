@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/internal/xdspath"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -28,7 +29,7 @@ func (m *Mesh) bootstrapJSON() ([]byte, error) {
 	if l := o.locality; l != (Locality{}) {
 		node["locality"] = map[string]string{"region": l.Region, "zone": l.Zone, "sub_zone": l.SubZone}
 	}
-	creds := []any{map[string]any{"type": channelCredsName, "config": map[string]string{"key": m.cpCredsKey}}}
+	creds := []any{map[string]any{"type": xdspath.ChannelCredsName, "config": map[string]string{"key": m.cpCredsKey}}}
 	if o.cpInsecure {
 		creds = []any{map[string]string{"type": "insecure"}}
 	}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,7 +21,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/xds/bootstrap"
 
 	"github.com/meshlet/meshlet/internal/certfile"
 	"github.com/meshlet/meshlet/internal/localtrust"
@@ -243,60 +240,3 @@ func checkControlPlane(ctx context.Context, cc *grpc.ClientConn, addr string, lo
 		delay = min(2*delay, 2*time.Second)
 	}
 }
-
-// channelCredsName is the channel_creds type in meshlet's gRPC-Go xDS
-// bootstrap: mTLS to the control plane with the workload's SVID.
-const channelCredsName = "meshlet"
-
-func init() {
-	bootstrap.RegisterChannelCredentials(channelCreds{})
-}
-
-// cpCredsTable holds, by key, the credentials the bootstrap's channel
-// creds refer to, so that a bootstrap stays plain JSON.
-var cpCredsTable = struct {
-	sync.Mutex
-	m    map[string]credentials.TransportCredentials
-	next uint64
-}{m: map[string]credentials.TransportCredentials{}}
-
-func registerChannelCreds(c credentials.TransportCredentials) (key string, unregister func()) {
-	cpCredsTable.Lock()
-	defer cpCredsTable.Unlock()
-	cpCredsTable.next++
-	key = "cp-" + strconv.FormatUint(cpCredsTable.next, 10)
-	cpCredsTable.m[key] = c
-	return key, func() {
-		cpCredsTable.Lock()
-		delete(cpCredsTable.m, key)
-		cpCredsTable.Unlock()
-	}
-}
-
-type channelCreds struct{}
-
-func (channelCreds) Name() string { return channelCredsName }
-
-func (channelCreds) Build(config json.RawMessage) (credentials.Bundle, func(), error) {
-	var cfg struct {
-		Key string `json:"key"`
-	}
-	if err := json.Unmarshal(config, &cfg); err != nil {
-		return nil, nil, fmt.Errorf("mesh: channel creds config: %w", err)
-	}
-	cpCredsTable.Lock()
-	c, ok := cpCredsTable.m[cfg.Key]
-	cpCredsTable.Unlock()
-	if !ok {
-		return nil, nil, fmt.Errorf("mesh: channel creds %q: no such mesh (closed?)", cfg.Key)
-	}
-	return credsBundle{c}, func() {}, nil
-}
-
-type credsBundle struct {
-	c credentials.TransportCredentials
-}
-
-func (b credsBundle) TransportCredentials() credentials.TransportCredentials { return b.c }
-func (credsBundle) PerRPCCredentials() credentials.PerRPCCredentials         { return nil }
-func (b credsBundle) NewWithMode(string) (credentials.Bundle, error)         { return b, nil }

@@ -20,6 +20,7 @@ import (
 	"github.com/meshlet/meshlet/internal/grpcadapter"
 	"github.com/meshlet/meshlet/internal/registrypb"
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/internal/xdspath"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -103,7 +104,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	}
 	m.registry = registrypb.NewRegistryClient(m.cpConn)
 	var unregister func()
-	m.cpCredsKey, unregister = registerChannelCreds(creds)
+	m.cpCredsKey, unregister = xdspath.AddChannelCreds(creds)
 	m.closers = append(m.closers, unregister)
 	m.bootstrap, err = m.bootstrapJSON()
 	if err != nil {

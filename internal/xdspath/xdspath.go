@@ -6,6 +6,8 @@ package xdspath
 
 import (
 	"net"
+	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -56,3 +58,37 @@ func Get() *Path { return registered.Load() }
 
 // Import is what a program imports to link the path.
 const Import = "github.com/meshlet/meshlet/mesh/grpcxds"
+
+// ChannelCredsName is the channel_creds type in meshlet's gRPC-Go xDS
+// bootstrap: mTLS to the control plane with the workload's SVID. Package
+// mesh/grpcxds registers it with gRPC-Go; its config is {"key": K}, a key
+// from AddChannelCreds, so that a bootstrap stays plain JSON.
+const ChannelCredsName = "meshlet"
+
+var channelCreds = struct {
+	sync.Mutex
+	m    map[string]credentials.TransportCredentials
+	next uint64
+}{m: map[string]credentials.TransportCredentials{}}
+
+// AddChannelCreds keeps c under a new key until unregister.
+func AddChannelCreds(c credentials.TransportCredentials) (key string, unregister func()) {
+	channelCreds.Lock()
+	defer channelCreds.Unlock()
+	channelCreds.next++
+	key = "cp-" + strconv.FormatUint(channelCreds.next, 10)
+	channelCreds.m[key] = c
+	return key, func() {
+		channelCreds.Lock()
+		delete(channelCreds.m, key)
+		channelCreds.Unlock()
+	}
+}
+
+// ChannelCreds returns the credentials kept under key.
+func ChannelCreds(key string) (credentials.TransportCredentials, bool) {
+	channelCreds.Lock()
+	defer channelCreds.Unlock()
+	c, ok := channelCreds.m[key]
+	return c, ok
+}

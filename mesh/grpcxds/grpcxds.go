@@ -1,6 +1,8 @@
 package grpcxds
 
 import (
+	"encoding/json"
+	"fmt"
 	"net"
 
 	"google.golang.org/grpc"
@@ -9,6 +11,7 @@ import (
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/xds"
+	"google.golang.org/grpc/xds/bootstrap"
 
 	_ "github.com/meshlet/meshlet/internal/grpcbalancer" // DestinationRule RANDOM
 	"github.com/meshlet/meshlet/internal/xdspath"
@@ -16,7 +19,36 @@ import (
 
 func init() {
 	xdspath.Register(&xdspath.Path{Resolver: newResolver, ClientCredentials: clientCredentials, NewServer: newServer})
+	bootstrap.RegisterChannelCredentials(channelCreds{})
 }
+
+// channelCreds are the bootstrap's credentials to the control plane: the
+// mesh's own, kept under the key the bootstrap names.
+type channelCreds struct{}
+
+func (channelCreds) Name() string { return xdspath.ChannelCredsName }
+
+func (channelCreds) Build(config json.RawMessage) (credentials.Bundle, func(), error) {
+	var cfg struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return nil, nil, fmt.Errorf("mesh: channel creds config: %w", err)
+	}
+	c, ok := xdspath.ChannelCreds(cfg.Key)
+	if !ok {
+		return nil, nil, fmt.Errorf("mesh: channel creds %q: no such mesh (closed?)", cfg.Key)
+	}
+	return credsBundle{c}, func() {}, nil
+}
+
+type credsBundle struct {
+	c credentials.TransportCredentials
+}
+
+func (b credsBundle) TransportCredentials() credentials.TransportCredentials { return b.c }
+func (credsBundle) PerRPCCredentials() credentials.PerRPCCredentials         { return nil }
+func (b credsBundle) NewWithMode(string) (credentials.Bundle, error)         { return b, nil }
 
 func newResolver(bootstrap []byte) (resolver.Builder, error) {
 	if bootstrap == nil {
