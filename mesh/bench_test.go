@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshlet/meshlet/examples/greeterpb"
+	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
 )
@@ -42,6 +43,23 @@ func BenchmarkUnary(b *testing.B) {
 	b.Run("meshlet", func(b *testing.B) {
 		runUnary(b, meshletGreeterClient(b), req)
 	})
+	b.Run("grpc-go-xds", func(b *testing.B) {
+		runUnary(b, grpcGoXDSGreeterClient(b), req)
+	})
+}
+
+// grpcGoXDSGreeterClient is meshletGreeterClient on gRPC-Go's own xDS
+// path: a client made WithGRPCGoXDS, and gRPC-Go's xDS servers.
+func grpcGoXDSGreeterClient(b *testing.B) greeterpb.GreeterClient {
+	cp, _ := startControlPlane(b, map[string]string{
+		"greeter-rules.yaml": greeterRules,
+		"greeter-route.yaml": splitRoute(80, 20),
+	})
+	startGreeterWith(b, cp.XDSAddr(), "v1", nil, mesh.WithXDSServer())
+	startGreeterWith(b, cp.XDSAddr(), "v2", nil, mesh.WithXDSServer())
+	client := dialGreeter(b, startMesh(b, cp.XDSAddr(), "client", nil, mesh.WithGRPCGoXDS()))
+	waitServing(b, client, "v1", "v2")
+	return client
 }
 
 // plainMTLSGreeterClient returns a plain grpc-go client of a plain grpc-go
