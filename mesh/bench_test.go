@@ -43,6 +43,14 @@ func BenchmarkUnary(b *testing.B) {
 	b.Run("meshlet", func(b *testing.B) {
 		runUnary(b, meshletGreeterClient(b), req)
 	})
+	// Like for like with plain-grpc-mtls: one server, no route of its own.
+	b.Run("meshlet-one-server", func(b *testing.B) {
+		cp, _ := startControlPlane(b, nil)
+		startGreeter(b, cp.XDSAddr(), "v1")
+		client := dialGreeter(b, startMesh(b, cp.XDSAddr(), "client", nil))
+		waitServing(b, client, "v1")
+		runUnary(b, client, req)
+	})
 	b.Run("grpc-go-xds", func(b *testing.B) {
 		runUnary(b, grpcGoXDSGreeterClient(b), req)
 	})
