@@ -352,3 +352,20 @@ spec:
 		})
 	}
 }
+
+// gRPC-Go's own xDS server accepts a Listener with a rate limit (the
+// filter is optional) and serves; it does not implement local rate
+// limits, so it does not enforce it, as DESIGN.md records.
+func TestRateLimitGRPCGoXDSServerAccepts(t *testing.T) {
+	cp, _ := startControlPlane(t, map[string]string{
+		"ratelimit.yaml": rateLimit("greeter", "  limit: {requestsPerUnit: 1, unit: hour, burst: 1}\n"),
+	})
+	serveGreeter(t, startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}), "v1", nil, mesh.WithXDSServer())
+	c := dialGreeter(t, startMesh(t, cp.XDSAddr(), "client", nil))
+	waitCall(t, c, "the gRPC-Go xDS server to serve")
+	for i := range 3 {
+		if _, err := call(t.Context(), c, ""); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+}
