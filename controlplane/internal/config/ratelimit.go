@@ -103,7 +103,7 @@ func decodeRateLimitSpec(spec map[string]any, o options, report reportFunc) *mod
 	}
 
 	if lim, ok := d.object(spec, "limit", "spec"); !ok {
-		if _, set := spec["limit"]; !set {
+		if v := spec["limit"]; v == nil {
 			report.add("spec.limit", "required: {requestsPerUnit, unit, burst}")
 		}
 	} else {
@@ -111,8 +111,9 @@ func decodeRateLimitSpec(spec map[string]any, o options, report reportFunc) *mod
 		if n, ok := d.count(lim, "requestsPerUnit", "spec.limit", true); ok {
 			out.RequestsPerUnit = n
 		}
+		_, hasUnit := lim["unit"]
 		switch u, ok := d.str(lim, "unit", "spec.limit"); {
-		case !ok:
+		case !ok && hasUnit:
 		case u == "":
 			report.add("spec.limit.unit", "required: second, minute or hour")
 		case rateLimitUnits[u] == 0:

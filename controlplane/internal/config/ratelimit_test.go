@@ -86,12 +86,19 @@ func TestRateLimitPolicyRefused(t *testing.T) {
 		doc:  rateLimitHead + "spec:\n  limit: {requestsPerUnit: 1.5, unit: second}\n",
 		want: []string{res + "spec.limit.requestsPerUnit: expected a whole number of at least 1, got number 1.5"},
 	}, {
+		name: "no rate, no unit",
+		doc:  rateLimitHead + "spec:\n  limit: {burst: 3}\n",
+		want: []string{
+			res + "spec.limit.requestsPerUnit: required: a whole number of at least 1",
+			res + "spec.limit.unit: required: second, minute or hour",
+		},
+	}, {
 		name: "unknown unit",
 		doc:  rateLimitHead + "spec:\n  limit: {requestsPerUnit: 5, unit: day}\n",
 		want: []string{res + `spec.limit.unit: "day" is not a unit (use second, minute or hour)`},
 	}, {
 		name: "no limit",
-		doc:  rateLimitHead + "spec:\n  selector: {matchLabels: {app: a}}\n",
+		doc:  rateLimitHead + "spec:\n  selector: {matchLabels: {app: a}}\n  limit: null\n",
 		want: []string{res + "spec.limit: required: {requestsPerUnit, unit, burst}"},
 	}, {
 		name: "unknown fields",
