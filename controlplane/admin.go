@@ -224,6 +224,9 @@ func istioResources(cfg *model.Config) []istioResource {
 	for _, r := range cfg.AuthorizationPolicies {
 		out = append(out, istioResource{r.Meta, r.Spec})
 	}
+	for _, r := range cfg.RateLimitPolicies {
+		out = append(out, istioResource{r.Meta, r.Spec.Struct()})
+	}
 	return out
 }
 

@@ -179,10 +179,16 @@ func (n *nativeGRPC) authorize(ctx context.Context, method string) error {
 	req := grpcRequest(ctx, method)
 	err := n.inbound.Authorize(&req)
 	if err == nil {
+		err = n.inbound.RateLimit(&req)
+	}
+	if err == nil {
 		return nil
 	}
 	var d *resolver.Denial
+	var rl *dataplane.InboundRateLimitError
 	switch {
+	case errors.As(err, &rl):
+		return status.Error(rateLimitCode(rl), "incoming RPC "+rl.Error())
 	case errors.As(err, &d):
 		return status.Error(codes.PermissionDenied, "incoming RPC "+d.Reason())
 	case errors.Is(err, dataplane.ErrInboundPlaintext):

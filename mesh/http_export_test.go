@@ -3,7 +3,7 @@ package mesh
 // EnforceHTTPListener applies a server Listener to one request as a mesh
 // HTTP server does, for tests of Listener settings that meshlet's control
 // plane does not send.
-var EnforceHTTPListener = enforce
+var EnforceHTTPListener = (&HTTPServer{}).enforce // no rate limits: an empty InboundSet
 
 // OpenTransports is how many HTTP transports m holds open for its Close.
 func OpenTransports(m *Mesh) int {

@@ -115,13 +115,14 @@ func (s *HTTPServer) middleware(next http.Handler) http.Handler {
 			http.Error(w, msgNoPolicy, http.StatusServiceUnavailable)
 			return
 		}
-		enforce(l, local, w, r, next)
+		s.enforce(l, local, w, r, next)
 	})
 }
 
 // enforce serves r as server Listener l says: refused, redirected, or
-// passed on to next with its path normalized.
-func enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *http.Request, next http.Handler) {
+// passed on to next with its path normalized. A request over a rate limit
+// gets 429, with Retry-After.
+func (s *HTTPServer) enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *http.Request, next http.Handler) {
 	if !validMethod(r.Method) {
 		http.Error(w, fmt.Sprintf("mesh: method %q is not an upper-case token (RFC 9110)", r.Method), http.StatusBadRequest)
 		return
@@ -158,9 +159,17 @@ func enforce(l *resolver.Listener, local net.Addr, w http.ResponseWriter, r *htt
 		}
 		r = r2
 	}
-	if err := dataplane.Authorize(l, inboundRequest(r, path, local)); err != nil {
+	req := inboundRequest(r, path, local)
+	err = dataplane.Authorize(l, req)
+	if err == nil {
+		err = s.inbound.RateLimit(req)
+	}
+	if err != nil {
 		var d *resolver.Denial
+		var rl *dataplane.InboundRateLimitError
 		switch {
+		case errors.As(err, &rl):
+			writeRateLimited(w, rl)
 		case errors.As(err, &d):
 			// Envoy's words, then which policy decided.
 			http.Error(w, "RBAC: access denied: incoming request "+d.Reason(), http.StatusForbidden)

@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -206,6 +207,20 @@ func convertHTTPFilters(filters []*hcmv3.HttpFilter) ([]HTTPFilter, error) {
 				return nil, fmt.Errorf("%s: %w", at, err)
 			}
 			out = append(out, HTTPFilter{Name: f.GetName(), Type: typ, RBAC: r})
+		case localRateLimitName:
+			// Decoded even when optional: meshlet enforces it.
+			lrl := &localratelimitv3.LocalRateLimit{}
+			if err := unpackFilter(cfg, lrl); err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+			rl, err := convertLocalRateLimit(f.GetName(), lrl)
+			if err == nil {
+				err = checkEnvoy(lrl)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+			out = append(out, HTTPFilter{Name: f.GetName(), Type: typ, RateLimit: rl})
 		default:
 			if f.GetIsOptional() {
 				continue

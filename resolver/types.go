@@ -110,6 +110,9 @@ type HTTPFilter struct {
 	// without rules, which lets every request through, and for filters of
 	// other types.
 	RBAC *RBAC
+	// RateLimit is the config of a local_ratelimit filter; nil for one
+	// enabled for no request, and for filters of other types.
+	RateLimit *RateLimit
 }
 
 // RouteConfig is an xDS RouteConfiguration.

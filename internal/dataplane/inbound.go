@@ -57,6 +57,8 @@ type Inbound struct {
 
 	mu      sync.Mutex // held while the callbacks run, in order
 	serving bool
+
+	limits atomic.Pointer[inboundLimits] // of current (inbound_ratelimit.go)
 }
 
 // WatchInbound follows the server Listener of addr, the address ("ip:port")
@@ -89,6 +91,7 @@ func (in *Inbound) update(l resolver.Listener, err error) {
 		}
 		return
 	}
+	in.updateLimits(&l)
 	in.current.Store(&l)
 	if in.opts.Updated != nil {
 		in.opts.Updated(&l)

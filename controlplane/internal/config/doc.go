@@ -21,7 +21,8 @@
 // Accepted kinds are ServiceEntry, WorkloadEntry, WorkloadGroup,
 // VirtualService and DestinationRule of networking.istio.io (v1, v1beta1
 // and v1alpha3), and PeerAuthentication and AuthorizationPolicy of
-// security.istio.io (v1 and v1beta1). Hosts are expanded to fully
+// security.istio.io (v1 and v1beta1), and meshlet's own RateLimitPolicy
+// of policy.meshlet.io (v1alpha1). Hosts are expanded to fully
 // qualified names (model.FQDN) in the namespace of the resource that names
 // them.
 //

@@ -140,6 +140,8 @@ type parser struct {
 	errs      []*FieldError
 	skipped   []Skipped // documents outside Istio's API groups
 	opts      options
+
+	rateLimits []*model.RateLimitPolicy // meshlet's own kind (ratelimit.go)
 }
 
 func (p *parser) add(file, res, path, format string, args ...any) {
@@ -243,6 +245,9 @@ func (p *parser) document(file string, index int, content []byte) {
 
 	if kind == "" {
 		p.add(file, resName, "kind", "required (one of %s)", kindList)
+		return
+	}
+	if p.meshletDocument(file, index, resName, apiVersion, kind, meta, obj) {
 		return
 	}
 	info, ok := p.kind(file, resName, apiVersion, kind, meta.Name, obj)
@@ -436,6 +441,7 @@ func (p *parser) config() *model.Config {
 	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) model.Meta { return x.Meta })
 	sortByName(cfg.PeerAuthentications, func(x *model.PeerAuthentication) model.Meta { return x.Meta })
 	sortByName(cfg.AuthorizationPolicies, func(x *model.AuthorizationPolicy) model.Meta { return x.Meta })
+	cfg.RateLimitPolicies = p.rateLimitPolicies()
 	return cfg
 }
 

@@ -112,6 +112,7 @@ type Config struct {
 	DestinationRules      []*DestinationRule
 	PeerAuthentications   []*PeerAuthentication
 	AuthorizationPolicies []*AuthorizationPolicy
+	RateLimitPolicies     []*RateLimitPolicy
 }
 
 // HeaderConditionKey returns the header name of an AuthorizationPolicy

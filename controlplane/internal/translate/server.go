@@ -85,13 +85,19 @@ func serverFilterChain(addr string, filters []*hcmv3.HttpFilter) (*listenerv3.Fi
 }
 
 // serverHTTPFilters are the HTTP filters of workload w's server: its RBAC
-// filters (rbacFilters), then the router, which gRPC-Go needs last. They
-// apply to every route; no per-route configuration is needed.
+// filters (rbacFilters), its rate limits (rateLimitFilters), then the
+// router, which gRPC-Go needs last. They apply to every route; no
+// per-route configuration is needed.
 func (t *translator) serverHTTPFilters(w Workload) ([]*hcmv3.HttpFilter, error) {
 	filters, err := t.rbacFilters(w)
 	if err != nil {
 		return nil, err
 	}
+	limits, err := t.rateLimitFilters(w)
+	if err != nil {
+		return nil, err
+	}
+	filters = append(filters, limits...)
 	router, err := routerFilter()
 	if err != nil {
 		return nil, err
