@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshlet/meshlet/balancer"
+	"github.com/meshlet/meshlet/policy"
 )
 
 // The values below are meshlet's view of the xDS resources. The client
@@ -138,6 +139,9 @@ type Route struct {
 	// NonForwarding is set for a server route: the request is handled by
 	// the server itself.
 	NonForwarding bool
+	// Fault is the fault to inject into the route's requests (its
+	// envoy.filters.http.fault config), or nil.
+	Fault *policy.Fault
 }
 
 // PathMatchKind says how RouteMatch.Path is compared with a request path.

@@ -181,7 +181,7 @@ func TestLoadBad(t *testing.T) {
 		{"headers", []string{reviewsVS + "spec.http[0].headers: planned, not yet supported: setting and removing headers is on meshlet's roadmap, for gRPC and HTTP alike (set them in the calling code for now)"}},
 		{"gateways", []string{reviewsVS + `spec.gateways[1]: gateway "bookinfo-gateway" is out of scope for meshlet: a proxyless mesh has no gateway proxy (list only mesh, or leave gateways out)`}},
 		{"export-to", []string{reviewsDR + `spec.exportTo: out of scope for meshlet: every namespace sees every resource, as with exportTo: ["*"] (remove it)`}},
-		{"fault", []string{"ratings.yaml: VirtualService default/ratings: spec.http[0].fault: planned, not yet supported: fault injection is on meshlet's roadmap, with its other resilience policies (remove it for now)"}},
+		{"fault", []string{"ratings.yaml: VirtualService default/ratings: spec.http[0].fault.delay.percentage.value: must be between 0 and 100, got 150"}},
 		{"connection-pool", []string{reviewsDR + "spec.trafficPolicy.connectionPool: planned, not yet supported: connection limits and circuit breaking are on meshlet's roadmap, with its other resilience policies (remove it for now)"}},
 		{"retry-on", []string{reviewsVS + `spec.http[0].retries.retryOn: retry condition "retriable-headers" is out of scope for meshlet: it retries on response headers that Istio has no field to name, so it would retry nothing (use retriable-status-codes or status codes)`}},
 		{"workload-entry", []string{"details.yaml: WorkloadEntry default/details-vm: spec.labels: no ServiceEntry in namespace default selects this WorkloadEntry, so nothing sends it traffic (add a ServiceEntry whose workloadSelector.labels match these labels)"}},

@@ -24,7 +24,6 @@ const (
 	planned    = "planned, not yet supported: "
 	outOfScope = "out of scope for meshlet: "
 
-	reasonFault            = planned + "fault injection is on meshlet's roadmap, with its other resilience policies (remove it for now)"
 	reasonConnectionPool   = planned + "connection limits and circuit breaking are on meshlet's roadmap, with its other resilience policies (remove it for now)"
 	reasonRetryBudget      = planned + "retry budgets are on meshlet's roadmap, with its other resilience policies (remove it for now)"
 	reasonHeaders          = planned + "setting and removing headers is on meshlet's roadmap, for gRPC and HTTP alike (set them in the calling code for now)"
@@ -131,6 +130,7 @@ var (
 		under("http.match.headers", stringMatchFields...),
 		under("http.match.withoutHeaders", stringMatchFields...),
 		under("http.match.method", stringMatchFields...),
+		faultFields,
 	), map[string]string{
 		"exportTo":                   reasonExportTo,
 		"tls":                        reasonTCP,
@@ -147,7 +147,6 @@ var (
 		"http.directResponse":        reasonDirectResponse,
 		"http.delegate":              reasonDelegate,
 		"http.rewrite":               reasonRewrite,
-		"http.fault":                 reasonFault,
 		"http.mirror":                reasonMirror,
 		"http.mirrors":               reasonMirror,
 		"http.mirrorPercent":         reasonMirror,
@@ -156,6 +155,9 @@ var (
 
 		"http.retries.retryRemoteLocalities":    reasonRemoteRetries,
 		"http.retries.retryIgnorePreviousHosts": reasonPreviousHosts,
+
+		"http.fault.delay.exponentialDelay": reasonExponentialDelay,
+		"http.fault.abort.http2Error":       reasonHTTP2Error,
 	})
 
 	loadBalancerFields = []string{
