@@ -158,6 +158,9 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // forward sends req as its call's route says: to the cluster it chose,
 // with the route's timeout and retries.
 func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.Response, error) {
+	if resp, err := injectFault(req, call); resp != nil || err != nil {
+		return resp, err
+	}
 	ctx, cancel := withTimeout(req.Context(), call.Route.Action.Timeout)
 	if err := call.Cluster.Wait(ctx); err != nil {
 		cancel()
