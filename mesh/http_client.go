@@ -171,6 +171,9 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 		return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+strings.TrimPrefix(err.Error(), "mesh: ")), nil
 	}
 	rewindable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !rewindable && call.Route.Action.Retry != nil && call.Route.Action.Retry.NumRetries > 0 {
+		req, rewindable = replayable(req)
+	}
 	for {
 		out, err := attemptRequest(ctx, req, call.Attempt())
 		if err != nil {
@@ -239,6 +242,7 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 	} else {
 		cancel = noCancel
 	}
+	withExpectedTimeout(attemptCtx, req)
 	resp, err := tr.RoundTrip(req)
 	o := dataplane.Outcome{Err: err, Caller: err != nil && ctx.Err() != nil}
 	if resp != nil {
