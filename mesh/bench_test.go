@@ -146,6 +146,17 @@ func BenchmarkHTTP(b *testing.B) {
 		c, url := meshletHTTPClient(b)
 		run(b, c, url)
 	})
+	// Like for like with plain-https-mtls: one server, no route of its own.
+	b.Run("meshlet-one-server", func(b *testing.B) {
+		cp, _ := startControlPlane(b, nil)
+		serveHTTPGreeter(b, startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}), "v1", nil)
+		c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil))
+		meshtest.WaitUntil(b, 15*time.Second, "the server", func() bool {
+			r, err := httpCall(b.Context(), c, "/", "")
+			return err == nil && r.caller != "plaintext"
+		})
+		run(b, c, fmt.Sprintf("http://greeter:%d/", greeterPort))
+	})
 }
 
 // plainHTTPGreeter is the plain servers' handler: the one the mesh

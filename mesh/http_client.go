@@ -175,13 +175,22 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 		req, rewindable = replayable(req)
 	}
 	for {
+		if err := call.Admit(); err != nil {
+			// Over a limit, or the breaker open: refused before the
+			// network, and not retried.
+			cancel()
+			closeBody(req)
+			return localReply(req, http.StatusServiceUnavailable, err.Error()), nil
+		}
 		out, err := attemptRequest(ctx, req, call.Attempt())
 		if err != nil {
+			call.Release(dataplane.Outcome{Caller: true})
 			cancel()
 			closeBody(req)
 			return nil, err
 		}
 		resp, o := t.send(ctx, call, out)
+		call.Release(o)
 		if rewindable && call.CanRetry(ctx, o) {
 			if resp != nil {
 				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -96,12 +96,8 @@ func convertCluster(c *clusterv3.Cluster) (Cluster, error) {
 		}
 		out.OutlierDetection = o
 	}
-	// meshlet's clients enforce no circuit breaker yet: a threshold would
-	// hold on gRPC-Go's path and not on HTTP's, so it is refused.
-	for _, t := range c.GetCircuitBreakers().GetThresholds() {
-		if t.GetMaxRequests() != nil && t.GetMaxRequests().GetValue() != defaultMaxRequests || t.GetMaxConnections() != nil || t.GetMaxPendingRequests() != nil || t.GetMaxRetries() != nil {
-			return Cluster{}, errors.New("circuit_breakers: not enforced by meshlet's client yet (planned with the resilience policy work); the control plane must not send thresholds")
-		}
+	if err := convertCircuitBreaking(c, &out); err != nil {
+		return Cluster{}, err
 	}
 	return out, nil
 }

@@ -308,9 +308,12 @@ func TestDecodeBad(t *testing.T) {
 			c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 			c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{ChoiceCount: wrapperspb.UInt32(1)}}
 		}), []string{"choice_count", "1 is not supported by meshlet's balancer, which draws 2"}},
-		{"circuit breaker thresholds", withCluster(func(c *clusterv3.Cluster) {
-			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRequests: wrapperspb.UInt32(7)}}}
-		}), []string{"circuit_breakers", "not enforced by meshlet's client yet"}},
+		{"circuit breaker max_connections", withCluster(func(c *clusterv3.Cluster) {
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxConnections: wrapperspb.UInt32(7)}}}
+		}), []string{"circuit_breakers.thresholds[0].max_connections", "not enforced by meshlet's clients"}},
+		{"circuit breaker HIGH priority", withCluster(func(c *clusterv3.Cluster) {
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{Priority: corev3.RoutingPriority_HIGH, MaxRequests: wrapperspb.UInt32(7)}}}
+		}), []string{"circuit_breakers.thresholds[0].priority", "HIGH"}},
 		{"drop overloads", withCLA(func(cla *endpointv3.ClusterLoadAssignment) {
 			cla.Policy = &endpointv3.ClusterLoadAssignment_Policy{DropOverloads: []*endpointv3.ClusterLoadAssignment_Policy_DropOverload{{Category: "lb", DropPercentage: &typev3.FractionalPercent{Numerator: 10}}}}
 		}), []string{"drop_overloads", "not supported by meshlet's client"}},

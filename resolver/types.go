@@ -441,6 +441,12 @@ type Cluster struct {
 	TLS *UpstreamTLS
 	// OutlierDetection is set when the cluster ejects failing endpoints.
 	OutlierDetection *OutlierDetection
+	// Limits are the circuit_breakers thresholds, nil when there are
+	// none (see convertCircuitBreaking).
+	Limits *policy.Limits
+	// Breaker is meshlet's per-destination breaker, from the Cluster's
+	// metadata; nil for none.
+	Breaker *policy.BreakerSettings
 }
 
 // RingHashConfig bounds a hash ring (Envoy's defaults 1024 and 8M).

@@ -38,12 +38,12 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/meshlet/meshlet/bench/internal/module"
+	"github.com/meshlet/meshlet/bench/internal/summary"
 )
 
 type config struct {
@@ -227,8 +227,8 @@ func loadAverage() string {
 func printSummary(names []string, results map[string][]result) {
 	fmt.Printf("%-8s %28s %30s\n", "", "req/s min / median / max", "CPU µs/req min / median / max")
 	for _, n := range names {
-		lo, med, hi := stats(results[n], result.rate)
-		clo, cmed, chi := stats(results[n], result.cpuPerRequest)
+		lo, med, hi := summary.Stats(results[n], result.rate)
+		clo, cmed, chi := summary.Stats(results[n], result.cpuPerRequest)
 		fmt.Printf("%-8s %10.0f / %6.0f / %6.0f %12.1f / %6.1f / %6.1f\n", n, lo, med, hi, clo, cmed, chi)
 	}
 	fmt.Println()
@@ -238,13 +238,13 @@ func printSummary(names []string, results map[string][]result) {
 			continue
 		}
 		ratio := func(what string, f func(result) float64, goal string) {
-			_, mm, _ := stats(mesh, f)
-			_, mb, _ := stats(results[base], f)
+			_, mm, _ := summary.Stats(mesh, f)
+			_, mb, _ := summary.Stats(results[base], f)
 			pairs := make([]float64, min(len(mesh), len(results[base])))
 			for i := range pairs {
 				pairs[i] = f(mesh[i]) / f(results[base][i])
 			}
-			lo, med, hi := stats(pairs, func(x float64) float64 { return x })
+			lo, med, hi := summary.Stats(pairs, func(x float64) float64 { return x })
 			fmt.Printf("meshlet / %-7s %-16s %.2f of medians; run by run %.2f / %.2f / %.2f%s\n", base, what, mm/mb, lo, med, hi, goal)
 		}
 		tgoal, cgoal := "", ""
@@ -254,22 +254,4 @@ func printSummary(names []string, results map[string][]result) {
 		ratio("throughput", result.rate, tgoal)
 		ratio("CPU per request", result.cpuPerRequest, cgoal)
 	}
-}
-
-// stats returns the minimum, median and maximum of f over v.
-func stats[T any](v []T, f func(T) float64) (lo, med, hi float64) {
-	if len(v) == 0 {
-		return 0, 0, 0
-	}
-	xs := make([]float64, len(v))
-	for i, x := range v {
-		xs[i] = f(x)
-	}
-	slices.Sort(xs)
-	n := len(xs)
-	med = xs[n/2]
-	if n%2 == 0 {
-		med = (xs[n/2-1] + xs[n/2]) / 2
-	}
-	return xs[0], med, xs[n-1]
 }

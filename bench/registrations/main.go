@@ -40,7 +40,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +48,7 @@ import (
 	"github.com/meshlet/meshlet/bench/internal/cpprocess"
 	"github.com/meshlet/meshlet/bench/internal/module"
 	"github.com/meshlet/meshlet/bench/internal/procstat"
+	"github.com/meshlet/meshlet/bench/internal/summary"
 	"github.com/meshlet/meshlet/controlplane"
 )
 
@@ -213,11 +213,11 @@ func run(ctx context.Context, c config) (err error) {
 			fmt.Printf("  control plane WARN/ERROR %d×: %s\n", r.warned[msg], short)
 		}
 		if len(r.svids) > 0 {
-			lo, med, hi := stats(r.svids, func(d time.Duration) float64 { return ms(d) })
+			lo, med, hi := summary.Stats(r.svids, func(d time.Duration) float64 { return ms(d) })
 			fmt.Printf("  before the clock: %d SVIDs (dial, handshake, CSR each) %.1f / %.1f / %.1f ms min/median/max\n", len(r.svids), lo, med, hi)
 		}
 		if len(r.csrs) > 0 {
-			lo, med, hi := stats(r.csrs, func(d time.Duration) float64 { return ms(d) })
+			lo, med, hi := summary.Stats(r.csrs, func(d time.Duration) float64 { return ms(d) })
 			fmt.Printf("  CSR sample: %d in %v, %d at a time, each (dial, handshake, CSR) %.1f / %.1f / %.1f ms min/median/max; control plane CPU %v = %.0f µs/CSR\n",
 				len(r.csrs), r.csrWall.Round(time.Millisecond), min(c.concurrency, c.csrs), lo, med, hi, r.csrCPU, perOp(r.csrCPU, len(r.csrs)))
 		}
@@ -355,18 +355,6 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 }
 
 // stats returns the min, median and max of f over v.
-func stats[T any](v []T, f func(T) float64) (lo, med, hi float64) {
-	x := make([]float64, len(v))
-	for i, e := range v {
-		x[i] = f(e)
-	}
-	slices.Sort(x)
-	med = x[len(x)/2]
-	if len(x)%2 == 0 {
-		med = (x[len(x)/2-1] + x[len(x)/2]) / 2
-	}
-	return x[0], med, x[len(x)-1]
-}
 
 // metrics are the summary's rows.
 var metrics = []struct {
@@ -384,7 +372,7 @@ var metrics = []struct {
 func printSummary(c config, m mode, rs []result) {
 	fmt.Printf("\n%s: %d runs of %d registrations (%d services, %d at a time)  min / median / max\n", m, len(rs), c.n, c.services, c.concurrency)
 	for _, row := range metrics {
-		lo, med, hi := stats(rs, func(r result) float64 { return row.f(c, r) })
+		lo, med, hi := summary.Stats(rs, func(r result) float64 { return row.f(c, r) })
 		fmt.Printf("  %-42s "+row.format+" / "+row.format+" / "+row.format+"\n", row.name, lo, med, hi)
 	}
 	var csrs []time.Duration
@@ -394,7 +382,7 @@ func printSummary(c config, m mode, rs []result) {
 		csrCPU += r.csrCPU
 	}
 	if len(csrs) > 0 {
-		lo, med, hi := stats(csrs, func(d time.Duration) float64 { return ms(d) })
+		lo, med, hi := summary.Stats(csrs, func(d time.Duration) float64 { return ms(d) })
 		fmt.Printf("  %-42s %.1f / %.1f / %.1f\n", "CSR, dial to SVID (ms)", lo, med, hi)
 		fmt.Printf("  %-42s %.0f (all %d CSRs)\n", "control-plane CPU per CSR (µs)", perOp(csrCPU, len(csrs)), len(csrs))
 	}
@@ -410,13 +398,13 @@ func printRatios(tls, plain []result) {
 			"control-plane CPU": func(r result) float64 { return r.cpCPU.Seconds() },
 			"control-plane RSS": func(r result) float64 { return float64(r.rss) },
 		}[name]
-		_, mt, _ := stats(tls, f)
-		_, mp, _ := stats(plain, f)
+		_, mt, _ := summary.Stats(tls, f)
+		_, mp, _ := summary.Stats(plain, f)
 		pairs := make([]float64, min(len(tls), len(plain)))
 		for i := range pairs {
 			pairs[i] = f(tls[i]) / f(plain[i])
 		}
-		lo, med, hi := stats(pairs, func(x float64) float64 { return x })
+		lo, med, hi := summary.Stats(pairs, func(x float64) float64 { return x })
 		fmt.Printf("  %-20s %.2f;  %.2f / %.2f / %.2f\n", name, mt/mp, lo, med, hi)
 	}
 }

@@ -41,12 +41,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
 	"github.com/meshlet/meshlet/bench/internal/cpprocess"
 	"github.com/meshlet/meshlet/bench/internal/module"
+	"github.com/meshlet/meshlet/bench/internal/summary"
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/mesh"
 )
@@ -197,13 +197,13 @@ func printSummary(c config, samples map[string][]sample) {
 	}
 	fmt.Println()
 	diff := func(a, b, what string, f func(sample) float64, goal bool) {
-		_, ma, _ := stats(samples[a], f)
-		_, mb, _ := stats(samples[b], f)
+		_, ma, _ := summary.Stats(samples[a], f)
+		_, mb, _ := summary.Stats(samples[b], f)
 		pairs := make([]float64, min(len(samples[a]), len(samples[b])))
 		for i := range pairs {
 			pairs[i] = f(samples[a][i]) - f(samples[b][i])
 		}
-		lo, med, hi := stats(pairs, func(x float64) float64 { return x })
+		lo, med, hi := summary.Stats(pairs, func(x float64) float64 { return x })
 		note := ""
 		if goal {
 			note = fmt.Sprintf("  (goal <= %.0f MiB)", c.goalMiB)
@@ -218,26 +218,8 @@ func printSummary(c config, samples map[string][]sample) {
 }
 
 func triple(ss []sample, f func(sample) float64) string {
-	lo, med, hi := stats(ss, f)
+	lo, med, hi := summary.Stats(ss, f)
 	return fmt.Sprintf("%6.1f / %6.1f / %6.1f", lo, med, hi)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
-// stats returns the minimum, median and maximum of f over v.
-func stats[T any](v []T, f func(T) float64) (lo, med, hi float64) {
-	if len(v) == 0 {
-		return 0, 0, 0
-	}
-	xs := make([]float64, len(v))
-	for i, x := range v {
-		xs[i] = f(x)
-	}
-	slices.Sort(xs)
-	n := len(xs)
-	med = xs[n/2]
-	if n%2 == 0 {
-		med = (xs[n/2-1] + xs[n/2]) / 2
-	}
-	return xs[0], med, xs[n-1]
-}

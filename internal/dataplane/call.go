@@ -44,6 +44,7 @@ type Call struct {
 	tried   []string
 	buf     [2]string // tried's first entries, without an allocation
 	attempt int
+	limits  admission // the current attempt's slots (limits.go)
 }
 
 // NewCall plans a request to h that matched route: it chooses the
@@ -117,13 +118,14 @@ func (call *Call) AttemptContext(ctx context.Context) (context.Context, context.
 // up, and ctx has not ended. Backoff then waits before the next attempt.
 func (call *Call) CanRetry(ctx context.Context, o Outcome) bool {
 	p := call.Route.Action.Retry
-	return p != nil && call.attempt < int(p.NumRetries) && ctx.Err() == nil && Retriable(p, o)
+	return p != nil && call.attempt < int(p.NumRetries) && ctx.Err() == nil && Retriable(p, o) && call.takeRetry()
 }
 
 // Backoff waits before the next attempt, Envoy's way, and counts it. It
 // is false if ctx ended first.
 func (call *Call) Backoff(ctx context.Context) bool {
 	if !sleepBackoff(ctx, call.Route.Action.Retry, call.attempt) {
+		call.dropRetry()
 		return false
 	}
 	call.attempt++

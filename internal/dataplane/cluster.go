@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/meshlet/meshlet/balancer"
+	"github.com/meshlet/meshlet/policy"
 	"github.com/meshlet/meshlet/resolver"
 )
 
@@ -16,6 +17,9 @@ type Cluster struct {
 	core  *Core
 	name  string
 	state atomic.Pointer[clusterState] // read without the core's lock
+	// The cluster's circuit breaking, shared by both transports.
+	gate    policy.Gate
+	breaker atomic.Pointer[policy.Breaker]
 
 	// Guarded by core.mu.
 	hosts     map[*Host]bool // whose routes send to it
@@ -107,6 +111,7 @@ func (c *Core) onCluster(cl *Cluster, rc resolver.Cluster, err error) {
 		cl.bal, cl.policy = bal, rc
 	}
 	cl.answered, cl.exists, cl.err, cl.config = true, true, nil, rc
+	cl.setPolicies(rc)
 	if rc.EDSServiceName == cl.edsName && cl.cancelEDS != nil {
 		return
 	}

@@ -86,6 +86,21 @@ func (cs *callState) outcome(di balancer.DoneInfo) dataplane.Outcome {
 	return o
 }
 
+// peek returns how an attempt that ended with err came out, keeping it
+// for take.
+func (cs *callState) peek(err error) dataplane.Outcome {
+	cs.mu.Lock()
+	o, have := cs.last, cs.have
+	cs.mu.Unlock()
+	if have {
+		return o
+	}
+	if err == nil {
+		return dataplane.Outcome{IsGRPC: true, Status: 200}
+	}
+	return dataplane.Outcome{Err: err, IsGRPC: true, GRPC: status.Code(err), Caller: cs.ctx.Err() != nil}
+}
+
 // take returns how the attempt that ended with err came out, and forgets
 // it for the next attempt.
 func (cs *callState) take(err error) dataplane.Outcome {
@@ -95,6 +110,9 @@ func (cs *callState) take(err error) dataplane.Outcome {
 	cs.mu.Unlock()
 	if have {
 		return o
+	}
+	if err == nil {
+		return dataplane.Outcome{IsGRPC: true, Status: 200}
 	}
 	// No endpoint was reached: the picker failed the attempt.
 	return dataplane.Outcome{Err: err, IsGRPC: true, GRPC: status.Code(err), Caller: cs.ctx.Err() != nil}
@@ -208,11 +226,16 @@ func (a *Adapter) unary(ctx context.Context, method string, req, reply any, cc *
 	defer cancel()
 	ctx = context.WithValue(cs.ctx, callKey{}, cs)
 	for replans := 0; ; {
+		if err := cs.call.Admit(); err != nil {
+			return refusal(err)
+		}
 		actx, acancel := cs.call.AttemptContext(ctx)
 		err := invoker(actx, method, req, reply, cc, opts...)
 		if acancel != nil {
 			acancel()
 		}
+		o := cs.take(err)
+		cs.call.Release(o)
 		if err == nil {
 			return nil
 		}
@@ -220,8 +243,14 @@ func (a *Adapter) unary(ctx context.Context, method string, req, reply any, cc *
 			replans++
 			continue
 		}
-		if !cs.call.CanRetry(cs.ctx, cs.take(err)) || !cs.call.Backoff(cs.ctx) {
+		if !cs.call.CanRetry(cs.ctx, o) || !cs.call.Backoff(cs.ctx) {
 			return err
 		}
 	}
+}
+
+// refusal is the error of a call its cluster's circuit breaking refused:
+// UNAVAILABLE, as Envoy's overflow is 503.
+func refusal(err error) error {
+	return &callError{code: codes.Unavailable, msg: "mesh: " + err.Error(), err: err}
 }

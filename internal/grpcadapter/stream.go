@@ -2,6 +2,7 @@ package grpcadapter
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync"
 
@@ -9,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshlet/meshlet/policy"
 )
 
 // retryBufferLimit bounds the request messages a stream keeps to replay
@@ -28,10 +31,14 @@ func (a *Adapter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 	for replans := 0; ; {
 		// A stream that could not start sent nothing: it may be retried
 		// freely.
-		s, err := streamer(rs.ctx, desc, cc, method, opts...)
+		s, err := rs.start()
 		if err == nil {
 			rs.cur = s
 			return rs, nil
+		}
+		if errors.Is(err, policy.ErrCircuitOpen) {
+			cancel()
+			return nil, err
 		}
 		if replans < maxReplans && cs.takeReplan() {
 			replans++
@@ -64,6 +71,7 @@ type retryStream struct {
 	closed    bool // CloseSend was called
 	committed bool
 	finished  bool
+	refused   error // a retry's refusal by the cluster's circuit breaking
 }
 
 func (s *retryStream) stream() grpc.ClientStream {
@@ -128,6 +136,9 @@ func (s *retryStream) RecvMsg(m any) error {
 		}
 		if !s.retry(err) {
 			s.finish()
+			if s.refused != nil {
+				return s.refused
+			}
 			return err
 		}
 	}
@@ -151,8 +162,12 @@ func (s *retryStream) retry(err error) bool {
 		return false
 	}
 	for replans := 0; ; {
-		next, err := s.streamer(s.ctx, s.desc, s.cc, s.method, s.opts...)
+		next, err := s.start()
 		if err != nil {
+			if errors.Is(err, policy.ErrCircuitOpen) {
+				s.refused = err
+				return false
+			}
 			if replans < maxReplans && s.cs.takeReplan() {
 				replans++
 				call = s.cs.call

@@ -130,3 +130,16 @@ func NodeID(workload, suffix, namespace string) string {
 // ServerListenerName is the name of the server Listener for a server at
 // addr ("ip:port").
 func ServerListenerName(addr string) string { return fmt.Sprintf(ServerListenerTemplate, addr) }
+
+// MetadataKey is the key of meshlet's settings in a Cluster's
+// metadata.filter_metadata, which gRPC-Go ignores.
+const MetadataKey = "meshlet"
+
+// Fields of the breaker under MetadataKey: a struct with
+// BreakerConsecutiveErrors (a number) and BreakerOpenFor (a Go duration
+// string), from a DestinationRule's circuit-breaker annotation.
+const (
+	BreakerField             = "circuit_breaker"
+	BreakerConsecutiveErrors = "consecutive_errors"
+	BreakerOpenFor           = "open_for"
+)

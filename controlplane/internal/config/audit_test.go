@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -484,6 +485,24 @@ func policyEffects() []policyEffect {
 			policy: "{outlierDetection: {splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 4}}",
 			check: outlier(&clusterv3.OutlierDetection{SplitExternalLocalOriginErrors: true, ConsecutiveLocalOriginFailure: u32(4),
 				EnforcingConsecutiveLocalOriginFailure: u32(100), EnforcingLocalOriginSuccessRate: u32(0), EnforcingSuccessRate: u32(0)})},
+		{covers: []string{"connectionPool.http.http2MaxRequests", "connectionPool.http.maxRetries"},
+			policy: "{connectionPool: {http: {http2MaxRequests: 4, maxRetries: 2}}}",
+			check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {
+				th := c.GetCircuitBreakers().GetThresholds()
+				if len(th) != 1 {
+					t.Fatalf("thresholds %v, want one", th)
+				}
+				equal(t, "max_requests", uint32(4), th[0].GetMaxRequests().GetValue())
+				equal(t, "max_retries", uint32(2), th[0].GetMaxRetries().GetValue())
+				equal(t, "max_connections", uint32(math.MaxUint32), th[0].GetMaxConnections().GetValue())
+			}},
+		{covers: []string{"retryBudget.percent", "retryBudget.minRetryConcurrency"},
+			policy: "{retryBudget: {percent: 25, minRetryConcurrency: 2}}",
+			check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {
+				rb := c.GetCircuitBreakers().GetThresholds()[0].GetRetryBudget()
+				equal(t, "budget_percent", 25.0, rb.GetBudgetPercent().GetValue())
+				equal(t, "min_retry_concurrency", uint32(2), rb.GetMinRetryConcurrency().GetValue())
+			}},
 		{covers: []string{"tls.mode", "tls.mode=ISTIO_MUTUAL"}, policy: "{tls: {mode: ISTIO_MUTUAL}}",
 			check: func(t *testing.T, b *built, c *clusterv3.Cluster) {
 				// Static endpoints get plaintext without it.

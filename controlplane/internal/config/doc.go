@@ -51,7 +51,8 @@
 // DefaultMaxRegexLength bytes and compiles to at most
 // DefaultMaxRegexProgramSize instructions. Options change the limits.
 //
-// Annotations are kept in model.Meta. One is meshlet's own: a
+// Annotations are kept in model.Meta. Two are meshlet's own: a
 // DestinationRule's model.LoadBalancerAnnotation, whose one value is
-// PEAK_EWMA and which cannot be combined with consistentHash.
+// PEAK_EWMA and which cannot be combined with consistentHash, and its
+// model.CircuitBreakerAnnotation, whose settings are checked here.
 package config

@@ -262,6 +262,11 @@ spec:
   host: reviews
 ` + spec)
 	}
+	// annotatedWith is a DestinationRule with one annotation, and spec
+	// lines after the host.
+	annotatedWith := func(key, value, spec string) []byte {
+		return []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  annotations:\n    " + key + ": " + value + "\nspec:\n  host: reviews\n" + spec)
+	}
 	const (
 		vsName = "VirtualService default/reviews"
 		drName = "DestinationRule default/reviews"
@@ -312,7 +317,14 @@ spec:
 		{"exportTo", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, exportTo: [.]}\n"), want{"x.yaml", drName, "spec.exportTo", `out of scope for meshlet: every namespace sees every resource, as with exportTo: ["*"] (remove it)`}},
 		{"deprecated consecutiveErrors", dr("      simple: RANDOM\n    outlierDetection: {consecutiveErrors: 3}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.consecutiveErrors", "deprecated by Istio: use consecutive5xxErrors, or consecutiveGatewayErrors for what this field counted (502, 503 and 504)"}},
 		{"minHealthPercent", dr("      simple: RANDOM\n    outlierDetection: {consecutive5xxErrors: 3, minHealthPercent: 50}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.minHealthPercent", "out of scope for meshlet: it sets Envoy's panic threshold, and neither gRPC-Go nor meshlet's balancer has a panic mode (remove it)"}},
-		{"subset connectionPool", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, subsets: [{name: v1, trafficPolicy: {connectionPool: {http: {maxRetries: 3}}}}]}\n"), want{"x.yaml", drName, "spec.subsets[0].trafficPolicy.connectionPool", "planned, not yet supported: connection limits and circuit breaking are on meshlet's roadmap, with its other resilience policies (remove it for now)"}},
+		{"subset connectionPool idleTimeout", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, subsets: [{name: v1, trafficPolicy: {connectionPool: {http: {maxRetries: 3, idleTimeout: 5s}}}}]}\n"), want{"x.yaml", drName, "spec.subsets[0].trafficPolicy.connectionPool.http.idleTimeout", "planned, not yet supported: meshlet bounds requests and retries in flight (http2MaxRequests, maxRetries) and not yet connections or their lifetime (remove it for now)"}},
+		{"zero http2MaxRequests", dr("      simple: RANDOM\n    connectionPool: {http: {http2MaxRequests: 0}}\n"), want{"x.yaml", drName, "spec.trafficPolicy.connectionPool.http", "sets no limit"}},
+		{"negative http2MaxRequests", dr("      simple: RANDOM\n    connectionPool: {http: {http2MaxRequests: -1}}\n"), want{"x.yaml", drName, "spec.trafficPolicy.connectionPool.http.http2MaxRequests", "must be greater than 0, got -1"}},
+		{"negative maxRetries", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, subsets: [{name: v1, trafficPolicy: {connectionPool: {http: {maxRetries: -2}}}}]}\n"), want{"x.yaml", drName, "spec.subsets[0].trafficPolicy.connectionPool.http.maxRetries", "must be 0 or more, got -2"}},
+		{"retry budget above 100", dr("      simple: RANDOM\n    retryBudget: {percent: 120}\n"), want{"x.yaml", drName, "spec.trafficPolicy.retryBudget.percent", "must be between 0 and 100, got 120"}},
+		{"retry budget interval", dr("      simple: RANDOM\n    retryBudget: {percent: 20, budgetInterval: 10s}\n"), want{"x.yaml", drName, "spec.trafficPolicy.retryBudget.budgetInterval", "a budget over an interval is not implemented"}},
+		{"bad circuit-breaker annotation", annotatedWith("meshlet.io/circuit-breaker", "consecutiveErrors=0,openFor=30s", ""), want{"x.yaml", drName, `metadata.annotations["meshlet.io/circuit-breaker"]`, "consecutiveErrors: must be a whole number from 1"}},
+		{"unknown circuit-breaker setting", annotatedWith("meshlet.io/circuit-breaker", "errors=5", ""), want{"x.yaml", drName, `metadata.annotations["meshlet.io/circuit-breaker"]`, `unknown setting "errors"`}},
 		{"zero interval", dr("      simple: RANDOM\n    outlierDetection: {interval: 0s}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.interval", "must be greater than 0"}},
 		{"negative base ejection time", []byte("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews, subsets: [{name: v1, trafficPolicy: {outlierDetection: {baseEjectionTime: -1s}}}]}\n"), want{"x.yaml", drName, "spec.subsets[0].trafficPolicy.outlierDetection.baseEjectionTime", "must be greater than 0, got -1s"}},
 		{"max ejection percent above 100", dr("      simple: RANDOM\n    outlierDetection: {maxEjectionPercent: 101}\n"), want{"x.yaml", drName, "spec.trafficPolicy.outlierDetection.maxEjectionPercent", "between 0 and 100, got 101"}},

@@ -24,8 +24,10 @@ const (
 	planned    = "planned, not yet supported: "
 	outOfScope = "out of scope for meshlet: "
 
-	reasonConnectionPool   = planned + "connection limits and circuit breaking are on meshlet's roadmap, with its other resilience policies (remove it for now)"
-	reasonRetryBudget      = planned + "retry budgets are on meshlet's roadmap, with its other resilience policies (remove it for now)"
+	reasonConnectionPool   = planned + "meshlet bounds requests and retries in flight (http2MaxRequests, maxRetries) and not yet connections or their lifetime (remove it for now)"
+	reasonPendingRequests  = planned + "meshlet's clients queue no request for a connection (gRPC and HTTP/2 multiplex); http2MaxRequests bounds requests in flight (use it, and remove this)"
+	reasonProtocolChoice   = outOfScope + "meshlet's clients speak the protocol of their transport, gRPC over HTTP/2 or the caller's net/http (remove it)"
+	reasonRetryBudget      = planned + "the budget counts the requests in flight now; a budget over an interval is not implemented (remove it)"
 	reasonHeaders          = planned + "setting and removing headers is on meshlet's roadmap, for gRPC and HTTP alike (set them in the calling code for now)"
 	reasonStatPrefix       = planned + "per-route statistics come with meshlet's metrics, which are on its roadmap (remove it for now)"
 	reasonPortLevel        = planned + "per-port traffic policies are on meshlet's roadmap (set the policy for the whole rule or for a subset for now)"
@@ -180,7 +182,16 @@ var (
 		"consecutiveLocalOriginFailures",
 	)
 
-	trafficPolicyFields = concat([]string{"tls.mode"}, loadBalancerFields, outlierDetectionFields)
+	// connectionPoolFields are the limits meshlet's data plane enforces:
+	// Envoy's circuit-breaker thresholds and retry budget.
+	connectionPoolFields = []string{
+		"connectionPool.http.http2MaxRequests",
+		"connectionPool.http.maxRetries",
+		"retryBudget.percent",
+		"retryBudget.minRetryConcurrency",
+	}
+
+	trafficPolicyFields = concat([]string{"tls.mode"}, loadBalancerFields, outlierDetectionFields, connectionPoolFields)
 
 	destinationRuleSupport = newSupport(concat(
 		[]string{"host", "subsets.name", "subsets.labels"},
@@ -276,11 +287,18 @@ func trafficPolicyReasons(prefixes ...string) map[string]string {
 			}
 		}
 		for k, r := range map[string]string{
-			"connectionPool":    reasonConnectionPool,
-			"retryBudget":       reasonRetryBudget,
-			"portLevelSettings": reasonPortLevel,
-			"tunnel":            reasonTunnel,
-			"proxyProtocol":     reasonProxyProtocol,
+			"connectionPool.tcp":                           reasonConnectionPool,
+			"connectionPool.http.maxRequestsPerConnection": reasonConnectionPool,
+			"connectionPool.http.idleTimeout":              reasonConnectionPool,
+			"connectionPool.http.maxConcurrentStreams":     reasonConnectionPool,
+			"connectionPool.http.http2KeepAlive":           reasonConnectionPool,
+			"connectionPool.http.http1MaxPendingRequests":  reasonPendingRequests,
+			"connectionPool.http.h2UpgradePolicy":          reasonProtocolChoice,
+			"connectionPool.http.useClientProtocol":        reasonProtocolChoice,
+			"retryBudget.budgetInterval":                   reasonRetryBudget,
+			"portLevelSettings":                            reasonPortLevel,
+			"tunnel":                                       reasonTunnel,
+			"proxyProtocol":                                reasonProxyProtocol,
 
 			"loadBalancer.localityLbSetting":                     reasonLocality,
 			"loadBalancer.zoneAwareLbSetting":                    reasonLocality,

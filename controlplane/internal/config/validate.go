@@ -289,6 +289,7 @@ func validateDestinationRule(dr *networking.DestinationRule, annotations map[str
 		report.add("spec.host", "required")
 	}
 	validateLoadBalancerAnnotation(dr, annotations, report)
+	validateCircuitBreakerAnnotation(annotations, report)
 	validateTrafficPolicy(dr.TrafficPolicy, "spec.trafficPolicy", report)
 	names := map[string]int{}
 	for i, s := range dr.Subsets {
@@ -313,6 +314,7 @@ func validateTrafficPolicy(tp *networking.TrafficPolicy, path string, report rep
 	}
 	validateLoadBalancer(tp.GetLoadBalancer(), path+".loadBalancer", report)
 	validateOutlierDetection(tp.GetOutlierDetection(), path+".outlierDetection", report)
+	validateConnectionPool(tp, path, report)
 }
 
 // validateLoadBalancerAnnotation checks meshlet's load-balancer extension

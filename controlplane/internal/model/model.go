@@ -18,7 +18,8 @@ type Meta struct {
 	Namespace string
 	File      string // path of the file the resource was read from
 	// Annotations are the resource's metadata.annotations, nil if it has
-	// none. meshlet reads LoadBalancerAnnotation; it keeps the others.
+	// none. meshlet reads LoadBalancerAnnotation and
+	// CircuitBreakerAnnotation; it keeps the others.
 	Annotations map[string]string
 }
 

@@ -46,6 +46,9 @@ type destRule struct {
 	// without a subset follows the rule that gave the top-level traffic
 	// policy, or the first rule if none did.
 	peak map[string]bool
+	// breaker holds the breakers that a rule's
+	// model.CircuitBreakerAnnotation sets, by subset as peak.
+	breaker map[string]*model.CircuitBreaker
 }
 
 // destinationRule merges the DestinationRules for s: those that name the
@@ -86,14 +89,16 @@ func (t *translator) destinationRule(s *service) destRule {
 		}
 	}
 
-	out := destRule{subsetAt: make(map[string]string), peak: make(map[string]bool)}
+	out := destRule{subsetAt: make(map[string]string), peak: make(map[string]bool), breaker: make(map[string]*model.CircuitBreaker)}
 	if len(ordered) > 0 {
 		out.peak[""] = ordered[0].PeakEWMA()
+		out.breaker[""] = ruleBreaker(ordered[0])
 	}
 	for _, dr := range ordered {
 		if out.top == nil && dr.Spec.GetTrafficPolicy() != nil {
 			out.top, out.topMeta = dr.Spec.GetTrafficPolicy(), dr.Meta
 			out.peak[""] = dr.PeakEWMA()
+			out.breaker[""] = ruleBreaker(dr)
 		}
 		for i, sub := range dr.Spec.GetSubsets() {
 			if sub.GetName() == "" {
@@ -105,6 +110,7 @@ func (t *translator) destinationRule(s *service) destRule {
 			out.subsets = append(out.subsets, sub)
 			out.subsetAt[sub.GetName()] = where(dr.Meta) + ": " + fmt.Sprintf(subsetFieldPattern, i)
 			out.peak[sub.GetName()] = dr.PeakEWMA()
+			out.breaker[sub.GetName()] = ruleBreaker(dr)
 		}
 	}
 	return out
@@ -185,6 +191,10 @@ func (t *translator) buildClusters(s *service, p Port, dr destRule) ([]*clusterv
 			}
 		}
 		c.OutlierDetection = outlierDetection(dr.outlierDetection(sub, p.Number))
+		c.CircuitBreakers = circuitBreakers(dr.connectionPool(sub))
+		if err := setBreaker(c, dr.breaker[sub.GetName()]); err != nil {
+			return nil, err
+		}
 		if c.TransportSocket, err = t.clusterTLS(s, p.Number, dr, sub); err != nil {
 			return nil, err
 		}

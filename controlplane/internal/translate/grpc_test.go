@@ -263,7 +263,7 @@ func logIfFailed(t *testing.T, last func() string) {
 // e2eConfig routes seven services to one server: rr (round robin, an 80/20
 // split over two subsets, matches, timeout and retries), lr (least
 // request), rh (ring hash on x-user), rnd (RANDOM), od (outlier detection,
-// with a subset of its own), pe (meshlet's PEAK_EWMA annotation over
+// with a subset of its own, limits, a retry budget and a breaker), pe (meshlet's PEAK_EWMA annotation over
 // LEAST_REQUEST, with a RANDOM subset, and outlier detection) and the
 // ServiceEntry echo.example.com, which selects the rr instance by label.
 func e2eConfig() *model.Config {
@@ -289,6 +289,11 @@ func e2eConfig() *model.Config {
 		SplitExternalLocalOriginErrors: true,
 		ConsecutiveLocalOriginFailures: wrapperspb.UInt32(4),
 	}}
+	// od also has limits, a retry budget and meshlet's breaker, which
+	// gRPC-Go must accept (it enforces max_requests only).
+	odDR.Annotations = map[string]string{model.CircuitBreakerAnnotation: "consecutiveErrors=5,openFor=30s"}
+	odDR.Spec.TrafficPolicy.ConnectionPool = &networking.ConnectionPoolSettings{Http: &networking.ConnectionPoolSettings_HTTPSettings{Http2MaxRequests: 100, MaxRetries: 3}}
+	odDR.Spec.TrafficPolicy.RetryBudget = &networking.TrafficPolicy_RetryBudget{Percent: wrapperspb.Double(20), MinRetryConcurrency: 2}
 	peDR := dr("pe", &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_LEAST_REQUEST}})
 	peDR.Annotations = map[string]string{model.LoadBalancerAnnotation: model.LoadBalancerPeakEWMA}
 	peDR.Spec.TrafficPolicy.OutlierDetection = outlier
