@@ -158,6 +158,9 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // forward sends req as its call's route says: to the cluster it chose,
 // with the route's timeout and retries.
 func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.Response, error) {
+	if resp, err := injectFault(req, call); resp != nil || err != nil {
+		return resp, err
+	}
 	ctx, cancel := withTimeout(req.Context(), call.Route.Action.Timeout)
 	if err := call.Cluster.Wait(ctx); err != nil {
 		cancel()
@@ -168,6 +171,9 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 		return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+strings.TrimPrefix(err.Error(), "mesh: ")), nil
 	}
 	rewindable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !rewindable && call.Route.Action.Retry != nil && call.Route.Action.Retry.NumRetries > 0 {
+		req, rewindable = replayable(req)
+	}
 	for {
 		if err := call.Admit(); err != nil {
 			// Over a limit, or the breaker open: refused before the
@@ -245,6 +251,7 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 	} else {
 		cancel = noCancel
 	}
+	withExpectedTimeout(attemptCtx, req)
 	resp, err := tr.RoundTrip(req)
 	o := dataplane.Outcome{Err: err, Caller: err != nil && ctx.Err() != nil}
 	if resp != nil {

@@ -194,6 +194,10 @@ func convertHTTPFilters(filters []*hcmv3.HttpFilter) ([]HTTPFilter, error) {
 		switch typ {
 		case routerName:
 			router = true
+		case faultFilterName:
+			if err := checkListenerFault(cfg); err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
 		case rbacFilterName:
 			rb := &rbacfilterv3.RBAC{}
 			if err := unpackFilter(cfg, rb); err != nil {

@@ -98,7 +98,12 @@ func convertRoute(r *routev3.Route, vhRetry *RetryPolicy) (Route, error) {
 		return Route{}, fmt.Errorf("match: %w", err)
 	}
 	out.Match = m
-	if err := checkPerFilterConfig(r.GetTypedPerFilterConfig()); err != nil {
+	fault, perFilter, err := routeFault(r.GetTypedPerFilterConfig())
+	if err != nil {
+		return Route{}, err
+	}
+	out.Fault = fault
+	if err := checkPerFilterConfig(perFilter); err != nil {
 		return Route{}, err
 	}
 	switch a := r.GetAction().(type) {
@@ -110,6 +115,9 @@ func convertRoute(r *routev3.Route, vhRetry *RetryPolicy) (Route, error) {
 		out.Action = act
 	case *routev3.Route_NonForwardingAction:
 		out.NonForwarding = true
+		if fault != nil {
+			return Route{}, errors.New("a fault on a server route is not supported by meshlet (clients inject faults, on their routes)")
+		}
 	case nil:
 		return Route{}, errors.New("sets no action")
 	default:

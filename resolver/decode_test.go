@@ -14,6 +14,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -371,8 +372,8 @@ func TestDecodeBad(t *testing.T) {
 			h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{Name: "late", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &faultv3.HTTPFault{})}})
 		}), []string{`"late"`, "after the router"}},
 		{"unsupported required filter", withHCM(func(h *hcmv3.HttpConnectionManager) {
-			h.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "fault", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &faultv3.HTTPFault{})}}}, h.HttpFilters...)
-		}), []string{`"fault"`, "envoy.extensions.filters.http.fault.v3.HTTPFault is not supported", "is_optional"}},
+			h.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "buffer", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &bufferv3.Buffer{})}}}, h.HttpFilters...)
+		}), []string{`"buffer"`, "envoy.extensions.filters.http.buffer.v3.Buffer is not supported", "is_optional"}},
 		{"RDS not over ADS", withHCM(func(h *hcmv3.HttpConnectionManager) {
 			h.GetRds().ConfigSource = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Path{Path: "/x"}}
 		}), []string{"rds.config_source"}},

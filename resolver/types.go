@@ -142,6 +142,9 @@ type Route struct {
 	// NonForwarding is set for a server route: the request is handled by
 	// the server itself.
 	NonForwarding bool
+	// Fault is the fault to inject into the route's requests (its
+	// envoy.filters.http.fault config), or nil.
+	Fault *policy.Fault
 }
 
 // PathMatchKind says how RouteMatch.Path is compared with a request path.

@@ -180,6 +180,9 @@ func (a *Adapter) plan(ctx context.Context, cc *grpc.ClientConn, method string, 
 		return nil, nil, &callError{code: codes.Unavailable, msg: fmt.Sprintf("mesh: %s: no route for %s in the control plane's config", t.name, method), err: err}
 	}
 	call := h.NewCall(route, &cs.req)
+	if err := fault(ctx, call); err != nil {
+		return nil, nil, err
+	}
 	cancel := context.CancelFunc(func() {})
 	if d := route.Action.Timeout; d > 0 {
 		ctx, cancel = context.WithTimeout(ctx, d)

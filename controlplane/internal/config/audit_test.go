@@ -388,6 +388,22 @@ func routeEffects() []effect {
 			equal(t, "retry_on", "retriable-status-codes,gateway-error", rp.GetRetryOn())
 			equal(t, "retriable_status_codes", []uint32{503, 504}, rp.GetRetriableStatusCodes())
 		},
+	}, {
+		covers: []string{"VirtualService http.fault.delay.fixedDelay", "VirtualService http.fault.delay.percentage.value", "VirtualService http.fault.abort.httpStatus", "VirtualService http.fault.abort.percentage.value"},
+		yaml:   route("{route: [{destination: {host: reviews}}], fault: {delay: {fixedDelay: 5s, percentage: {value: 0.1}}, abort: {httpStatus: 555, percentage: {value: 20}}}}"),
+		check: func(t *testing.T, b *built) {
+			f := b.fault(reviewsRC)
+			equal(t, "delay", "fixed_delay:{seconds:5} percentage:{numerator:1000 denominator:MILLION}", text(f.GetDelay()))
+			equal(t, "abort", "http_status:555 percentage:{numerator:200000 denominator:MILLION}", text(f.GetAbort()))
+		},
+	}, {
+		covers: []string{"VirtualService http.fault.delay.percent", "VirtualService http.fault.abort.grpcStatus"},
+		yaml:   route("{route: [{destination: {host: reviews}}], fault: {delay: {fixedDelay: 7s, percent: 100}, abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}}"),
+		check: func(t *testing.T, b *built) {
+			f := b.fault(reviewsRC)
+			equal(t, "delay", "fixed_delay:{seconds:7} percentage:{numerator:100}", text(f.GetDelay()))
+			equal(t, "abort", "grpc_status:14 percentage:{numerator:1000000 denominator:MILLION}", text(f.GetAbort()))
+		},
 	}}
 }
 

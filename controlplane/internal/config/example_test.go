@@ -112,15 +112,12 @@ spec:
   hosts: [ratings]
   gateways: [bookinfo-gateway]
   http:
-  - fault:
-      abort:
-        httpStatus: 503
-        percentage: {value: 10}
+  - mirror: {host: ratings}
     route:
     - destination: {host: ratings}
 `)})
 	fmt.Println(err)
 	// Output:
-	// ratings.yaml: VirtualService default/ratings: spec.http[0].fault: planned, not yet supported: fault injection is on meshlet's roadmap, with its other resilience policies (remove it for now)
+	// ratings.yaml: VirtualService default/ratings: spec.http[0].mirror: out of scope for meshlet: a proxyless client would send each mirrored request twice, from the caller's own process (remove it)
 	// ratings.yaml: VirtualService default/ratings: spec.gateways[0]: gateway "bookinfo-gateway" is out of scope for meshlet: a proxyless mesh has no gateway proxy (list only mesh, or leave gateways out)
 }

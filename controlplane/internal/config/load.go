@@ -291,6 +291,9 @@ func (p *parser) document(file string, index int, content []byte) {
 	}
 
 	report := p.reporter(r)
+	if kind == "VirtualService" {
+		upgradeAbortPercent(spec, report)
+	}
 	msg := info.newSpec()
 	issues, ok := decodeSpec(spec, msg, info.support)
 	for _, is := range issues {

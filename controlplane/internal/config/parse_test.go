@@ -414,8 +414,7 @@ func TestParseReportsSkippedWithErrors(t *testing.T) {
 }
 
 // TestParseRefusedFieldDoesNotHideOthers checks that a refused field whose
-// content Istio has since changed (abort.percent was removed from the API)
-// gives one error, and that the rest of the resource is still validated.
+// content is also malformed (a typo inside a mirror) gives one error, and that the rest of the resource is still validated.
 func TestParseRefusedFieldDoesNotHideOthers(t *testing.T) {
 	_, err := config.Parse(map[string][]byte{"ratings.yaml": []byte(`
 apiVersion: networking.istio.io/v1alpha3
@@ -425,10 +424,9 @@ metadata:
 spec:
   hosts: [ratings]
   http:
-  - fault:
-      abort:
-        percent: 100
-        httpStatus: 500
+  - mirror:
+      host: ratings
+      subsett: v1
     route:
     - destination: {host: ratings}
       weight: 60
@@ -438,7 +436,7 @@ spec:
 	errs := fieldErrors(t, err)
 	const vs = "VirtualService default/ratings"
 	checkErrors(t, errs,
-		want{"ratings.yaml", vs, "spec.http[0].fault", "planned, not yet supported: fault injection is on meshlet's roadmap, with its other resilience policies (remove it for now)"},
+		want{"ratings.yaml", vs, "spec.http[0].mirror", "out of scope for meshlet: a proxyless client would send each mirrored request twice, from the caller's own process (remove it)"},
 		want{"ratings.yaml", vs, "spec.http[0].route", "sum to 90"},
 	)
 	if len(errs) != 2 {

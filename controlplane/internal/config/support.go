@@ -24,7 +24,6 @@ const (
 	planned    = "planned, not yet supported: "
 	outOfScope = "out of scope for meshlet: "
 
-	reasonFault            = planned + "fault injection is on meshlet's roadmap, with its other resilience policies (remove it for now)"
 	reasonConnectionPool   = planned + "meshlet bounds requests and retries in flight (http2MaxRequests, maxRetries) and not yet connections or their lifetime (remove it for now)"
 	reasonPendingRequests  = planned + "meshlet's clients queue no request for a connection (gRPC and HTTP/2 multiplex); http2MaxRequests bounds requests in flight (use it, and remove this)"
 	reasonProtocolChoice   = outOfScope + "meshlet's clients speak the protocol of their transport, gRPC over HTTP/2 or the caller's net/http (remove it)"
@@ -133,6 +132,7 @@ var (
 		under("http.match.headers", stringMatchFields...),
 		under("http.match.withoutHeaders", stringMatchFields...),
 		under("http.match.method", stringMatchFields...),
+		faultFields,
 	), map[string]string{
 		"exportTo":                   reasonExportTo,
 		"tls":                        reasonTCP,
@@ -149,7 +149,6 @@ var (
 		"http.directResponse":        reasonDirectResponse,
 		"http.delegate":              reasonDelegate,
 		"http.rewrite":               reasonRewrite,
-		"http.fault":                 reasonFault,
 		"http.mirror":                reasonMirror,
 		"http.mirrors":               reasonMirror,
 		"http.mirrorPercent":         reasonMirror,
@@ -158,6 +157,9 @@ var (
 
 		"http.retries.retryRemoteLocalities":    reasonRemoteRetries,
 		"http.retries.retryIgnorePreviousHosts": reasonPreviousHosts,
+
+		"http.fault.delay.exponentialDelay": reasonExponentialDelay,
+		"http.fault.abort.http2Error":       reasonHTTP2Error,
 	})
 
 	loadBalancerFields = []string{

@@ -141,6 +141,9 @@ func validateVirtualService(vs *networking.VirtualService, o options, report rep
 		if h.Retries != nil {
 			validateRetries(h.Retries, path+".retries", report)
 		}
+		if h.Fault != nil {
+			validateFault(h.Fault, path+".fault", report)
+		}
 	}
 }
 

@@ -39,13 +39,17 @@ func clientListener(name string) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	fault, err := faultFilter()
+	if err != nil {
+		return nil, err
+	}
 	hcm, err := toAny(&hcmv3.HttpConnectionManager{
 		StatPrefix: name,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: name,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{router},
+		HttpFilters: []*hcmv3.HttpFilter{fault, router},
 	})
 	if err != nil {
 		return nil, err
@@ -165,6 +169,9 @@ func (t *translator) virtualServiceRoutes(s *service, port uint32, vs *model.Vir
 				Name:   routeName(http.GetName(), m.GetName()),
 				Match:  match,
 				Action: &routev3.Route_Route{Route: proto.Clone(action).(*routev3.RouteAction)},
+			}
+			if r.TypedPerFilterConfig, err = routeFault(http.GetFault(), at); err != nil {
+				return nil, err
 			}
 			out = append(out, r)
 		}
