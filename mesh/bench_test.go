@@ -51,6 +51,15 @@ func BenchmarkUnary(b *testing.B) {
 		waitServing(b, client, "v1")
 		runUnary(b, client, req)
 	})
+	// meshlet-one-server with every resilience policy configured, none
+	// refusing a call.
+	b.Run("meshlet-all-policies", func(b *testing.B) {
+		cp, _ := startControlPlane(b, allPolicies)
+		startGreeter(b, cp.XDSAddr(), "v1")
+		client := dialGreeter(b, startMesh(b, cp.XDSAddr(), "client", nil))
+		waitServing(b, client, "v1")
+		runUnary(b, client, req)
+	})
 	b.Run("grpc-go-xds", func(b *testing.B) {
 		runUnary(b, grpcGoXDSGreeterClient(b), req)
 	})
@@ -146,17 +155,62 @@ func BenchmarkHTTP(b *testing.B) {
 		c, url := meshletHTTPClient(b)
 		run(b, c, url)
 	})
-	// Like for like with plain-https-mtls: one server, no route of its own.
-	b.Run("meshlet-one-server", func(b *testing.B) {
-		cp, _ := startControlPlane(b, nil)
-		serveHTTPGreeter(b, startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}), "v1", nil)
-		c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil))
-		meshtest.WaitUntil(b, 15*time.Second, "the server", func() bool {
-			r, err := httpCall(b.Context(), c, "/", "")
-			return err == nil && r.caller != "plaintext"
-		})
-		run(b, c, fmt.Sprintf("http://greeter:%d/", greeterPort))
+	// Like for like with plain-https-mtls: one server, no route of its own;
+	// then the same with every resilience policy configured.
+	for _, v := range []struct {
+		name  string
+		files map[string]string
+	}{{"meshlet-one-server", nil}, {"meshlet-all-policies", allPolicies}} {
+		b.Run(v.name, func(b *testing.B) { runHTTPOneServer(b, run, v.files) })
+	}
+}
+
+// runHTTPOneServer runs the HTTP benchmark against one mesh server, with
+// the config files files.
+func runHTTPOneServer(b *testing.B, run func(*testing.B, *http.Client, string), files map[string]string) {
+	cp, _ := startControlPlane(b, files)
+	serveHTTPGreeter(b, startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}), "v1", nil)
+	c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil))
+	meshtest.WaitUntil(b, 15*time.Second, "the server", func() bool {
+		r, err := httpCall(b.Context(), c, "/", "")
+		return err == nil && r.caller != "plaintext"
 	})
+	run(b, c, fmt.Sprintf("http://greeter:%d/", greeterPort))
+}
+
+// allPolicies configures every resilience policy for the greeter, none of
+// which refuses a call of the benchmarks: a fault that hits one call in a
+// million, a timeout and retries, limits, a retry budget and a breaker,
+// and a rate limit per caller far above the load.
+var allPolicies = map[string]string{
+	"rule.yaml": `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+  annotations:
+    meshlet.io/circuit-breaker: consecutiveErrors=5,openFor=30s
+spec:
+  host: greeter
+  trafficPolicy:
+    connectionPool:
+      http:
+        http2MaxRequests: 100000
+        maxRetries: 100
+    retryBudget:
+      percent: 20
+      minRetryConcurrency: 3
+`,
+	"route.yaml": greeterRoute(toGreeter("", `    timeout: 10s
+    retries:
+      attempts: 2
+      retryOn: unavailable,5xx
+    fault:
+      abort:
+        httpStatus: 503
+        percentage:
+          value: 0.0001
+`)),
+	"ratelimit.yaml": rateLimit("greeter", "  limit: {requestsPerUnit: 1000000, unit: second, burst: 1000000}\n  perBucket: {principal: true, maxBuckets: 1000}\n"),
 }
 
 // plainHTTPGreeter is the plain servers' handler: the one the mesh
