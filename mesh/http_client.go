@@ -13,6 +13,7 @@ import (
 	"github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/internal/wire"
+	"github.com/meshlet/meshlet/policy"
 )
 
 // UnknownHosts says what the mesh HTTP client does with a request for a
@@ -206,6 +207,9 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 			if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil {
 				return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 			}
+			if errors.Is(err, policy.ErrCircuitOpen) {
+				return localReply(req, http.StatusServiceUnavailable, err.Error()), nil
+			}
 			if errors.Is(err, balancer.ErrNoEndpoints) {
 				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+err.Error()), nil
 			}
@@ -253,7 +257,9 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 	}
 	withExpectedTimeout(attemptCtx, req)
 	resp, err := tr.RoundTrip(req)
-	o := dataplane.Outcome{Err: err, Caller: err != nil && ctx.Err() != nil}
+	// A connection the cluster's maxConnections refused says nothing of
+	// the endpoint, and is not retried (Envoy retries no overflow).
+	o := dataplane.Outcome{Err: err, Caller: err != nil && (ctx.Err() != nil || errors.Is(err, policy.ErrCircuitOpen))}
 	if resp != nil {
 		o.Status = resp.StatusCode
 	}

@@ -59,6 +59,7 @@ func (t *HTTPTransport) transport(cl *dataplane.Cluster) (*http.Transport, bool)
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
+		DialContext:         countedDialer(cl), // TLS, when set, goes over it
 	}
 	if tls != nil {
 		tr.TLSClientConfig = security.ClientTLSConfig(t.m.identity, dataplane.ServerAuthorizer(cl.Name(), tls, t.m.spiffeID.TrustDomain()))

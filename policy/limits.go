@@ -29,12 +29,15 @@ type Limits struct {
 	// Budget, when set, bounds the retries in flight by a share of the
 	// attempts in flight instead of MaxRetries.
 	Budget *RetryBudget
+	// MaxConnections bounds the connections open to the destination's
+	// endpoints together (max_connections; Istio's tcp.maxConnections).
+	MaxConnections uint32
 }
 
 // LimitError is a request or retry that a limit refused.
 type LimitError struct {
 	// Limit is the Istio field of the limit: http2MaxRequests,
-	// maxRetries or retryBudget.
+	// maxRetries, retryBudget or maxConnections.
 	Limit string
 	// Max is what the limit allowed when it refused.
 	Max uint32
@@ -56,6 +59,7 @@ type Gate struct {
 	limits   atomic.Pointer[Limits]
 	requests atomic.Int64
 	retries  atomic.Int64
+	conns    atomic.Int64
 }
 
 // SetLimits sets the limits, nil for none.

@@ -30,9 +30,10 @@ const (
 //
 // A Cluster without circuit_breakers gets no limits, as under istiod,
 // which always sends thresholds and makes the unset ones unlimited. A
-// threshold's unset field has Envoy's default. max_connections and
-// max_pending_requests are not enforced by meshlet's clients, so a value
-// other than unlimited (or unset) is refused rather than ignored.
+// threshold's unset field has Envoy's default. max_pending_requests is
+// not enforced by meshlet's clients (they queue no request for a
+// connection), so a value other than unlimited (or unset) is refused
+// rather than ignored.
 func convertCircuitBreaking(c *clusterv3.Cluster, out *Cluster) error {
 	for i, t := range c.GetCircuitBreakers().GetThresholds() {
 		at := fmt.Sprintf("circuit_breakers.thresholds[%d]", i)
@@ -43,19 +44,13 @@ func convertCircuitBreaking(c *clusterv3.Cluster, out *Cluster) error {
 			return fmt.Errorf("%s: a second DEFAULT threshold", at)
 		}
 		// track_remaining, which istiod sets, only publishes statistics.
-		for _, f := range []struct {
-			name  string
-			value uint32
-			set   bool
-		}{
-			{"max_connections", t.GetMaxConnections().GetValue(), t.GetMaxConnections() != nil},
-			{"max_pending_requests", t.GetMaxPendingRequests().GetValue(), t.GetMaxPendingRequests() != nil},
-		} {
-			if f.set && f.value != math.MaxUint32 {
-				return fmt.Errorf("%s.%s: %d is not enforced by meshlet's clients (leave it unset or at %d, unlimited)", at, f.name, f.value, uint32(math.MaxUint32))
-			}
+		if v := t.GetMaxPendingRequests(); v != nil && v.GetValue() != math.MaxUint32 {
+			return fmt.Errorf("%s.max_pending_requests: %d is not enforced by meshlet's clients (leave it unset or at %d, unlimited)", at, v.GetValue(), uint32(math.MaxUint32))
 		}
-		l := &policy.Limits{MaxRequests: envoydefaults.MaxRequests, MaxRetries: defaultMaxRetries}
+		l := &policy.Limits{MaxRequests: envoydefaults.MaxRequests, MaxRetries: defaultMaxRetries, MaxConnections: defaultMaxConnections}
+		if v := t.GetMaxConnections(); v != nil {
+			l.MaxConnections = v.GetValue()
+		}
 		if v := t.GetMaxRequests(); v != nil {
 			l.MaxRequests = v.GetValue()
 		}

@@ -25,6 +25,8 @@ spec:
   host: reviews
   trafficPolicy:
     connectionPool:
+      tcp:
+        maxConnections: 3
       http:
         http2MaxRequests: 4
     retryBudget:
@@ -52,8 +54,8 @@ func TestClusterLimitsFromControlPlane(t *testing.T) {
 	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, trusted(t, cp))
 
 	breaker := &policy.BreakerSettings{ConsecutiveFailures: 3, OpenFor: 2 * time.Second}
-	top := &policy.Limits{MaxRequests: 4, MaxRetries: policy.Unlimited, Budget: &policy.RetryBudget{Percent: 25, MinRetryConcurrency: 3}}
-	v1 := &policy.Limits{MaxRequests: policy.Unlimited, MaxRetries: 2}
+	top := &policy.Limits{MaxRequests: 4, MaxRetries: policy.Unlimited, Budget: &policy.RetryBudget{Percent: 25, MinRetryConcurrency: 3}, MaxConnections: 3}
+	v1 := &policy.Limits{MaxRequests: policy.Unlimited, MaxRetries: 2, MaxConnections: policy.Unlimited}
 	for _, tt := range []struct {
 		subset string
 		limits *policy.Limits

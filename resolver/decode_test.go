@@ -308,9 +308,9 @@ func TestDecodeBad(t *testing.T) {
 			c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 			c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{ChoiceCount: wrapperspb.UInt32(1)}}
 		}), []string{"choice_count", "1 is not supported by meshlet's balancer, which draws 2"}},
-		{"circuit breaker max_connections", withCluster(func(c *clusterv3.Cluster) {
-			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxConnections: wrapperspb.UInt32(7)}}}
-		}), []string{"circuit_breakers.thresholds[0].max_connections", "not enforced by meshlet's clients"}},
+		{"circuit breaker max_pending_requests", withCluster(func(c *clusterv3.Cluster) {
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxPendingRequests: wrapperspb.UInt32(7)}}}
+		}), []string{"circuit_breakers.thresholds[0].max_pending_requests", "not enforced by meshlet's clients"}},
 		{"circuit breaker HIGH priority", withCluster(func(c *clusterv3.Cluster) {
 			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{Priority: corev3.RoutingPriority_HIGH, MaxRequests: wrapperspb.UInt32(7)}}}
 		}), []string{"circuit_breakers.thresholds[0].priority", "HIGH"}},

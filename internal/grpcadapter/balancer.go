@@ -1,6 +1,7 @@
 package grpcadapter
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/internal/envoydefaults"
+	"github.com/meshlet/meshlet/policy"
 )
 
 // lbName is the adapter's LB policy, which the resolver's service config
@@ -43,6 +45,8 @@ type conn struct {
 	sc    balancer.SubConn
 	state connectivity.State
 	err   error
+	dc    *dataplane.Cluster // nil in tests without a data plane
+	slot  bool               // holds one of dc's connection slots
 }
 
 // lb keeps one SubConn per cluster and endpoint the resolver gives, and
@@ -70,13 +74,16 @@ func (b *lb) UpdateClientConnState(s balancer.ClientConnState) error {
 		if _, ok := want[k]; !ok {
 			c.sc.Shutdown()
 			delete(b.conns, k)
+			if b.releaseLocked(c) {
+				b.wakeLocked(k.cluster)
+			}
 		}
 	}
 	for k, a := range want {
 		if b.conns[k] != nil {
 			continue
 		}
-		c := &conn{key: k, state: connectivity.Idle}
+		c := &conn{key: k, state: connectivity.Idle, dc: upstreamOf(a.Attributes).dc}
 		sc, err := b.cc.NewSubConn([]resolver.Address{a}, balancer.NewSubConnOptions{
 			StateListener: func(st balancer.SubConnState) { b.onState(c, st) },
 		})
@@ -87,7 +94,7 @@ func (b *lb) UpdateClientConnState(s balancer.ClientConnState) error {
 		b.conns[k] = c
 		// Connect now, as round_robin does: the first calls then find
 		// their endpoints ready.
-		sc.Connect()
+		b.connectLocked(c)
 	}
 	b.updateLocked()
 	return nil
@@ -100,16 +107,14 @@ func (b *lb) onState(c *conn, st balancer.SubConnState) {
 		return
 	}
 	c.state, c.err = st.ConnectivityState, st.ConnectionError
-	if c.state == connectivity.Idle {
-		c.sc.Connect() // a connection that went away comes back at once
-	}
+	b.limitConnectionsLocked(c)
 	b.updateLocked()
 }
 
 // updateLocked gives gRPC a new picker over the SubConns as they stand,
 // and the channel's state: ready if any endpoint is.
 func (b *lb) updateLocked() {
-	p := &picker{conns: make(map[pickKey]*conn, len(b.conns))}
+	p := &picker{lb: b, conns: make(map[pickKey]*conn, len(b.conns))}
 	state := connectivity.TransientFailure
 	connecting := len(b.conns) == 0
 	for k, c := range b.conns {
@@ -140,7 +145,7 @@ func (b *lb) ExitIdle() {
 	defer b.mu.Unlock()
 	for _, c := range b.conns {
 		if c.state == connectivity.Idle {
-			c.sc.Connect()
+			b.connectLocked(c)
 		}
 	}
 }
@@ -152,12 +157,14 @@ func (b *lb) Close() {
 	for k, c := range b.conns {
 		c.sc.Shutdown()
 		delete(b.conns, k)
+		b.releaseLocked(c)
 	}
 }
 
 // picker asks the call's plan for the endpoint, and gives gRPC the
 // SubConn for it.
 type picker struct {
+	lb    *lb
 	conns map[pickKey]*conn
 }
 
@@ -200,10 +207,24 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			lastErr = c.err
 			dataplane.Report(res, dataplane.Outcome{Err: c.err, IsGRPC: true, GRPC: codes.Unavailable}, time.Now())
 			continue
+		case connectivity.Idle:
+			if err := p.idle(c, cs.call.Cluster); err != nil {
+				// Not connected, and the cluster's maxConnections are:
+				// try a connected endpoint instead.
+				cs.call.Tried(res.Endpoint.Address)
+				res.Done(dataplane.NotSent)
+				lastErr = err
+				continue
+			}
+			res.Done(dataplane.NotSent)
+			return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 		default:
 			res.Done(dataplane.NotSent)
 			return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 		}
+	}
+	if errors.Is(lastErr, policy.ErrCircuitOpen) {
+		return balancer.PickResult{}, refusal(lastErr)
 	}
 	return balancer.PickResult{}, status.Errorf(codes.Unavailable, "mesh: %s: no endpoint could be connected to; last error: %v", dataplane.DescribeCluster(cs.call.Cluster.Name()), lastErr)
 }

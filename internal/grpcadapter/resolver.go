@@ -43,6 +43,7 @@ type upstream struct {
 	cluster string
 	tls     *mresolver.UpstreamTLS
 	tlsKey  string
+	dc      *dataplane.Cluster // whose connection slots its SubConns take
 }
 
 type upstreamKey struct{}
@@ -85,7 +86,7 @@ func addresses(st *dataplane.HostState) []resolver.Address {
 	var out []resolver.Address
 	for _, cl := range st.Clusters {
 		tls, key := cl.TLS()
-		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: key}
+		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: key, dc: cl}
 		attrs := attributes.New(upstreamKey{}, u)
 		for _, ep := range cl.Endpoints() {
 			if ep.Unhealthy {

@@ -496,6 +496,16 @@ func policyEffects() []policyEffect {
 				equal(t, "max_retries", uint32(2), th[0].GetMaxRetries().GetValue())
 				equal(t, "max_connections", uint32(math.MaxUint32), th[0].GetMaxConnections().GetValue())
 			}},
+		{covers: []string{"connectionPool.tcp.maxConnections"},
+			policy: "{connectionPool: {tcp: {maxConnections: 3}}}",
+			check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {
+				th := c.GetCircuitBreakers().GetThresholds()
+				if len(th) != 1 {
+					t.Fatalf("thresholds %v, want one", th)
+				}
+				equal(t, "max_connections", uint32(3), th[0].GetMaxConnections().GetValue())
+				equal(t, "max_requests", uint32(math.MaxUint32), th[0].GetMaxRequests().GetValue())
+			}},
 		{covers: []string{"retryBudget.percent", "retryBudget.minRetryConcurrency"},
 			policy: "{retryBudget: {percent: 25, minRetryConcurrency: 2}}",
 			check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {

@@ -24,6 +24,9 @@ func validateConnectionPool(tp *networking.TrafficPolicy, path string, report re
 			report.add(at, "sets no limit: 0 means Istio's default, unlimited (set http2MaxRequests or maxRetries, or remove it)")
 		}
 	}
+	if tcp := tp.GetConnectionPool().GetTcp(); tcp != nil && tcp.MaxConnections < 0 {
+		report.add(path+".connectionPool.tcp.maxConnections", "must be greater than 0, got %d (leave it out for no limit)", tcp.MaxConnections)
+	}
 	if rb := tp.GetRetryBudget(); rb != nil {
 		if p := rb.GetPercent(); p != nil && (p.GetValue() < 0 || p.GetValue() > 100) {
 			report.add(path+".retryBudget.percent", "must be between 0 and 100, got %v (leave it out for the default, 20)", p.GetValue())

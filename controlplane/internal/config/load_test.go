@@ -298,7 +298,8 @@ func TestLoadCollectsAllErrors(t *testing.T) {
 		want{"d-decode.yaml", "DestinationRule default/details", "spec.trafficPolicy.loadBalancer.simple", `unknown value "FASTEST"`},
 		want{"d-decode.yaml", "DestinationRule default/productpage", "spec.trafficPolicy.loadBalancer.simple", "consistentHash and simple cannot both be set"},
 		want{"d-decode.yaml", "DestinationRule default/ratings", "spec.trafficPolicy.loadBalancer.consistentHash.useSourceIp", "use httpHeaderName"},
-		want{"d-decode.yaml", "DestinationRule default/ratings", "spec.trafficPolicy.connectionPool.tcp", "planned, not yet supported: meshlet bounds requests and retries in flight (http2MaxRequests, maxRetries) and not yet connections or their lifetime (remove it for now)"},
+		want{"d-decode.yaml", "DestinationRule default/ratings", "spec.trafficPolicy.connectionPool.tcp.connectTimeout", "planned, not yet supported: meshlet bounds the connections open (tcp.maxConnections) and does not yet set how they are made, kept alive or how long they live (remove it for now)"},
+		want{"d-decode.yaml", "DestinationRule default/ratings", "spec.trafficPolicy.connectionPool.tcp.maxConnections", "must be greater than 0, got -1 (leave it out for no limit)"},
 		want{"d-decode.yaml", "DestinationRule default/mongodb", "specs", "unknown field"},
 		want{"d-decode.yaml", "DestinationRule (document 6)", "metadata.name", "required"},
 		want{"d-decode.yaml", "document 7", "", "invalid YAML"},
@@ -308,8 +309,8 @@ func TestLoadCollectsAllErrors(t *testing.T) {
 		want{"e-workload.yaml", we, "spec.locality", "region/zone/subzone"},
 		want{"e-workload.yaml", we, "spec.labels", "no ServiceEntry in namespace default selects this WorkloadEntry"},
 	)
-	if len(errs) != 34 {
-		t.Errorf("got %d errors, want 34:\n%s", len(errs), errorList(errs))
+	if len(errs) != 35 {
+		t.Errorf("got %d errors, want 35:\n%s", len(errs), errorList(errs))
 	}
 }
 

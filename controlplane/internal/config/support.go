@@ -25,6 +25,7 @@ const (
 	outOfScope = "out of scope for meshlet: "
 
 	reasonConnectionPool   = planned + "meshlet bounds requests and retries in flight (http2MaxRequests, maxRetries) and not yet connections or their lifetime (remove it for now)"
+	reasonTCPSettings      = planned + "meshlet bounds the connections open (tcp.maxConnections) and does not yet set how they are made, kept alive or how long they live (remove it for now)"
 	reasonPendingRequests  = planned + "meshlet's clients queue no request for a connection (gRPC and HTTP/2 multiplex); http2MaxRequests bounds requests in flight (use it, and remove this)"
 	reasonProtocolChoice   = outOfScope + "meshlet's clients speak the protocol of their transport, gRPC over HTTP/2 or the caller's net/http (remove it)"
 	reasonRetryBudget      = planned + "the budget counts the requests in flight now; a budget over an interval is not implemented (remove it)"
@@ -187,6 +188,7 @@ var (
 	connectionPoolFields = []string{
 		"connectionPool.http.http2MaxRequests",
 		"connectionPool.http.maxRetries",
+		"connectionPool.tcp.maxConnections",
 		"retryBudget.percent",
 		"retryBudget.minRetryConcurrency",
 	}
@@ -286,8 +288,13 @@ func trafficPolicyReasons(prefixes ...string) map[string]string {
 				m[p+".tls."+name] = reasonTLSField
 			}
 		}
+		tcp := (&networking.ConnectionPoolSettings_TCPSettings{}).ProtoReflect().Descriptor().Fields()
+		for i := 0; i < tcp.Len(); i++ {
+			if name := tcp.Get(i).JSONName(); name != "maxConnections" {
+				m[p+".connectionPool.tcp."+name] = reasonTCPSettings
+			}
+		}
 		for k, r := range map[string]string{
-			"connectionPool.tcp":                           reasonConnectionPool,
 			"connectionPool.http.maxRequestsPerConnection": reasonConnectionPool,
 			"connectionPool.http.idleTimeout":              reasonConnectionPool,
 			"connectionPool.http.maxConcurrentStreams":     reasonConnectionPool,

@@ -27,13 +27,15 @@ func (d destRule) connectionPool(subset *networking.Subset) *networking.TrafficP
 // circuitBreakers translates connectionPool and retryBudget as istiod does
 // (applyConnectionPool): one DEFAULT threshold whose limits are unlimited
 // unless set, http2MaxRequests as max_requests, maxRetries as
-// max_retries, and the retry budget as retry_budget. gRPC-Go reads
-// max_requests only (gRFC A32); meshlet's data plane enforces all three.
+// max_retries, tcp.maxConnections as max_connections, and the retry
+// budget as retry_budget. gRPC-Go reads
+// max_requests only (gRFC A32); meshlet's data plane enforces them all.
 // A policy without either gets no circuit_breakers, which meshlet reads
 // as no limits; istiod would send unlimited thresholds.
 func circuitBreakers(tp *networking.TrafficPolicy) *clusterv3.CircuitBreakers {
 	h, rb := tp.GetConnectionPool().GetHttp(), tp.GetRetryBudget()
-	if h == nil && rb == nil {
+	tcp := tp.GetConnectionPool().GetTcp()
+	if h == nil && rb == nil && tcp == nil {
 		return nil
 	}
 	limit := func(n int32) *wrapperspb.UInt32Value {
@@ -44,7 +46,7 @@ func circuitBreakers(tp *networking.TrafficPolicy) *clusterv3.CircuitBreakers {
 	}
 	t := &clusterv3.CircuitBreakers_Thresholds{
 		Priority:           corev3.RoutingPriority_DEFAULT,
-		MaxConnections:     wrapperspb.UInt32(math.MaxUint32),
+		MaxConnections:     limit(tcp.GetMaxConnections()),
 		MaxPendingRequests: wrapperspb.UInt32(math.MaxUint32),
 		MaxRequests:        limit(h.GetHttp2MaxRequests()),
 		MaxRetries:         limit(h.GetMaxRetries()),
