@@ -187,6 +187,8 @@ var (
 	connectionPoolFields = []string{
 		"connectionPool.http.http2MaxRequests",
 		"connectionPool.http.maxRetries",
+		"connectionPool.http.idleTimeout",
+		"connectionPool.http.maxRequestsPerConnection",
 		"retryBudget.percent",
 		"retryBudget.minRetryConcurrency",
 	}
@@ -287,18 +289,16 @@ func trafficPolicyReasons(prefixes ...string) map[string]string {
 			}
 		}
 		for k, r := range map[string]string{
-			"connectionPool.tcp":                           reasonConnectionPool,
-			"connectionPool.http.maxRequestsPerConnection": reasonConnectionPool,
-			"connectionPool.http.idleTimeout":              reasonConnectionPool,
-			"connectionPool.http.maxConcurrentStreams":     reasonConnectionPool,
-			"connectionPool.http.http2KeepAlive":           reasonConnectionPool,
-			"connectionPool.http.http1MaxPendingRequests":  reasonPendingRequests,
-			"connectionPool.http.h2UpgradePolicy":          reasonProtocolChoice,
-			"connectionPool.http.useClientProtocol":        reasonProtocolChoice,
-			"retryBudget.budgetInterval":                   reasonRetryBudget,
-			"portLevelSettings":                            reasonPortLevel,
-			"tunnel":                                       reasonTunnel,
-			"proxyProtocol":                                reasonProxyProtocol,
+			"connectionPool.tcp":                          reasonConnectionPool,
+			"connectionPool.http.maxConcurrentStreams":    reasonConnectionPool,
+			"connectionPool.http.http2KeepAlive":          reasonConnectionPool,
+			"connectionPool.http.http1MaxPendingRequests": reasonPendingRequests,
+			"connectionPool.http.h2UpgradePolicy":         reasonProtocolChoice,
+			"connectionPool.http.useClientProtocol":       reasonProtocolChoice,
+			"retryBudget.budgetInterval":                  reasonRetryBudget,
+			"portLevelSettings":                           reasonPortLevel,
+			"tunnel":                                      reasonTunnel,
+			"proxyProtocol":                               reasonProxyProtocol,
 
 			"loadBalancer.localityLbSetting":                     reasonLocality,
 			"loadBalancer.zoneAwareLbSetting":                    reasonLocality,
