@@ -252,6 +252,9 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 		cancel = noCancel
 	}
 	withExpectedTimeout(attemptCtx, req)
+	if max := call.Cluster.Connections().MaxRequests; max > 0 {
+		req = countRequest(req, max)
+	}
 	resp, err := tr.RoundTrip(req)
 	o := dataplane.Outcome{Err: err, Caller: err != nil && ctx.Err() != nil}
 	if resp != nil {

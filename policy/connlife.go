@@ -23,13 +23,14 @@ type ConnLifetime struct {
 // concurrent use.
 type ConnUses struct{ n atomic.Uint32 }
 
-// Use counts one request and reports whether it is the connection's
-// last: the max-th. Requests after the last report true too, for a
-// transport that could not retire the connection in time. A max of 0
-// counts nothing and never reports true.
-func (u *ConnUses) Use(max uint32) (last bool) {
+// Use counts one request and says whether the connection may carry it
+// (ok: it is within max) and whether it is the connection's last (the
+// max-th), after which the transport retires the connection. A max of 0
+// counts nothing: always ok, never last.
+func (u *ConnUses) Use(max uint32) (ok, last bool) {
 	if max == 0 {
-		return false
+		return true, false
 	}
-	return u.n.Add(1) >= max
+	n := u.n.Add(1)
+	return n <= max, n == max
 }

@@ -8,13 +8,13 @@ import (
 func TestConnUsesLast(t *testing.T) {
 	var u ConnUses
 	for i := 1; i <= 4; i++ {
-		if last := u.Use(3); last != (i >= 3) {
-			t.Fatalf("use %d of max 3: last = %v", i, last)
+		if ok, last := u.Use(3); ok != (i <= 3) || last != (i == 3) {
+			t.Fatalf("use %d of max 3: ok, last = %v, %v", i, ok, last)
 		}
 	}
 	var none ConnUses
 	for range 10 {
-		if none.Use(0) {
+		if ok, last := none.Use(0); !ok || last {
 			t.Fatal("max 0 reported a last use")
 		}
 	}
@@ -30,7 +30,7 @@ func TestConnUsesConcurrentOneLast(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 10 {
-				if u.Use(80) {
+				if _, last := u.Use(80); last {
 					mu.Lock()
 					lasts++
 					mu.Unlock()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/internal/envoydefaults"
+	"github.com/meshlet/meshlet/policy"
 )
 
 // lbName is the adapter's LB policy, which the resolver's service config
@@ -32,6 +33,7 @@ func (lbBuilder) Build(cc balancer.ClientConn, _ balancer.BuildOptions) balancer
 // TLS settings.
 type connKey struct {
 	cluster, addr, tlsKey string
+	conns                 policy.ConnLifetime
 }
 
 // pickKey is what a picker looks SubConns up by.
@@ -43,6 +45,8 @@ type conn struct {
 	sc    balancer.SubConn
 	state connectivity.State
 	err   error
+	addr  resolver.Address
+	life  *connLife // nil when the cluster's connections live as long as they can
 }
 
 // lb keeps one SubConn per cluster and endpoint the resolver gives, and
@@ -64,7 +68,7 @@ func (b *lb) UpdateClientConnState(s balancer.ClientConnState) error {
 		if u == nil {
 			continue
 		}
-		want[connKey{cluster: u.cluster, addr: a.Addr, tlsKey: u.tlsKey}] = a
+		want[connKey{cluster: u.cluster, addr: a.Addr, tlsKey: u.tlsKey, conns: u.conns}] = a
 	}
 	for k, c := range b.conns {
 		if _, ok := want[k]; !ok {
@@ -76,7 +80,7 @@ func (b *lb) UpdateClientConnState(s balancer.ClientConnState) error {
 		if b.conns[k] != nil {
 			continue
 		}
-		c := &conn{key: k, state: connectivity.Idle}
+		c := &conn{key: k, state: connectivity.Idle, addr: a, life: newConnLife(k.conns)}
 		sc, err := b.cc.NewSubConn([]resolver.Address{a}, balancer.NewSubConnOptions{
 			StateListener: func(st balancer.SubConnState) { b.onState(c, st) },
 		})
@@ -100,6 +104,9 @@ func (b *lb) onState(c *conn, st balancer.SubConnState) {
 		return
 	}
 	c.state, c.err = st.ConnectivityState, st.ConnectionError
+	if c.state == connectivity.Ready {
+		b.watchIdleLocked(c)
+	}
 	if c.state == connectivity.Idle {
 		c.sc.Connect() // a connection that went away comes back at once
 	}
@@ -109,7 +116,7 @@ func (b *lb) onState(c *conn, st balancer.SubConnState) {
 // updateLocked gives gRPC a new picker over the SubConns as they stand,
 // and the channel's state: ready if any endpoint is.
 func (b *lb) updateLocked() {
-	p := &picker{conns: make(map[pickKey]*conn, len(b.conns))}
+	p := &picker{lb: b, conns: make(map[pickKey]*conn, len(b.conns))}
 	state := connectivity.TransientFailure
 	connecting := len(b.conns) == 0
 	for k, c := range b.conns {
@@ -158,6 +165,7 @@ func (b *lb) Close() {
 // picker asks the call's plan for the endpoint, and gives gRPC the
 // SubConn for it.
 type picker struct {
+	lb    *lb
 	conns map[pickKey]*conn
 }
 
@@ -187,12 +195,26 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		}
 		switch c.state {
 		case connectivity.Ready:
+			if c.life != nil && !p.use(c) {
+				// Its last request was picked: wait for its replacement.
+				res.Done(dataplane.NotSent)
+				return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+			}
 			cs.call.Tried(res.Endpoint.Address)
 			start := time.Now()
 			return balancer.PickResult{SubConn: c.sc, Done: func(di balancer.DoneInfo) {
+				if c.life != nil {
+					c.life.done()
+				}
 				o := cs.outcome(di)
 				dataplane.Report(res, o, start)
 			}}, nil
+		case connectivity.Idle:
+			// Not connected, as a connection replaced for being idle
+			// is: connect it, and wait.
+			res.Done(dataplane.NotSent)
+			c.sc.Connect()
+			return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 		case connectivity.TransientFailure:
 			// It could not connect: a local-origin failure, as an
 			// Envoy connect failure is. Try another endpoint.

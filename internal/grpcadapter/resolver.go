@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/meshlet/meshlet/internal/dataplane"
+	"github.com/meshlet/meshlet/policy"
 	mresolver "github.com/meshlet/meshlet/resolver"
 )
 
@@ -43,6 +44,7 @@ type upstream struct {
 	cluster string
 	tls     *mresolver.UpstreamTLS
 	tlsKey  string
+	conns   policy.ConnLifetime
 }
 
 type upstreamKey struct{}
@@ -85,7 +87,7 @@ func addresses(st *dataplane.HostState) []resolver.Address {
 	var out []resolver.Address
 	for _, cl := range st.Clusters {
 		tls, key := cl.TLS()
-		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: key}
+		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: key, conns: cl.Connections()}
 		attrs := attributes.New(upstreamKey{}, u)
 		for _, ep := range cl.Endpoints() {
 			if ep.Unhealthy {
