@@ -197,3 +197,15 @@ func TestIdleTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestConnLifetimeGRPCGoXDS: gRPC-Go's own xDS client accepts a cluster
+// with idleTimeout and maxRequestsPerConnection, which it ignores.
+func TestConnLifetimeGRPCGoXDS(t *testing.T) {
+	rule := greeterRule(trafficPolicy("    connectionPool:\n      http:\n        idleTimeout: 200ms\n        maxRequestsPerConnection: 2\n"))
+	_, _, call := startLifetimeCase(t, lifetimeCase{limitGRPC("gRPC-Go xDS", mesh.WithGRPCGoXDS()), lifetimeCases[0].serveOn}, rule)
+	for i := range 5 {
+		if r := call(); r != "ok" {
+			t.Fatalf("call %d: %s", i, r)
+		}
+	}
+}
