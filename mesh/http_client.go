@@ -256,6 +256,9 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 		cancel = noCancel
 	}
 	withExpectedTimeout(attemptCtx, req)
+	if max := call.Cluster.ConnLifetime().MaxRequests; max > 0 {
+		req = countRequest(req, max)
+	}
 	resp, err := tr.RoundTrip(req)
 	// A connection the cluster's maxConnections refused says nothing of
 	// the endpoint, and is not retried (Envoy retries no overflow).

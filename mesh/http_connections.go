@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/meshlet/meshlet/internal/dataplane"
+	"github.com/meshlet/meshlet/policy"
 )
 
 // countedDialer dials the cluster's endpoints for its http.Transport,
@@ -31,11 +32,13 @@ func countedDialer(cl *dataplane.Cluster) func(context.Context, string, string) 
 }
 
 // countedConn gives back its slot on the first Close; net/http may close
-// a connection more than once.
+// a connection more than once. It also counts the requests it carries,
+// for maxRequestsPerConnection (countRequest).
 type countedConn struct {
 	net.Conn
 	cl   *dataplane.Cluster
 	once sync.Once
+	uses policy.ConnUses
 }
 
 func (c *countedConn) Close() error {

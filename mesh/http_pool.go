@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshlet/meshlet/internal/dataplane"
+	"github.com/meshlet/meshlet/policy"
 	"github.com/meshlet/meshlet/security"
 )
 
@@ -26,8 +27,9 @@ type HTTPTransport struct {
 // settings: mTLS checking the server's certificate against the cluster's
 // SANs, or plaintext.
 type pool struct {
-	key string // dataplane.TLSKey of the settings
-	tr  *http.Transport
+	key   string // dataplane.TLSKey of the settings
+	conns policy.ConnLifetime
+	tr    *http.Transport
 }
 
 // Close closes idle connections. Routing state belongs to the mesh.
@@ -49,9 +51,10 @@ func (t *HTTPTransport) Close() error {
 // settings stand, making a new one when they changed.
 func (t *HTTPTransport) transport(cl *dataplane.Cluster) (*http.Transport, bool) {
 	tls, key := cl.TLS()
+	conns := cl.ConnLifetime()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.pools[cl.Name()]; p != nil && p.key == key {
+	if p := t.pools[cl.Name()]; p != nil && p.key == key && p.conns == conns {
 		return p.tr, tls != nil
 	}
 	tr := &http.Transport{
@@ -67,11 +70,12 @@ func (t *HTTPTransport) transport(cl *dataplane.Cluster) (*http.Transport, bool)
 		// server is verified by its SANs, not by this name.
 		tr.TLSClientConfig.ServerName = tls.SNI
 	}
+	setConnLifetime(tr, conns)
 	if old := t.pools[cl.Name()]; old != nil {
 		old.tr.CloseIdleConnections()
 	}
 	if !t.closed {
-		t.pools[cl.Name()] = &pool{key: key, tr: tr}
+		t.pools[cl.Name()] = &pool{key: key, conns: conns, tr: tr}
 	}
 	return tr, tls != nil
 }

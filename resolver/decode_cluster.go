@@ -99,6 +99,9 @@ func convertCluster(c *clusterv3.Cluster) (Cluster, error) {
 	if err := convertCircuitBreaking(c, &out); err != nil {
 		return Cluster{}, err
 	}
+	if err := convertConnLifetime(c, &out); err != nil {
+		return Cluster{}, err
+	}
 	return out, nil
 }
 

@@ -450,6 +450,9 @@ type Cluster struct {
 	// Breaker is meshlet's per-destination breaker, from the Cluster's
 	// metadata; nil for none.
 	Breaker *policy.BreakerSettings
+	// Connections is how long a connection to the cluster lives, from
+	// its HttpProtocolOptions; the zero value for the clients' defaults.
+	Connections policy.ConnLifetime
 }
 
 // RingHashConfig bounds a hash ring (Envoy's defaults 1024 and 8M).

@@ -42,6 +42,7 @@ type clusterState struct {
 	bal       *balancer.Balancer
 	tls       *resolver.UpstreamTLS
 	tlsKey    string
+	conns     policy.ConnLifetime
 	endpoints []balancer.Endpoint
 	healthy   int
 }
@@ -171,6 +172,7 @@ func (c *Core) publishClusterLocked(cl *Cluster) {
 	st := &clusterState{bal: cl.bal, endpoints: cl.endpoints, healthy: cl.healthy}
 	if cl.exists {
 		st.tls = cl.config.TLS
+		st.conns = cl.config.Connections
 	}
 	st.tlsKey = TLSKey(st.tls)
 	if !cl.haveEPs || !cl.exists {

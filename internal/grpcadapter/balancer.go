@@ -34,6 +34,7 @@ func (lbBuilder) Build(cc balancer.ClientConn, _ balancer.BuildOptions) balancer
 // TLS settings.
 type connKey struct {
 	cluster, addr, tlsKey string
+	conns                 policy.ConnLifetime
 }
 
 // pickKey is what a picker looks SubConns up by.
@@ -47,6 +48,8 @@ type conn struct {
 	err   error
 	dc    *dataplane.Cluster // nil in tests without a data plane
 	slot  bool               // holds one of dc's connection slots
+	addr  resolver.Address
+	life  *connLife // nil when the cluster's connections live as long as they can
 }
 
 // lb keeps one SubConn per cluster and endpoint the resolver gives, and
@@ -68,7 +71,7 @@ func (b *lb) UpdateClientConnState(s balancer.ClientConnState) error {
 		if u == nil {
 			continue
 		}
-		want[connKey{cluster: u.cluster, addr: a.Addr, tlsKey: u.tlsKey}] = a
+		want[connKey{cluster: u.cluster, addr: a.Addr, tlsKey: u.tlsKey, conns: u.conns}] = a
 	}
 	for k, c := range b.conns {
 		if _, ok := want[k]; !ok {
@@ -83,7 +86,7 @@ func (b *lb) UpdateClientConnState(s balancer.ClientConnState) error {
 		if b.conns[k] != nil {
 			continue
 		}
-		c := &conn{key: k, state: connectivity.Idle, dc: upstreamOf(a.Attributes).dc}
+		c := &conn{key: k, state: connectivity.Idle, dc: upstreamOf(a.Attributes).dc, addr: a, life: newConnLife(k.conns)}
 		sc, err := b.cc.NewSubConn([]resolver.Address{a}, balancer.NewSubConnOptions{
 			StateListener: func(st balancer.SubConnState) { b.onState(c, st) },
 		})
@@ -107,6 +110,9 @@ func (b *lb) onState(c *conn, st balancer.SubConnState) {
 		return
 	}
 	c.state, c.err = st.ConnectivityState, st.ConnectionError
+	if c.state == connectivity.Ready {
+		b.watchIdleLocked(c)
+	}
 	b.limitConnectionsLocked(c)
 	b.updateLocked()
 }
@@ -194,9 +200,17 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		}
 		switch c.state {
 		case connectivity.Ready:
+			if c.life != nil && !p.use(c) {
+				// Its last request was picked: wait for its replacement.
+				res.Done(dataplane.NotSent)
+				return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+			}
 			cs.call.Tried(res.Endpoint.Address)
 			start := time.Now()
 			return balancer.PickResult{SubConn: c.sc, Done: func(di balancer.DoneInfo) {
+				if c.life != nil {
+					c.life.done()
+				}
 				o := cs.outcome(di)
 				dataplane.Report(res, o, start)
 			}}, nil
@@ -208,6 +222,8 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			dataplane.Report(res, dataplane.Outcome{Err: c.err, IsGRPC: true, GRPC: codes.Unavailable}, time.Now())
 			continue
 		case connectivity.Idle:
+			// Not connected: a connection replaced for being idle, or
+			// one waiting for a connection slot (tcp.maxConnections).
 			if err := p.idle(c, cs.call.Cluster); err != nil {
 				// Not connected, and the cluster's maxConnections are:
 				// try a connected endpoint instead.

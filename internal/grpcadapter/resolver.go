@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/meshlet/meshlet/internal/dataplane"
+	"github.com/meshlet/meshlet/policy"
 	mresolver "github.com/meshlet/meshlet/resolver"
 )
 
@@ -44,6 +45,7 @@ type upstream struct {
 	tls     *mresolver.UpstreamTLS
 	tlsKey  string
 	dc      *dataplane.Cluster // whose connection slots its SubConns take
+	conns   policy.ConnLifetime
 }
 
 type upstreamKey struct{}
@@ -86,7 +88,7 @@ func addresses(st *dataplane.HostState) []resolver.Address {
 	var out []resolver.Address
 	for _, cl := range st.Clusters {
 		tls, key := cl.TLS()
-		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: key, dc: cl}
+		u := &upstream{cluster: cl.Name(), tls: tls, tlsKey: key, dc: cl, conns: cl.ConnLifetime()}
 		attrs := attributes.New(upstreamKey{}, u)
 		for _, ep := range cl.Endpoints() {
 			if ep.Unhealthy {

@@ -14,6 +14,7 @@ import (
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/prototext"
@@ -505,6 +506,16 @@ func policyEffects() []policyEffect {
 				}
 				equal(t, "max_connections", uint32(3), th[0].GetMaxConnections().GetValue())
 				equal(t, "max_requests", uint32(math.MaxUint32), th[0].GetMaxRequests().GetValue())
+			}},
+		{covers: []string{"connectionPool.http.idleTimeout", "connectionPool.http.maxRequestsPerConnection"},
+			policy: "{connectionPool: {http: {idleTimeout: 3s, maxRequestsPerConnection: 5}}}",
+			check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {
+				var o upstreamhttpv3.HttpProtocolOptions
+				if err := c.GetTypedExtensionProtocolOptions()[wire.HTTPProtocolOptionsKey].UnmarshalTo(&o); err != nil {
+					t.Fatalf("HttpProtocolOptions: %v", err)
+				}
+				equal(t, "idle_timeout", 3*time.Second, o.GetCommonHttpProtocolOptions().GetIdleTimeout().AsDuration())
+				equal(t, "max_requests_per_connection", uint32(5), o.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection().GetValue())
 			}},
 		{covers: []string{"retryBudget.percent", "retryBudget.minRetryConcurrency"},
 			policy: "{retryBudget: {percent: 25, minRetryConcurrency: 2}}",

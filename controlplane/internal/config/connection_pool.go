@@ -20,8 +20,9 @@ func validateConnectionPool(tp *networking.TrafficPolicy, path string, report re
 		if h.MaxRetries < 0 {
 			report.add(at+".maxRetries", "must be 0 or more, got %d (0 or leaving it out means no limit)", h.MaxRetries)
 		}
+		validateConnectionLifetime(h, at, report)
 		if h.Http2MaxRequests == 0 && h.MaxRetries == 0 && h.Http1MaxPendingRequests == 0 && h.MaxRequestsPerConnection == 0 && h.IdleTimeout == nil && h.MaxConcurrentStreams == 0 {
-			report.add(at, "sets no limit: 0 means Istio's default, unlimited (set http2MaxRequests or maxRetries, or remove it)")
+			report.add(at, "sets no limit: 0 means Istio's default, unlimited (set http2MaxRequests, maxRetries, idleTimeout or maxRequestsPerConnection, or remove it)")
 		}
 	}
 	if tcp := tp.GetConnectionPool().GetTcp(); tcp != nil && tcp.MaxConnections < 0 {

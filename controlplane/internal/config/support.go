@@ -189,6 +189,8 @@ var (
 		"connectionPool.http.http2MaxRequests",
 		"connectionPool.http.maxRetries",
 		"connectionPool.tcp.maxConnections",
+		"connectionPool.http.idleTimeout",
+		"connectionPool.http.maxRequestsPerConnection",
 		"retryBudget.percent",
 		"retryBudget.minRetryConcurrency",
 	}
@@ -295,17 +297,15 @@ func trafficPolicyReasons(prefixes ...string) map[string]string {
 			}
 		}
 		for k, r := range map[string]string{
-			"connectionPool.http.maxRequestsPerConnection": reasonConnectionPool,
-			"connectionPool.http.idleTimeout":              reasonConnectionPool,
-			"connectionPool.http.maxConcurrentStreams":     reasonConnectionPool,
-			"connectionPool.http.http2KeepAlive":           reasonConnectionPool,
-			"connectionPool.http.http1MaxPendingRequests":  reasonPendingRequests,
-			"connectionPool.http.h2UpgradePolicy":          reasonProtocolChoice,
-			"connectionPool.http.useClientProtocol":        reasonProtocolChoice,
-			"retryBudget.budgetInterval":                   reasonRetryBudget,
-			"portLevelSettings":                            reasonPortLevel,
-			"tunnel":                                       reasonTunnel,
-			"proxyProtocol":                                reasonProxyProtocol,
+			"connectionPool.http.maxConcurrentStreams":    reasonConnectionPool,
+			"connectionPool.http.http2KeepAlive":          reasonConnectionPool,
+			"connectionPool.http.http1MaxPendingRequests": reasonPendingRequests,
+			"connectionPool.http.h2UpgradePolicy":         reasonProtocolChoice,
+			"connectionPool.http.useClientProtocol":       reasonProtocolChoice,
+			"retryBudget.budgetInterval":                  reasonRetryBudget,
+			"portLevelSettings":                           reasonPortLevel,
+			"tunnel":                                      reasonTunnel,
+			"proxyProtocol":                               reasonProxyProtocol,
 
 			"loadBalancer.localityLbSetting":                     reasonLocality,
 			"loadBalancer.zoneAwareLbSetting":                    reasonLocality,

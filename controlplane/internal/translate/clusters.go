@@ -195,6 +195,9 @@ func (t *translator) buildClusters(s *service, p Port, dr destRule) ([]*clusterv
 		if err := setBreaker(c, dr.breaker[sub.GetName()]); err != nil {
 			return nil, err
 		}
+		if err := setConnLifetime(c, dr.connectionPool(sub), p.Protocol); err != nil {
+			return nil, err
+		}
 		if c.TransportSocket, err = t.clusterTLS(s, p.Number, dr, sub); err != nil {
 			return nil, err
 		}

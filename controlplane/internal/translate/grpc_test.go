@@ -294,6 +294,10 @@ func e2eConfig() *model.Config {
 	odDR.Annotations = map[string]string{model.CircuitBreakerAnnotation: "consecutiveErrors=5,openFor=30s"}
 	odDR.Spec.TrafficPolicy.ConnectionPool = &networking.ConnectionPoolSettings{Http: &networking.ConnectionPoolSettings_HTTPSettings{Http2MaxRequests: 100, MaxRetries: 3}}
 	odDR.Spec.TrafficPolicy.RetryBudget = &networking.TrafficPolicy_RetryBudget{Percent: wrapperspb.Double(20), MinRetryConcurrency: 2}
+	// rh's connections have a lifetime, in HttpProtocolOptions, which
+	// gRPC-Go ignores.
+	rhDR := dr("rh", headerHashLB("x-user", 64))
+	rhDR.Spec.TrafficPolicy.ConnectionPool = &networking.ConnectionPoolSettings{Http: &networking.ConnectionPoolSettings_HTTPSettings{IdleTimeout: durationpb.New(time.Minute), MaxRequestsPerConnection: 100}}
 	peDR := dr("pe", &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_LEAST_REQUEST}})
 	peDR.Annotations = map[string]string{model.LoadBalancerAnnotation: model.LoadBalancerPeakEWMA}
 	peDR.Spec.TrafficPolicy.OutlierDetection = outlier
@@ -324,7 +328,7 @@ func e2eConfig() *model.Config {
 		DestinationRules: []*model.DestinationRule{
 			rrDR,
 			dr("lr", &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_LEAST_REQUEST}}),
-			dr("rh", headerHashLB("x-user", 64)),
+			rhDR,
 			dr("rnd", &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_Simple{Simple: networking.LoadBalancerSettings_RANDOM}}),
 			odDR, peDR,
 		},
