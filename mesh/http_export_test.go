@@ -11,3 +11,9 @@ func OpenTransports(m *Mesh) int {
 	defer m.mu.Unlock()
 	return len(m.transports)
 }
+
+// ClusterConnections is how many connections m holds open to cluster, as
+// its tcp.maxConnections counts them.
+func ClusterConnections(m *Mesh, cluster string) int64 {
+	return m.xds.core.Cluster(cluster).Connections()
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 )
 
@@ -83,7 +84,8 @@ func TestMaxConnectionsHTTP(t *testing.T) {
 	lis := &connCounter{Listener: listen(t, "127.0.0.1:0")}
 	serveHTTPGreeterOn(t, startMesh(t, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}), lis, "v1", nil)
 	waitRegistered(t, cp, 1)
-	call := limitHTTP.caller(t, startMesh(t, cp.XDSAddr(), "client", nil))
+	client := startMesh(t, cp.XDSAddr(), "client", nil)
+	call := limitHTTP.caller(t, client)
 	meshtest.WaitUntil(t, 10*time.Second, "a call to succeed", func() bool {
 		r, _ := call(t.Context(), 0)
 		return r == "ok"
@@ -112,6 +114,11 @@ func TestMaxConnectionsHTTP(t *testing.T) {
 			return count(results, "ok") == 2
 		})
 		lis.closeAll()
+		// net/http sees the server's close on its own goroutines: the
+		// next round starts once the slots are back.
+		meshtest.WaitUntil(t, 10*time.Second, "the client's connections to close", func() bool {
+			return mesh.ClusterConnections(client, "outbound|50051||greeter.default.svc.cluster.local") == 0
+		})
 	}
 	if _, most, accepted := lis.stats(); most > 2 || accepted < 4 {
 		t.Errorf("the server saw %d connections at once and accepted %d; want at most 2, and new ones after it closed them", most, accepted)

@@ -133,10 +133,11 @@ func NewCASource(ctx context.Context, cfg CAConfig) (*CASource, error) {
 			s.cur.Store(m)
 			break
 		}
-		if ctx.Err() != nil {
+		if cutShort(ctx, err) {
 			if lastErr == nil {
 				lastErr = err
 			}
+			<-ctx.Done()
 			return nil, fmt.Errorf("security: CA source: no SVID for %s before the context ended: %w (last failure: %w)", cfg.ID, ctx.Err(), lastErr)
 		}
 		if permanent(err) {
@@ -370,4 +371,15 @@ func (b *backoff) next() time.Duration {
 	}
 	jitter := time.Duration((mrand.Float64()*0.4 - 0.2) * float64(b.d))
 	return b.d + jitter
+}
+
+// cutShort reports whether ctx ended the attempt that failed with err. A
+// gRPC call may report DeadlineExceeded a moment before ctx itself says
+// it is done.
+func cutShort(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && status.Code(err) == codes.DeadlineExceeded && !time.Now().Before(deadline.Add(-time.Millisecond))
 }

@@ -200,16 +200,26 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		}
 		switch c.state {
 		case connectivity.Ready:
-			if c.life != nil && !p.use(c) {
-				// Its last request was picked: wait for its replacement.
-				res.Done(dataplane.NotSent)
-				return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+			last := false
+			if c.life != nil {
+				var ok bool
+				if ok, last = p.use(c); !ok {
+					// Its last request was picked: wait for its replacement.
+					res.Done(dataplane.NotSent)
+					return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+				}
 			}
 			cs.call.Tried(res.Endpoint.Address)
 			start := time.Now()
 			return balancer.PickResult{SubConn: c.sc, Done: func(di balancer.DoneInfo) {
 				if c.life != nil {
 					c.life.done()
+					if last {
+						// Replaced once its last RPC is over: shut down
+						// earlier, the RPC could find the connection
+						// closing and go to the replacement instead.
+						go p.lb.replace(c.key, c.life, true)
+					}
 				}
 				o := cs.outcome(di)
 				dataplane.Report(res, o, start)

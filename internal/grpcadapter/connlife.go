@@ -39,23 +39,24 @@ func newConnLife(l policy.ConnLifetime) *connLife {
 }
 
 // use counts a pick of c, which has a lifetime, and reports whether c
-// may carry it. The last pick it may carry starts c's replacement.
-func (p *picker) use(c *conn) bool {
+// may carry it, and whether it is the last it carries: that pick's end
+// replaces c.
+func (p *picker) use(c *conn) (ok, last bool) {
 	l := c.life
 	if l.retired.Load() {
-		return false
+		return false, false
 	}
-	ok, last := l.uses.Use(l.max)
+	ok, last = l.uses.Use(l.max)
 	if !ok {
-		return false
+		return false, false
 	}
 	if l.idle > 0 {
 		l.inflight.Add(1)
 	}
-	if last && l.retired.CompareAndSwap(false, true) {
-		go p.lb.replace(c.key, l, true)
+	if last && !l.retired.CompareAndSwap(false, true) {
+		last = false
 	}
-	return true
+	return true, last
 }
 
 // done ends an RPC that use counted.
