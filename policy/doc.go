@@ -1,7 +1,9 @@
 // Package policy holds meshlet's resilience policies, each written once,
 // transport-neutral: rate limiting (golang.org/x/time/rate), circuit
-// breaking (concurrency limits, and github.com/sony/gobreaker/v2 per
-// destination), retry budgets and fault injection. The data plane
+// breaking (limits on requests, retries and connections, and
+// github.com/sony/gobreaker/v2 per destination), connection lifetimes
+// (idle timeout, requests per connection), retry budgets and fault
+// injection. The data plane
 // (internal/dataplane) consults them for every request, on the client
 // side for a destination's policies and on the server side for a
 // workload's, and the HTTP and gRPC adapters only turn a refusal into
