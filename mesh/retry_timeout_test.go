@@ -141,10 +141,6 @@ func timedPath(t *testing.T, p faultPath, files map[string]string, g named) func
 	}
 }
 
-func withinDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, d)
-}
-
 // A 100ms route timeout against a backend that answers in 500ms ends the
 // call with DEADLINE_EXCEEDED, or 504, after 100ms (under 400ms, on a
 // noisy machine). Retries are off, so that only the timeout acts.
@@ -158,11 +154,11 @@ func TestRouteTimeoutBound(t *testing.T) {
 				g, want = &timedHTTP{delay: 500 * time.Millisecond}, "http 504"
 			}
 			call := timedPath(t, p, files, g)
-			ctx, cancel := withinDeadline(t.Context(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			call(ctx) // waits for the config
 			cancel()
 			for i := range 5 {
-				ctx, cancel := withinDeadline(t.Context(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				start := time.Now()
 				got := call(ctx)
 				took := time.Since(start)
@@ -195,7 +191,7 @@ func TestCalleeSeesRemainingTime(t *testing.T) {
 			t.Fatal(got)
 		}
 		check(t, "route timeout 2s", time.Duration(g.remaining.Load()), time.Second, 2*time.Second)
-		ctx, cancel := withinDeadline(t.Context(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 		defer cancel()
 		if got := call(ctx); got != "ok" {
 			t.Fatal(got)
@@ -233,7 +229,7 @@ func TestCalleeSeesRemainingTime(t *testing.T) {
 			return time.Duration(ms) * time.Millisecond
 		}
 		check(t, "route timeout 2s", get(t.Context()), time.Second, 2*time.Second)
-		ctx, cancel := withinDeadline(t.Context(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 		defer cancel()
 		check(t, "caller's deadline 500ms", get(ctx), 0, 500*time.Millisecond)
 	})
@@ -253,7 +249,7 @@ func TestRetriesAgainstFlakyBackend(t *testing.T) {
 				g = &timedHTTP{failPerMille: 300}
 			}
 			call := timedPath(t, p, files, g)
-			ctx, cancel := withinDeadline(t.Context(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			call(ctx)
 			const n = 1000

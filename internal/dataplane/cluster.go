@@ -74,15 +74,6 @@ func (cl *Cluster) Pick(r balancer.Request) (balancer.Result, error) {
 	return res, nil
 }
 
-// Status returns the balancer's view of each endpoint, for tests and the
-// admin page.
-func (cl *Cluster) Status() []balancer.EndpointStatus {
-	if bal := cl.state.Load().bal; bal != nil {
-		return bal.Status()
-	}
-	return nil
-}
-
 func (c *Core) onCluster(cl *Cluster, rc resolver.Cluster, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -46,9 +45,6 @@ func New(cfg Config) *Core {
 	}
 	return &Core{cfg: cfg, rc: cfg.Client, changed: make(chan struct{}), hosts: map[string]*Host{}, clusters: map[string]*Cluster{}}
 }
-
-// Client returns the xDS client the Core follows.
-func (c *Core) Client() *resolver.Client { return c.rc }
 
 // Changes returns a channel closed at the next change of anything the
 // Core follows.
@@ -328,12 +324,3 @@ func (c *Core) Close() {
 	}
 	c.fireLocked()
 }
-
-// Closed reports whether Close was called.
-func (c *Core) Closed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
-
-var errNoBalancer = errors.New("no balancer")

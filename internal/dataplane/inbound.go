@@ -188,7 +188,7 @@ func authzRequest(req *InboundRequest) resolver.AuthzRequest {
 		Authority:  req.Authority,
 		Header:     req.Header,
 		ServerName: req.ServerName,
-		Local:      addrPort(req.Local),
+		Local:      AddrPort(req.Local),
 		Remote:     req.Remote,
 	}
 	if len(req.PeerCertificates) > 0 {
@@ -201,8 +201,6 @@ func authzRequest(req *InboundRequest) resolver.AuthzRequest {
 // An IPv4 address is never in its IPv4-mapped IPv6 form (a net.TCPAddr
 // may hold it so), so that listening and local addresses compare, and
 // IPv4 CIDRs match.
-func addrPort(a net.Addr) netip.AddrPort { return AddrPort(a) }
-
 // AddrPort is a's IP and port, the zero value when a is not an IP
 // address, with an IPv4 address never in its IPv4-mapped IPv6 form.
 func AddrPort(a net.Addr) netip.AddrPort {
@@ -253,7 +251,7 @@ func (s *InboundSet) Add(lis net.Addr, in *Inbound) bool {
 		maps.Copy(next.wildcard, cur.wildcard)
 		maps.Copy(next.other, cur.other)
 	}
-	switch ap := addrPort(lis); {
+	switch ap := AddrPort(lis); {
 	case !ap.IsValid():
 		next.other[lis.String()] = in
 	case ap.Addr().IsUnspecified():
@@ -272,7 +270,7 @@ func (s *InboundSet) For(local net.Addr) *Inbound {
 	if idx == nil || local == nil {
 		return nil
 	}
-	ap := addrPort(local)
+	ap := AddrPort(local)
 	if !ap.IsValid() {
 		return idx.other[local.String()]
 	}

@@ -88,25 +88,18 @@ func (cs *callState) outcome(di balancer.DoneInfo) dataplane.Outcome {
 
 // peek returns how an attempt that ended with err came out, keeping it
 // for take.
-func (cs *callState) peek(err error) dataplane.Outcome {
-	cs.mu.Lock()
-	o, have := cs.last, cs.have
-	cs.mu.Unlock()
-	if have {
-		return o
-	}
-	if err == nil {
-		return dataplane.Outcome{IsGRPC: true, Status: 200}
-	}
-	return dataplane.Outcome{Err: err, IsGRPC: true, GRPC: status.Code(err), Caller: cs.ctx.Err() != nil}
-}
+func (cs *callState) peek(err error) dataplane.Outcome { return cs.attemptOutcome(err, false) }
 
 // take returns how the attempt that ended with err came out, and forgets
 // it for the next attempt.
-func (cs *callState) take(err error) dataplane.Outcome {
+func (cs *callState) take(err error) dataplane.Outcome { return cs.attemptOutcome(err, true) }
+
+func (cs *callState) attemptOutcome(err error, forget bool) dataplane.Outcome {
 	cs.mu.Lock()
 	o, have := cs.last, cs.have
-	cs.have = false
+	if forget {
+		cs.have = false
+	}
 	cs.mu.Unlock()
 	if have {
 		return o

@@ -2,7 +2,6 @@ package grpcadapter
 
 import (
 	"context"
-	"fmt"
 
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/resolver"
@@ -106,5 +105,3 @@ func (r *hostResolver) Close() {
 	r.cancel()
 	<-r.done
 }
-
-func (u *upstream) String() string { return fmt.Sprintf("%s (%s)", u.cluster, u.tlsKey) }

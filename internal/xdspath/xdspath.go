@@ -1,5 +1,5 @@
 // Package xdspath is where gRPC-Go's own xDS path plugs into package mesh.
-// Linking google.golang.org/grpc/xds costs a program about 17 MB of
+// Linking google.golang.org/grpc/xds costs a program about 10 MiB of
 // resident memory at initialisation, so mesh does not import it: package
 // mesh/grpcxds does, and registers it here when a program imports it.
 package xdspath
