@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -34,9 +35,45 @@ func (s *Server) adminHandler() http.Handler {
 		writeJSON(w, s.Dump())
 	})
 	mux.HandleFunc("GET /debug/clients", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, s.xds.Clients())
+		writeJSON(w, s.Clients())
 	})
+	mux.HandleFunc("GET /debug/describe", func(w http.ResponseWriter, r *http.Request) {
+		svc := r.URL.Query().Get("service")
+		if svc == "" {
+			http.Error(w, "describe: ?service=<name>[.<namespace>] is required", http.StatusBadRequest)
+			return
+		}
+		d, err := s.Describe(svc)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, d)
+	})
+	mux.HandleFunc("GET /debug/config_dump", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("workload")
+		if name == "" {
+			http.Error(w, "config_dump: ?workload=<node ID, service or service.namespace> is required", http.StatusBadRequest)
+			return
+		}
+		wc, err := s.WorkloadConfigs(name)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, wc)
+	})
+	mux.Handle("GET /metrics", s.metrics.handler())
 	return mux
+}
+
+// writeError answers 404 for ErrNotFound, 500 otherwise, with the error.
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, ErrNotFound) {
+		code = http.StatusNotFound
+	}
+	http.Error(w, err.Error(), code)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -51,10 +51,12 @@ type Server struct {
 	admin    *http.Server
 	adminLn  net.Listener
 	untrust  func() // ends the in-process trust of this control plane
+	metrics  *metrics
 
 	kick      chan struct{} // a registry change asks for a rebuild
 	builtGen  uint64        // rebuilds done, under mu
 	wantGen   uint64        // rebuilds asked for, under mu
+	kickAt    time.Time     // when the oldest registry change not yet built was made, under mu
 	builtCond *sync.Cond    // signalled when builtGen grows
 
 	cancel    context.CancelFunc
@@ -140,6 +142,9 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
+	if s.metrics, err = newMetrics(s); err != nil {
+		return nil, fmt.Errorf("controlplane: metrics: %w", err)
+	}
 	s.reg = registry.New(o.grace, s.kickRebuild, o.clock.AfterFunc)
 	prefix, _, _ := strings.Cut(wire.ServerListenerTemplate, "%s")
 	versionKey, err := s.ca.VersionKey("xds versions")
@@ -151,10 +156,11 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		NamesPerRequest:  s.limits.NamesPerRequest,
 		InboundPerStream: s.limits.InboundPerStream,
 	}, xdsserver.Hooks{
-		InboundChanged: s.rebuild,
+		InboundChanged: func() { s.rebuild(change(causeInbound)) },
 		EarlierVersion: s.restartDetected,
+		Observe:        s.metrics.observer(),
 	})
-	if err := s.rebuildErr(); err != nil {
+	if err := s.rebuildErr(change(causeStart)); err != nil {
 		return nil, err
 	}
 	creds, err := s.channelCredentials()
@@ -182,7 +188,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		}
 		return s.xds.WaitAcked(ctx, resource.EndpointType)
 	}
-	s.regSvc = registry.NewService(s.reg, wait, s.admit, s.limits.RegistrationsPerIdentity, o.drainAck, o.log)
+	s.regSvc = registry.NewService(s.reg, wait, s.admit, s.limits.RegistrationsPerIdentity, o.drainAck, o.log, s.metrics.registrationRefused)
 	registrypb.RegisterRegistryServer(s.grpc, s.regSvc)
 	s.ca.Register(s.grpc)
 	if o.plaintextXDS != "" {
@@ -344,6 +350,7 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 		s.regSvc.Wait()
 		s.reg.Close()
+		s.metrics.shutdown()
 	})
 	return nil
 }
@@ -366,7 +373,7 @@ func (s *Server) restartDetected() <-chan struct{} {
 	if start {
 		s.log.Info("clients of an earlier control plane are reconnecting; holding them, and endpoints, while servers register again",
 			"until", s.started.Add(s.opts.warmup).Format(time.RFC3339Nano))
-		s.rebuild()
+		s.rebuild(change(causeWarmup))
 	}
 	return s.warmupDone
 }
@@ -385,12 +392,15 @@ func (s *Server) endWarmup(ctx context.Context, over <-chan struct{}) {
 	defer close(s.warmupDone) // after the rebuild: held clients get the whole view
 	if was {
 		s.log.Info("warm-up over; serving endpoints", "registered", len(s.reg.Serving()))
-		s.rebuild()
+		s.rebuild(change(causeWarmup))
 	}
 }
 
-func (s *Server) rebuild() {
-	if err := s.rebuildErr(); err != nil {
+// change is a change of cause detected now.
+func change(cause string) xdsserver.Change { return xdsserver.Change{At: time.Now(), Cause: cause} }
+
+func (s *Server) rebuild(c xdsserver.Change) {
+	if err := s.rebuildErr(c); err != nil {
 		s.log.Error("cannot build xDS resources", "err", err)
 	}
 }
@@ -401,6 +411,9 @@ func (s *Server) rebuild() {
 func (s *Server) kickRebuild() {
 	s.mu.Lock()
 	s.wantGen++
+	if s.kickAt.IsZero() {
+		s.kickAt = time.Now()
+	}
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -421,8 +434,14 @@ func (s *Server) buildLoop(ctx context.Context) {
 		}
 		s.mu.Lock()
 		want := s.wantGen
+		// The burst's push latency starts at its first change.
+		c := xdsserver.Change{At: s.kickAt, Cause: causeRegistry}
+		s.kickAt = time.Time{}
 		s.mu.Unlock()
-		s.rebuild()
+		if c.At.IsZero() {
+			c.At = time.Now()
+		}
+		s.rebuild(c)
 		s.mu.Lock()
 		s.builtGen = max(s.builtGen, want)
 		s.builtCond.Broadcast()
@@ -451,8 +470,8 @@ func (s *Server) waitBuilt(ctx context.Context) bool {
 }
 
 // rebuildErr translates the current config and registry and serves the
-// result.
-func (s *Server) rebuildErr() error {
+// result; c is the change that asked for it.
+func (s *Server) rebuildErr(c xdsserver.Change) error {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
 	s.mu.Lock()
@@ -507,7 +526,7 @@ func (s *Server) rebuildErr() error {
 			inbound[id] = append(inbound[id], l)
 		}
 	}
-	if err := s.xds.Update(context.Background(), res, inbound); err != nil {
+	if err := s.xds.Update(context.Background(), c, res, inbound); err != nil {
 		return err
 	}
 	s.mu.Lock()

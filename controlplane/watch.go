@@ -12,6 +12,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/meshlet/meshlet/controlplane/internal/config"
+	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
 )
 
 // rewatchInterval is how often the watcher looks for the config
@@ -82,6 +83,13 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 	retry.Stop()
 	defer retry.Stop()
 	watching := true
+	var first time.Time // of the changes the debounce timer waits on
+	settle := func() {
+		if first.IsZero() {
+			first = time.Now()
+		}
+		timer.Reset(s.opts.debounce)
+	}
 	again := func() {
 		if err := rewatch(w, dir); err != nil {
 			if watching {
@@ -119,10 +127,10 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 					_ = addTree(w, ev.Name)
 				}
 			}
-			timer.Reset(s.opts.debounce)
+			settle()
 		case <-retry.C:
 			if again(); watching {
-				timer.Reset(s.opts.debounce)
+				settle()
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -132,9 +140,10 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 			// of the directory among them.
 			s.log.Warn("config watch error", "err", err)
 			again()
-			timer.Reset(s.opts.debounce)
+			settle()
 		case <-timer.C:
-			s.Reload()
+			s.reload(xdsserver.Change{At: first, Cause: causeConfig})
+			first = time.Time{}
 		}
 	}
 }
@@ -142,7 +151,12 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 // Reload reads the config directory again. A valid config replaces the one
 // served; an invalid one is refused, logged and shown on /debug/config,
 // and the config before it stays in force. It returns the refusal.
-func (s *Server) Reload() error {
+func (s *Server) Reload() error { return s.reload(change(causeConfig)) }
+
+// reload is Reload for the change c, whose detection starts the push
+// latency.
+func (s *Server) reload(c xdsserver.Change) (err error) {
+	defer func() { s.metrics.reloaded(err) }()
 	cfg, err := config.Load(s.opts.configDir, logSkipped(s.log))
 	if err != nil {
 		s.mu.Lock()
@@ -155,7 +169,7 @@ func (s *Server) Reload() error {
 	prev, prevAt := s.cfg, s.cfgAt
 	s.cfg, s.cfgAt = cfg, time.Now()
 	s.mu.Unlock()
-	if err := s.rebuildErr(); err != nil {
+	if err := s.rebuildErr(c); err != nil {
 		s.mu.Lock()
 		s.cfg, s.cfgAt = prev, prevAt
 		s.lastErr = &ConfigError{Time: time.Now(), Message: err.Error()}

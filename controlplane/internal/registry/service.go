@@ -43,6 +43,7 @@ type Service struct {
 	limit      int
 	ackTimeout time.Duration
 	log        *slog.Logger
+	refused    func(reason string)
 
 	handlers   sync.WaitGroup // Register calls in progress
 	mu         sync.Mutex
@@ -53,9 +54,49 @@ type Service struct {
 // NewService serves registrations into reg. admit checks each one; limit
 // bounds the registrations of one identity (0: no bound). After an
 // instance asks to drain, it waits up to ackTimeout for wait (callers'
-// ACKs of endpoints without it) before it answers drained.
-func NewService(reg *Registry, wait WaitFunc, admit AdmitFunc, limit int, ackTimeout time.Duration, log *slog.Logger) *Service {
-	return &Service{reg: reg, wait: wait, admit: admit, limit: limit, ackTimeout: ackTimeout, log: log}
+// ACKs of endpoints without it) before it answers drained. refused, if
+// not nil, is called with the reason of every refused registration (see
+// RefusalReason), for metrics; it must not block.
+func NewService(reg *Registry, wait WaitFunc, admit AdmitFunc, limit int, ackTimeout time.Duration, log *slog.Logger, refused func(reason string)) *Service {
+	if refused == nil {
+		refused = func(string) {}
+	}
+	return &Service{reg: reg, wait: wait, admit: admit, limit: limit, ackTimeout: ackTimeout, log: log, refused: refused}
+}
+
+// The reasons a registration is refused, as metrics label them.
+const (
+	RefusedStopping        = "stopping"        // the control plane is stopping
+	RefusedInvalid         = "invalid"         // a malformed instance
+	RefusedUnauthenticated = "unauthenticated" // no proven identity
+	RefusedNotPermitted    = "not_permitted"   // the identity may not register it there
+	RefusedIDTaken         = "id_taken"        // ErrIDTaken
+	RefusedAddressTaken    = "address_taken"   // ErrAddressTaken
+	RefusedLimit           = "limit"           // ErrTooMany
+)
+
+// admitReason is the refusal reason of an AdmitFunc's error.
+func admitReason(err error) string {
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		return RefusedUnauthenticated
+	case codes.InvalidArgument:
+		return RefusedInvalid
+	default:
+		return RefusedNotPermitted
+	}
+}
+
+// upsertReason is the refusal reason of an Upsert error.
+func upsertReason(err error) string {
+	switch {
+	case errors.Is(err, ErrIDTaken):
+		return RefusedIDTaken
+	case errors.Is(err, ErrAddressTaken):
+		return RefusedAddressTaken
+	default:
+		return RefusedLimit
+	}
 }
 
 // Stop says that the control plane is stopping: the registration
@@ -84,6 +125,7 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
+		s.refused(RefusedStopping)
 		return status.Error(codes.Unavailable, "registry: the control plane is stopping; register again when it is back")
 	}
 	s.handlers.Add(1)
@@ -96,9 +138,11 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 	}
 	inst, err := instanceFromProto(first.GetInstance())
 	if err != nil {
+		s.refused(RefusedInvalid)
 		return status.Errorf(codes.InvalidArgument, "registry: %v", err)
 	}
 	if err := s.admit(stream.Context(), &inst); err != nil {
+		s.refused(admitReason(err))
 		s.log.Warn("registration refused", "id", inst.ID, "service", inst.Service, "namespace", inst.Namespace,
 			"address", fmt.Sprintf("%s:%d", inst.Address, inst.Port), "err", err)
 		return err
@@ -109,6 +153,7 @@ func (s *Service) Register(stream pb.Registry_RegisterServer) error {
 		if errors.Is(err, ErrTooMany) {
 			code = codes.ResourceExhausted
 		}
+		s.refused(upsertReason(err))
 		s.log.Warn("registration refused", "id", inst.ID, "service", inst.Service, "identity", inst.Identity, "err", err)
 		return status.Errorf(code, "registry: instance %s of %s.%s at %s:%d: %v", inst.ID, inst.Service, inst.Namespace, inst.Address, inst.Port, err)
 	}

@@ -83,10 +83,52 @@ type Server struct {
 
 	mu        sync.Mutex
 	counter   uint64
+	pushes    map[string]*push // by version: who was sent it and has not ACKed it yet
 	current   map[resource.Type]*typeState
 	shared    *cache.Snapshot
 	streams   map[int64]*stream
 	ackSignal chan struct{} // closed and replaced on every ACK
+}
+
+// push follows one version from the change that made it to the last ACK of
+// it, for the push-latency metric.
+type push struct {
+	change  Change
+	seq     uint64
+	waiting map[waitKey]bool // streams and types sent the version, not yet ACKed
+	acked   int              // ACKs of it so far
+}
+
+type waitKey struct {
+	stream int64
+	typ    string
+}
+
+// maxPushes bounds the versions followed: a version that some stream has
+// not ACKed after this many newer ones is forgotten.
+const maxPushes = 64
+
+// Change is what caused an Update: when it was detected and what it was
+// ("config", "registry", ...). The time is where push latency starts.
+type Change struct {
+	At    time.Time
+	Cause string
+}
+
+// Observer is told about what the server does, for metrics. Its funcs
+// are called with the server's lock held: they must be quick, must not
+// block and must not call the Server. A nil func is not called.
+type Observer struct {
+	// Pushed is called for every response sent, with its short type
+	// ("Cluster").
+	Pushed func(typ string)
+	// Nacked is called for every response a client rejected.
+	Nacked func(typ string)
+	// Synced is called once for each version, when the last stream that
+	// was sent it (before all of them had ACKed) ACKs it, with the time
+	// since the change that made it. A stream that closes or NACKs is no
+	// longer waited for; a version nobody ACKed is not reported.
+	Synced func(c Change, took time.Duration)
 }
 
 type typeState struct {
@@ -136,7 +178,39 @@ type ClientStatus struct {
 	Metadata  map[string]any         `json:"metadata,omitempty"`
 	Peer      string                 `json:"peer,omitempty"`
 	Connected time.Time              `json:"connected"`
+	UserAgent string                 `json:"userAgent,omitempty"`
 	Types     map[string]*TypeStatus `json:"types"`
+}
+
+// ClientKind sorts a client by its node's user agent into a few kinds, so
+// that what a client says cannot make metric labels grow without bound:
+// "meshlet" (meshlet's resolver), "grpc-go", "grpc" (another gRPC
+// language), "other" and "unknown" (no node yet).
+func ClientKind(n *core.Node) string {
+	ua := n.GetUserAgentName()
+	switch {
+	case n == nil:
+		return "unknown"
+	case ua == "meshlet-resolver":
+		return "meshlet"
+	case ua == "gRPC Go":
+		return "grpc-go"
+	case strings.HasPrefix(ua, "gRPC"), strings.HasPrefix(ua, "grpc"):
+		return "grpc"
+	default:
+		return "other"
+	}
+}
+
+// ClientKinds counts the connected streams by ClientKind.
+func (s *Server) ClientKinds() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, st := range s.streams {
+		out[ClientKind(st.node)]++
+	}
+	return out
 }
 
 // Hooks are called on a requesting stream's goroutine, without locks held,
@@ -152,6 +226,8 @@ type Hooks struct {
 	// for nil), so that such a client keeps the config it has, rather
 	// than get a partial one, while servers register again.
 	EarlierVersion func() <-chan struct{}
+	// Observe is told about pushes, NACKs and ACKs, for metrics.
+	Observe Observer
 }
 
 // New returns a server with no resources. inboundPrefix is the name prefix
@@ -175,6 +251,7 @@ func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limit
 		versionKey:    versionKey,
 		current:       map[resource.Type]*typeState{},
 		streams:       map[int64]*stream{},
+		pushes:        map[string]*push{},
 		ackSignal:     make(chan struct{}),
 	}
 	var nonce [6]byte
@@ -207,12 +284,18 @@ func (s *Server) Register(g *grpc.Server) {
 // Update replaces the served resources: shared for every stream, and
 // inbound, by stream ID, the server Listeners of each stream. A type whose
 // resources did not change keeps its version, so clients are not sent it
-// again.
-func (s *Server) Update(ctx context.Context, shared map[resource.Type][]types.Resource, inbound map[int64][]types.Resource) error {
+// again. c says what caused the update.
+func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type][]types.Resource, inbound map[int64][]types.Resource) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.counter++
 	version := fmt.Sprintf("%s-%d", s.epoch, s.counter)
+	s.pushes[version] = &push{change: c, seq: s.counter, waiting: map[waitKey]bool{}}
+	for v, p := range s.pushes {
+		if p.seq+maxPushes <= s.counter {
+			delete(s.pushes, v)
+		}
+	}
 	changed := map[resource.Type]bool{}
 	for _, typ := range Types {
 		byName := map[string]types.Resource{}
@@ -431,6 +514,7 @@ func (s *Server) Clients() []ClientStatus {
 		if st.node != nil {
 			cs.NodeID = st.node.GetId()
 			cs.Cluster = st.node.GetCluster()
+			cs.UserAgent = st.node.GetUserAgentName()
 			if md := st.node.GetMetadata(); md != nil {
 				cs.Metadata = md.AsMap()
 			}
@@ -482,6 +566,9 @@ func (s *Server) onStreamClosed(id int64, _ *core.Node) {
 	changed := st != nil && len(st.inbound) > 0
 	if st != nil {
 		s.cache.ClearSnapshot(st.key.GetId())
+		for _, typ := range slices.Collect(maps.Keys(st.types)) {
+			s.doneWaitingLocked(id, typ, "", false)
+		}
 	}
 	s.signalLocked()
 	s.mu.Unlock()
@@ -543,6 +630,12 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 			ts.NackDetail = detail.GetMessage()
 			ts.NackCount++
 			ts.LastNack = time.Now()
+			if f := s.hooks.Observe.Nacked; f != nil {
+				f(shortType(typ))
+			}
+			if sent != "" {
+				s.doneWaitingLocked(st.id, typ, sent, false)
+			}
 			if ts.NackCount == 1 || ts.NackCount%100 == 0 {
 				s.log.Warn("xDS client rejected config", "node", st.node.GetId(), "type", shortType(typ),
 					"version", sent, "detail", detail.GetMessage(), "nacks", ts.NackCount)
@@ -556,6 +649,7 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 			}
 		} else {
 			ts.Acked = req.GetVersionInfo()
+			s.doneWaitingLocked(st.id, typ, ts.Acked, true)
 			s.signalLocked()
 		}
 	}
@@ -684,6 +778,37 @@ func (s *Server) onStreamResponse(_ context.Context, id int64, req *discovery.Di
 	}
 	if ts := st.types[typ]; ts != nil {
 		ts.Sent = resp.GetVersionInfo()
+	}
+	if p := s.pushes[resp.GetVersionInfo()]; p != nil {
+		p.waiting[waitKey{id, typ}] = true
+	}
+	if f := s.hooks.Observe.Pushed; f != nil {
+		f(shortType(typ))
+	}
+}
+
+// doneWaitingLocked stops waiting for stream's ACK of typ in the versions
+// up to version (all of them for ""), which it ACKed when acked is set, and
+// reports each version that no stream is waiting for any more.
+func (s *Server) doneWaitingLocked(stream int64, typ, version string, acked bool) {
+	key := waitKey{stream, typ}
+	for v, p := range s.pushes {
+		if !p.waiting[key] || version != "" && !s.atLeast(version, v) {
+			continue
+		}
+		delete(p.waiting, key)
+		if acked {
+			p.acked++
+		}
+		if len(p.waiting) > 0 {
+			continue
+		}
+		// Streams sent the version later, after every earlier one ACKed
+		// it, start nothing new: the change reached everyone then.
+		delete(s.pushes, v)
+		if f := s.hooks.Observe.Synced; f != nil && p.acked > 0 {
+			f(p.change, time.Since(p.change.At))
+		}
 	}
 }
 
