@@ -9,8 +9,13 @@
 // is refused with an error that names the file, the resource and the field,
 // and the config before it stays in force. The admin port serves /healthz,
 // /readyz, /debug/config (the model, the xDS resources and the last config
-// error) and /debug/clients (every xDS client and what it acknowledged or
-// rejected).
+// error), /debug/clients (every xDS client and what it acknowledged or
+// rejected, per type), /debug/describe?service= (what applies to a
+// service), /debug/config_dump?workload= (what one workload was sent) and
+// /metrics (Prometheus text: clients, pushes, NACKs, push latency, registry
+// size, config reloads and errors, refused registrations; see
+// docs/meshctl.md). Validate runs the same checks offline, as meshctl
+// validate does.
 //
 // Its gRPC port (xDS, registration, the CA) is TLS with a certificate from
 // its own CA, spiffe://<trust domain>/ns/<root namespace>/sa/

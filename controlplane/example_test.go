@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/meshlet/meshlet/controlplane"
 )
@@ -82,4 +83,22 @@ func ExampleFieldErrors() {
 	// Output:
 	// true
 	// reviews.yaml | VirtualService default/reviews | spec.http[0].mirror
+}
+
+// Validate checks a config directory offline, as the control plane would
+// load it, with every problem named: here a refused field, and a second
+// VirtualService for a host that already has one.
+func ExampleValidate() {
+	dir, _ := os.MkdirTemp("", "meshlet-config-")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(goodConfig+"---\n"+goodRoute), 0o644)
+	fmt.Println(controlplane.Validate(dir))
+	os.WriteFile(filepath.Join(dir, "mirror.yaml"), []byte(strings.Replace(mirroringRoute, "name: reviews", "name: mirror", 1)), 0o644)
+	for _, fe := range controlplane.FieldErrors(controlplane.Validate(dir)) {
+		fmt.Printf("%s | %s | %s\n", fe.File, fe.Resource, fe.Path)
+	}
+	// Output:
+	// <nil>
+	// mirror.yaml | VirtualService default/mirror | spec.http[0].mirror
+	// reviews.yaml | VirtualService default/reviews | spec.hosts[0]
 }

@@ -15,6 +15,7 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
 )
@@ -65,7 +66,9 @@ func newMetrics(s *Server) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &metrics{registry: reg, provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)), attrs: map[string]metric.MeasurementOption{}}
+	m := &metrics{registry: reg, provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp),
+		// target_info names the control plane, not "unknown_service".
+		sdkmetric.WithResource(sdkresource.NewSchemaless(attribute.String("service.name", "meshlet-controlplane")))), attrs: map[string]metric.MeasurementOption{}}
 	meter := m.provider.Meter("github.com/meshlet/meshlet/controlplane")
 	var errs []error
 	counter := func(name, desc string) metric.Int64Counter {
