@@ -339,8 +339,8 @@ type endpointState struct {
 	ejected     bool
 	reason      string // the detector that ejected it (Eject*)
 	until       int64  // end of the ejection, unix nanoseconds
-	backoff     int64 // ejection-time multiplier
-	lastUneject int64 // when the last ejection ended; 0 if never
+	backoff     int64  // ejection-time multiplier
+	lastUneject int64  // when the last ejection ended; 0 if never
 }
 
 func newEndpointState(b *Balancer, now int64) *endpointState {
