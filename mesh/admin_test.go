@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
@@ -435,5 +437,47 @@ func TestAdminAddress(t *testing.T) {
 	}
 	if m2 := startMesh(t, cp.XDSAddr(), "plain", nil); m2.AdminAddr() != "" {
 		t.Errorf("AdminAddr = %q without WithAdminAddress", m2.AdminAddr())
+	}
+}
+
+// A process that calls only over gRPC-Go's xDS client (WithGRPCGoXDS)
+// still says, through the mesh's logger, once at WARN that it lost the
+// control plane and once at INFO that it is back: meshlet's own xDS
+// stream, which the mesh keeps for its servers and policy, says it.
+func TestGRPCGoXDSCallerLogsControlPlaneOutage(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"greeter-rules.yaml": greeterRules, "greeter-route.yaml": splitRoute(100, 0)})
+	cp := meshtest.StartControlPlane(t, dir)
+	addr := cp.XDSAddr()
+	startGreeter(t, addr, "v1")
+	rec := &logRecorder{}
+	m := startMesh(t, addr, "client", nil, mesh.WithGRPCGoXDS(), mesh.WithLogger(slog.New(rec)), mesh.WithAdminAddress("127.0.0.1:0"))
+	client := dialGreeter(t, m)
+	waitServing(t, client, "v1")
+
+	const lost, back = "lost the connection to the control plane", "connection to the control plane is back"
+	cp.Close()
+	meshtest.WaitUntil(t, 10*time.Second, "the caller to say it lost the control plane", func() bool { return rec.count("WARN", lost) > 0 })
+	var x struct {
+		Up          bool   `json:"up"`
+		LastError   string `json:"lastError"`
+		Disconnects uint64 `json:"disconnects"`
+	}
+	getJSON(t, "http://"+m.AdminAddr(), "/debug/xds", &x)
+	if x.Up || x.Disconnects != 1 || x.LastError == "" {
+		t.Errorf("/debug/xds while the control plane is down: %+v, want down, one disconnect, the error", x)
+	}
+	meshtest.StartControlPlane(t, dir, controlplane.WithXDSAddress(addr), controlplane.WithWarmup(0))
+	meshtest.WaitUntil(t, 15*time.Second, "the caller to say the control plane is back", func() bool { return rec.count("INFO", back) > 0 })
+	waitCall(t, client, "a call after the outage")
+	if w, i := rec.count("WARN", lost), rec.count("INFO", back); w != 1 || i != 1 {
+		t.Errorf("logged %q %d times and %q %d times, want once each:\n%s", lost, w, back, i, rec)
+	}
+	var again struct {
+		Up         bool   `json:"up"`
+		Reconnects uint64 `json:"reconnects"`
+	}
+	getJSON(t, "http://"+m.AdminAddr(), "/debug/xds", &again)
+	if !again.Up || again.Reconnects != 1 {
+		t.Errorf("/debug/xds after the outage: %+v, want up, reconnected once", again)
 	}
 }
