@@ -69,7 +69,7 @@ type GateState struct {
 	// Requests, Retries and Connections are in flight now.
 	Requests, Retries, Connections int64
 	// RetriesAllowed is how many retries may be in flight now: the
-	// budget's share of Requests, or MaxRetries; -1 without limits.
+	// budget's share of Requests, or MaxRetries; -1 for no limit.
 	RetriesAllowed int64
 }
 
@@ -77,7 +77,9 @@ type GateState struct {
 func (g *Gate) State() GateState {
 	st := GateState{Limits: g.limits.Load(), Requests: g.requests.Load(), Retries: g.retries.Load(), Connections: g.conns.Load(), RetriesAllowed: -1}
 	if l := st.Limits; l != nil {
-		st.RetriesAllowed = int64(l.MaxRetries)
+		if l.MaxRetries != Unlimited {
+			st.RetriesAllowed = int64(l.MaxRetries)
+		}
 		if l.Budget != nil {
 			st.RetriesAllowed = l.Budget.Allowed(st.Requests)
 		}

@@ -80,4 +80,8 @@ func TestGateState(t *testing.T) {
 	if st.Requests != 2 || st.Retries != 1 || st.Connections != 1 || st.RetriesAllowed != 2 || st.Limits.MaxRequests != 10 {
 		t.Errorf("state = %+v", st)
 	}
+	g.SetLimits(&policy.Limits{MaxRequests: 10, MaxRetries: policy.Unlimited})
+	if st := g.State(); st.RetriesAllowed != -1 {
+		t.Errorf("unlimited retries: RetriesAllowed %d, want -1", st.RetriesAllowed)
+	}
 }
