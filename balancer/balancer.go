@@ -178,6 +178,8 @@ type Balancer struct {
 	states map[string]*endpointState
 	levels []*staticLevel
 	total  int
+
+	ejections atomic.Uint64 // cumulative, for metrics
 }
 
 var _ Picker = (*Balancer)(nil)
@@ -274,6 +276,9 @@ type EndpointStatus struct {
 	// EjectedUntil.
 	Ejected      bool
 	EjectedUntil time.Time
+	// EjectReason is the detector that ejected it: Eject5xx,
+	// EjectGateway or EjectLocalOrigin; empty when not ejected.
+	EjectReason string
 	// Ejections is the ejection-time multiplier (see OutlierConfig).
 	Ejections int
 	// RTT is the PeakEWMA latency estimate now; zero for other policies.
@@ -299,7 +304,7 @@ func (b *Balancer) Status() []EndpointStatus {
 				Ejections:   int(st.backoff),
 			}
 			if st.ejected {
-				es.EjectedUntil = time.Unix(0, st.until)
+				es.EjectedUntil, es.EjectReason = time.Unix(0, st.until), st.reason
 			}
 			if b.s.policy == PeakEWMA {
 				es.RTT = time.Duration(st.rttAt(now, b.s.tau))
@@ -332,9 +337,10 @@ type endpointState struct {
 	// Guarded by b.mu.
 	removed     bool
 	ejected     bool
-	until       int64 // end of the ejection, unix nanoseconds
-	backoff     int64 // ejection-time multiplier
-	lastUneject int64 // when the last ejection ended; 0 if never
+	reason      string // the detector that ejected it (Eject*)
+	until       int64  // end of the ejection, unix nanoseconds
+	backoff     int64  // ejection-time multiplier
+	lastUneject int64  // when the last ejection ended; 0 if never
 }
 
 func newEndpointState(b *Balancer, now int64) *endpointState {
@@ -354,8 +360,10 @@ func (st *endpointState) finish(di DoneInfo) {
 	if s.policy == PeakEWMA && di.Latency > 0 {
 		st.observe(float64(di.Latency), st.b.nanos(di.At), s.tau)
 	}
-	if s.outlier != nil && st.record(di.kind(), s.outlier) {
-		st.b.eject(st, st.b.nanos(di.At))
+	if s.outlier != nil {
+		if reason := st.record(di.kind(), s.outlier); reason != "" {
+			st.b.eject(st, st.b.nanos(di.At), reason)
+		}
 	}
 }
 

@@ -2,11 +2,14 @@ package balancer
 
 import "sync/atomic"
 
-// record counts one outcome toward outlier detection and reports whether
-// a counter reached its threshold.
-func (st *endpointState) record(k FailureKind, o *outlierSettings) bool {
+// record counts one outcome toward outlier detection and returns the
+// detector whose counter reached its threshold, or "" if none did.
+func (st *endpointState) record(k FailureKind, o *outlierSettings) string {
 	if k == FailureLocalOrigin && o.split {
-		return bump(&st.cLocal, o.cLocal)
+		if bump(&st.cLocal, o.cLocal) {
+			return EjectLocalOrigin
+		}
+		return ""
 	}
 	switch k {
 	case FailureNone:
@@ -14,13 +17,20 @@ func (st *endpointState) record(k FailureKind, o *outlierSettings) bool {
 		reset(&st.cGateway)
 		reset(&st.cLocal)
 	case Failure5xx:
-		return bump(&st.c5, o.c5)
+		if bump(&st.c5, o.c5) {
+			return Eject5xx
+		}
 	case FailureGateway, FailureLocalOrigin:
 		hit5 := bump(&st.c5, o.c5)
 		hitGateway := bump(&st.cGateway, o.cGateway)
-		return hit5 || hitGateway
+		switch {
+		case hitGateway:
+			return EjectGateway
+		case hit5:
+			return Eject5xx
+		}
 	}
-	return false
+	return ""
 }
 
 // reset zeroes c without writing when it is already zero, so that the
@@ -44,9 +54,9 @@ func bump(c *atomic.Int64, threshold int64) bool {
 	return true
 }
 
-// eject ejects st at time now unless it is already ejected, gone, or the
-// maximum ejection percentage forbids it.
-func (b *Balancer) eject(st *endpointState, now int64) {
+// eject ejects st at time now, for reason, unless it is already ejected,
+// gone, or the maximum ejection percentage forbids it.
+func (b *Balancer) eject(st *endpointState, now int64, reason string) {
 	o := b.s.outlier
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -65,8 +75,9 @@ func (b *Balancer) eject(st *endpointState, now int64) {
 			if st.backoff*o.base < o.max {
 				st.backoff++
 			}
-			st.ejected = true
+			st.ejected, st.reason = true, reason
 			st.until = now + min(st.backoff*o.base, o.max)
+			b.ejections.Add(1)
 			changed = true
 		}
 	}

@@ -40,6 +40,7 @@ type Mesh struct {
 	identity    security.Source
 	spiffeID    spiffeid.ID
 	providerKey string                      // the identity's key in meshlet's certificate provider
+	adminAddr   string                      // where WithAdminAddress serves, once it does
 	closers     []func()                    // run by Close, last first
 	transports  map[*HTTPTransport]struct{} // open HTTP transports, under mu
 
@@ -121,6 +122,12 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		TrustDomain:  m.spiffeID.TrustDomain(),
 		WaitTimeout:  m.wait.Timeout,
 	})
+	if o.adminAddr != "" {
+		if err := m.serveAdmin(o.adminAddr); err != nil {
+			m.close()
+			return nil, err
+		}
+	}
 	return m, nil
 }
 

@@ -42,6 +42,7 @@ type options struct {
 	cpInsecure     bool
 	clock          Clock
 	configWait     ConfigWait
+	adminAddr      string
 }
 
 // EnvControlPlane names the environment variable that gives the control
@@ -161,3 +162,12 @@ func WithClock(c Clock) Option {
 // "github.com/meshlet/meshlet/mesh/grpcxds"), which links gRPC-Go's xDS
 // stack; without it Dial says so.
 func WithGRPCGoXDS() Option { return optionFunc(func(o *options) { o.grpcGoXDS = true }) }
+
+// WithAdminAddress serves the mesh's admin handler (see AdminHandler) on
+// its own listener at addr, such as "127.0.0.1:15000" (":0" style ports
+// pick a free one; AdminAddr says which), from New until Close. The pages
+// expose the process's internals and have no authentication: give a
+// loopback or otherwise private address. New fails if it cannot listen.
+func WithAdminAddress(addr string) Option {
+	return optionFunc(func(o *options) { o.adminAddr = addr })
+}

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -62,18 +63,29 @@ var (
 type Breaker struct {
 	s  BreakerSettings
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// Written when it opens, read by State and Opens.
+	opens    atomic.Uint64
+	openedAt atomic.Int64 // unix nanoseconds
 }
 
 // NewBreaker returns a closed breaker.
 func NewBreaker(s BreakerSettings) *Breaker {
 	s = s.withDefaults()
 	n := s.ConsecutiveFailures
-	return &Breaker{s: s, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+	b := &Breaker{s: s}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		MaxRequests: 1, // one probe when half-open
 		Timeout:     s.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= n },
 		IsExcluded:  func(err error) bool { return err == errIgnored },
-	})}
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				b.openedAt.Store(time.Now().UnixNano())
+				b.opens.Add(1)
+			}
+		},
+	})
+	return b
 }
 
 // Settings returns the breaker's settings, with defaults filled in.

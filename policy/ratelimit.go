@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -70,6 +71,8 @@ type Limiter struct {
 	settings RateLimit
 	shared   *rate.Limiter // unkeyed requests; and every request when not keyed
 
+	allowed, limited atomic.Uint64 // cumulative, for metrics
+
 	mu       sync.Mutex
 	keys     map[string]*list.Element // of *keyedBucket; nil when not keyed
 	lru      list.List                // most recently used first
@@ -112,8 +115,10 @@ func (l *Limiter) Allow(now time.Time, key string) error {
 		lim = l.keyed(now, key)
 	}
 	if lim.AllowN(now, 1) {
+		l.allowed.Add(1)
 		return nil
 	}
+	l.limited.Add(1)
 	return &RateLimitError{Policy: l.name, RetryAfter: l.untilToken(lim, now)}
 }
 

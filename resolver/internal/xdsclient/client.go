@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -90,6 +91,9 @@ type Client struct {
 	stream *streamState          // nil while disconnected
 	conn   Connection
 	wasUp  bool // conn.Up has been set once: a later Up is a return
+
+	// Cumulative, read without the lock (see Stats).
+	connects, disconnects atomic.Uint64
 }
 
 // Connection is the client's connection to the control plane.
@@ -116,6 +120,12 @@ type typeState struct {
 	// stream, so that a server that still serves it need not send it again.
 	version   string
 	resources map[string]*resourceState
+
+	counters typeCounters // read without the lock
+	// versionAt is when version was accepted; lastNACK is the last
+	// rejection, kept after later ACKs so that it can still be seen.
+	versionAt time.Time
+	lastNACK  *NACK
 }
 
 // resourceState is one subscribed name.
@@ -127,6 +137,9 @@ type resourceState struct {
 	notFound bool   // the server said, or the timer decided, it does not exist
 	lastErr  string // the rejection last reported, not reported again
 	timer    *notFoundTimer
+	version  string    // of the last response that carried value
+	at       time.Time // when value last changed
+	nackedAt string    // the version lastErr came with
 }
 
 // notFoundTimer is a does-not-exist timer; its address tells a fired
@@ -444,6 +457,7 @@ func (c *Client) runStream(addr string) (healthy bool, err error) {
 	lost := healthy && !c.closed
 	if lost {
 		c.conn = Connection{Server: addr, Since: time.Now(), Err: err}
+		c.disconnects.Add(1)
 	}
 	c.mu.Unlock()
 	if lost {
@@ -591,8 +605,11 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 	ts := c.state[url]
 	ss.nonce[url] = resp.GetNonce()
 	ss.dirty[url] = true
+	ts.counters.responses.Add(1)
+	now := time.Now()
 	if dec.Err == nil {
-		ts.version = resp.GetVersionInfo()
+		ts.counters.acks.Add(1)
+		ts.version, ts.versionAt = resp.GetVersionInfo(), now
 		ss.nacked[url], ss.nackCount[url] = "", 0
 		delete(ss.notBefore, url)
 	} else {
@@ -601,6 +618,8 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 			msg = msg[:maxDetail] + "..."
 		}
 		ss.nack[url] = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: msg}
+		ts.counters.nacks.Add(1)
+		ts.lastNACK = &NACK{Version: resp.GetVersionInfo(), Nonce: resp.GetNonce(), Err: msg, At: now}
 		// A server that ignores NACKs sends the same rejected version again
 		// at once; space such repeats out instead of spinning.
 		if ss.nacked[url] == resp.GetVersionInfo() {
@@ -620,18 +639,21 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 		if r.Err != nil {
 			// A server that ignores NACKs sends the same rejected resource
 			// again and again; tell the watchers once.
+			ts.counters.rejected.Add(1)
 			if msg := r.Err.Error(); msg != rs.lastErr {
-				rs.lastErr = msg
+				rs.lastErr, rs.nackedAt = msg, resp.GetVersionInfo()
 				c.notifyAllLocked(rs, rs.value, fmt.Errorf("update rejected, the last good value stays in force: %w", r.Err))
 			}
 			continue
 		}
 		stopTimer(rs)
-		rs.notFound, rs.lastErr = false, ""
+		rs.notFound, rs.lastErr, rs.nackedAt = false, "", ""
 		if rs.has && string(rs.raw) == string(r.Raw) {
+			rs.version = resp.GetVersionInfo()
 			continue
 		}
-		rs.has, rs.value, rs.raw = true, r.Value, r.Raw
+		ts.counters.updates.Add(1)
+		rs.has, rs.value, rs.raw, rs.version, rs.at = true, r.Value, r.Raw, resp.GetVersionInfo(), now
 		c.notifyAllLocked(rs, r.Value, nil)
 	}
 	if rt.FullState && dec.AllNamed {
@@ -649,6 +671,7 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 				continue
 			}
 			stopTimer(rs)
+			ts.counters.removed.Add(1)
 			rs.has, rs.value, rs.raw, rs.notFound = false, nil, nil, true
 			c.notifyAllLocked(rs, nil, c.notFoundError(rt, name))
 		}
@@ -671,6 +694,7 @@ func (c *Client) connectedLocked(ss *streamState) {
 	}
 	c.conn = Connection{Up: true, Server: ss.addr, Since: now, Again: c.wasUp}
 	c.wasUp = true
+	c.connects.Add(1)
 }
 
 // maxDetail bounds the NACK message sent to the control plane.
