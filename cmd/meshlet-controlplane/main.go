@@ -95,7 +95,7 @@ func (s *settings) table() []setting {
 		{flag: "xds-address", env: "MESHLET_XDS_ADDRESS", bind: str(&s.xdsAddr, controlplane.DefaultXDSAddress),
 			usage: "address of the xDS, registration and CA gRPC port (TLS)"},
 		{flag: "admin-address", env: "MESHLET_ADMIN_ADDRESS", bind: str(&s.adminAddr, controlplane.DefaultAdminAddress),
-			usage: "address of the admin HTTP port (/healthz, /readyz, /debug/config, /debug/clients); empty turns it off"},
+			usage: "address of the admin HTTP port (/healthz, /readyz, /metrics, /debug/config, /debug/clients, /debug/describe, /debug/config_dump; what meshctl reads); empty turns it off"},
 		{flag: "registration-grace", env: "MESHLET_REGISTRATION_GRACE", bind: dur(&s.grace, controlplane.DefaultRegistrationGrace),
 			usage: "how long an instance whose connection died stays registered"},
 		{flag: "warmup", env: "MESHLET_WARMUP", bind: dur(&s.warmup, controlplane.DefaultWarmup),
