@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/security"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // Option configures a Mesh.
@@ -42,6 +43,7 @@ type options struct {
 	cpInsecure     bool
 	clock          Clock
 	configWait     ConfigWait
+	telemetry      *telemetry.Telemetry
 }
 
 // EnvControlPlane names the environment variable that gives the control
@@ -161,3 +163,12 @@ func WithClock(c Clock) Option {
 // "github.com/meshlet/meshlet/mesh/grpcxds"), which links gRPC-Go's xDS
 // stack; without it Dial says so.
 func WithGRPCGoXDS() Option { return optionFunc(func(o *options) { o.grpcGoXDS = true }) }
+
+// WithTelemetry gives every request this mesh's clients send and its
+// servers serve (HTTP and native gRPC) a span, Istio's standard metrics
+// and, if t has one, an access-log record; trace context crosses the
+// wire as t's propagator says. Default: none, at no cost. See
+// docs/telemetry.md.
+func WithTelemetry(t *telemetry.Telemetry) Option {
+	return optionFunc(func(o *options) { o.telemetry = t })
+}
