@@ -353,4 +353,3 @@ func parseLabels(s string) map[string]string {
 	}
 	return out
 }
-
