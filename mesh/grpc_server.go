@@ -15,6 +15,7 @@ import (
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/resolver"
 	"github.com/meshlet/meshlet/security"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // GRPCServer is a gRPC server in the mesh. It follows the control plane's
@@ -157,14 +158,20 @@ func (n *nativeGRPC) stop() {
 }
 
 func (n *nativeGRPC) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if err := n.authorize(ctx, info.FullMethod); err != nil {
+	if tr := startServerGRPC(n.l.m.tel, ctx, info.FullMethod); tr != nil {
+		return n.unaryTraced(tr, ctx, req, info, h)
+	}
+	if err := n.authorize(ctx, info.FullMethod, nil); err != nil {
 		return nil, err
 	}
 	return h(ctx, req)
 }
 
 func (n *nativeGRPC) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if err := n.authorize(ss.Context(), info.FullMethod); err != nil {
+	if tr := startServerGRPC(n.l.m.tel, ss.Context(), info.FullMethod); tr != nil {
+		return n.streamTraced(tr, srv, ss, info, h)
+	}
+	if err := n.authorize(ss.Context(), info.FullMethod, nil); err != nil {
 		return err
 	}
 	return h(srv, ss)
@@ -174,7 +181,7 @@ func (n *nativeGRPC) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 // Listener of the address it came in on, in gRPC-Go's words: an RPC that
 // AuthorizationPolicy refuses gets PermissionDenied with the reason, one
 // that comes before the server has its policy gets Unavailable.
-func (n *nativeGRPC) authorize(ctx context.Context, method string) error {
+func (n *nativeGRPC) authorize(ctx context.Context, method string, tr *telemetry.Request) error {
 	n.l.touch()
 	req := grpcRequest(ctx, method)
 	err := n.inbound.Authorize(&req)
@@ -188,12 +195,16 @@ func (n *nativeGRPC) authorize(ctx context.Context, method string) error {
 	var rl *dataplane.InboundRateLimitError
 	switch {
 	case errors.As(err, &rl):
+		tr.Flag(telemetry.FlagRateLimited, "incoming RPC "+rl.Error())
 		return status.Error(rateLimitCode(rl), "incoming RPC "+rl.Error())
 	case errors.As(err, &d):
+		tr.Denied("incoming RPC " + d.Reason())
 		return status.Error(codes.PermissionDenied, "incoming RPC "+d.Reason())
 	case errors.Is(err, dataplane.ErrInboundPlaintext):
+		tr.Flag(0, msgPlaintext)
 		return status.Error(codes.Unavailable, msgPlaintext)
 	}
+	tr.Flag(0, msgNoPolicy)
 	return status.Error(codes.Unavailable, msgNoPolicy)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/policy"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // UnknownHosts says what the mesh HTTP client does with a request for a
@@ -139,10 +140,13 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Method:    req.Method,
 		Header:    req.Header.Values,
 	}
+	tr := t.m.tel.StartClient(req.Context(), telemetry.HTTP, req.Method, req.URL.Path, h.(*dataplane.Host).Name())
 	route, err := dataplane.Match(routes, &r)
 	if err != nil {
 		closeBody(req)
-		return localReply(req, http.StatusNotFound, fmt.Sprintf("no route for %s %s%s", req.Method, req.URL.Host, req.URL.Path)), nil
+		msg := fmt.Sprintf("no route for %s %s%s", req.Method, req.URL.Host, req.URL.Path)
+		tr.Flag(telemetry.FlagNoRoute, msg)
+		return endClientHTTP(tr, req, localReply(req, http.StatusNotFound, msg), nil)
 	}
 	if len(route.Action.HashPolicies) > 0 {
 		r.Cookie = func(name string) (string, bool) {
@@ -153,13 +157,23 @@ func (t *HTTPTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return c.Value, true
 		}
 	}
-	return t.forward(req, h.(*dataplane.Host).NewCall(route, &r))
+	call := h.(*dataplane.Host).NewCall(route, &r)
+	if tr != nil {
+		tr.Route(route.Name, call.Cluster.Name())
+		req = injectHTTP(req, tr)
+	}
+	resp, err := t.forward(req, call, tr)
+	return endClientHTTP(tr, req, resp, err)
 }
 
 // forward sends req as its call's route says: to the cluster it chose,
 // with the route's timeout and retries.
-func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.Response, error) {
-	if resp, err := injectFault(req, call); resp != nil || err != nil {
+func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call, tr *telemetry.Request) (*http.Response, error) {
+	resp, err := injectFault(req, call)
+	if tr != nil {
+		faultFlags(tr, call, resp)
+	}
+	if resp != nil || err != nil {
 		return resp, err
 	}
 	ctx, cancel := withTimeout(req.Context(), call.Route.Action.Timeout)
@@ -167,9 +181,12 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 		cancel()
 		closeBody(req)
 		if ctx.Err() != nil && req.Context().Err() == nil {
+			tr.Flag(telemetry.FlagUpstreamTimeout, "upstream request timeout")
 			return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 		}
-		return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+strings.TrimPrefix(err.Error(), "mesh: ")), nil
+		msg := "no healthy upstream: " + strings.TrimPrefix(err.Error(), "mesh: ")
+		tr.Flag(telemetry.FlagNoHealthyUpstream, msg)
+		return localReply(req, http.StatusServiceUnavailable, msg), nil
 	}
 	rewindable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	if !rewindable && call.Route.Action.Retry != nil && call.Route.Action.Retry.NumRetries > 0 {
@@ -181,6 +198,7 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 			// network, and not retried.
 			cancel()
 			closeBody(req)
+			tr.Flag(telemetry.FlagUpstreamOverflow, err.Error())
 			return localReply(req, http.StatusServiceUnavailable, err.Error()), nil
 		}
 		out, err := attemptRequest(ctx, req, call.Attempt())
@@ -190,7 +208,7 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 			closeBody(req)
 			return nil, err
 		}
-		resp, o := t.send(ctx, call, out)
+		resp, o := t.send(ctx, call, out, tr)
 		call.Release(o)
 		if rewindable && call.CanRetry(ctx, o) {
 			if resp != nil {
@@ -205,12 +223,15 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 		if err := o.Err; err != nil {
 			cancel()
 			if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil {
+				tr.Flag(telemetry.FlagUpstreamTimeout, "upstream request timeout")
 				return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 			}
 			if errors.Is(err, policy.ErrCircuitOpen) {
+				tr.Flag(telemetry.FlagUpstreamOverflow, err.Error())
 				return localReply(req, http.StatusServiceUnavailable, err.Error()), nil
 			}
 			if errors.Is(err, balancer.ErrNoEndpoints) {
+				tr.Flag(telemetry.FlagNoHealthyUpstream, "no healthy upstream: "+err.Error())
 				return localReply(req, http.StatusServiceUnavailable, "no healthy upstream: "+err.Error()), nil
 			}
 			return nil, fmt.Errorf("mesh: %s %s: %w", req.Method, req.URL.Redacted(), err)
@@ -228,12 +249,13 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call) (*http.
 	if err := req.Context().Err(); err != nil {
 		return nil, fmt.Errorf("mesh: %s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
+	tr.Flag(telemetry.FlagUpstreamTimeout, "upstream request timeout")
 	return localReply(req, http.StatusGatewayTimeout, "upstream request timeout"), nil
 }
 
 // send makes one attempt: picks an endpoint the call has not tried,
 // sends, and tells the balancer how it went.
-func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *http.Request) (*http.Response, dataplane.Outcome) {
+func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *http.Request, tel *telemetry.Request) (*http.Response, dataplane.Outcome) {
 	res, err := call.Pick()
 	if err != nil {
 		closeBody(req)
@@ -241,6 +263,7 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 		return nil, dataplane.Outcome{Err: err}
 	}
 	call.Tried(res.Endpoint.Address)
+	tel.Attempt(res.Endpoint.Address)
 	tr, useTLS := t.transport(call.Cluster)
 	req.URL.Host = res.Endpoint.Address
 	req.URL.Scheme = "http"

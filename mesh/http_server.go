@@ -103,8 +103,15 @@ func (s *HTTPServer) Serve(lis net.Listener) error {
 // tracks requests for draining. It is not exported: it needs the policy
 // that Serve follows for each listening address.
 func (s *HTTPServer) middleware(next http.Handler) http.Handler {
+	if s.m.tel != nil {
+		next = tracedHandler{next}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.touch()
+		if tw := s.startServerHTTP(w, r); tw != nil {
+			defer tw.end(r)
+			w = tw
+		}
 		if headerBytes(r) > s.limits.MaxHeaderBytes {
 			http.Error(w, fmt.Sprintf("mesh: the request's headers pass this server's limit of %d bytes", s.limits.MaxHeaderBytes), http.StatusRequestHeaderFieldsTooLarge)
 			return

@@ -22,6 +22,7 @@ import (
 	"github.com/meshlet/meshlet/internal/wire"
 	"github.com/meshlet/meshlet/internal/xdspath"
 	"github.com/meshlet/meshlet/security"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // Mesh is a service's membership of the mesh: its identity, its connection
@@ -46,6 +47,7 @@ type Mesh struct {
 
 	xds  xdsConn // meshlet's own xDS client, connected on first use
 	grpc *grpcadapter.Adapter
+	tel  *telemetry.Recorder // nil: no telemetry
 	wait ConfigWait
 
 	mu      sync.Mutex
@@ -115,7 +117,15 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	// meshlet's own xDS stream starts now, so that servers and clients
 	// find it up rather than wait for it.
 	m.startXDSClient()
+	m.tel = o.telemetry.Recorder(telemetry.Workload{
+		Name:      o.service,
+		Namespace: o.namespace,
+		App:       o.labels["app"],
+		Version:   o.labels["version"],
+		Principal: m.spiffeID.String(),
+	}, wire.ServiceHost(o.service, o.namespace))
 	m.grpc = grpcadapter.New(grpcadapter.Config{
+		Telemetry:    m.tel,
 		Core:         m.dataplane,
 		ListenerName: m.listenerName,
 		Identity:     m.identity,

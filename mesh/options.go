@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/security"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // Option configures a Mesh.
@@ -43,6 +44,7 @@ type options struct {
 	clock          Clock
 	configWait     ConfigWait
 	adminAddr      string
+	telemetry      *telemetry.Telemetry
 }
 
 // EnvControlPlane names the environment variable that gives the control
@@ -170,4 +172,13 @@ func WithGRPCGoXDS() Option { return optionFunc(func(o *options) { o.grpcGoXDS =
 // loopback or otherwise private address. New fails if it cannot listen.
 func WithAdminAddress(addr string) Option {
 	return optionFunc(func(o *options) { o.adminAddr = addr })
+}
+
+// WithTelemetry gives every request this mesh's clients send and its
+// servers serve (HTTP and native gRPC) a span, Istio's standard metrics
+// and, if t has one, an access-log record; trace context crosses the
+// wire as t's propagator says. Default: none, at no cost. See
+// docs/telemetry.md.
+func WithTelemetry(t *telemetry.Telemetry) Option {
+	return optionFunc(func(o *options) { o.telemetry = t })
 }

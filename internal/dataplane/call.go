@@ -45,7 +45,11 @@ type Call struct {
 	buf     [2]string // tried's first entries, without an allocation
 	attempt int
 	limits  admission // the current attempt's slots (limits.go)
+	delayed bool      // Fault held the call for a delay
 }
+
+// Delayed reports whether Fault delayed the call.
+func (call *Call) Delayed() bool { return call.delayed }
 
 // NewCall plans a request to h that matched route: it chooses the
 // cluster by the route's weights and computes the request's hash. The

@@ -22,6 +22,7 @@ func (call *Call) Fault(ctx context.Context) (*policy.Abort, error) {
 	}
 	d := f.Decide(rand.Uint32N)
 	if d.Delay > 0 {
+		call.delayed = true
 		timer := time.NewTimer(d.Delay)
 		select {
 		case <-ctx.Done():

@@ -210,6 +210,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 				}
 			}
 			cs.call.Tried(res.Endpoint.Address)
+			cs.tel.Attempt(res.Endpoint.Address)
 			start := time.Now()
 			return balancer.PickResult{SubConn: c.sc, Done: func(di balancer.DoneInfo) {
 				if c.life != nil {

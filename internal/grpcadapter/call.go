@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/resolver"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // callKey carries a call's state from the interceptor to the picker.
@@ -26,11 +27,15 @@ type callState struct {
 	host *dataplane.Host
 	req  dataplane.Request
 	ctx  context.Context // the call's, with the route's timeout: its end is the caller's
+	tel  *telemetry.Request
 
 	mu     sync.Mutex
 	last   dataplane.Outcome // of the attempt that reached an endpoint
 	have   bool
 	replan bool // the picker found the call's cluster no longer routed
+	// answered: the last attempt that reached an endpoint got a response
+	// (for telemetry: a failure without one is a connect failure).
+	answered bool
 }
 
 // errReplan fails an attempt whose cluster the routes no longer send to;
@@ -81,7 +86,7 @@ func (cs *callState) outcome(di balancer.DoneInfo) dataplane.Outcome {
 		o.Caller = cs.ctx.Err() != nil
 	}
 	cs.mu.Lock()
-	cs.last, cs.have = o, true
+	cs.last, cs.have, cs.answered = o, true, o.Err == nil
 	cs.mu.Unlock()
 	return o
 }
@@ -138,6 +143,21 @@ func (a *Adapter) plan(ctx context.Context, cc *grpc.ClientConn, method string, 
 	if t == nil || err != nil {
 		return nil, nil, err
 	}
+	tr := a.cfg.Telemetry.StartClient(ctx, telemetry.GRPC, "POST", method, t.name)
+	if tr != nil {
+		ctx = tr.OutgoingContext(tr.Context())
+	}
+	cs, cancel, err := a.planCall(ctx, cc, t, method, opts, tr)
+	if err != nil {
+		endRefused(tr, err)
+		return nil, nil, err
+	}
+	cs.tel = tr
+	return cs, cancel, nil
+}
+
+// planCall is plan's work once the target is known.
+func (a *Adapter) planCall(ctx context.Context, cc *grpc.ClientConn, t *target, method string, opts []grpc.CallOption, tr *telemetry.Request) (*callState, context.CancelFunc, error) {
 	h := t.host.Load()
 	var routes *resolver.RouteConfig
 	if h != nil {
@@ -163,6 +183,7 @@ func (a *Adapter) plan(ctx context.Context, cc *grpc.ClientConn, method string, 
 		h = core.Host(t.name)
 		t.host.Store(h)
 		if routes, err = h.Routes(waitCtx, cc.Target(), waitForReady); err != nil {
+			tr.Flag(telemetry.FlagNoRoute, err.Error())
 			return nil, nil, err
 		}
 	}
@@ -170,10 +191,17 @@ func (a *Adapter) plan(ctx context.Context, cc *grpc.ClientConn, method string, 
 	cs := &callState{host: h, req: dataplane.Request{Authority: t.name, Path: method, Method: "POST", Header: md.Get}}
 	route, err := dataplane.Match(routes, &cs.req)
 	if err != nil {
-		return nil, nil, &callError{code: codes.Unavailable, msg: fmt.Sprintf("mesh: %s: no route for %s in the control plane's config", t.name, method), err: err}
+		e := &callError{code: codes.Unavailable, msg: fmt.Sprintf("mesh: %s: no route for %s in the control plane's config", t.name, method), err: err}
+		tr.Flag(telemetry.FlagNoRoute, e.msg)
+		return nil, nil, e
 	}
 	call := h.NewCall(route, &cs.req)
-	if err := fault(ctx, call); err != nil {
+	tr.Route(route.Name, call.Cluster.Name())
+	err = fault(ctx, call)
+	if tr != nil {
+		faultFlags(tr, call, err)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	cancel := context.CancelFunc(func() {})
@@ -182,7 +210,11 @@ func (a *Adapter) plan(ctx context.Context, cc *grpc.ClientConn, method string, 
 	}
 	if err := call.Cluster.Wait(ctx); err != nil {
 		cancel()
-		return nil, nil, clusterError(t.name, method, err)
+		err = clusterError(t.name, method, err)
+		if tr != nil {
+			waitFlags(tr, ctx, err)
+		}
+		return nil, nil, err
 	}
 	cs.call, cs.ctx = call, ctx
 	return cs, cancel, nil
@@ -218,8 +250,23 @@ func (a *Adapter) unary(ctx context.Context, method string, req, reply any, cc *
 	}
 	defer cancel()
 	ctx = context.WithValue(cs.ctx, callKey{}, cs)
+	if cs.tel == nil {
+		return cs.unary(ctx, method, req, reply, cc, invoker, opts)
+	}
+	cs.tel.AddBytes(messageSize(req), 0)
+	err = cs.unary(ctx, method, req, reply, cc, invoker, opts)
+	if err == nil {
+		cs.tel.AddBytes(0, messageSize(reply))
+	}
+	cs.end(err)
+	return err
+}
+
+// unary makes the attempts of a unary call.
+func (cs *callState) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
 	for replans := 0; ; {
 		if err := cs.call.Admit(); err != nil {
+			cs.tel.Flag(telemetry.FlagUpstreamOverflow, err.Error())
 			return refusal(err)
 		}
 		actx, acancel := cs.call.AttemptContext(ctx)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/security"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // Scheme is the gRPC target scheme of the native path:
@@ -31,6 +32,8 @@ type Config struct {
 	// WaitTimeout bounds a call's wait for the control plane's config,
 	// unless the call waits for ready.
 	WaitTimeout time.Duration
+	// Telemetry records each call; nil records nothing.
+	Telemetry *telemetry.Recorder
 }
 
 // Adapter is one mesh's native gRPC client path.

@@ -38,6 +38,7 @@ func (a *Adapter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 		}
 		if errors.Is(err, policy.ErrCircuitOpen) {
 			cancel()
+			cs.end(err)
 			return nil, err
 		}
 		if replans < maxReplans && cs.takeReplan() {
@@ -46,6 +47,7 @@ func (a *Adapter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 		}
 		if !cs.call.CanRetry(cs.ctx, cs.take(err)) || !cs.call.Backoff(cs.ctx) {
 			cancel()
+			cs.end(err)
 			return nil, err
 		}
 	}
@@ -114,7 +116,11 @@ func (s *retryStream) SendMsg(m any) error {
 	}
 	cur, committed := s.cur, s.committed || s.finished
 	s.mu.Unlock()
-	if err := cur.SendMsg(m); err != io.EOF || committed {
+	err := cur.SendMsg(m)
+	if s.cs.tel != nil && err == nil {
+		s.cs.tel.AddBytes(messageSize(m), 0)
+	}
+	if err != io.EOF || committed {
 		return err
 	}
 	// The attempt ended before this message went: it is kept for a retry,
@@ -128,16 +134,23 @@ func (s *retryStream) RecvMsg(m any) error {
 		cur := s.stream()
 		err := cur.RecvMsg(m)
 		if err == nil {
+			if s.cs.tel != nil {
+				s.cs.tel.AddBytes(0, messageSize(m))
+			}
 			if !s.desc.ServerStreams {
-				s.finish()
+				s.finish(nil)
 			}
 			s.commit()
 			return nil
 		}
 		if !s.retry(err) {
-			s.finish()
 			if s.refused != nil {
-				return s.refused
+				err = s.refused
+			}
+			if err == io.EOF {
+				s.finish(nil)
+			} else {
+				s.finish(err)
 			}
 			return err
 		}
@@ -194,12 +207,14 @@ func (s *retryStream) retry(err error) bool {
 	}
 }
 
-func (s *retryStream) finish() {
+// finish ends the stream, which came to err (nil: OK).
+func (s *retryStream) finish(err error) {
 	s.mu.Lock()
 	done := s.finished
 	s.finished = true
 	s.mu.Unlock()
 	if !done {
+		s.cs.end(err)
 		s.cancel()
 	}
 }

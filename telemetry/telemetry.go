@@ -1,0 +1,167 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Telemetry is one process's tracing, metrics and access log. Give it to
+// mesh.WithTelemetry; several meshes in one process may share it. It is
+// safe for concurrent use. A nil *Telemetry records nothing and costs
+// nothing.
+type Telemetry struct {
+	tracer     trace.Tracer // nil: no tracing at all
+	propagator propagation.TextMapPropagator
+	metrics    *instruments // nil: no metrics
+	promHTTP   http.Handler
+	accessLog  *slog.Logger
+	shutdown   []func(context.Context) error
+}
+
+// scope is the instrumentation scope of meshlet's spans and metrics.
+const scope = "github.com/meshlet/meshlet/telemetry"
+
+// New sets up telemetry from opts and, for what they leave open, the
+// standard OTEL_* environment variables (see the package doc). An
+// unsupported value is an error that names its variable. ctx bounds the
+// exporters' setup only.
+func New(ctx context.Context, opts ...Option) (*Telemetry, error) {
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	disabled, err := o.sdkDisabled()
+	if err != nil {
+		return nil, err
+	}
+	t := &Telemetry{propagator: o.propagator, accessLog: o.accessLog}
+	if t.propagator == nil {
+		t.propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	res, err := o.resource(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.setupTracing(ctx, &o, res, disabled); err != nil {
+		t.Shutdown(ctx)
+		return nil, err
+	}
+	if err := t.setupMetrics(ctx, &o, res, disabled); err != nil {
+		t.Shutdown(ctx)
+		return nil, err
+	}
+	return t, nil
+}
+
+func (o *options) resource(ctx context.Context) (*resource.Resource, error) {
+	ropts := []resource.Option{resource.WithFromEnv(), resource.WithTelemetrySDK()}
+	if o.serviceName != "" {
+		ropts = append(ropts, resource.WithAttributes(attribute.String("service.name", o.serviceName)))
+	}
+	res, err := resource.New(ctx, ropts...)
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		return nil, fmt.Errorf("telemetry: resource (%s, %s): %w", EnvServiceName, EnvResourceAttributes, err)
+	}
+	return res, nil
+}
+
+func (t *Telemetry) setupTracing(ctx context.Context, o *options, res *resource.Resource, disabled bool) error {
+	if o.tracerProvider != nil {
+		t.tracer = o.tracerProvider.Tracer(scope)
+		return nil
+	}
+	if disabled {
+		return nil
+	}
+	exps, err := o.spanExporters(ctx)
+	if err != nil {
+		return err
+	}
+	if o.spanExporter != nil {
+		exps = append(exps, o.spanExporter)
+	}
+	if len(exps) == 0 {
+		return nil // no SDK tracer at all: tracing costs nothing
+	}
+	sampler, err := o.sampler()
+	if err != nil {
+		for _, e := range exps {
+			e.Shutdown(ctx)
+		}
+		return err
+	}
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
+	for _, e := range exps {
+		topts = append(topts, sdktrace.WithBatcher(e))
+	}
+	tp := sdktrace.NewTracerProvider(topts...)
+	t.shutdown = append(t.shutdown, tp.Shutdown)
+	t.tracer = tp.Tracer(scope)
+	return nil
+}
+
+func (t *Telemetry) setupMetrics(ctx context.Context, o *options, res *resource.Resource, disabled bool) error {
+	var mp metric.MeterProvider = o.meterProvider
+	if mp == nil {
+		if disabled {
+			return nil
+		}
+		var err error
+		if mp, err = t.sdkMeterProvider(ctx, o, res); err != nil || mp == nil {
+			return err
+		}
+	}
+	m, err := newInstruments(mp.Meter(scope))
+	if err != nil {
+		return err
+	}
+	t.metrics = m
+	return nil
+}
+
+// Tracing reports whether requests get spans.
+func (t *Telemetry) Tracing() bool { return t != nil && t.tracer != nil }
+
+// Propagator returns how trace context crosses the wire.
+func (t *Telemetry) Propagator() propagation.TextMapPropagator { return t.propagator }
+
+// MetricsHandler serves the metrics in Prometheus' text format, from a
+// registry of their own (not prometheus.DefaultRegisterer). It answers
+// 404 when metrics are off or go to a MeterProvider given to New.
+func (t *Telemetry) MetricsHandler() http.Handler {
+	if t == nil || t.promHTTP == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "telemetry: no Prometheus metrics here (OTEL_METRICS_EXPORTER excludes prometheus, or telemetry.WithMeterProvider was used)", http.StatusNotFound)
+		})
+	}
+	return t.promHTTP
+}
+
+// Shutdown flushes and stops what New started: the span batcher and
+// exporters, and the metric readers. It waits until ctx ends at most.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	var errs []error
+	for i := len(t.shutdown) - 1; i >= 0; i-- {
+		if err := t.shutdown[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.shutdown = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("telemetry: shutdown: %w", err)
+	}
+	return nil
+}
