@@ -6,23 +6,22 @@ import discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discove
 // response is certainly an answer about. A server answers only a request
 // that carries the nonce of its last response (it ignores the others as
 // stale), so the next response answers one of the requests sent since the
-// last response was received. One of them is left out: the ACK of the
-// last response, when it asks for nothing that response did not already
-// answer, and the next response has the very version it acknowledges. A
-// server answers such an ACK only with a new version (answering it with
-// the same one would never end).
+// last response was received. Of those, a quiet request, which asks for
+// nothing that the last response did not answer (the ACK of it, or one
+// that drops a name), is left out when the response has the version it
+// holds: a server answers a quiet request only with a new version, else
+// every ACK would be answered, and that answer ACKed, without end.
 type askLog struct {
-	responded bool            // a response came on this stream
-	answered  map[string]bool // names the last response was an answer about
-	sent      int             // requests since the last response
-	named     map[string]int  // of those, how many named each name
-	quiet     *discoveryv3.DiscoveryRequest
+	answered map[string]bool // names the last response was an answer about
+	sent     int             // requests since the last response
+	named    map[string]int  // of those, how many named each name
+	quiet    []*discoveryv3.DiscoveryRequest
 }
 
 // request records a request just built, carrying the last nonce.
 func (l *askLog) request(req *discoveryv3.DiscoveryRequest) {
-	if l.sent == 0 && l.responded && req.GetErrorDetail() == nil && l.answeredAll(req.GetResourceNames()) {
-		l.quiet = req
+	if req.GetErrorDetail() == nil && l.answeredAll(req.GetResourceNames()) {
+		l.quiet = append(l.quiet, req)
 	}
 	l.sent++
 	if l.named == nil {
@@ -47,15 +46,16 @@ func (l *askLog) answeredAll(names []string) bool {
 // answer about a name.
 func (l *askLog) response(version string, present map[string]bool) (asked func(name string) bool) {
 	sent, named := l.sent, l.named
-	if q := l.quiet; q != nil && q.GetVersionInfo() == version {
-		sent--
-		for _, n := range q.GetResourceNames() {
-			named[n]--
+	for _, q := range l.quiet {
+		if q.GetVersionInfo() == version {
+			sent--
+			for _, n := range q.GetResourceNames() {
+				named[n]--
+			}
 		}
 	}
 	asked = func(name string) bool { return sent > 0 && named[name] == sent }
-	l.responded, l.sent, l.named, l.quiet = true, 0, nil, nil
-	l.answered = nil
+	l.sent, l.named, l.quiet, l.answered = 0, nil, nil, nil
 	if present != nil {
 		l.answered = make(map[string]bool, len(present)+len(named))
 		for n := range present {

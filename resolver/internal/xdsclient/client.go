@@ -13,20 +13,22 @@
 // A name never received is harder: the response may answer a request sent
 // before the name was subscribed. The server answers only a request that
 // carries the nonce of its last response (it ignores the others as stale),
-// so the response answers one of the requests the client sent since the
-// previous response of the type was received. If every one of those named
-// the name, the omission is an answer about it, and the name does not
-// exist: told at once, one round trip after the subscription, which is
-// what makes unknown hosts fast. Otherwise the name was subscribed while
-// the response was in flight (subscribe A, then B, and get the answer to
+// so the response answers one of the requests sent since the previous
+// response of the type was received; not one that asked for nothing new
+// (the ACK of that response, or one that drops a name) if the response
+// has the version that request holds, since a server answers such a
+// request only with a new version (askLog). If every request the response can answer named the
+// name, the omission is an answer about it, and the name does not exist:
+// told at once, one round trip after the subscription, which keeps
+// unknown hosts fast. Otherwise the name was subscribed while the
+// response was in flight (subscribe A, then B, and get the answer to
 // [A]), and the name is only suspected. The client's next request, its
-// ACK, names it, so a server that has it answers promptly. The suspicion
-// is confirmed by a later response that leaves the name out by the rule
-// above, or by AbsentConfirmDelay passing after that request went out with
-// no response naming it: a server that has nothing to add need not answer
-// an ACK. gRPC-Go ignores such omissions and waits out its 15s timer; the
-// rule here is as safe for a server that follows the protocol and answers
-// in a round trip instead. NotFoundTimeout bounds everything.
+// ACK, names it, so a server that has it answers in a round trip. The
+// suspicion is settled by the next response that names it, or leaves it
+// out by the rule above, or by AbsentConfirmDelay passing after that
+// request went out with no response naming it: a server with nothing to
+// add need not answer an ACK. gRPC-Go ignores such omissions and waits for
+// its 15s timer. NotFoundTimeout bounds everything.
 package xdsclient
 
 import (

@@ -245,19 +245,23 @@ func TestSuspectedAbsentAtSecondOmission(t *testing.T) {
 }
 
 // A name subscribed with no response in flight is asked of the server by
-// every request the next response can answer, but for the ACK of the last
-// response, which asks for nothing new and which a server answers only
-// with a new version. A full-state response of the same version without
-// the name says it does not exist at once, as before: this is what keeps
-// unknown hosts fast. A new version may answer that ACK instead, and only
-// raises a suspicion, which the next response settles.
+// every request the next response can answer, but for those that ask for
+// nothing new (the ACK of the last response, or one that drops a name),
+// which a server answers only with a new version. A full-state response
+// of the same version without the name says it does not exist at once, as
+// before: this is what keeps unknown hosts fast. A new version may answer
+// such a request instead, and only raises a suspicion, which the next
+// response settles.
 func TestUnknownNameAbsentAtOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name, version string
+		drop          bool // a name is dropped before B is subscribed
 		atOnce        bool
 	}{
-		{"same version", "v1", true},
-		{"new version", "v2", false},
+		{"same version", "v1", false, true},
+		{"same version after a name was dropped", "v1", true, true},
+		{"new version", "v2", false, false},
+		{"new version after a name was dropped", "v2", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startScripted(t)
@@ -265,18 +269,30 @@ func TestUnknownNameAbsentAtOnce(t *testing.T) {
 			c := newFullStateClient(t, clock, srv.addr)
 			a := watch(c, "A")
 			srv.request(t, "", "A")
-			srv.respond(t, "1", "v1", clusterA)
+			cancelC := c.Watch(resource.ClusterType, "C", func(any, error) {})
+			srv.request(t, "", "A", "C")
+			srv.respond(t, "1", "v1", clusterA, cluster("C", clusterv3.Cluster_RANDOM))
 			next(t, a, "A")
-			srv.request(t, "1", "A") // the ACK
+			srv.request(t, "1", "A", "C") // the ACK
+			if tc.drop {
+				cancelC()
+				srv.request(t, "1", "A")
+			}
 
 			b := watch(c, "B")
-			srv.request(t, "1", "A", "B")
-			srv.respond(t, "2", tc.version, clusterA)
+			held := []*clusterv3.Cluster{clusterA}
+			names := []string{"A", "B"}
+			if !tc.drop {
+				held = append(held, cluster("C", clusterv3.Cluster_RANDOM))
+				names = []string{"A", "B", "C"}
+			}
+			srv.request(t, "1", names...)
+			srv.respond(t, "2", tc.version, held...)
 			if !tc.atOnce {
-				srv.request(t, "2", "A", "B")
+				srv.request(t, "2", names...)
 				waitTimer(t, clock, "the confirmation timer of B")
-				none(t, b, "after a new version that may answer the ACK")
-				srv.respond(t, "3", tc.version, clusterA)
+				none(t, b, "after a new version that may answer a request without B")
+				srv.respond(t, "3", tc.version, held...)
 			}
 			if u := next(t, b, "does not exist"); !errors.Is(u.err, errNotFound) || u.v != nil {
 				t.Fatalf("B: %v, %v; want the NotFound error", u.v, u.err)
