@@ -15,21 +15,33 @@ type askLog struct {
 	answered map[string]bool // names the last response was an answer about
 	sent     int             // requests since the last response
 	named    map[string]int  // of those, how many named each name
-	quiet    []*discoveryv3.DiscoveryRequest
+	// The same of the quiet ones, which all hold one version: the
+	// version changes only when a response is accepted.
+	quietSent    int
+	quietNamed   map[string]int
+	quietVersion string
 }
 
 // request records a request just built, carrying the last nonce.
 func (l *askLog) request(req *discoveryv3.DiscoveryRequest) {
-	if req.GetErrorDetail() == nil && l.answeredAll(req.GetResourceNames()) {
-		l.quiet = append(l.quiet, req)
-	}
 	l.sent++
-	if l.named == nil {
-		l.named = map[string]int{}
+	l.named = count(l.named, req.GetResourceNames())
+	if req.GetErrorDetail() == nil && l.answeredAll(req.GetResourceNames()) &&
+		(l.quietSent == 0 || req.GetVersionInfo() == l.quietVersion) {
+		l.quietSent++
+		l.quietNamed = count(l.quietNamed, req.GetResourceNames())
+		l.quietVersion = req.GetVersionInfo()
 	}
-	for _, name := range req.GetResourceNames() {
-		l.named[name]++
+}
+
+func count(m map[string]int, names []string) map[string]int {
+	if m == nil {
+		m = map[string]int{}
 	}
+	for _, n := range names {
+		m[n]++
+	}
+	return m
 }
 
 func (l *askLog) answeredAll(names []string) bool {
@@ -46,16 +58,14 @@ func (l *askLog) answeredAll(names []string) bool {
 // answer about a name.
 func (l *askLog) response(version string, present map[string]bool) (asked func(name string) bool) {
 	sent, named := l.sent, l.named
-	for _, q := range l.quiet {
-		if q.GetVersionInfo() == version {
-			sent--
-			for _, n := range q.GetResourceNames() {
-				named[n]--
-			}
+	if l.quietSent > 0 && l.quietVersion == version {
+		sent -= l.quietSent
+		for n, k := range l.quietNamed {
+			named[n] -= k
 		}
 	}
 	asked = func(name string) bool { return sent > 0 && named[name] == sent }
-	l.sent, l.named, l.quiet, l.answered = 0, nil, nil, nil
+	*l = askLog{}
 	if present != nil {
 		l.answered = make(map[string]bool, len(present)+len(named))
 		for n := range present {
