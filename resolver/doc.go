@@ -31,7 +31,7 @@
 // first watched. A name watched while the answer to an earlier request
 // was on its way is only suspected when that answer leaves it out: the
 // client's ACK names it, and it does not exist once the next answer also
-// leaves it out, or 500ms after that ACK went out with no answer naming
+// leaves it out, or 300ms after that ACK went out with no answer naming
 // it. (gRPC-Go ignores such omissions and waits for its 15s timer.) For
 // RouteConfigurations and ClusterLoadAssignments a response that leaves
 // out a name says nothing. Any name with no answer for 15s

@@ -103,13 +103,15 @@ type Config struct {
 }
 
 // DefaultAbsentConfirmDelay is the AbsentConfirmDelay used when none is
-// set. It stands for one round trip to the control plane and its answer to
-// an ACK that adds a name: a few milliseconds in one region, and 500ms
-// still leaves room for an intercontinental round trip (up to about 300ms)
-// and a busy server. Longer only delays the answer, in that race, for a
-// name that does not exist; shorter risks telling watchers that a name
-// which exists does not, until the next response brings it back.
-const DefaultAbsentConfirmDelay = 500 * time.Millisecond
+// set. It stands for one round trip to the control plane and its answer,
+// from memory, to an ACK that adds a name: a few milliseconds within a
+// region, and 300ms is more than the longest round trip over land and sea
+// (about 250ms). Shorter would risk telling watchers that a name which
+// exists does not (until the next response brings it back: under
+// PassThrough a request would leave the mesh); longer delays the answer
+// for a name that does not exist, in that race, whenever the control
+// plane stays silent about it, as meshlet's does today.
+const DefaultAbsentConfirmDelay = 300 * time.Millisecond
 
 // Client is an ADS client. It is safe for concurrent use.
 type Client struct {
