@@ -19,10 +19,12 @@ import (
 )
 
 // ErrResourceNotFound is wrapped by the error a watcher gets when its
-// resource does not exist: a Listener or Cluster the control plane
-// removed, or any resource it did not send within the not-found timeout
-// (WithResourceNotFoundTimeout). The watcher should stop using the
-// resource.
+// resource does not exist: a Listener or Cluster the control plane left
+// out of a response that answers a request for it (the package doc says
+// when an answer counts, and how a name watched while an answer was on
+// its way is confirmed), or any resource it did not send within the
+// not-found timeout (WithResourceNotFoundTimeout). The watcher should
+// stop using the resource; a later value brings it back.
 var ErrResourceNotFound = errors.New("resolver: resource does not exist")
 
 // Client is meshlet's xDS client: one ADS stream to a control plane, shared

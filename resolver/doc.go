@@ -19,11 +19,24 @@
 // is NACKed with a google.rpc.Status naming each bad resource and the
 // reason; the good resources of it are still taken. A control plane that
 // answers a NACK with the same version again has its repeats NACKed after
-// the backoff delay, not in a tight loop. For Listeners and Clusters a
-// response that leaves out a cached name means the resource was removed;
-// for RouteConfigurations and ClusterLoadAssignments it does not. A name
-// with no answer for 15s (WithResourceNotFoundTimeout) on a live stream
-// does not exist. Incremental (delta) xDS is not used.
+// the backoff delay, not in a tight loop.
+//
+// A resource does not exist (ErrResourceNotFound) when the control plane
+// says so or stays silent. For Listeners and Clusters, whose responses
+// hold every name asked for that exists, a response that leaves out a
+// name received before means it was removed, at once. It means that a
+// name never received does not exist when the response certainly answers
+// a request for it (the control plane answers only requests that carry
+// its last nonce), so an unknown host is known one round trip after it is
+// first watched. A name watched while the answer to an earlier request
+// was on its way is only suspected when that answer leaves it out: the
+// client's ACK names it, and it does not exist once the next answer also
+// leaves it out, or 300ms after that ACK went out with no answer naming
+// it. (gRPC-Go ignores such omissions and waits for its 15s timer.) For
+// RouteConfigurations and ClusterLoadAssignments a response that leaves
+// out a name says nothing. Any name with no answer for 15s
+// (WithResourceNotFoundTimeout) on a live stream does not exist.
+// Incremental (delta) xDS is not used.
 //
 // Values are meshlet's own types (Listener, RouteConfig, Cluster,
 // Endpoints), not Envoy protos. MatchRoute and PickWeightedCluster apply a

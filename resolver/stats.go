@@ -25,7 +25,8 @@ type TypeStats struct {
 	NACKs     uint64 `json:"nacks"`
 	// Updates counts resources whose value changed, Rejected invalid
 	// resources (a NACKed response holds one or more), Removed resources
-	// that a Listener or Cluster response left out.
+	// found absent (a Listener or Cluster response left them out, or none
+	// answered for them in time).
 	Updates  uint64 `json:"updates"`
 	Rejected uint64 `json:"rejected"`
 	Removed  uint64 `json:"removed"`

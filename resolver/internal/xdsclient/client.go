@@ -4,6 +4,31 @@
 // does-not-exist timers. It knows nothing about what the resources mean:
 // each resource type brings a Decode function that validates a resource and
 // converts it to the caller's value type.
+//
+// # When a full-state response says a name does not exist
+//
+// A name the client has received and that a full-state (LDS, CDS)
+// response leaves out was removed: its watchers are told at once.
+//
+// A name never received is harder: the response may answer a request sent
+// before the name was subscribed. The server answers only a request that
+// carries the nonce of its last response (it ignores the others as stale),
+// so the response answers one of the requests sent since the previous
+// response of the type was received; not one that asked for nothing new
+// (the ACK of that response, or one that drops a name) if the response
+// has the version that request holds, since a server answers such a
+// request only with a new version (askLog). If every request the response can answer named the
+// name, the omission is an answer about it, and the name does not exist:
+// told at once, one round trip after the subscription, which keeps
+// unknown hosts fast. Otherwise the name was subscribed while the
+// response was in flight (subscribe A, then B, and get the answer to
+// [A]), and the name is only suspected. The client's next request, its
+// ACK, names it, so a server that has it answers in a round trip. The
+// suspicion is settled by the next response that names it, or leaves it
+// out by the rule above, or by AbsentConfirmDelay passing after that
+// request went out with no response naming it: a server with nothing to
+// add need not answer an ACK. gRPC-Go ignores such omissions and waits for
+// its 15s timer. NotFoundTimeout bounds everything.
 package xdsclient
 
 import (
@@ -34,7 +59,8 @@ type ResourceType struct {
 	Short string
 	// FullState is set for the types whose state-of-the-world responses
 	// always hold every subscribed resource that exists (LDS and CDS): a
-	// name left out of such a response has been removed.
+	// name left out of such a response does not exist, as the package doc
+	// says when that is known for sure.
 	FullState bool
 	// Decode validates one resource of this type and converts it. It
 	// returns the resource's name whenever it can read it, also with an
@@ -55,12 +81,18 @@ type Config struct {
 	// live stream before its watchers are told it does not exist. Zero or
 	// less turns the timer off.
 	NotFoundTimeout time.Duration
+	// AbsentConfirmDelay is how long a never-received name that a
+	// full-state response left out, while the response may have answered
+	// a request without it, waits after the next request naming it for a
+	// response that names it, before it is taken as absent (see the
+	// package doc). Zero or less means DefaultAbsentConfirmDelay.
+	AbsentConfirmDelay time.Duration
 	// Types are the resource types that can be watched, in the order their
 	// requests are sent.
 	Types []*ResourceType
 	// NotFound is wrapped by the error a watcher gets when its resource
-	// does not exist: a full-state type's response left it out, or no
-	// response named it within NotFoundTimeout.
+	// does not exist: a full-state type's response left it out (see the
+	// package doc), or no response named it within NotFoundTimeout.
 	NotFound error
 	// Now and AfterFunc are the clock of the reconnect backoff, the
 	// does-not-exist timers and the spacing of repeated NACKs. AfterFunc
@@ -70,6 +102,17 @@ type Config struct {
 	Now       func() time.Time
 	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
+
+// DefaultAbsentConfirmDelay is the AbsentConfirmDelay used when none is
+// set. It stands for one round trip to the control plane and its answer,
+// from memory, to an ACK that adds a name: a few milliseconds within a
+// region, and 300ms is more than the longest round trip over land and sea
+// (about 250ms). Shorter would risk telling watchers that a name which
+// exists does not (until the next response brings it back: under
+// PassThrough a request would leave the mesh); longer delays the answer
+// for a name that does not exist, in that race, whenever the control
+// plane stays silent about it, as meshlet's does today.
+const DefaultAbsentConfirmDelay = 300 * time.Millisecond
 
 // Client is an ADS client. It is safe for concurrent use.
 type Client struct {
@@ -140,10 +183,15 @@ type resourceState struct {
 	version  string    // of the last response that carried value
 	at       time.Time // when value last changed
 	nackedAt string    // the version lastErr came with
+	// suspected is set, for the stream's life, when a full-state response
+	// left out the never-received name but may have answered a request
+	// without it; confirm then runs from the next request naming it.
+	suspected bool
+	confirm   *notFoundTimer
 }
 
-// notFoundTimer is a does-not-exist timer; its address tells a fired
-// timer from the one that replaced it.
+// notFoundTimer is a does-not-exist or confirmation timer; its address
+// tells a fired timer from the one that replaced it.
 type notFoundTimer struct{ stop func() bool }
 
 type watcher struct {
@@ -164,6 +212,7 @@ type streamState struct {
 	notBefore map[string]time.Time        // repeated NACKs are spaced out
 	nacked    map[string]string           // the version last NACKed
 	nackCount map[string]int              // consecutive NACKs of nacked
+	asks      map[string]*askLog          // by type
 }
 
 // New starts a client and waits until its first ADS stream is up, or ctx
@@ -180,6 +229,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.AbsentConfirmDelay <= 0 {
+		cfg.AbsentConfirmDelay = DefaultAbsentConfirmDelay
 	}
 	if cfg.AfterFunc == nil {
 		cfg.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
@@ -325,11 +377,30 @@ func (c *Client) markDirtyLocked(typeURL string) {
 	}
 }
 
+// stopTimer stops the resource's does-not-exist timer and drops its
+// suspicion with its confirmation timer.
 func stopTimer(rs *resourceState) {
 	if rs.timer != nil {
 		rs.timer.stop()
 		rs.timer = nil
 	}
+	unsuspect(rs)
+}
+
+func unsuspect(rs *resourceState) {
+	rs.suspected = false
+	if rs.confirm != nil {
+		rs.confirm.stop()
+		rs.confirm = nil
+	}
+}
+
+// absentLocked tells the watchers of a name that it does not exist.
+func (c *Client) absentLocked(ts *typeState, name string, rs *resourceState) {
+	stopTimer(rs)
+	ts.counters.removed.Add(1)
+	rs.has, rs.value, rs.raw, rs.notFound = false, nil, nil, true
+	c.notifyAllLocked(rs, nil, c.notFoundError(ts.rt, name))
 }
 
 // run connects to the servers in turn until Close. A round tries each
@@ -412,6 +483,7 @@ func (c *Client) runStream(addr string) (healthy bool, err error) {
 		notBefore: map[string]time.Time{},
 		nacked:    map[string]string{},
 		nackCount: map[string]int{},
+		asks:      map[string]*askLog{},
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -513,6 +585,7 @@ func (c *Client) send(ctx context.Context, stream discoveryv3.AggregatedDiscover
 			}
 			delete(ss.nack, url)
 			ss.requested[url] = true
+			ss.askLog(url).request(req)
 			reqs = append(reqs, req)
 		}
 		c.mu.Unlock()
@@ -549,36 +622,60 @@ func (c *Client) send(ctx context.Context, stream discoveryv3.AggregatedDiscover
 }
 
 // startTimers starts the does-not-exist timer of every name just requested
-// that has no value yet.
+// that has no value yet, and the confirmation timer of every suspected
+// name the request is the server's cue to answer for.
 func (c *Client) startTimers(ss *streamState, req *discoveryv3.DiscoveryRequest) {
-	if c.cfg.NotFoundTimeout <= 0 {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stream != ss || c.closed {
 		return
 	}
 	ts := c.state[req.TypeUrl]
+	// A request built before the last response carries an older nonce:
+	// the server ignores it, so it is no cue.
+	current := req.GetResponseNonce() == ss.nonce[req.TypeUrl]
 	for _, name := range req.ResourceNames {
 		rs := ts.resources[name]
-		if rs == nil || rs.has || rs.notFound || rs.timer != nil {
+		if rs == nil || rs.has || rs.notFound {
 			continue
 		}
-		t := &notFoundTimer{}
-		t.stop = c.cfg.AfterFunc(c.cfg.NotFoundTimeout, func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.closed || ts.resources[name] != rs || rs.timer != t || rs.has {
-				return
-			}
-			rs.timer = nil
-			rs.notFound = true
-			c.log.Warn("xDS resource not sent by the control plane; treating it as absent", "type", ts.rt.Short, "name", name, "after", c.cfg.NotFoundTimeout)
-			c.notifyAllLocked(rs, nil, c.notFoundError(ts.rt, name))
-		})
-		rs.timer = t
+		if c.cfg.NotFoundTimeout > 0 && rs.timer == nil {
+			c.startNotFoundLocked(ts, name, rs)
+		}
+		if rs.suspected && rs.confirm == nil && current {
+			c.startConfirmLocked(ts, name, rs)
+		}
 	}
+}
+
+func (c *Client) startNotFoundLocked(ts *typeState, name string, rs *resourceState) {
+	t := &notFoundTimer{}
+	t.stop = c.cfg.AfterFunc(c.cfg.NotFoundTimeout, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed || ts.resources[name] != rs || rs.timer != t || rs.has {
+			return
+		}
+		rs.timer = nil
+		c.log.Warn("xDS resource not sent by the control plane; treating it as absent", "type", ts.rt.Short, "name", name, "after", c.cfg.NotFoundTimeout)
+		c.absentLocked(ts, name, rs)
+	})
+	rs.timer = t
+}
+
+func (c *Client) startConfirmLocked(ts *typeState, name string, rs *resourceState) {
+	t := &notFoundTimer{}
+	t.stop = c.cfg.AfterFunc(c.cfg.AbsentConfirmDelay, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed || ts.resources[name] != rs || rs.confirm != t || rs.has || !rs.suspected {
+			return
+		}
+		rs.confirm = nil
+		c.log.Debug("xDS resource left out of a full-state response and not sent since; treating it as absent", "type", ts.rt.Short, "name", name, "after", c.cfg.AbsentConfirmDelay)
+		c.absentLocked(ts, name, rs)
+	})
+	rs.confirm = t
 }
 
 // handleResponse applies a response: the valid resources replace the
@@ -607,6 +704,14 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 	ss.dirty[url] = true
 	ts.counters.responses.Add(1)
 	now := time.Now()
+	var present map[string]bool
+	if dec.AllNamed {
+		present = make(map[string]bool, len(dec.Resources))
+		for _, r := range dec.Resources {
+			present[r.Name] = true
+		}
+	}
+	asked := ss.askLog(url).response(resp.GetVersionInfo(), present)
 	if dec.Err == nil {
 		ts.counters.acks.Add(1)
 		ts.version, ts.versionAt = resp.GetVersionInfo(), now
@@ -636,6 +741,8 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 		if rs == nil {
 			continue // not subscribed (any more)
 		}
+		// Named, so it exists, valid or not.
+		unsuspect(rs)
 		if r.Err != nil {
 			// A server that ignores NACKs sends the same rejected resource
 			// again and again; tell the watchers once.
@@ -657,29 +764,37 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 		c.notifyAllLocked(rs, r.Value, nil)
 	}
 	if rt.FullState && dec.AllNamed {
-		present := make(map[string]bool, len(dec.Resources))
-		for _, r := range dec.Resources {
-			present[r.Name] = true
-		}
 		for name, rs := range ts.resources {
-			// A full-state response without a subscribed name says it
-			// does not exist, as gRPC-Go takes it, whether or not it was
-			// ever received. (A response already in flight when the name
-			// was subscribed can say so wrongly; a later response with the
-			// resource then brings it back.)
 			if present[name] || rs.notFound {
 				continue
 			}
-			stopTimer(rs)
-			ts.counters.removed.Add(1)
-			rs.has, rs.value, rs.raw, rs.notFound = false, nil, nil, true
-			c.notifyAllLocked(rs, nil, c.notFoundError(rt, name))
+			// A name received before was removed. A name never received
+			// does not exist if the server was asked for it; else the
+			// response may have been in flight when it was subscribed
+			// (see the package doc).
+			if !rs.has && !asked(name) {
+				if !rs.suspected {
+					rs.suspected = true
+					c.log.Debug("xDS resource left out of a response that may predate its subscription; confirming", "type", rt.Short, "name", name)
+				}
+				continue
+			}
+			c.absentLocked(ts, name, rs)
 		}
 	}
 	select {
 	case ss.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (ss *streamState) askLog(url string) *askLog {
+	l := ss.asks[url]
+	if l == nil {
+		l = &askLog{}
+		ss.asks[url] = l
+	}
+	return l
 }
 
 // connectedLocked records the first response of a stream: the client is

@@ -15,7 +15,7 @@ type typeCounters struct {
 	nacks     atomic.Uint64 // responses rejected
 	updates   atomic.Uint64 // resources whose value changed
 	rejected  atomic.Uint64 // resources found invalid
-	removed   atomic.Uint64 // resources a full-state response left out
+	removed   atomic.Uint64 // resources found absent (left out of a full-state response, or timed out)
 }
 
 // NACK is a rejected response.
@@ -36,7 +36,8 @@ type TypeStats struct {
 	// Responses = ACKs + NACKs.
 	Responses, ACKs, NACKs uint64
 	// Updates counts resources whose value changed, Rejected invalid
-	// resources, Removed resources a full-state response left out.
+	// resources, Removed resources found absent (left out of a full-state
+	// response, or never answered).
 	Updates, Rejected, Removed uint64
 	// LastNACK is the last rejection, nil if none.
 	LastNACK *NACK
