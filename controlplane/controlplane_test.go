@@ -12,6 +12,7 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.uber.org/goleak"
@@ -240,6 +241,70 @@ func TestNackIsShownAndNotResent(t *testing.T) {
 			t.Fatalf("the control plane sent version %s again after a NACK", r.GetVersionInfo())
 		}
 	case <-time.After(time.Second):
+	}
+	cancel()
+	<-got
+}
+
+// A request that go-control-plane skips (its nonce is not the last
+// response's) does not count as having asked for its names: the client's
+// ACK that names a missing Listener again is answered at once, so the
+// client learns it does not exist in one round trip, not 15s.
+func TestStaleRequestNamesAreAskedAgain(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	cp := meshtest.StartControlPlane(t, dir)
+	cc, err := grpc.NewClient(cp.XDSAddr(), grpc.WithTransportCredentials(meshtest.ControlPlaneCredentials(t, cp, "default", "productpage")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const known, missing = "reviews.default.svc.cluster.local:9080", "nosuch.default.svc.cluster.local:80"
+	send := func(r *discovery.DiscoveryRequest) {
+		t.Helper()
+		r.TypeUrl = resource.ListenerType
+		if err := ads.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&discovery.DiscoveryRequest{Node: &core.Node{Id: "stale-test"}, ResourceNames: []string{known}})
+	first, err := ads.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sent as if the first response were still in flight: no nonce.
+	send(&discovery.DiscoveryRequest{ResourceNames: []string{known, missing}})
+	// The ACK of the first response names the missing Listener too.
+	send(&discovery.DiscoveryRequest{ResourceNames: []string{known, missing}, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()})
+
+	got := make(chan *discovery.DiscoveryResponse, 1)
+	go func() {
+		defer close(got)
+		if r, err := ads.Recv(); err == nil {
+			got <- r
+		}
+	}()
+	select {
+	case r := <-got:
+		if r == nil {
+			t.Fatal("the stream ended before an answer")
+		}
+		for _, a := range r.GetResources() {
+			var l listenerv3.Listener
+			if err := a.UnmarshalTo(&l); err != nil {
+				t.Fatal(err)
+			}
+			if l.GetName() == missing {
+				t.Fatalf("the answer holds %s", missing)
+			}
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer to the ACK that asks for a missing Listener: the skipped request was taken as having asked for it")
 	}
 	cancel()
 	<-got

@@ -611,7 +611,14 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 		st.types[typ] = ts
 	}
 	previous := ts.Requested
-	ts.Requested = slices.Clone(req.GetResourceNames())
+	// go-control-plane ignores a request that does not carry the nonce of
+	// the type's last response (stale): its names are not what the cache
+	// answers, so they are not recorded as asked. The client's ACK of
+	// that response names them again, and is answered.
+	stale := s.staleLocked(st, typ, req.GetResponseNonce())
+	if !stale {
+		ts.Requested = slices.Clone(req.GetResourceNames())
+	}
 	changed := false
 	if typ == resource.ListenerType && s.inboundPrefix != "" {
 		addrs, err := s.inboundAddressesLocked(st, req.GetResourceNames())
@@ -622,7 +629,7 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 		changed = !slices.Equal(st.inbound, addrs)
 		st.inbound = addrs
 	}
-	missing := s.asksForMissingLocked(st, typ, previous, req)
+	missing := !stale && s.asksForMissingLocked(st, typ, previous, req)
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		sent := st.nonces[typ+"/"+nonce]
 		if detail := req.GetErrorDetail(); detail != nil {
@@ -748,6 +755,19 @@ func (s *Server) verifyEpoch(epoch string) bool {
 
 // asksForMissingLocked reports whether a Listener or Cluster request adds
 // a name, to those the stream asked before, that its snapshot lacks.
+// staleLocked reports whether a request of typ with nonce is one that
+// go-control-plane's SotW server skips: a response of that type was sent
+// and nonce is not the last one's.
+func (s *Server) staleLocked(st *stream, typ, nonce string) bool {
+	prefix := typ + "/"
+	for k := range st.nonces {
+		if strings.HasPrefix(k, prefix) {
+			return k != prefix+nonce
+		}
+	}
+	return false
+}
+
 func (s *Server) asksForMissingLocked(st *stream, typ string, previous []string, req *discovery.DiscoveryRequest) bool {
 	if typ != resource.ListenerType && typ != resource.ClusterType || req.GetErrorDetail() != nil || st.snap == nil {
 		return false
