@@ -62,7 +62,7 @@ var (
 			"RequestAuthentication": "is planned, not yet supported: JWT request authentication is on meshlet's roadmap (remove it for now; AuthorizationPolicy can check callers' mTLS identities)",
 		},
 		telemetryGroup: {
-			"Telemetry": "is planned, not yet supported: tracing, metrics and access logs are on meshlet's roadmap (remove it for now)",
+			"Telemetry": "is planned, not yet supported: each service turns on its own tracing, metrics and access logs (mesh.WithTelemetry and the OTEL_* environment: see docs/telemetry.md), not the control plane (remove it)",
 		},
 		extensionsGroup: {
 			"WasmPlugin": "is out of scope for meshlet: Wasm plugins run inside Envoy, and there is no Envoy (remove it; write the logic as HTTP middleware or a gRPC interceptor)",

@@ -30,7 +30,7 @@ const (
 	reasonProtocolChoice   = outOfScope + "meshlet's clients speak the protocol of their transport, gRPC over HTTP/2 or the caller's net/http (remove it)"
 	reasonRetryBudget      = planned + "the budget counts the requests in flight now; a budget over an interval is not implemented (remove it)"
 	reasonHeaders          = planned + "setting and removing headers is on meshlet's roadmap, for gRPC and HTTP alike (set them in the calling code for now)"
-	reasonStatPrefix       = planned + "per-route statistics come with meshlet's metrics, which are on its roadmap (remove it for now)"
+	reasonStatPrefix       = planned + "meshlet's metrics label each request with its route's name, not a stat prefix (remove it; give the route a name)"
 	reasonPortLevel        = planned + "per-port traffic policies are on meshlet's roadmap (set the policy for the whole rule or for a subset for now)"
 	reasonLocality         = planned + "locality weights and failover order are on meshlet's roadmap (remove it for now)"
 	reasonWarmup           = planned + "slow start for new endpoints is on meshlet's roadmap (remove it for now)"
