@@ -124,6 +124,9 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		Version:   o.labels["version"],
 		Principal: m.spiffeID.String(),
 	}, wire.ServiceHost(o.service, o.namespace))
+	if o.telemetry != nil {
+		m.closers = append(m.closers, o.telemetry.AddStateSource(m.telemetryState))
+	}
 	m.grpc = grpcadapter.New(grpcadapter.Config{
 		Telemetry:    m.tel,
 		Core:         m.dataplane,
