@@ -34,6 +34,7 @@ type Mesh struct {
 	nodeID      string
 	bootstrap   []byte
 	xdsPath     xdsPathOnce      // gRPC-Go's xDS client, made on first use
+	xdsTel      xdsTelemetry     // gRPC-Go's OpenTelemetry plugin on that path
 	cpConn      *grpc.ClientConn // mTLS with the workload's SVID
 	cpTrust     *cpTrust
 	cpCredsKey  string // the bootstrap's channel creds

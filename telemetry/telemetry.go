@@ -9,13 +9,11 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	nooptrace "go.opentelemetry.io/otel/trace/noop"
 )
 
 // Telemetry is one process's tracing, metrics and access log. Give it to
@@ -150,20 +148,20 @@ func (t *Telemetry) MetricProducer() sdkmetric.Producer {
 
 // MeterProvider returns the SDK MeterProvider of the readers New built
 // (Prometheus, OTLP), for libraries that record through OTel instruments:
-// gRPC-Go's own metrics on its xDS path. It is OTel's no-op provider
-// when New built no reader.
+// gRPC-Go's own metrics on its xDS path. It is nil when New built no
+// reader, and such a library then records nothing.
 func (t *Telemetry) MeterProvider() metric.MeterProvider {
 	if t == nil || t.mp == nil {
-		return noopmetric.NewMeterProvider()
+		return nil
 	}
 	return t.mp
 }
 
 // TracerProvider returns the provider of the spans: WithTracerProvider's,
-// the SDK one New built, or OTel's no-op provider when nothing traces.
+// or the SDK one New built; nil when nothing traces.
 func (t *Telemetry) TracerProvider() trace.TracerProvider {
-	if t == nil || t.tp == nil {
-		return nooptrace.NewTracerProvider()
+	if t == nil {
+		return nil
 	}
 	return t.tp
 }
