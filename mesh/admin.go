@@ -31,11 +31,17 @@ var adminEndpoints = []struct{ path, what string }{
 	{"/debug/build", "module versions and Go version"},
 }
 
+// adminMetrics is the telemetry's Prometheus text, listed and served
+// with WithTelemetry only.
+var adminMetrics = struct{ path, what string }{"/metrics", "Istio's request metrics and meshlet's (Prometheus text; WithTelemetry)"}
+
 // AdminHandler returns an http.Handler that serves the mesh's state as
 // JSON, as Envoy's admin interface and istioctl's debug pages do: the xDS
 // config in force, the clusters and endpoints called, the identity, the
-// rate limits, the connection to the control plane and the build. Its
-// index, at "/", lists the pages; docs/admin.md describes them.
+// rate limits, the connection to the control plane and the build; with
+// WithTelemetry, also the telemetry's metrics at /metrics (Prometheus
+// text). Its index, at "/", lists the pages; docs/admin.md describes
+// them.
 //
 // It exposes the process's internals (config, peers' addresses, callers'
 // identities in rate-limit keys) and has no authentication of its own:
@@ -70,6 +76,9 @@ func (m *Mesh) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /debug/build", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, buildState())
 	})
+	if t := m.opts.telemetry; t != nil {
+		mux.Handle("GET "+adminMetrics.path, t.MetricsHandler())
+	}
 	return mux
 }
 
@@ -78,6 +87,9 @@ func (m *Mesh) adminIndex(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "meshlet admin: service %s.%s, node %s\n\n", m.opts.service, m.opts.namespace, m.nodeID)
 	for _, e := range adminEndpoints {
 		fmt.Fprintf(w, "%-18s %s\n", e.path, e.what)
+	}
+	if m.opts.telemetry != nil {
+		fmt.Fprintf(w, "%-18s %s\n", adminMetrics.path, adminMetrics.what)
 	}
 }
 

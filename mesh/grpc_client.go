@@ -80,6 +80,9 @@ func (m *Mesh) dialXDS(target string, opts ...grpc.DialOption) (*grpc.ClientConn
 		return nil, fmt.Errorf("mesh: xds credentials: %w", err)
 	}
 	all := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if tel, _ := m.xdsTelemetryOptions(p.path); tel != nil {
+		all = append(all, tel)
+	}
 	if !bootstrapFromEnv() {
 		all = append(all, grpc.WithResolvers(p.resolver))
 		// An xds:// target with an authority is gRPC-Go's alone.

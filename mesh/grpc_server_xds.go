@@ -61,6 +61,9 @@ func newXDSGRPC(l *lifecycle) (grpcBackend, error) {
 			}),
 		}, l.opts.grpcOpts...),
 	}
+	if _, tel := l.m.xdsTelemetryOptions(p.path); tel != nil {
+		cfg.Options = append([]grpc.ServerOption{tel}, cfg.Options...)
+	}
 	if !bootstrapFromEnv() {
 		cfg.Bootstrap = l.m.bootstrap
 	}

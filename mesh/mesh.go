@@ -34,6 +34,7 @@ type Mesh struct {
 	nodeID      string
 	bootstrap   []byte
 	xdsPath     xdsPathOnce      // gRPC-Go's xDS client, made on first use
+	xdsTel      xdsTelemetry     // gRPC-Go's OpenTelemetry plugin on that path
 	cpConn      *grpc.ClientConn // mTLS with the workload's SVID
 	cpTrust     *cpTrust
 	cpCredsKey  string // the bootstrap's channel creds
@@ -124,6 +125,9 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		Version:   o.labels["version"],
 		Principal: m.spiffeID.String(),
 	}, wire.ServiceHost(o.service, o.namespace))
+	if o.telemetry != nil {
+		m.closers = append(m.closers, o.telemetry.AddStateSource(m.telemetryState))
+	}
 	m.grpc = grpcadapter.New(grpcadapter.Config{
 		Telemetry:    m.tel,
 		Core:         m.dataplane,

@@ -177,8 +177,11 @@ func WithAdminAddress(addr string) Option {
 // WithTelemetry gives every request this mesh's clients send and its
 // servers serve (HTTP and native gRPC) a span, Istio's standard metrics
 // and, if t has one, an access-log record; trace context crosses the
-// wire as t's propagator says. Default: none, at no cost. See
-// docs/telemetry.md.
+// wire as t's propagator says. It also exports the mesh's xDS client and
+// cluster state as metrics, serves the metrics at AdminHandler's
+// /metrics, and puts gRPC-Go's own OpenTelemetry plugin on the gRPC-Go
+// xDS path (WithGRPCGoXDS, WithXDSServer). Default: none, at no cost.
+// See docs/telemetry.md.
 func WithTelemetry(t *telemetry.Telemetry) Option {
 	return optionFunc(func(o *options) { o.telemetry = t })
 }

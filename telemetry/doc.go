@@ -59,7 +59,25 @@
 // meshlet_retries_total, meshlet_rate_limited_total,
 // meshlet_circuit_open_total, meshlet_faults_injected_total,
 // meshlet_authorization_denied_total and
-// meshlet_no_healthy_upstream_total.
+// meshlet_no_healthy_upstream_total. State metrics, read from each mesh
+// when metrics are collected (AddStateSource; mesh.New adds its mesh's):
+// meshlet_xds_connected, meshlet_xds_reconnects_total,
+// meshlet_xds_updates_total{type}, meshlet_xds_nacks_total{type},
+// meshlet_outlier_ejections_total{cluster},
+// meshlet_circuit_breaker_opens_total{cluster} and
+// meshlet_circuit_breaker_state{cluster,state}.
+//
+// meshlet aggregates these itself, in atomics per label set, and hands
+// them to the OTel SDK's readers as an sdkmetric.Producer when they
+// collect: recording them through OTel instruments would cost about ten
+// times more a request (docs/telemetry.md). A pipeline of the caller's
+// own attaches MetricProducer to its reader (with
+// OTEL_METRICS_EXPORTER=none). MeterProvider is the SDK provider of the
+// readers New built, for libraries that record through instruments:
+// mesh gives it, with TracerProvider and Propagator, to gRPC-Go's own
+// OpenTelemetry plugin on its xDS path (mesh.WithGRPCGoXDS,
+// mesh.WithXDSServer), whose metrics have gRPC's names
+// (grpc_client_attempt_*, grpc_server_call_*, grpc_xds_client_*).
 //
 // # Spans
 //

@@ -181,8 +181,9 @@ func (o *options) sampler() (sdktrace.Sampler, error) {
 }
 
 // metricsExporters reads OTEL_METRICS_EXPORTER: whether the Prometheus
-// handler serves (the default), and the OTLP push reader if asked for.
-func (o *options) metricsExporters(ctx context.Context) (prom bool, push []sdkmetric.Reader, err error) {
+// handler serves (the default), and the OTLP push reader, reading
+// producer, if asked for.
+func (o *options) metricsExporters(ctx context.Context, producer sdkmetric.Producer) (prom bool, push []sdkmetric.Reader, err error) {
 	v := o.env(EnvMetricsExporter)
 	names := envList(v)
 	if len(names) == 0 {
@@ -208,7 +209,7 @@ func (o *options) metricsExporters(ctx context.Context) (prom bool, push []sdkme
 				return false, nil, fmt.Errorf("telemetry: %s=otlp (%s): %w", EnvMetricsExporter, proto, err)
 			}
 			// The reader's interval follows OTEL_METRIC_EXPORT_INTERVAL.
-			push = append(push, sdkmetric.NewPeriodicReader(exp))
+			push = append(push, sdkmetric.NewPeriodicReader(exp, sdkmetric.WithProducer(producer)))
 		default:
 			return false, nil, fmt.Errorf("telemetry: %s=%q: %q is not supported (use prometheus, otlp or none)", EnvMetricsExporter, v, name)
 		}

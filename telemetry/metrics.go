@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/otlptranslator"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
-	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 )
@@ -39,45 +38,11 @@ var durationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500
 // from 1 to 10^8).
 var sizeBuckets = []float64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
 
-// instruments are the metrics every request records.
-type instruments struct {
-	requests     metric.Int64Counter
-	duration     metric.Float64Histogram
-	requestSize  metric.Int64Histogram
-	responseSize metric.Int64Histogram
-	retries      metric.Int64Counter
-	rateLimited  metric.Int64Counter
-	circuitOpen  metric.Int64Counter
-	faults       metric.Int64Counter
-	denied       metric.Int64Counter
-	noUpstream   metric.Int64Counter
-}
-
-func newInstruments(m metric.Meter) (*instruments, error) {
-	var in instruments
-	var errs [10]error
-	in.requests, errs[0] = m.Int64Counter(MetricRequests, metric.WithDescription("Requests, as Istio counts them."))
-	in.duration, errs[1] = m.Float64Histogram(MetricRequestDuration, metric.WithUnit("ms"), metric.WithDescription("Request duration, as Istio measures it."), metric.WithExplicitBucketBoundaries(durationBuckets...))
-	in.requestSize, errs[2] = m.Int64Histogram(MetricRequestBytes, metric.WithUnit("By"), metric.WithDescription("Request body sizes."), metric.WithExplicitBucketBoundaries(sizeBuckets...))
-	in.responseSize, errs[3] = m.Int64Histogram(MetricResponseBytes, metric.WithUnit("By"), metric.WithDescription("Response body sizes."), metric.WithExplicitBucketBoundaries(sizeBuckets...))
-	in.retries, errs[4] = m.Int64Counter(MetricRetries, metric.WithDescription("Retry attempts, by destination cluster."))
-	in.rateLimited, errs[5] = m.Int64Counter(MetricRateLimited, metric.WithDescription("Requests refused by a local rate limit."))
-	in.circuitOpen, errs[6] = m.Int64Counter(MetricCircuitOpen, metric.WithDescription("Requests refused by a cluster's circuit breaking (limits or open breaker)."))
-	in.faults, errs[7] = m.Int64Counter(MetricFaultsInjected, metric.WithDescription("Faults injected, by kind (abort, delay)."))
-	in.denied, errs[8] = m.Int64Counter(MetricAuthorizationDeny, metric.WithDescription("Requests refused by AuthorizationPolicy."))
-	in.noUpstream, errs[9] = m.Int64Counter(MetricNoHealthyUpstreams, metric.WithDescription("Requests that found no healthy endpoint."))
-	for _, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("telemetry: instruments: %w", err)
-		}
-	}
-	return &in, nil
-}
-
-// sdkMeterProvider is the SDK MeterProvider OTEL_METRICS_EXPORTER asks
-// for; nil when it says none.
+// sdkMeterProvider is the SDK MeterProvider whose readers
+// OTEL_METRICS_EXPORTER asks for, each reading the aggregator too; nil
+// when it asks for none.
 func (t *Telemetry) sdkMeterProvider(ctx context.Context, o *options, res *resource.Resource) (*sdkmetric.MeterProvider, error) {
-	prom, push, err := o.metricsExporters(ctx)
+	prom, push, err := o.metricsExporters(ctx, t.agg)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +51,7 @@ func (t *Telemetry) sdkMeterProvider(ctx context.Context, o *options, res *resou
 		reg := prometheus.NewRegistry()
 		exp, err := otelprom.New(
 			otelprom.WithRegisterer(reg),
+			otelprom.WithProducer(t.agg),
 			// Istio's names exactly: no unit or _total suffix added, no
 			// otel_scope_* labels, no target_info series.
 			otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithoutSuffixes),
@@ -104,6 +70,9 @@ func (t *Telemetry) sdkMeterProvider(ctx context.Context, o *options, res *resou
 	if len(readers) == 0 {
 		return nil, nil
 	}
+	// The MeterProvider's own instruments are other libraries' (gRPC-Go's
+	// on its xDS path, through MeterProvider); meshlet's metrics come from
+	// the aggregator.
 	mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	return mp, nil
@@ -124,42 +93,40 @@ type labelKey struct {
 	peer     Workload
 }
 
-// labels is a cached attribute set, as the options the instruments take.
-type labels struct {
-	add    []metric.AddOption
-	record []metric.RecordOption
-}
-
-// labelCache maps label keys to their sets. Its map is read under a read
-// lock, keyed by a struct, so that a hit allocates nothing.
+// labelCache maps a Recorder's label keys to their series. Its map is
+// read under a read lock, keyed by a struct, so that a hit allocates
+// nothing and builds no attribute set.
 type labelCache struct {
 	mu   sync.RWMutex
-	sets map[labelKey]*labels
+	sets map[labelKey]*requestSeries
 }
 
-// maxLabelSets bounds the cache: past it, sets are built per request
-// rather than kept (a label of unbounded values would be a bug anyway).
+// maxLabelSets bounds a Recorder's cache: past it, requests of new label
+// sets count in the overflow series (a label of unbounded values would
+// be a bug anyway).
 const maxLabelSets = 4096
 
-func (c *labelCache) get(k *labelKey, local *Workload) *labels {
+func (c *labelCache) get(a *aggregator, k *labelKey, local *Workload) *requestSeries {
 	c.mu.RLock()
-	l := c.sets[*k]
+	s := c.sets[*k]
+	n := len(c.sets)
 	c.mu.RUnlock()
-	if l != nil {
-		return l
+	if s != nil {
+		return s
 	}
-	set := attribute.NewSet(istioLabels(k, local)...)
-	opt := metric.WithAttributeSet(set)
-	l = &labels{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
+	if n >= maxLabelSets {
+		return a.requestOverflow()
+	}
+	s = a.requestSeries(attribute.NewSet(istioLabels(k, local)...))
 	c.mu.Lock()
 	if c.sets == nil {
-		c.sets = map[labelKey]*labels{}
+		c.sets = map[labelKey]*requestSeries{}
 	}
 	if len(c.sets) < maxLabelSets {
-		c.sets[*k] = l
+		c.sets[*k] = s
 	}
 	c.mu.Unlock()
-	return l
+	return s
 }
 
 func orUnknown(s string) string {

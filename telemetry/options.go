@@ -3,7 +3,6 @@ package telemetry
 import (
 	"log/slog"
 
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -20,7 +19,6 @@ func (f optionFunc) apply(o *options) { f(o) }
 type options struct {
 	tracerProvider trace.TracerProvider
 	spanExporter   sdktrace.SpanExporter
-	meterProvider  metric.MeterProvider
 	propagator     propagation.TextMapPropagator
 	sampleRatio    *float64
 	accessLog      *slog.Logger
@@ -39,13 +37,6 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // The sampler still follows WithSampleRatio or OTEL_TRACES_SAMPLER.
 func WithSpanExporter(exp sdktrace.SpanExporter) Option {
 	return optionFunc(func(o *options) { o.spanExporter = exp })
-}
-
-// WithMeterProvider records metrics with mp, which the caller owns.
-// MetricsHandler then serves nothing of its own (404), and
-// OTEL_METRICS_EXPORTER is not read.
-func WithMeterProvider(mp metric.MeterProvider) Option {
-	return optionFunc(func(o *options) { o.meterProvider = mp })
 }
 
 // WithPropagator sets how trace context crosses the wire. Default W3C

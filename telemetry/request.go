@@ -10,12 +10,9 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
-
-	"github.com/meshlet/meshlet/internal/wire"
 )
 
 // Protocol is a request's protocol, Istio's request_protocol.
@@ -50,7 +47,7 @@ type Recorder struct {
 // (name.namespace.svc.cluster.local) is host. It is nil when t is nil or
 // records nothing.
 func (t *Telemetry) Recorder(local Workload, host string) *Recorder {
-	if t == nil || (t.tracer == nil && t.metrics == nil && t.accessLog == nil) {
+	if t == nil || (t.tracer == nil && t.agg == nil && t.accessLog == nil) {
 		return nil
 	}
 	return &Recorder{t: t, local: local, localHost: host, peerHeader: local.encode()}
@@ -162,9 +159,26 @@ func (r *Request) Route(route, cluster string) {
 		return
 	}
 	r.route, r.cluster = route, cluster
-	if _, subset, _, ok := wire.ParseClusterName(cluster); ok {
-		r.subset = subset
+	r.subset = clusterSubset(cluster)
+}
+
+// clusterSubset is the subset of a cluster named
+// outbound|port|subset|host, as wire.ParseClusterName reads it, without
+// its allocation: this runs on every request.
+func clusterSubset(cluster string) string {
+	rest, ok := strings.CutPrefix(cluster, "outbound|")
+	if !ok {
+		return ""
 	}
+	port, rest, ok := strings.Cut(rest, "|")
+	if !ok || port == "" {
+		return ""
+	}
+	subset, host, ok := strings.Cut(rest, "|")
+	if !ok || host == "" || strings.Contains(host, "|") {
+		return ""
+	}
+	return subset
 }
 
 // Attempt records that an attempt of the request goes to endpoint
@@ -257,14 +271,10 @@ func (r *Request) End(status int, code codes.Code) {
 	if r.proto == GRPC {
 		grpcCode = int32(code)
 	}
-	if m := t.metrics; m != nil {
+	if a := t.agg; a != nil {
 		k := labelKey{server: r.server, proto: r.proto, mtls: r.mtls, flags: r.flags, code: status, grpcCode: grpcCode, route: r.route, host: r.host, subset: r.subset, peer: r.peer}
-		l := r.rec.labels.get(&k, &r.rec.local)
-		ms := float64(now.Sub(r.start)) / float64(time.Millisecond)
-		m.requests.Add(r.ctx, 1, l.add...)
-		m.duration.Record(r.ctx, ms, l.record...)
-		m.requestSize.Record(r.ctx, r.reqBytes.Load(), l.record...)
-		m.responseSize.Record(r.ctx, r.resBytes.Load(), l.record...)
+		s := r.rec.labels.get(a, &k, &r.rec.local)
+		s.record(float64(now.Sub(r.start))/float64(time.Millisecond), r.reqBytes.Load(), r.resBytes.Load())
 	}
 	if r.span != nil {
 		r.endSpan(status, code, now)
@@ -358,22 +368,25 @@ type policyKey struct {
 	cluster string
 }
 
+// policyMetrics is the number of policy metrics.
+const policyMetrics = policyNoUpstream + 1
+
 type policyCache struct {
 	mu   sync.RWMutex
-	sets map[policyKey][]metric.AddOption
+	sets map[policyKey]*counterSeries
 }
 
 func (r *Request) policyCount(which uint8, kind string) {
-	m := r.rec.t.metrics
-	if m == nil {
+	a := r.rec.t.agg
+	if a == nil {
 		return
 	}
 	k := policyKey{metric: which, server: r.server, kind: kind, host: r.host, cluster: r.cluster}
 	c := &r.rec.policy
 	c.mu.RLock()
-	opts := c.sets[k]
+	s := c.sets[k]
 	c.mu.RUnlock()
-	if opts == nil {
+	if s == nil {
 		reporter := "source"
 		if r.server {
 			reporter = "destination"
@@ -385,30 +398,15 @@ func (r *Request) policyCount(which uint8, kind string) {
 		if kind != "" {
 			kv = append(kv, attribute.String("kind", kind))
 		}
-		opts = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
+		s = a.counter(which, attribute.NewSet(kv...))
 		c.mu.Lock()
 		if c.sets == nil {
-			c.sets = map[policyKey][]metric.AddOption{}
+			c.sets = map[policyKey]*counterSeries{}
 		}
 		if len(c.sets) < maxLabelSets {
-			c.sets[k] = opts
+			c.sets[k] = s
 		}
 		c.mu.Unlock()
 	}
-	var counter metric.Int64Counter
-	switch which {
-	case policyRetry:
-		counter = m.retries
-	case policyRateLimited:
-		counter = m.rateLimited
-	case policyCircuitOpen:
-		counter = m.circuitOpen
-	case policyFault:
-		counter = m.faults
-	case policyDenied:
-		counter = m.denied
-	default:
-		counter = m.noUpstream
-	}
-	counter.Add(r.ctx, 1, opts...)
+	s.n.Add(1)
 }

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -21,8 +22,10 @@ import (
 // nothing.
 type Telemetry struct {
 	tracer     trace.Tracer // nil: no tracing at all
+	tp         trace.TracerProvider
 	propagator propagation.TextMapPropagator
-	metrics    *instruments // nil: no metrics
+	agg        *aggregator              // nil: no metrics (OTEL_SDK_DISABLED)
+	mp         *sdkmetric.MeterProvider // nil: no reader
 	promHTTP   http.Handler
 	accessLog  *slog.Logger
 	shutdown   []func(context.Context) error
@@ -77,6 +80,7 @@ func (o *options) resource(ctx context.Context) (*resource.Resource, error) {
 
 func (t *Telemetry) setupTracing(ctx context.Context, o *options, res *resource.Resource, disabled bool) error {
 	if o.tracerProvider != nil {
+		t.tp = o.tracerProvider
 		t.tracer = o.tracerProvider.Tracer(scope)
 		return nil
 	}
@@ -106,27 +110,60 @@ func (t *Telemetry) setupTracing(ctx context.Context, o *options, res *resource.
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 	t.shutdown = append(t.shutdown, tp.Shutdown)
+	t.tp = tp
 	t.tracer = tp.Tracer(scope)
 	return nil
 }
 
 func (t *Telemetry) setupMetrics(ctx context.Context, o *options, res *resource.Resource, disabled bool) error {
-	var mp metric.MeterProvider = o.meterProvider
-	if mp == nil {
-		if disabled {
-			return nil
-		}
-		var err error
-		if mp, err = t.sdkMeterProvider(ctx, o, res); err != nil || mp == nil {
-			return err
-		}
+	if disabled {
+		return nil
 	}
-	m, err := newInstruments(mp.Meter(scope))
+	// The aggregator exists even without a reader of ours, for
+	// MetricProducer.
+	t.agg = newAggregator()
+	mp, err := t.sdkMeterProvider(ctx, o, res)
 	if err != nil {
 		return err
 	}
-	t.metrics = m
+	t.mp = mp
 	return nil
+}
+
+// MetricProducer returns the producer of meshlet's metrics (Istio's
+// request metrics, the policy counts and the meshes' state), for a
+// metric pipeline of the caller's own: add it to a reader with
+// sdkmetric.WithProducer (or otelprom.WithProducer), and set
+// OTEL_METRICS_EXPORTER=none so that New builds no reader of its own. A
+// MeterProvider given by the caller cannot carry meshlet's metrics: a
+// reader takes producers only when it is built, and recording through
+// the SDK's instruments costs about 8 µs a request (docs/telemetry.md).
+// It is nil when metrics are off (OTEL_SDK_DISABLED) or t is nil.
+func (t *Telemetry) MetricProducer() sdkmetric.Producer {
+	if t == nil || t.agg == nil {
+		return nil
+	}
+	return t.agg
+}
+
+// MeterProvider returns the SDK MeterProvider of the readers New built
+// (Prometheus, OTLP), for libraries that record through OTel instruments:
+// gRPC-Go's own metrics on its xDS path. It is nil when New built no
+// reader, and such a library then records nothing.
+func (t *Telemetry) MeterProvider() metric.MeterProvider {
+	if t == nil || t.mp == nil {
+		return nil
+	}
+	return t.mp
+}
+
+// TracerProvider returns the provider of the spans: WithTracerProvider's,
+// or the SDK one New built; nil when nothing traces.
+func (t *Telemetry) TracerProvider() trace.TracerProvider {
+	if t == nil {
+		return nil
+	}
+	return t.tp
 }
 
 // Tracing reports whether requests get spans.
@@ -137,11 +174,11 @@ func (t *Telemetry) Propagator() propagation.TextMapPropagator { return t.propag
 
 // MetricsHandler serves the metrics in Prometheus' text format, from a
 // registry of their own (not prometheus.DefaultRegisterer). It answers
-// 404 when metrics are off or go to a MeterProvider given to New.
+// 404 when metrics are off or OTEL_METRICS_EXPORTER excludes prometheus.
 func (t *Telemetry) MetricsHandler() http.Handler {
 	if t == nil || t.promHTTP == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "telemetry: no Prometheus metrics here (OTEL_METRICS_EXPORTER excludes prometheus, or telemetry.WithMeterProvider was used)", http.StatusNotFound)
+			http.Error(w, "telemetry: no Prometheus metrics here (OTEL_METRICS_EXPORTER excludes prometheus, or OTEL_SDK_DISABLED is set)", http.StatusNotFound)
 		})
 	}
 	return t.promHTTP

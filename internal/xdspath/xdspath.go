@@ -6,10 +6,14 @@ package xdspath
 
 import (
 	"net"
+
 	"strconv"
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/resolver"
@@ -25,6 +29,19 @@ type Path struct {
 	ClientCredentials func(fallback credentials.TransportCredentials) (credentials.TransportCredentials, error)
 	// NewServer returns gRPC-Go's xDS server.
 	NewServer func(ServerConfig) (Server, error)
+	// Telemetry returns gRPC-Go's own OpenTelemetry plugin
+	// (google.golang.org/grpc/stats/opentelemetry) as a dial option and
+	// a server option: gRPC's standard metrics, its xDS client's among
+	// them, and spans.
+	Telemetry func(Telemetry) (grpc.DialOption, grpc.ServerOption)
+}
+
+// Telemetry is where gRPC-Go's plugin records. A nil provider turns its
+// part off.
+type Telemetry struct {
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // ServerConfig is what an xDS server needs from mesh.

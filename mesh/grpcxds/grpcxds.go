@@ -9,7 +9,9 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	xdscreds "google.golang.org/grpc/credentials/xds"
+	experimental "google.golang.org/grpc/experimental/opentelemetry"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/stats/opentelemetry"
 	"google.golang.org/grpc/xds"
 	"google.golang.org/grpc/xds/bootstrap"
 
@@ -18,7 +20,7 @@ import (
 )
 
 func init() {
-	xdspath.Register(&xdspath.Path{Resolver: newResolver, ClientCredentials: clientCredentials, NewServer: newServer})
+	xdspath.Register(&xdspath.Path{Resolver: newResolver, ClientCredentials: clientCredentials, NewServer: newServer, Telemetry: telemetry})
 	bootstrap.RegisterChannelCredentials(channelCreds{})
 }
 
@@ -76,4 +78,27 @@ func newServer(cfg xdspath.ServerConfig) (xdspath.Server, error) {
 		opts = append(opts, xds.BootstrapContentsForTesting(cfg.Bootstrap))
 	}
 	return xds.NewGRPCServer(append(opts, cfg.Options...)...)
+}
+
+// xdsClientMetrics are gRPC-Go's xDS client metrics (gRFC A78), which
+// its plugin does not record by default.
+var xdsClientMetrics = []string{
+	"grpc.xds_client.connected",
+	"grpc.xds_client.server_failure",
+	"grpc.xds_client.resource_updates_valid",
+	"grpc.xds_client.resource_updates_invalid",
+	"grpc.xds_client.resources",
+}
+
+// telemetry is gRPC-Go's OpenTelemetry plugin with gRPC's default
+// metrics and its xDS client's.
+func telemetry(t xdspath.Telemetry) (grpc.DialOption, grpc.ServerOption) {
+	o := opentelemetry.Options{
+		MetricsOptions: opentelemetry.MetricsOptions{MeterProvider: t.MeterProvider},
+		TraceOptions:   experimental.TraceOptions{TracerProvider: t.TracerProvider, TextMapPropagator: t.Propagator},
+	}
+	if t.MeterProvider != nil {
+		o.MetricsOptions.Metrics = opentelemetry.DefaultMetrics().Add(xdsClientMetrics...)
+	}
+	return opentelemetry.DialOption(o), opentelemetry.ServerOption(o)
 }
