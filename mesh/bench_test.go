@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,6 +20,7 @@ import (
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/security"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // BenchmarkUnary compares one unary RPC through meshlet (an xDS-routed
@@ -60,10 +62,53 @@ func BenchmarkUnary(b *testing.B) {
 		waitServing(b, client, "v1")
 		runUnary(b, client, req)
 	})
+	// meshlet-one-server with telemetry on both sides: Istio's metrics
+	// (tracing off), then every request traced too.
+	for _, v := range telemetryVariants {
+		b.Run("meshlet-one-server-"+v.name, func(b *testing.B) {
+			tel := benchTelemetry(b, v.traced)
+			cp, _ := startControlPlane(b, nil)
+			serveGreeter(b, startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, tel), "v1", nil)
+			client := dialGreeter(b, startMesh(b, cp.XDSAddr(), "client", nil, tel))
+			waitServing(b, client, "v1")
+			runUnary(b, client, req)
+		})
+	}
 	b.Run("grpc-go-xds", func(b *testing.B) {
 		runUnary(b, grpcGoXDSGreeterClient(b), req)
 	})
 }
+
+// telemetryVariants are the benchmarks' telemetry cases: metrics with
+// tracing off, and metrics with every request traced.
+var telemetryVariants = []struct {
+	name   string
+	traced bool
+}{{"metrics", false}, {"traced", true}}
+
+// benchTelemetry is a mesh option with telemetry for a benchmark: Istio's
+// metrics (a Prometheus registry nobody scrapes) and, if traced, every
+// request sampled and batched to an exporter that drops the spans.
+func benchTelemetry(b *testing.B, traced bool) mesh.Option {
+	b.Setenv("OTEL_TRACES_EXPORTER", "none")
+	b.Setenv("OTEL_METRICS_EXPORTER", "prometheus")
+	var opts []telemetry.Option
+	if traced {
+		opts = append(opts, telemetry.WithSpanExporter(dropSpans{}), telemetry.WithSampleRatio(1))
+	}
+	tel, err := telemetry.New(b.Context(), opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tel.Shutdown(context.Background()) })
+	return mesh.WithTelemetry(tel)
+}
+
+// dropSpans is a span exporter that drops what it is given.
+type dropSpans struct{}
+
+func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (dropSpans) Shutdown(context.Context) error                             { return nil }
 
 // grpcGoXDSGreeterClient is meshletGreeterClient on gRPC-Go's own xDS
 // path: a client made WithGRPCGoXDS, and gRPC-Go's xDS servers.
@@ -163,14 +208,17 @@ func BenchmarkHTTP(b *testing.B) {
 	}{{"meshlet-one-server", nil}, {"meshlet-all-policies", allPolicies}} {
 		b.Run(v.name, func(b *testing.B) { runHTTPOneServer(b, run, v.files) })
 	}
+	for _, v := range telemetryVariants {
+		b.Run("meshlet-one-server-"+v.name, func(b *testing.B) { runHTTPOneServer(b, run, nil, benchTelemetry(b, v.traced)) })
+	}
 }
 
 // runHTTPOneServer runs the HTTP benchmark against one mesh server, with
 // the config files files.
-func runHTTPOneServer(b *testing.B, run func(*testing.B, *http.Client, string), files map[string]string) {
+func runHTTPOneServer(b *testing.B, run func(*testing.B, *http.Client, string), files map[string]string, opts ...mesh.Option) {
 	cp, _ := startControlPlane(b, files)
-	serveHTTPGreeter(b, startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}), "v1", nil)
-	c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil))
+	serveHTTPGreeter(b, startMesh(b, cp.XDSAddr(), "greeter", map[string]string{"version": "v1"}, opts...), "v1", nil)
+	c := httpClientFor(b, startMesh(b, cp.XDSAddr(), "client", nil, opts...))
 	meshtest.WaitUntil(b, 15*time.Second, "the server", func() bool {
 		r, err := httpCall(b.Context(), c, "/", "")
 		return err == nil && r.caller != "plaintext"
