@@ -4,22 +4,29 @@
 // shifts traffic 90/10 and then 50/50 by rewriting the VirtualService
 // file, as an operator would, and prints the split it observes at each
 // step, over gRPC and over HTTP. It exits 0 when every observed split is
-// within 4 points of the configured one.
+// within 4 points of the configured one. At the end it prints the client's
+// requests as its Istio metrics counted them (its /metrics admin page).
 //
 //	go run ./examples/quickstart
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,6 +35,7 @@ import (
 	"github.com/meshlet/meshlet/examples/greeter"
 	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/mesh"
+	"github.com/meshlet/meshlet/telemetry"
 )
 
 // The tokens that authenticate the workloads to the control plane's CA. A
@@ -169,12 +177,21 @@ func run(calls int, verbose bool) error {
 		return err
 	}
 
+	// The client's telemetry: Istio's metrics (OTEL_* may add tracing),
+	// served with its admin pages on a loopback port.
+	tel, err := telemetry.New(ctx)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.Background())
 	client, err := mesh.New(ctx, mesh.WithService("quickstart"), mesh.WithControlPlane(cp.XDSAddr()),
-		mesh.WithCAToken(clientToken), mesh.WithLogger(log))
+		mesh.WithCAToken(clientToken), mesh.WithLogger(log),
+		mesh.WithTelemetry(tel), mesh.WithAdminAddress("127.0.0.1:0"))
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	fmt.Printf("client: admin pages on http://%s/ (metrics at /metrics)\n", client.AdminAddr())
 	cc, err := client.Dial("greeter:50051")
 	if err != nil {
 		return err
@@ -216,12 +233,70 @@ func run(calls int, verbose bool) error {
 			}
 		}
 	}
+	if err := printRequestMetrics(ctx, client.AdminAddr()); err != nil {
+		return err
+	}
 	if !ok {
 		return fmt.Errorf("an observed split was off")
 	}
 	fmt.Println("\nok: every observed split is within 4 points of the config")
 	return nil
 }
+
+// printRequestMetrics prints the client's istio_requests_total from its
+// admin page, summed by destination, version (the subset routed to),
+// protocol and code.
+func printRequestMetrics(ctx context.Context, admin string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("quickstart: %s/metrics: %s", admin, resp.Status)
+	}
+	sums := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "istio_requests_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(line, "} ")
+		if !ok {
+			continue
+		}
+		l := map[string]string{}
+		for _, m := range labelRE.FindAllStringSubmatch(labels, -1) {
+			l[m[1]] = m[2]
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil || l["reporter"] != "source" {
+			continue
+		}
+		code := l["response_code"]
+		if l["request_protocol"] == "grpc" {
+			code = "grpc " + l["grpc_response_status"]
+		}
+		sums[fmt.Sprintf("%-8s %-3s %-5s %s", l["destination_service_name"], l["destination_version"], l["request_protocol"], code)] += v
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	fmt.Println("\nthe client's istio_requests_total (reporter=source), by destination, version, protocol and code:")
+	for _, k := range slices.Sorted(maps.Keys(sums)) {
+		fmt.Printf("  %s  %.0f\n", k, sums[k])
+	}
+	return nil
+}
+
+// labelRE matches one label of a Prometheus text line.
+var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
 
 // waitForRoute waits until the control plane has read the edited file and
 // every client has acknowledged it. The first call also waits for the
