@@ -39,10 +39,11 @@ type Process struct {
 	waitErr error
 }
 
-// Start runs bin with an empty config directory (a valid config: services
-// come from registrations alone) under dir, on free loopback ports, with
-// the flags args besides, and returns once its /readyz says ready. Its log
-// goes to a file under dir.
+// Start runs bin with the config directory dir/config (made empty if it
+// does not exist, a valid config: services come from registrations alone;
+// a benchmark may write its config there first) on free loopback ports,
+// with the flags args besides, and returns once its /readyz says ready.
+// Its log goes to a file under dir.
 func Start(ctx context.Context, bin, dir, logLevel string, args []string) (*Process, error) {
 	cfgDir := filepath.Join(dir, "config")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
