@@ -11,7 +11,6 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/meshlet/meshlet/controlplane/internal/config"
 	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
 )
 
@@ -157,7 +156,7 @@ func (s *Server) Reload() error { return s.reload(change(causeConfig)) }
 // latency.
 func (s *Server) reload(c xdsserver.Change) (err error) {
 	defer func() { s.metrics.reloaded(err) }()
-	cfg, err := config.Load(s.opts.configDir, logSkipped(s.log))
+	cfg, err := s.loader.Load(s.opts.configDir)
 	if err != nil {
 		s.mu.Lock()
 		s.lastErr = &ConfigError{Time: time.Now(), Message: err.Error()}
