@@ -52,6 +52,7 @@ type Server struct {
 	adminLn  net.Listener
 	untrust  func() // ends the in-process trust of this control plane
 	metrics  *metrics
+	loader   *config.Loader // parses again only the config files that changed
 
 	kick      chan struct{} // a registry change asks for a rebuild
 	builtGen  uint64        // rebuilds done, under mu
@@ -106,11 +107,12 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if o.configDir == "" {
 		return nil, errors.New("controlplane: a config directory is required (WithConfigDir)")
 	}
-	cfg, err := config.Load(o.configDir, logSkipped(o.log))
+	loader := config.NewLoader(logSkipped(o.log))
+	cfg, err := loader.Load(o.configDir)
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
-	s = &Server{opts: o, log: o.log, started: o.clock.Now(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
+	s = &Server{opts: o, log: o.log, started: o.clock.Now(), loader: loader, cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
 		limits: o.limits.withDefaults(), kick: make(chan struct{}, 1)}
 	s.builtCond = sync.NewCond(&s.mu)
 	caDir := o.caDir

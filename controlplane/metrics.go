@@ -17,6 +17,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 
+	"github.com/meshlet/meshlet/controlplane/internal/debounce"
 	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
 )
 
@@ -49,6 +50,8 @@ type metrics struct {
 	configErrors metric.Int64Counter
 	reloads      metric.Int64Counter
 	refused      metric.Int64Counter
+	debounceWait metric.Float64Histogram
+	coalesced    metric.Int64Histogram
 
 	mu    sync.Mutex
 	attrs map[string]metric.MeasurementOption // by "key=value", built once
@@ -85,6 +88,15 @@ func newMetrics(s *Server) (*metrics, error) {
 		metric.WithUnit("s"),
 		metric.WithDescription("Time from a change's detection (config file write, registry change) to the ACK of its version by the last client that was sent it, by cause."),
 		metric.WithExplicitBucketBoundaries(pushLatencyBuckets...))
+	errs = append(errs, err)
+	m.debounceWait, err = meter.Float64Histogram(MetricsPrefix+"config_debounce",
+		metric.WithUnit("s"),
+		metric.WithDescription("Time from the first config file change of a reload to the reload's start (WithDebounce)."),
+		metric.WithExplicitBucketBoundaries(pushLatencyBuckets...))
+	errs = append(errs, err)
+	m.coalesced, err = meter.Int64Histogram(MetricsPrefix+"config_events_coalesced",
+		metric.WithDescription("Config file events coalesced into one reload."),
+		metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
 	errs = append(errs, err)
 
 	clients, err := meter.Int64ObservableGauge(MetricsPrefix+"xds_clients",
@@ -163,6 +175,14 @@ func (m *metrics) reloaded(err error) {
 	// A refusal the translation found, not the loader, has no field
 	// errors: it is still one problem.
 	m.configErrors.Add(ctx, int64(max(len(FieldErrors(err)), 1)))
+}
+
+// debounced records a reload's debounce: how long its first change
+// waited, and how many changes it took in.
+func (m *metrics) debounced(b debounce.Batch) {
+	ctx := context.Background()
+	m.debounceWait.Record(ctx, b.Wait.Seconds())
+	m.coalesced.Record(ctx, int64(b.Events))
 }
 
 // registrationRefused counts a refused registration.

@@ -172,9 +172,21 @@ func TestMetrics(t *testing.T) {
 	if productpage.Load() == before[0] || ratings.Load() == before[1] {
 		t.Fatal("the push latency was observed before both followers had the new routes")
 	}
-	// The watcher waits 100ms for writes to settle; the ACKs come after.
-	if got := m[`meshlet_controlplane_xds_push_latency_seconds_sum{cause="config"}`]; got < 0.1 || got > bound {
-		t.Errorf("push latency of the edit %.4fs, want between the 0.1s debounce and %.4fs", got, bound)
+	// The watcher waits for writes to settle; the ACKs come after.
+	after := controlplane.DefaultDebounceAfter.Seconds()
+	if got := m[`meshlet_controlplane_xds_push_latency_seconds_sum{cause="config"}`]; got < after || got > bound {
+		t.Errorf("push latency of the edit %.4fs, want between the %vs debounce and %.4fs", got, after, bound)
+	}
+	// The reload's debounce is observed: one wait, at least the quiet
+	// time, of at least one event.
+	if got := m["meshlet_controlplane_config_debounce_seconds_count"]; got != 1 {
+		t.Errorf("config_debounce_seconds_count = %v, want 1", got)
+	}
+	if got := m["meshlet_controlplane_config_debounce_seconds_sum"]; got < after || got > bound {
+		t.Errorf("debounce wait %.4fs, want between %vs and %.4fs", got, after, bound)
+	}
+	if got := m["meshlet_controlplane_config_events_coalesced_sum"]; got < 1 {
+		t.Errorf("config_events_coalesced_sum = %v, want at least 1", got)
 	}
 	if got := m[`meshlet_controlplane_config_reloads_total{result="ok"}`]; got != 1 {
 		t.Errorf("ok reloads = %v, want 1", got)

@@ -26,7 +26,7 @@ type options struct {
 	grace        time.Duration
 	warmup       time.Duration
 	drainAck     time.Duration
-	debounce     time.Duration
+	debounce     Debounce
 	clock        Clock
 	deprecated   []string // one line per deprecated option used, logged by Start
 
@@ -61,7 +61,44 @@ const (
 	DefaultTrustDomain       = wire.DefaultTrustDomain
 	DefaultRootNamespace     = wire.DefaultRootNamespace
 	DefaultSVIDTTL           = time.Hour
+
+	// DefaultDebounceAfter is short because the writes of one save (an
+	// editor's write and rename, a ConfigMap's link swap, a script
+	// copying a few files) come within a few milliseconds of each other,
+	// and a reload, which parses only the changed files, costs about as
+	// much: waiting longer would only delay a single change. istiod's
+	// 100ms is for pushes that cost far more.
+	DefaultDebounceAfter = 20 * time.Millisecond
+	// DefaultDebounceMax bounds how stale the served config can be while
+	// files keep changing, and so how often such a stream reloads.
+	DefaultDebounceMax = time.Second
 )
+
+// Debounce is how the control plane waits for a burst of config file
+// changes to end before it reloads, as istiod does its pushes
+// (PILOT_DEBOUNCE_AFTER, PILOT_DEBOUNCE_MAX): it reloads once no change
+// has come for After, but no later than Max after the first change it
+// waits on. A zero field has its default.
+type Debounce struct {
+	// After is the quiet time after the last change. Default
+	// DefaultDebounceAfter.
+	After time.Duration
+	// Max bounds the wait after the first change; below After, it is
+	// After. Default DefaultDebounceMax.
+	Max time.Duration
+}
+
+// WithDebounce sets how config changes are coalesced into reloads.
+func WithDebounce(d Debounce) Option {
+	return optionFunc(func(o *options) {
+		if d.After > 0 {
+			o.debounce.After = d.After
+		}
+		if d.Max > 0 {
+			o.debounce.Max = d.Max
+		}
+	})
+}
 
 // Limits bound what clients can make the control plane hold. A zero field
 // has the default given.
@@ -158,7 +195,7 @@ func defaultOptions() options {
 		grace:         DefaultRegistrationGrace,
 		warmup:        DefaultWarmup,
 		drainAck:      DefaultDrainAckTimeout,
-		debounce:      100 * time.Millisecond,
+		debounce:      Debounce{After: DefaultDebounceAfter, Max: DefaultDebounceMax},
 		clock:         clock.System{},
 		trustDomain:   DefaultTrustDomain,
 		rootNamespace: DefaultRootNamespace,
@@ -198,8 +235,8 @@ func WithRegistrationGrace(d time.Duration) Option {
 func WithWarmup(d time.Duration) Option { return optionFunc(func(o *options) { o.warmup = d }) }
 
 // Clock is the time that the control plane's timers run on: the warm-up
-// after a restart (WithWarmup) and the registration grace period
-// (WithRegistrationGrace). It is for tests, which pass a fake clock, such
+// after a restart (WithWarmup), the registration grace period
+// (WithRegistrationGrace) and the config debounce (WithDebounce). It is for tests, which pass a fake clock, such
 // as meshtest.Clock, and move it on instead of waiting; the default is the
 // system clock. Its methods are called from several goroutines and must
 // not block.
@@ -213,7 +250,8 @@ type Clock interface {
 	AfterFunc(d time.Duration, f func()) (stop func() bool)
 }
 
-// WithClock sets the clock of the warm-up and registration-grace timers.
+// WithClock sets the clock of the warm-up, registration-grace and
+// config-debounce timers.
 // It is for tests; default the system clock.
 func WithClock(c Clock) Option {
 	return optionFunc(func(o *options) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/meshlet/meshlet/controlplane/internal/config"
+	"github.com/meshlet/meshlet/controlplane/internal/debounce"
 	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
 )
 
@@ -70,25 +70,38 @@ func rewatch(w *fsnotify.Watcher, dir string) error {
 }
 
 // watchConfig reloads the config directory after it changes, once writes
-// have settled for the debounce time. If the directory goes away, the
+// have settled (WithDebounce). If the directory goes away, the
 // config in force stays, and the directory is looked for every
 // rewatchInterval and watched again when it is back.
 func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 	defer w.Close()
 	dir := filepath.Clean(s.opts.configDir) // as fsnotify names it
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	clk := s.opts.clock
+	win := debounce.New(debounce.Settings{After: s.opts.debounce.After, Max: s.opts.debounce.Max})
+	// Each change moves the timer to the window's due time; when it fires,
+	// the window is taken unless a change came since.
+	fire := make(chan struct{}, 1)
+	stop := func() bool { return false }
+	defer func() { stop() }()
+	arm := func(due time.Time) {
+		stop()
+		stop = clk.AfterFunc(due.Sub(clk.Now()), func() {
+			select {
+			case fire <- struct{}{}:
+			default:
+			}
+		})
+	}
 	retry := time.NewTicker(rewatchInterval)
 	retry.Stop()
 	defer retry.Stop()
 	watching := true
-	var first time.Time // of the changes the debounce timer waits on
+	var first time.Time // of the changes the debounce waits on, for the push latency
 	settle := func() {
 		if first.IsZero() {
 			first = time.Now()
 		}
-		timer.Reset(s.opts.debounce)
+		arm(win.Add(clk.Now()))
 	}
 	again := func() {
 		if err := rewatch(w, dir); err != nil {
@@ -141,7 +154,16 @@ func (s *Server) watchConfig(ctx context.Context, w *fsnotify.Watcher) {
 			s.log.Warn("config watch error", "err", err)
 			again()
 			settle()
-		case <-timer.C:
+		case <-fire:
+			b, ok := win.Take(clk.Now())
+			if !ok {
+				if due, ok := win.Due(); ok {
+					arm(due)
+				}
+				continue
+			}
+			s.log.Info("config changed; reloading", "dir", dir, "events", b.Events, "waited", b.Wait)
+			s.metrics.debounced(b)
 			s.reload(xdsserver.Change{At: first, Cause: causeConfig})
 			first = time.Time{}
 		}
@@ -157,7 +179,7 @@ func (s *Server) Reload() error { return s.reload(change(causeConfig)) }
 // latency.
 func (s *Server) reload(c xdsserver.Change) (err error) {
 	defer func() { s.metrics.reloaded(err) }()
-	cfg, err := config.Load(s.opts.configDir, logSkipped(s.log))
+	cfg, err := s.loader.Load(s.opts.configDir)
 	if err != nil {
 		s.mu.Lock()
 		s.lastErr = &ConfigError{Time: time.Now(), Message: err.Error()}

@@ -56,6 +56,7 @@ func main() {
 type settings struct {
 	configDir, xdsAddr, adminAddr      string
 	grace, warmup, drainAck            time.Duration
+	debounceAfter, debounceMax         time.Duration
 	logLevel                           string
 	level                              slog.Level // of logLevel
 	trustDomain, rootNamespace         string
@@ -102,6 +103,10 @@ func (s *settings) table() []setting {
 			usage: "how long a restarted control plane withholds endpoints while servers register again"},
 		{flag: "drain-ack-timeout", env: "MESHLET_DRAIN_ACK_TIMEOUT", bind: dur(&s.drainAck, controlplane.DefaultDrainAckTimeout),
 			usage: "how long a draining server's \"drained\" answer waits for every caller to ACK endpoints without it; not the server's own drain time (mesh.WithDrainTimeout)"},
+		{flag: "debounce-after", env: "MESHLET_DEBOUNCE_AFTER", bind: dur(&s.debounceAfter, controlplane.DefaultDebounceAfter),
+			usage: "how long config files must be quiet after a change before the control plane reloads them (like istiod's PILOT_DEBOUNCE_AFTER)"},
+		{flag: "debounce-max", env: "MESHLET_DEBOUNCE_MAX", bind: dur(&s.debounceMax, controlplane.DefaultDebounceMax),
+			usage: "the longest a config change waits for files to be quiet before it is reloaded anyway (like istiod's PILOT_DEBOUNCE_MAX)"},
 		{flag: "log-level", env: "MESHLET_LOG_LEVEL", bind: str(&s.logLevel, "info"),
 			usage: "debug, info, warn or error"},
 		{flag: "trust-domain", env: "MESHLET_TRUST_DOMAIN", bind: str(&s.trustDomain, controlplane.DefaultTrustDomain),
@@ -404,6 +409,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 		controlplane.WithRegistrationGrace(s.grace),
 		controlplane.WithWarmup(s.warmup),
 		controlplane.WithDrainAckTimeout(s.drainAck),
+		controlplane.WithDebounce(controlplane.Debounce{After: s.debounceAfter, Max: s.debounceMax}),
 		controlplane.WithTrustDomain(s.trustDomain),
 		controlplane.WithRootNamespace(s.rootNamespace),
 		controlplane.WithCADir(s.caDir),

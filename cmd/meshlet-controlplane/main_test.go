@@ -76,6 +76,8 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 			"admin-address":      "default " + controlplane.DefaultAdminAddress,
 			"registration-grace": "default 10s",
 			"drain-ack-timeout":  "default 5s",
+			"debounce-after":     "default 20ms",
+			"debounce-max":       "default 1s",
 			"svid-ttl":           "default 1h", // not 1h0m0s
 			"trust-domain":       "default " + controlplane.DefaultTrustDomain,
 			"max-streams":        "default 10000",
@@ -210,6 +212,39 @@ func TestFlagsEnvironmentAndDeprecatedNames(t *testing.T) {
 			}
 			if strings.Join(s.deprecated, "\n") != strings.Join(tc.wantDeprecated, "\n") {
 				t.Errorf("deprecations %q, want %q", s.deprecated, tc.wantDeprecated)
+			}
+		})
+	}
+}
+
+// The debounce's two delays have defaults, variables and flags.
+func TestDebounceSettings(t *testing.T) {
+	cases := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		after, max time.Duration
+	}{
+		{name: "defaults", after: controlplane.DefaultDebounceAfter, max: controlplane.DefaultDebounceMax},
+		{name: "variables", env: map[string]string{"MESHLET_DEBOUNCE_AFTER": "5ms", "MESHLET_DEBOUNCE_MAX": "3s"}, after: 5 * time.Millisecond, max: 3 * time.Second},
+		{name: "flags win", args: []string{"--debounce-after", "50ms", "--debounce-max", "10s"},
+			env: map[string]string{"MESHLET_DEBOUNCE_AFTER": "5ms", "MESHLET_DEBOUNCE_MAX": "3s"}, after: 50 * time.Millisecond, max: 10 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"MESHLET_DEBOUNCE_AFTER", "MESHLET_DEBOUNCE_MAX"} {
+				unsetenv(t, k)
+			}
+			t.Setenv("MESHLET_CONFIG_DIR", "config")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			s, err := parse(tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.debounceAfter != tc.after || s.debounceMax != tc.max {
+				t.Errorf("debounce after %v, max %v; want %v and %v", s.debounceAfter, s.debounceMax, tc.after, tc.max)
 			}
 		})
 	}

@@ -32,7 +32,12 @@ import (
 // On any problem it returns a nil Config and an error that joins every
 // *FieldError found. File names in errors are relative to dir.
 func Load(dir string, opts ...Option) (*model.Config, error) {
-	o := newOptions(opts)
+	return load(dir, newOptions(opts), nil)
+}
+
+// load is Load, reusing the parse of each file whose content is in cache
+// (by name), and updating cache; nil means no cache.
+func load(dir string, o options, cache *fileCache) (*model.Config, error) {
 	files := map[string][]byte{}
 	var errs []error
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -73,7 +78,7 @@ func Load(dir string, opts ...Option) (*model.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: load %s: %w", dir, err)
 	}
-	cfg, parseErrs := parse(files, o)
+	cfg, parseErrs := parseFiles(files, o, cache)
 	if errs = append(errs, parseErrs...); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -88,19 +93,22 @@ func isYAML(name string) bool {
 // Parse is Load for files held in memory: it maps a file name, used in
 // errors, to the file's content.
 func Parse(files map[string][]byte, opts ...Option) (*model.Config, error) {
-	cfg, errs := parse(files, newOptions(opts))
+	cfg, errs := parseFiles(files, newOptions(opts), nil)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
 }
 
-// parse returns the config, or every error found, sorted by file.
-func parse(files map[string][]byte, o options) (*model.Config, []error) {
+// parseFiles returns the config, or every error found, sorted by file.
+// Each file is parsed on its own, or its parse taken from cache, and the
+// files are then merged in name order and validated as a set.
+func parseFiles(files map[string][]byte, o options, cache *fileCache) (*model.Config, []error) {
 	p := &parser{seen: map[string]*resource{}, opts: o}
 	for _, name := range sortedKeys(files) {
-		p.file(name, files[name])
+		p.merge(cache.parse(name, files[name], o))
 	}
+	cache.keep()
 	p.validateSet()
 	if o.skipped != nil {
 		for _, s := range p.skipped {
@@ -142,6 +150,11 @@ type parser struct {
 	opts      options
 
 	rateLimits []*model.RateLimitPolicy // meshlet's own kind (ratelimit.go)
+
+	// marks cut the output of a file's own parse into sections (cache.go):
+	// one at the start of each document, and one where a document claims
+	// its name. merge replays them.
+	marks []mark
 }
 
 func (p *parser) add(file, res, path, format string, args ...any) {
@@ -163,6 +176,7 @@ func (p *parser) file(name string, content []byte) {
 		if len(docs) > 1 {
 			index = i + 1
 		}
+		p.cut(nil)
 		p.document(name, index, doc)
 	}
 }
@@ -268,12 +282,7 @@ func (p *parser) document(file string, index int, content []byte) {
 	meta.Annotations = annotations(obj["metadata"])
 
 	r := &resource{meta: meta, doc: index}
-	key := kind + "/" + meta.Namespace + "/" + meta.Name
-	if first, dup := p.seen[key]; dup {
-		p.add(file, resName, "metadata.name", "%s is also defined in %s (define each resource once)", meta.String(), first.where())
-		return
-	}
-	p.seen[key] = r
+	p.claim(kind+"/"+meta.Namespace+"/"+meta.Name, r, resName)
 
 	spec := map[string]any{}
 	switch s := obj["spec"].(type) {

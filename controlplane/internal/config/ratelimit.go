@@ -54,12 +54,7 @@ func (p *parser) meshletDocument(file string, doc int, resName, apiVersion, kind
 	}
 	meta.Annotations = annotations(obj["metadata"])
 	r := &resource{meta: meta, doc: doc}
-	key := kind + "/" + meta.Namespace + "/" + meta.Name
-	if first, dup := p.seen[key]; dup {
-		p.add(file, resName, "metadata.name", "%s is also defined in %s (define each resource once)", meta.String(), first.where())
-		return true
-	}
-	p.seen[key] = r
+	p.claim(kind+"/"+meta.Namespace+"/"+meta.Name, r, resName)
 	spec, ok := obj["spec"].(map[string]any)
 	if !ok {
 		p.add(file, resName, "spec", "required: an object with limit, got %s", describe(obj["spec"]))

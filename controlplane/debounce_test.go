@@ -1,0 +1,100 @@
+//go:build linux || darwin
+
+package controlplane_test
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/meshlet/meshlet/controlplane"
+	"github.com/meshlet/meshlet/meshtest"
+)
+
+const (
+	testAfter = 20 * time.Millisecond
+	testMax   = time.Second
+)
+
+// startDebounced starts a control plane serving route.yaml at 80/20 whose
+// config debounce runs on clock.
+func startDebounced(t *testing.T, clock *meshtest.Clock) (*controlplane.Server, string) {
+	t.Helper()
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "route.yaml": goodRoute})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithClock(clock), controlplane.WithWarmup(time.Hour),
+		controlplane.WithDebounce(controlplane.Debounce{After: testAfter, Max: testMax}))
+	return cp, dir
+}
+
+// waitArmed waits until the debounce timer is set to fire in d: the
+// watcher has taken in the last change, made when the clock read what it
+// reads now.
+func waitArmed(t *testing.T, clock *meshtest.Clock, d time.Duration) {
+	t.Helper()
+	meshtest.WaitUntil(t, 5*time.Second, "the debounce timer at "+d.String(), func() bool {
+		return slices.Contains(clock.Pending(), d)
+	})
+}
+
+// One change is applied once After has passed since it, and not before.
+func TestDebounceAppliesOneChangeAfterTheQuietTime(t *testing.T) {
+	clock := meshtest.NewClock(time.Now())
+	cp, dir := startDebounced(t, clock)
+	meshtest.WriteFile(t, dir, "route.yaml", routeWithWeights("50", "50"))
+	waitArmed(t, clock, testAfter)
+
+	// Only a timer firing reloads, and the clock moves only here.
+	clock.Advance(testAfter - time.Millisecond)
+	if got := servedWeights(t, cp); !slices.Equal(got, []int{80, 20}) {
+		t.Fatalf("served weights %v 1ms before the debounce ends, want the old [80 20]", got)
+	}
+	clock.Advance(time.Millisecond)
+	meshtest.WaitUntil(t, 5*time.Second, "the change, once the debounce ended", func() bool {
+		return slices.Equal(servedWeights(t, cp), []int{50, 50})
+	})
+	m := scrape(t, cp)
+	if got := m["meshlet_controlplane_config_debounce_seconds_count"]; got != 1 {
+		t.Errorf("config_debounce_seconds_count %v, want 1", got)
+	}
+	if got := m["meshlet_controlplane_config_debounce_seconds_sum"]; got != testAfter.Seconds() {
+		t.Errorf("config_debounce_seconds_sum %v, want %v", got, testAfter.Seconds())
+	}
+}
+
+// A change every 5ms for 200ms is one reload, After the last change,
+// within Max of the first, serving the last write.
+func TestDebounceCoalescesABurst(t *testing.T) {
+	clock := meshtest.NewClock(time.Now())
+	cp, dir := startDebounced(t, clock)
+	const step, burst = 5 * time.Millisecond, 200 * time.Millisecond
+	writes := 0
+	for at := time.Duration(0); ; at += step {
+		w := 10 + writes%80
+		meshtest.WriteFile(t, dir, "route.yaml", routeWithWeights(strconv.Itoa(w), strconv.Itoa(100-w)))
+		writes++
+		waitArmed(t, clock, testAfter)
+		if at == burst {
+			break
+		}
+		clock.Advance(step)
+	}
+	if got := servedWeights(t, cp); !slices.Equal(got, []int{80, 20}) {
+		t.Fatalf("served weights %v during the burst, want the old [80 20]: a reload happened", got)
+	}
+	clock.Advance(testAfter)
+	last := 10 + (writes-1)%80
+	meshtest.WaitUntil(t, 5*time.Second, "the last write of the burst", func() bool {
+		return slices.Equal(servedWeights(t, cp), []int{last, 100 - last})
+	})
+	m := scrape(t, cp)
+	if got := m[`meshlet_controlplane_config_reloads_total{result="ok"}`]; got != 1 {
+		t.Errorf("%v reloads, want 1", got)
+	}
+	if got := m["meshlet_controlplane_config_debounce_seconds_sum"]; got != (burst + testAfter).Seconds() {
+		t.Errorf("the reload waited %vs after the first change, want %v", got, (burst + testAfter).Seconds())
+	}
+	if got := m["meshlet_controlplane_config_events_coalesced_sum"]; got < float64(writes) {
+		t.Errorf("%v events coalesced, want at least the %d writes", got, writes)
+	}
+}
