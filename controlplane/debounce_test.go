@@ -53,7 +53,8 @@ func TestDebounceAppliesOneChangeAfterTheQuietTime(t *testing.T) {
 	meshtest.WaitUntil(t, 5*time.Second, "the change, once the debounce ended", func() bool {
 		return slices.Equal(servedWeights(t, cp), []int{50, 50})
 	})
-	m := scrape(t, cp)
+	// The reload is counted just after its config is served.
+	m := scrapeOnce(t, cp, "meshlet_controlplane_config_debounce_seconds_count")
 	if got := m["meshlet_controlplane_config_debounce_seconds_count"]; got != 1 {
 		t.Errorf("config_debounce_seconds_count %v, want 1", got)
 	}
@@ -87,7 +88,7 @@ func TestDebounceCoalescesABurst(t *testing.T) {
 	meshtest.WaitUntil(t, 5*time.Second, "the last write of the burst", func() bool {
 		return slices.Equal(servedWeights(t, cp), []int{last, 100 - last})
 	})
-	m := scrape(t, cp)
+	m := scrapeOnce(t, cp, `meshlet_controlplane_config_reloads_total{result="ok"}`)
 	if got := m[`meshlet_controlplane_config_reloads_total{result="ok"}`]; got != 1 {
 		t.Errorf("%v reloads, want 1", got)
 	}
@@ -97,4 +98,16 @@ func TestDebounceCoalescesABurst(t *testing.T) {
 	if got := m["meshlet_controlplane_config_events_coalesced_sum"]; got < float64(writes) {
 		t.Errorf("%v events coalesced, want at least the %d writes", got, writes)
 	}
+}
+
+// scrapeOnce scrapes the control plane's metrics once series has counted
+// something: a reload is counted just after its config is served.
+func scrapeOnce(t *testing.T, cp *controlplane.Server, series string) map[string]float64 {
+	t.Helper()
+	var m map[string]float64
+	meshtest.WaitUntil(t, 5*time.Second, series+" to count the reload", func() bool {
+		m = scrape(t, cp)
+		return m[series] >= 1
+	})
+	return m
 }
