@@ -698,9 +698,9 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 	}
 	ts := c.state[url]
 	// Decoding runs without the lock, so that watches are not held up;
-	// each lookup takes it. Only this goroutine changes a cached value,
-	// and a value is a function of its bytes, so what a lookup returns
-	// stays right for those bytes even if the name is unwatched meanwhile.
+	// each lookup takes it. A value is a function of its bytes, so what a
+	// lookup returns stays right for those bytes whatever happens to the
+	// cache before the lock is taken again below.
 	dec := DecodeResponse(rt, resp, func(name string, raw []byte) (any, []byte, bool) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
