@@ -22,7 +22,9 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -31,19 +33,19 @@ import (
 
 var (
 	listenerType = &xdsclient.ResourceType{
-		URL: typeURL(&listenerv3.Listener{}), Short: "Listener", FullState: true,
+		URL: typeURL(&listenerv3.Listener{}), Short: "Listener", FullState: true, NameField: nameField(&listenerv3.Listener{}, "name"),
 		Decode: decoder(func(m *listenerv3.Listener) string { return m.GetName() }, convertListener),
 	}
 	routeType = &xdsclient.ResourceType{
-		URL: typeURL(&routev3.RouteConfiguration{}), Short: "RouteConfiguration",
+		URL: typeURL(&routev3.RouteConfiguration{}), Short: "RouteConfiguration", NameField: nameField(&routev3.RouteConfiguration{}, "name"),
 		Decode: decoder(func(m *routev3.RouteConfiguration) string { return m.GetName() }, convertRouteConfig),
 	}
 	clusterType = &xdsclient.ResourceType{
-		URL: typeURL(&clusterv3.Cluster{}), Short: "Cluster", FullState: true,
+		URL: typeURL(&clusterv3.Cluster{}), Short: "Cluster", FullState: true, NameField: nameField(&clusterv3.Cluster{}, "name"),
 		Decode: decoder(func(m *clusterv3.Cluster) string { return m.GetName() }, convertCluster),
 	}
 	endpointsType = &xdsclient.ResourceType{
-		URL: typeURL(&endpointv3.ClusterLoadAssignment{}), Short: "ClusterLoadAssignment",
+		URL: typeURL(&endpointv3.ClusterLoadAssignment{}), Short: "ClusterLoadAssignment", NameField: nameField(&endpointv3.ClusterLoadAssignment{}, "cluster_name"),
 		Decode: decoder(func(m *endpointv3.ClusterLoadAssignment) string { return m.GetClusterName() }, convertEndpoints),
 	}
 	// resourceTypes are the types, in the order requests are sent.
@@ -79,6 +81,17 @@ func decoder[M interface {
 		}
 		return n, v, nil
 	}
+}
+
+// nameField is the number of m's name field, from its descriptor (1 in
+// all four resource types), or 0, so that every resource is decoded, if
+// it is not a single string.
+func nameField(m proto.Message, name protoreflect.Name) protowire.Number {
+	f := m.ProtoReflect().Descriptor().Fields().ByName(name)
+	if f == nil || f.Kind() != protoreflect.StringKind || f.Cardinality() == protoreflect.Repeated {
+		return 0
+	}
+	return f.Number()
 }
 
 func typeURL(m proto.Message) string {

@@ -38,6 +38,17 @@
 // (WithResourceNotFoundTimeout) on a live stream does not exist.
 // Incremental (delta) xDS is not used.
 //
+// A state-of-the-world response holds every resource of its type, changed
+// or not. A resource whose serialized bytes equal those of the value in
+// force is not decoded again: its name is read from its name field alone
+// (field 1 of all four types) and the cached value stays: a response of
+// 1,000 ClusterLoadAssignments of which 10% changed takes several times
+// less time, and about 7 times fewer allocations, than decoding all of it
+// (BenchmarkEndpointsResponse). A changed resource is decoded and validated
+// as before. TypeStats.Unchanged counts the skipped ones. The client keeps,
+// per resource, its bytes (to compare, and for Dump) and its converted
+// value, never the decoded Envoy proto.
+//
 // Values are meshlet's own types (Listener, RouteConfig, Cluster,
 // Endpoints), not Envoy protos. MatchRoute and PickWeightedCluster apply a
 // RouteConfig to a request, and Authorize a server Listener's RBAC

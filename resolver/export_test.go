@@ -36,7 +36,7 @@ func ValidateResponse(b []byte) error {
 	}
 	for _, rt := range resourceTypes {
 		if rt.URL == resp.GetTypeUrl() {
-			d := xdsclient.DecodeResponse(rt, resp)
+			d := xdsclient.DecodeResponse(rt, resp, nil)
 			if d.Err == nil {
 				for _, r := range d.Resources {
 					if r.Err != nil || r.Value == nil {
@@ -48,4 +48,74 @@ func ValidateResponse(b []byte) error {
 		}
 	}
 	return fmt.Errorf("not a resource type: %q", resp.GetTypeUrl())
+}
+
+func typeOf(url string) (*xdsclient.ResourceType, error) {
+	for _, rt := range resourceTypes {
+		if rt.URL == url {
+			return rt, nil
+		}
+	}
+	return nil, fmt.Errorf("not a resource type: %q", url)
+}
+
+// Names returns the name of the serialized resource raw of type url as
+// the client reads it for a resource whose bytes it holds, without
+// decoding it, and as decoding it reads it.
+func Names(url string, raw []byte) (cheap, decoded string, err error) {
+	rt, err := typeOf(url)
+	if err != nil {
+		return "", "", err
+	}
+	a := &anypb.Any{TypeUrl: url, Value: raw}
+	xdsclient.DecodeResponse(rt, &discoveryv3.DiscoveryResponse{TypeUrl: url, Resources: []*anypb.Any{a}},
+		func(name string, raw []byte) (any, []byte, bool) {
+			cheap = name
+			return nil, raw, true
+		})
+	decoded, _, _ = rt.Decode(a)
+	return cheap, decoded, nil
+}
+
+// ResponseDecoder decodes the responses of one type as the client does,
+// and keeps the values in force by name as the client's cache does. With
+// skip false it decodes every resource, as the client did before it
+// skipped unchanged ones.
+type ResponseDecoder struct {
+	rt   *xdsclient.ResourceType
+	skip bool
+	held map[string]xdsclient.DecodedResource
+}
+
+func NewResponseDecoder(url string, skip bool) (*ResponseDecoder, error) {
+	rt, err := typeOf(url)
+	if err != nil {
+		return nil, err
+	}
+	return &ResponseDecoder{rt: rt, skip: skip, held: map[string]xdsclient.DecodedResource{}}, nil
+}
+
+// Apply decodes resp and keeps its valid resources. It returns how many
+// resources were decoded, and the NACK reason.
+func (d *ResponseDecoder) Apply(resp *discoveryv3.DiscoveryResponse) (decoded int, err error) {
+	var cached xdsclient.Cached
+	if d.skip {
+		cached = func(name string, raw []byte) (any, []byte, bool) {
+			h, ok := d.held[name]
+			if !ok || string(h.Raw) != string(raw) {
+				return nil, nil, false
+			}
+			return h.Value, h.Raw, true
+		}
+	}
+	dec := xdsclient.DecodeResponse(d.rt, resp, cached)
+	for _, r := range dec.Resources {
+		if !r.Unchanged {
+			decoded++
+		}
+		if r.Err == nil {
+			d.held[r.Name] = r
+		}
+	}
+	return decoded, dec.Err
 }

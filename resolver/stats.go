@@ -30,6 +30,10 @@ type TypeStats struct {
 	Updates  uint64 `json:"updates"`
 	Rejected uint64 `json:"rejected"`
 	Removed  uint64 `json:"removed"`
+	// Unchanged counts watched resources that came again with the bytes
+	// of the value in force, and so were not decoded again (a response
+	// holds every resource of its type, changed or not).
+	Unchanged uint64 `json:"unchanged"`
 	// LastNACK is the last rejected response, nil if none; it stays after
 	// later ACKs. Set by Stats only.
 	LastNACK *NACK `json:"lastNACK,omitempty"`
@@ -66,7 +70,7 @@ func convertStats(in []xdsclient.TypeStats) []TypeStats {
 		out[i] = TypeStats{
 			Type: s.Short, TypeURL: s.URL, Version: s.Version, VersionAt: s.VersionAt,
 			Responses: s.Responses, ACKs: s.ACKs, NACKs: s.NACKs,
-			Updates: s.Updates, Rejected: s.Rejected, Removed: s.Removed,
+			Updates: s.Updates, Rejected: s.Rejected, Removed: s.Removed, Unchanged: s.Unchanged,
 			Subscribed: s.Subscribed,
 		}
 		if n := s.LastNACK; n != nil {

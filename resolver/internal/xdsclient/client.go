@@ -48,6 +48,7 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -66,6 +67,12 @@ type ResourceType struct {
 	// returns the resource's name whenever it can read it, also with an
 	// error, so that the error can be charged to that resource.
 	Decode func(*anypb.Any) (name string, value any, err error)
+	// NameField is the number of the message's name field, a string (1
+	// in Listener, RouteConfiguration, Cluster and ClusterLoadAssignment).
+	// With it, a resource that comes again with the bytes of the value in
+	// force is named by reading that field alone, and not decoded again:
+	// most of a response is unchanged. Zero decodes every resource.
+	NameField protowire.Number
 }
 
 // Config configures a Client.
@@ -176,7 +183,7 @@ type resourceState struct {
 	watchers map[*watcher]struct{}
 	has      bool // value holds the last good resource
 	value    any
-	raw      []byte // the resource as last received, to skip unchanged ones
+	raw      []byte // the resource as last received, to skip unchanged ones (and for Dump)
 	notFound bool   // the server said, or the timer decided, it does not exist
 	lastErr  string // the rejection last reported, not reported again
 	timer    *notFoundTimer
@@ -689,7 +696,20 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 		c.log.Warn("xDS response of a type never asked for; ignoring it", "type", url)
 		return
 	}
-	dec := DecodeResponse(rt, resp)
+	ts := c.state[url]
+	// Decoding runs without the lock, so that watches are not held up;
+	// each lookup takes it. A value is a function of its bytes, so what a
+	// lookup returns stays right for those bytes whatever happens to the
+	// cache before the lock is taken again below.
+	dec := DecodeResponse(rt, resp, func(name string, raw []byte) (any, []byte, bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		rs := ts.resources[name]
+		if rs == nil || !rs.has || string(rs.raw) != string(raw) {
+			return nil, nil, false
+		}
+		return rs.value, rs.raw, true
+	})
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -699,7 +719,6 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 	if !ss.healthy {
 		c.connectedLocked(ss)
 	}
-	ts := c.state[url]
 	ss.nonce[url] = resp.GetNonce()
 	ss.dirty[url] = true
 	ts.counters.responses.Add(1)
@@ -755,6 +774,9 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 		}
 		stopTimer(rs)
 		rs.notFound, rs.lastErr, rs.nackedAt = false, "", ""
+		if r.Unchanged {
+			ts.counters.unchanged.Add(1)
+		}
 		if rs.has && string(rs.raw) == string(r.Raw) {
 			rs.version = resp.GetVersionInfo()
 			continue

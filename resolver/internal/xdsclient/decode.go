@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -30,84 +31,132 @@ type DecodedResource struct {
 	Value any    // set when Err is nil
 	Raw   []byte // the serialized resource
 	Err   error
+	// Unchanged is set when the resource was not decoded because its
+	// bytes are those of the value in force: Value and Raw are the cached
+	// ones, so that the response's copy can be dropped.
+	Unchanged bool
 }
 
+// Cached looks up the value in force of the resource name, if its
+// serialized bytes are raw; ok is false if there is none or its bytes
+// differ. cachedRaw is the cache's copy of raw. A decode is a function of
+// the bytes alone, so the cached value stands for a decode of raw.
+type Cached func(name string, raw []byte) (value any, cachedRaw []byte, ok bool)
+
 // DecodeResponse validates and converts every resource of resp, which
-// must be of type rt. It never panics on malformed input.
-func DecodeResponse(rt *ResourceType, resp *discoveryv3.DiscoveryResponse) Decoded {
+// must be of type rt. A resource that cached holds with the same bytes is
+// not decoded again (when rt.NameField says where its name is); cached
+// nil decodes every resource. It never panics on malformed input.
+func DecodeResponse(rt *ResourceType, resp *discoveryv3.DiscoveryResponse, cached Cached) Decoded {
 	out := Decoded{AllNamed: true}
 	var errs []error
 	if resp.GetTypeUrl() != rt.URL {
 		return Decoded{Err: fmt.Errorf("response type_url %q is not %q", resp.GetTypeUrl(), rt.URL)}
 	}
-	seen := map[string]bool{}
+	if rt.NameField == 0 {
+		cached = nil
+	}
+	seen := make(map[string]int, len(resp.GetResources())) // times each name came
 	for i, a := range resp.GetResources() {
-		name, value, raw, err := decodeOne(rt, a)
-		if name == "" {
+		r := decodeOne(rt, a, cached)
+		if r.Name == "" {
 			out.AllNamed = false
+			err := r.Err
 			if err == nil {
 				err = errors.New("resource has no name")
 			}
 			errs = append(errs, fmt.Errorf("%s resources[%d]: %w", rt.Short, i, err))
 			continue
 		}
-		if seen[name] {
-			err = fmt.Errorf("%s %q: sent twice in one response", rt.Short, name)
+		seen[r.Name]++
+		if seen[r.Name] > 1 {
+			err := fmt.Errorf("%s %q: sent twice in one response", rt.Short, r.Name)
 			errs = append(errs, err)
-			out.Resources = append(out.Resources, DecodedResource{Name: name, Err: err})
+			out.Resources = append(out.Resources, DecodedResource{Name: r.Name, Err: err})
 			continue
 		}
-		seen[name] = true
-		if err != nil {
-			err = fmt.Errorf("%s %q: %w", rt.Short, name, err)
-			errs = append(errs, err)
+		if r.Err != nil {
+			r.Err = fmt.Errorf("%s %q: %w", rt.Short, r.Name, r.Err)
+			r.Value = nil
+			errs = append(errs, r.Err)
 		}
-		out.Resources = append(out.Resources, DecodedResource{Name: name, Value: value, Raw: raw, Err: err})
+		out.Resources = append(out.Resources, r)
 	}
 	// A resource sent twice is invalid in both places.
 	for i := range out.Resources {
 		r := &out.Resources[i]
-		if r.Err == nil && seen[r.Name] && countName(out.Resources, r.Name) > 1 {
+		if r.Err == nil && seen[r.Name] > 1 {
 			r.Err = fmt.Errorf("%s %q: sent twice in one response", rt.Short, r.Name)
-			r.Value = nil
+			r.Value, r.Unchanged = nil, false
 		}
 	}
 	out.Err = errors.Join(errs...)
 	return out
 }
 
-func countName(rs []DecodedResource, name string) int {
-	n := 0
-	for _, r := range rs {
-		if r.Name == name {
-			n++
+// decodeOne unwraps one resource and decodes it with rt, unless cached
+// holds its bytes. Err is not yet prefixed with the resource's name.
+func decodeOne(rt *ResourceType, a *anypb.Any, cached Cached) DecodedResource {
+	var wrapper *discoveryv3.Resource
+	if a.GetTypeUrl() == resourceWrapperURL {
+		wrapper = &discoveryv3.Resource{}
+		if err := proto.Unmarshal(a.GetValue(), wrapper); err != nil {
+			return DecodedResource{Err: fmt.Errorf("cannot unmarshal the Resource wrapper: %w", err)}
+		}
+		a = wrapper.GetResource()
+		if a.GetTypeUrl() == resourceWrapperURL {
+			return DecodedResource{Name: wrapper.GetName(), Err: errors.New("a Resource wrapper inside another")}
 		}
 	}
-	return n
+	var r DecodedResource
+	if a.GetTypeUrl() != rt.URL {
+		r.Err = fmt.Errorf("type_url %q in a response of %q", a.GetTypeUrl(), rt.URL)
+	} else if cached != nil {
+		if name, ok := readString(a.GetValue(), rt.NameField); ok && name != "" {
+			if v, raw, hit := cached(name, a.GetValue()); hit {
+				r = DecodedResource{Name: name, Value: v, Raw: raw, Unchanged: true}
+			}
+		}
+	}
+	if !r.Unchanged && r.Err == nil {
+		r.Name, r.Value, r.Err = rt.Decode(a)
+		r.Raw = a.GetValue()
+	}
+	if wrapper != nil {
+		switch w := wrapper.GetName(); {
+		case r.Name == "":
+			r.Name = w
+		case r.Err == nil && w != "" && w != r.Name:
+			r = DecodedResource{Name: r.Name, Err: fmt.Errorf("the Resource wrapper names %q but holds %q", w, r.Name)}
+		}
+	}
+	return r
 }
 
-// decodeOne unwraps one resource and decodes it with rt.
-func decodeOne(rt *ResourceType, a *anypb.Any) (name string, value any, raw []byte, err error) {
-	if a.GetTypeUrl() == resourceWrapperURL {
-		w := &discoveryv3.Resource{}
-		if err := proto.Unmarshal(a.GetValue(), w); err != nil {
-			return "", nil, nil, fmt.Errorf("cannot unmarshal the Resource wrapper: %w", err)
-		}
-		if w.GetResource().GetTypeUrl() == resourceWrapperURL {
-			return w.GetName(), nil, nil, errors.New("a Resource wrapper inside another")
-		}
-		name, value, raw, err = decodeOne(rt, w.GetResource())
-		if name == "" {
-			name = w.GetName()
-		}
-		if err == nil && w.GetName() != "" && w.GetName() != name {
-			err = fmt.Errorf("the Resource wrapper names %q but holds %q", w.GetName(), name)
-		}
-		return name, value, raw, err
+// readString returns the string field num of the serialized message b as
+// proto.Unmarshal reads it: the last occurrence of num with the wire type
+// of a string wins, and one of another wire type is an unknown field. ok
+// is false when b is malformed or num is 0.
+func readString(b []byte, num protowire.Number) (s string, ok bool) {
+	if num == 0 {
+		return "", false
 	}
-	if a.GetTypeUrl() != rt.URL {
-		return "", nil, nil, fmt.Errorf("type_url %q in a response of %q", a.GetTypeUrl(), rt.URL)
+	var v []byte
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return "", false
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l = protowire.ConsumeBytes(b)
+		} else {
+			l = protowire.ConsumeFieldValue(n, typ, b)
+		}
+		if l < 0 {
+			return "", false
+		}
+		b = b[l:]
 	}
-	name, value, err = rt.Decode(a)
-	return name, value, a.GetValue(), err
+	return string(v), true
 }

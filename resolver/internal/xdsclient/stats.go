@@ -16,6 +16,7 @@ type typeCounters struct {
 	updates   atomic.Uint64 // resources whose value changed
 	rejected  atomic.Uint64 // resources found invalid
 	removed   atomic.Uint64 // resources found absent (left out of a full-state response, or timed out)
+	unchanged atomic.Uint64 // resources not decoded: their bytes were those in force
 }
 
 // NACK is a rejected response.
@@ -39,6 +40,9 @@ type TypeStats struct {
 	// resources, Removed resources found absent (left out of a full-state
 	// response, or never answered).
 	Updates, Rejected, Removed uint64
+	// Unchanged counts watched resources that came with the bytes of the
+	// value in force and so were not decoded again.
+	Unchanged uint64
 	// LastNACK is the last rejection, nil if none.
 	LastNACK *NACK
 	// Subscribed is the number of names watched now.
@@ -55,6 +59,7 @@ func (c *Client) Counts() []TypeStats {
 			URL: rt.URL, Short: rt.Short,
 			Responses: tc.responses.Load(), ACKs: tc.acks.Load(), NACKs: tc.nacks.Load(),
 			Updates: tc.updates.Load(), Rejected: tc.rejected.Load(), Removed: tc.removed.Load(),
+			Unchanged: tc.unchanged.Load(),
 		})
 	}
 	return out
