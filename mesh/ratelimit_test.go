@@ -197,9 +197,13 @@ func offer(ctx context.Context, call func(context.Context) (rlResult, error), rp
 	return &out
 }
 
-// within reports whether got is within 10% of want.
+// within reports whether got is at most 10% over want and at most 25%
+// under it. A limiter must never let more through than its rate, so the
+// upper bound is tight; below, a machine that stalls the load generator
+// for a moment leaves a full bucket unused (burst 10 at 50/s overflows
+// after 0.2 s), which a loaded CI machine did, to 12% under.
 func within(got int, want float64) bool {
-	return float64(got) >= 0.9*want && float64(got) <= 1.1*want
+	return float64(got) >= 0.75*want && float64(got) <= 1.1*want
 }
 
 // A bucket of 50 a second, burst 10, offered 200 a second for 4 s,
@@ -221,12 +225,12 @@ func TestRateLimit(t *testing.T) {
 
 			got := offer(t.Context(), func(ctx context.Context) (rlResult, error) { return call(ctx, sayHelloPath, "load", 1) }, 200, 4*time.Second)
 			want := 10 + 50*got.elapsed.Seconds()
-			t.Logf("over %v: %d accepted (want %.0f ±10%%), %d refused, %d other", got.elapsed, got.n[rlAccepted], want, got.n[rlLimited], got.n[rlOther])
+			t.Logf("over %v: %d accepted (want %.0f, -25%%/+10%%), %d refused, %d other", got.elapsed, got.n[rlAccepted], want, got.n[rlLimited], got.n[rlOther])
 			if got.n[rlOther] > 0 {
 				t.Errorf("%d calls neither accepted nor refused as they should be; last: %v", got.n[rlOther], got.lastErr)
 			}
 			if !within(got.n[rlAccepted], want) {
-				t.Errorf("%d accepted, want %.0f ±10%%", got.n[rlAccepted], want)
+				t.Errorf("%d accepted, want %.0f (-25%%/+10%%)", got.n[rlAccepted], want)
 			}
 			if n := counts.of("load"); n != got.n[rlAccepted] {
 				t.Errorf("the server counted %d calls, the client %d accepted", n, got.n[rlAccepted])
@@ -268,13 +272,13 @@ func TestRateLimitPerPrincipal(t *testing.T) {
 			})
 			wg.Wait()
 			wantA := 5 + 20*a.elapsed.Seconds()
-			t.Logf("flooding caller: %d accepted (want %.0f ±10%%), %d refused; calm caller: %d accepted, %d refused",
+			t.Logf("flooding caller: %d accepted (want %.0f, -25%%/+10%%), %d refused; calm caller: %d accepted, %d refused",
 				a.n[rlAccepted], wantA, a.n[rlLimited], b.n[rlAccepted], b.n[rlLimited])
 			if a.n[rlOther]+b.n[rlOther] > 0 {
 				t.Errorf("calls neither accepted nor refused as they should be; last: %v %v", a.lastErr, b.lastErr)
 			}
 			if !within(a.n[rlAccepted], wantA) {
-				t.Errorf("flooding caller: %d accepted, want %.0f ±10%%", a.n[rlAccepted], wantA)
+				t.Errorf("flooding caller: %d accepted, want %.0f (-25%%/+10%%)", a.n[rlAccepted], wantA)
 			}
 			if b.n[rlAccepted] != 30 || counts.of("b") != 30 {
 				t.Errorf("calm caller: %d of 30 accepted (%d counted by the server), want all", b.n[rlAccepted], counts.of("b"))
