@@ -27,8 +27,41 @@ func injectHTTP(req *http.Request, tr *telemetry.Request) *http.Request {
 	if out.Header == nil {
 		out.Header = http.Header{}
 	}
-	tr.Inject(propagation.HeaderCarrier(out.Header))
+	tr.Inject(headerCarrier(out.Header))
 	return out
+}
+
+// headerCarrier is propagation.HeaderCarrier without its cost per
+// request: the keys that propagators and the peer header use are
+// canonicalized once, not on every Get and Set.
+type headerCarrier http.Header
+
+func (h headerCarrier) Get(key string) string {
+	if v := h[canonicalKey(key)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (h headerCarrier) Set(key, value string) { h[canonicalKey(key)] = []string{value} }
+
+func (h headerCarrier) Keys() []string { return propagation.HeaderCarrier(h).Keys() }
+
+// canonicalKeys are the headers telemetry reads and writes on every
+// request, in their canonical form.
+var canonicalKeys = map[string]string{}
+
+func init() {
+	for _, k := range []string{telemetry.HeaderPeer, "traceparent", "tracestate", "baggage"} {
+		canonicalKeys[k] = http.CanonicalHeaderKey(k)
+	}
+}
+
+func canonicalKey(k string) string {
+	if c, ok := canonicalKeys[k]; ok {
+		return c
+	}
+	return http.CanonicalHeaderKey(k)
 }
 
 // faultFlags records the fault a call met: a delay, and an abort when
@@ -167,7 +200,7 @@ func (w *telemetryWriter) end(r *http.Request) {
 // startServerHTTP starts a served request's record, and the writer that
 // records its response; nil when the mesh has no telemetry.
 func (s *HTTPServer) startServerHTTP(w http.ResponseWriter, r *http.Request) *telemetryWriter {
-	tr := s.m.tel.StartServer(r.Context(), telemetry.HTTP, r.Method, r.URL.Path, propagation.HeaderCarrier(r.Header), peerCertificates(r))
+	tr := s.m.tel.StartServer(r.Context(), telemetry.HTTP, r.Method, r.URL.Path, headerCarrier(r.Header), peerCertificates(r))
 	if tr == nil {
 		return nil
 	}
@@ -188,7 +221,9 @@ type tracedHandler struct{ next http.Handler }
 func (h tracedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tw, ok := w.(*telemetryWriter); ok {
 		tw.started = true
-		r = r.WithContext(tw.tr.Context())
+		if ctx := tw.tr.Context(); ctx != r.Context() { // a span's: not without tracing
+			r = r.WithContext(ctx)
+		}
 	}
 	h.next.ServeHTTP(w, r)
 }
