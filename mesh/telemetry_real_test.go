@@ -12,7 +12,6 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/telemetry"
@@ -51,56 +50,12 @@ func TestTelemetryJaeger(t *testing.T) {
 	}
 
 	traces := make(chan trace.TraceID, 16)
-	backMesh := startMesh(t, cp.XDSAddr(), "back", map[string]string{"version": "v3"}, mesh.WithTelemetry(tels["back"]))
-	backSrv, err := backMesh.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	get := startChain(t, cp, func(s string) mesh.Option { return mesh.WithTelemetry(tels[s]) }, func(r *http.Request) {
 		select {
 		case traces <- trace.SpanContextFromContext(r.Context()).TraceID():
 		default:
 		}
-		io.WriteString(w, "leaf")
-	}), mesh.WithServicePort(8080))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveUntilCleanup(t, backSrv, listen(t, "127.0.0.1:0"))
-
-	middleMesh := startMesh(t, cp.XDSAddr(), "middle", map[string]string{"version": "v2"}, mesh.WithTelemetry(tels["middle"]))
-	midSrv, err := middleMesh.NewGRPCServer(mesh.WithServicePort(9090))
-	if err != nil {
-		t.Fatal(err)
-	}
-	greeterpb.RegisterGreeterServer(midSrv, &middle{back: httpClientFor(t, middleMesh)})
-	serveUntilCleanup(t, midSrv, listen(t, "127.0.0.1:0"))
-
-	frontMesh := startMesh(t, cp.XDSAddr(), "front", map[string]string{"version": "v1"}, mesh.WithTelemetry(tels["front"]))
-	toMiddle := dial(t, frontMesh, "middle:9090")
-	frontSrv, err := frontMesh.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reply, err := toMiddle.SayHello(r.Context(), &greeterpb.HelloRequest{Name: "x"})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		io.WriteString(w, reply.GetMessage())
-	}), mesh.WithServicePort(8000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveUntilCleanup(t, frontSrv, listen(t, "127.0.0.1:0"))
-	waitRegistered(t, cp, 3)
-
-	client := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil, mesh.WithTelemetry(tels["client"])))
-	get := func() string {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://front:8000/start", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	})
 	meshtest.WaitUntil(t, 15*time.Second, "the chain to answer", func() bool { return get() == "leaf" })
 	for len(traces) > 0 {
 		<-traces

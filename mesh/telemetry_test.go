@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/examples/greeterpb"
 	"github.com/meshlet/meshlet/mesh"
 	"github.com/meshlet/meshlet/meshtest"
@@ -59,24 +60,27 @@ func (m *middle) SayHello(ctx context.Context, _ *greeterpb.HelloRequest) (*gree
 	return &greeterpb.HelloReply{Message: string(b)}, nil
 }
 
-// One request from a client through front (HTTP) to middle (gRPC) to
-// back (HTTP), each a mesh service calling the next over the mesh, is
-// one trace of six spans: each hop a client span and the server span
-// under it, each client span under the server span of the service that
-// sent it, with the mesh's attributes.
-func TestTelemetryTraceAcrossServices(t *testing.T) {
-	cp, _ := startControlPlane(t, nil)
-	tel, exp := tracedTelemetry(t, nil)
-	withTel := mesh.WithTelemetry(tel)
-
-	backMesh := startMesh(t, cp.XDSAddr(), "back", map[string]string{"version": "v3"}, withTel)
-	backSrv, err := backMesh.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "leaf") }), mesh.WithServicePort(8080))
+// startChain starts the services front (HTTP, port 8000), middle (gRPC,
+// 9090) and back (HTTP, 8080), each calling the next over the mesh under
+// its request's context, and a client; opts gives each service's mesh
+// option (the client's is opts("client")). onBack, if not nil, sees each
+// request back serves. It returns a GET of http://front:8000/start from
+// the client: the body, or the error.
+func startChain(t *testing.T, cp *controlplane.Server, opts func(service string) mesh.Option, onBack func(*http.Request)) func() string {
+	t.Helper()
+	backMesh := startMesh(t, cp.XDSAddr(), "back", map[string]string{"version": "v3"}, opts("back"))
+	backSrv, err := backMesh.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if onBack != nil {
+			onBack(r)
+		}
+		io.WriteString(w, "leaf")
+	}), mesh.WithServicePort(8080))
 	if err != nil {
 		t.Fatal(err)
 	}
 	serveUntilCleanup(t, backSrv, listen(t, "127.0.0.1:0"))
 
-	middleMesh := startMesh(t, cp.XDSAddr(), "middle", map[string]string{"version": "v2"}, withTel)
+	middleMesh := startMesh(t, cp.XDSAddr(), "middle", map[string]string{"version": "v2"}, opts("middle"))
 	midSrv, err := middleMesh.NewGRPCServer(mesh.WithServicePort(9090))
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +88,7 @@ func TestTelemetryTraceAcrossServices(t *testing.T) {
 	greeterpb.RegisterGreeterServer(midSrv, &middle{back: httpClientFor(t, middleMesh)})
 	serveUntilCleanup(t, midSrv, listen(t, "127.0.0.1:0"))
 
-	frontMesh := startMesh(t, cp.XDSAddr(), "front", map[string]string{"version": "v1"}, withTel)
+	frontMesh := startMesh(t, cp.XDSAddr(), "front", map[string]string{"version": "v1"}, opts("front"))
 	toMiddle := dial(t, frontMesh, "middle:9090")
 	frontSrv, err := frontMesh.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reply, err := toMiddle.SayHello(r.Context(), &greeterpb.HelloRequest{Name: "x"})
@@ -100,8 +104,8 @@ func TestTelemetryTraceAcrossServices(t *testing.T) {
 	serveUntilCleanup(t, frontSrv, listen(t, "127.0.0.1:0"))
 	waitRegistered(t, cp, 3)
 
-	client := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil, withTel))
-	get := func() string {
+	client := httpClientFor(t, startMesh(t, cp.XDSAddr(), "client", nil, opts("client")))
+	return func() string {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://front:8000/start", nil)
@@ -113,6 +117,18 @@ func TestTelemetryTraceAcrossServices(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
+}
+
+// One request from a client through front (HTTP) to middle (gRPC) to
+// back (HTTP), each a mesh service calling the next over the mesh, is
+// one trace of six spans: each hop a client span and the server span
+// under it, each client span under the server span of the service that
+// sent it, with the mesh's attributes.
+func TestTelemetryTraceAcrossServices(t *testing.T) {
+	cp, _ := startControlPlane(t, nil)
+	tel, exp := tracedTelemetry(t, nil)
+	withTel := mesh.WithTelemetry(tel)
+	get := startChain(t, cp, func(string) mesh.Option { return withTel }, nil)
 	meshtest.WaitUntil(t, 15*time.Second, "the chain to answer", func() bool { return get() == "leaf" })
 	exp.Reset()
 	if got := get(); got != "leaf" {
