@@ -177,7 +177,7 @@ func TestTelemetryTraceAcrossServices(t *testing.T) {
 		}
 		attrs := map[string]string{}
 		for _, kv := range got.Attributes {
-			attrs[string(kv.Key)] = kv.Value.Emit()
+			attrs[string(kv.Key)] = kv.Value.String()
 		}
 		for k, v := range w.attrs {
 			if attrs[k] != v {
