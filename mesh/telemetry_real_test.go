@@ -31,18 +31,34 @@ func envTelemetry(t *testing.T, service string) *telemetry.Telemetry {
 }
 
 // One request through client → front (HTTP) → middle (gRPC) → back
-// (HTTP), each service with its own telemetry exporting over OTLP/gRPC
-// as the standard environment variables say, is one trace in a real
-// Jaeger, found through its query API, with each service's spans under
-// the caller's and the mesh's attributes on them.
+// (HTTP), each service with its own telemetry exporting over OTLP (gRPC,
+// then HTTP) as the standard environment variables say, is one trace in
+// a real Jaeger, found through its query API, with each service's spans
+// under the caller's and the mesh's attributes on them.
 func TestTelemetryJaeger(t *testing.T) {
 	j := meshtest.StartJaeger(t)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+j.OTLPGRPCAddr())
-	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
-	t.Setenv("OTEL_METRICS_EXPORTER", "none")
+	for _, proto := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"otlp-grpc", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + j.OTLPGRPCAddr()}},
+		{"otlp-http", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": j.OTLPHTTPURL()}},
+	} {
+		t.Run(proto.name, func(t *testing.T) {
+			t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+			t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+			t.Setenv("OTEL_METRICS_EXPORTER", "none")
+			for k, v := range proto.env {
+				t.Setenv(k, v)
+			}
+			traceToJaeger(t, j)
+		})
+	}
+}
 
+// traceToJaeger sends one request through the chain, each service with
+// telemetry from the environment, and checks its trace in j.
+func traceToJaeger(t *testing.T, j *meshtest.Jaeger) {
 	cp, _ := startControlPlane(t, nil)
 	tels := map[string]*telemetry.Telemetry{}
 	for _, s := range []string{"client", "front", "middle", "back"} {
