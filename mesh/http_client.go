@@ -220,6 +220,9 @@ func (t *HTTPTransport) forward(req *http.Request, call *dataplane.Call, tr *tel
 			}
 			continue
 		}
+		if call.RetriesExhausted(o) {
+			tr.Flag(telemetry.FlagRetryLimit, "")
+		}
 		if err := o.Err; err != nil {
 			cancel()
 			if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil {

@@ -125,6 +125,13 @@ func (call *Call) CanRetry(ctx context.Context, o Outcome) bool {
 	return p != nil && call.attempt < int(p.NumRetries) && ctx.Err() == nil && Retriable(p, o) && call.takeRetry()
 }
 
+// RetriesExhausted reports whether an attempt that came to o would have
+// been retried but that the policy's retries are used up: Envoy's URX.
+func (call *Call) RetriesExhausted(o Outcome) bool {
+	p := call.Route.Action.Retry
+	return p != nil && p.NumRetries > 0 && call.attempt >= int(p.NumRetries) && Retriable(p, o)
+}
+
 // Backoff waits before the next attempt, Envoy's way, and counts it. It
 // is false if ctx ended first.
 func (call *Call) Backoff(ctx context.Context) bool {

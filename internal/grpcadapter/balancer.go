@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
+	meshbalancer "github.com/meshlet/meshlet/balancer"
 	"github.com/meshlet/meshlet/internal/dataplane"
 	"github.com/meshlet/meshlet/internal/envoydefaults"
 	"github.com/meshlet/meshlet/policy"
@@ -183,8 +184,10 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	for range envoydefaults.PreviousHostsTries {
 		res, err := cs.call.Pick()
 		if err != nil {
+			cs.setNoEndpoints(errors.Is(err, meshbalancer.ErrNoEndpoints))
 			return balancer.PickResult{}, status.Error(codes.Unavailable, "mesh: "+err.Error())
 		}
+		cs.setNoEndpoints(false)
 		c := p.conns[pickKey{cs.call.Cluster.Name(), res.Endpoint.Address}]
 		if c == nil {
 			res.Done(dataplane.NotSent)

@@ -36,6 +36,15 @@ type callState struct {
 	// answered: the last attempt that reached an endpoint got a response
 	// (for telemetry: a failure without one is a connect failure).
 	answered bool
+	// noEndpoints: the last pick found no endpoint to send to (for
+	// telemetry: no healthy upstream, UH).
+	noEndpoints bool
+}
+
+func (cs *callState) setNoEndpoints(none bool) {
+	cs.mu.Lock()
+	cs.noEndpoints = none
+	cs.mu.Unlock()
 }
 
 // errReplan fails an attempt whose cluster the routes no longer send to;
@@ -283,7 +292,13 @@ func (cs *callState) unary(ctx context.Context, method string, req, reply any, c
 			replans++
 			continue
 		}
-		if !cs.call.CanRetry(cs.ctx, o) || !cs.call.Backoff(cs.ctx) {
+		if !cs.call.CanRetry(cs.ctx, o) {
+			if cs.call.RetriesExhausted(o) {
+				cs.tel.Flag(telemetry.FlagRetryLimit, "")
+			}
+			return err
+		}
+		if !cs.call.Backoff(cs.ctx) {
 			return err
 		}
 	}

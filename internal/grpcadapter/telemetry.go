@@ -64,7 +64,7 @@ func (cs *callState) end(err error) {
 	}
 	if err != nil && !tr.Refused() {
 		cs.mu.Lock()
-		answered := cs.answered
+		answered, noEndpoints := cs.answered, cs.noEndpoints
 		cs.mu.Unlock()
 		code := status.Code(err)
 		switch {
@@ -74,7 +74,7 @@ func (cs *callState) end(err error) {
 			tr.Flag(telemetry.FlagDownstreamCancel, "")
 		case code == codes.DeadlineExceeded:
 			tr.Flag(telemetry.FlagUpstreamTimeout, "upstream request timeout")
-		case errors.Is(err, balancer.ErrNoEndpoints):
+		case errors.Is(err, balancer.ErrNoEndpoints) || noEndpoints:
 			tr.Flag(telemetry.FlagNoHealthyUpstream, status.Convert(err).Message())
 		case code == codes.Unavailable && !answered:
 			tr.Flag(telemetry.FlagUpstreamConnect, status.Convert(err).Message())
