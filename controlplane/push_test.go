@@ -128,3 +128,77 @@ func TestRegistrationBurstIsOnePush(t *testing.T) {
 	case <-time.After(700 * time.Millisecond): // past the quiet time
 	}
 }
+
+// ratingsConfig is a second service, whose endpoints are a WorkloadEntry
+// at port.
+func ratingsConfig(port int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: ratings
+spec:
+  hosts:
+  - ratings
+  ports:
+  - number: 9080
+    name: grpc
+    protocol: GRPC
+  resolution: STATIC
+  workloadSelector:
+    labels:
+      app: ratings
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: ratings-1
+spec:
+  address: 127.0.0.1
+  ports:
+    grpc: %d
+  labels:
+    app: ratings
+`, port)
+}
+
+var ratingsCluster = wire.ClusterName(9080, "", "ratings.default.svc.cluster.local")
+
+// A change of one service's endpoints, by registration or by a config
+// edit, sends a client only that service's ClusterLoadAssignment: the
+// others' bytes did not change and the client ACKed them.
+func TestEndpointPushHoldsOnlyWhatChanged(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "ratings.yaml": ratingsConfig(7000)})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithRegistryDebounce(controlplane.Debounce{After: time.Millisecond}))
+	eds := watchEndpoints(t, cp, reviewsCluster, ratingsCluster)
+	r := nextEDS(t, eds, "initial")
+	if len(r.clas) != 2 || endpointCount(r.clas[ratingsCluster]) != 1 {
+		t.Fatalf("initial EDS response holds %d assignments (%d ratings endpoints), want both (1)", len(r.clas), endpointCount(r.clas[ratingsCluster]))
+	}
+
+	cc := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	if err := tryRegister(t, cc, reviewsInstance("reviews-1", "127.0.0.1", 20001)); err != nil {
+		t.Fatal(err)
+	}
+	r = nextEDS(t, eds, "after a registration")
+	if _, ok := r.clas[ratingsCluster]; ok || len(r.clas) != 1 || endpointCount(r.clas[reviewsCluster]) != 1 {
+		t.Errorf("EDS push after a reviews registration holds %v, want reviews' assignment alone, with its endpoint", names(r))
+	}
+
+	meshtest.WriteFile(t, dir, "ratings.yaml", ratingsConfig(7001))
+	r = nextEDS(t, eds, "after a config edit")
+	if _, ok := r.clas[reviewsCluster]; ok || len(r.clas) != 1 {
+		t.Errorf("EDS push after a ratings edit holds %v, want ratings' assignment alone", names(r))
+	}
+	port := r.clas[ratingsCluster].GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
+	if port != 7001 {
+		t.Errorf("ratings endpoint port %d after the edit, want 7001", port)
+	}
+}
+
+func names(r edsResponse) []string {
+	var out []string
+	for n := range r.clas {
+		out = append(out, n)
+	}
+	return out
+}

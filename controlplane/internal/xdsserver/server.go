@@ -144,6 +144,7 @@ type stream struct {
 	node    *core.Node // as the client sent it
 	types   map[string]*TypeStatus
 	nonces  map[string]string // type URL + "/" + nonce -> version sent
+	eds     edsState          // the assignments it holds, to send only changed ones
 	inbound []string          // valid server addresses asked for
 
 	identity authn.Identity // proven by the certificate, or claimed in insecure mode
@@ -652,9 +653,16 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 			}
 		} else {
 			ts.Acked = req.GetVersionInfo()
+			if typ == resource.EndpointType {
+				st.eds.ackedLocked(nonce)
+			}
 			s.doneWaitingLocked(st.id, typ, ts.Acked, true)
 			s.signalLocked()
 		}
+	}
+	if !stale && typ == resource.EndpointType {
+		// After the ACK: what it ACKed and no longer asks for is dropped.
+		st.eds.requestedLocked(ts.Requested)
 	}
 	if missing {
 		// The cache stays silent about a newly asked name it does not
@@ -785,6 +793,10 @@ func (s *Server) onStreamResponse(_ context.Context, id int64, req *discovery.Di
 		return
 	}
 	typ := req.GetTypeUrl()
+	if typ == resource.EndpointType {
+		// resp is this stream's own: go-control-plane sends it after this.
+		st.eds.filterLocked(resp)
+	}
 	st.nonces[typ+"/"+resp.GetNonce()] = resp.GetVersionInfo()
 	// Only the newest nonce can be acknowledged; forget older ones.
 	for k := range st.nonces {
