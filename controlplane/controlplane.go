@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshlet/meshlet/controlplane/internal/ca"
 	"github.com/meshlet/meshlet/controlplane/internal/config"
+	"github.com/meshlet/meshlet/controlplane/internal/debounce"
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
 	"github.com/meshlet/meshlet/controlplane/internal/translate"
@@ -423,7 +424,13 @@ func (s *Server) kickRebuild() {
 	}
 }
 
+// buildLoop builds registry changes, debounced (WithRegistryDebounce):
+// the first change of a burst is built at most its Max after it came.
 func (s *Server) buildLoop(ctx context.Context) {
+	win := debounce.New(debounce.Settings{After: s.opts.registryDebounce.After, Max: s.opts.registryDebounce.Max})
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -433,6 +440,16 @@ func (s *Server) buildLoop(ctx context.Context) {
 			s.mu.Unlock()
 			return
 		case <-s.kick:
+			due := win.Add(time.Now())
+			timer.Reset(time.Until(due))
+			continue
+		case <-timer.C:
+			if _, ok := win.Take(time.Now()); !ok {
+				if due, ok := win.Due(); ok {
+					timer.Reset(time.Until(due))
+				}
+				continue
+			}
 		}
 		s.mu.Lock()
 		want := s.wantGen

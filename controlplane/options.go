@@ -19,16 +19,17 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	configDir    string
-	xdsAddress   string
-	adminAddress string
-	log          *slog.Logger
-	grace        time.Duration
-	warmup       time.Duration
-	drainAck     time.Duration
-	debounce     Debounce
-	clock        Clock
-	deprecated   []string // one line per deprecated option used, logged by Start
+	configDir        string
+	xdsAddress       string
+	adminAddress     string
+	log              *slog.Logger
+	grace            time.Duration
+	warmup           time.Duration
+	drainAck         time.Duration
+	debounce         Debounce
+	registryDebounce Debounce
+	clock            Clock
+	deprecated       []string // one line per deprecated option used, logged by Start
 
 	trustDomain   string
 	rootNamespace string
@@ -72,6 +73,16 @@ const (
 	// DefaultDebounceMax bounds how stale the served config can be while
 	// files keep changing, and so how often such a stream reloads.
 	DefaultDebounceMax = time.Second
+
+	// DefaultRegistryDebounceAfter coalesces a registration's two changes
+	// (NOT_SERVING, then SERVING, a round trip apart) and a fleet's
+	// registrations into one push: without it, 100 xDS clients decoding a
+	// push per registry change starved the registrations themselves
+	// (bench/scale). Only a drain's answer waits for the push.
+	DefaultRegistryDebounceAfter = 20 * time.Millisecond
+	// DefaultRegistryDebounceMax bounds how late a registry change is
+	// pushed while registrations keep coming.
+	DefaultRegistryDebounceMax = 200 * time.Millisecond
 )
 
 // Debounce is how the control plane waits for a burst of config file
@@ -86,6 +97,20 @@ type Debounce struct {
 	// Max bounds the wait after the first change; below After, it is
 	// After. Default DefaultDebounceMax.
 	Max time.Duration
+}
+
+// WithRegistryDebounce sets how registry changes (registrations, state
+// changes, deregistrations) are coalesced into pushes. A zero field has
+// its default: DefaultRegistryDebounceAfter, DefaultRegistryDebounceMax.
+func WithRegistryDebounce(d Debounce) Option {
+	return optionFunc(func(o *options) {
+		if d.After > 0 {
+			o.registryDebounce.After = d.After
+		}
+		if d.Max > 0 {
+			o.registryDebounce.Max = d.Max
+		}
+	})
 }
 
 // WithDebounce sets how config changes are coalesced into reloads.
@@ -189,17 +214,18 @@ type Identity struct {
 
 func defaultOptions() options {
 	return options{
-		xdsAddress:    DefaultXDSAddress,
-		adminAddress:  DefaultAdminAddress,
-		log:           slog.Default(),
-		grace:         DefaultRegistrationGrace,
-		warmup:        DefaultWarmup,
-		drainAck:      DefaultDrainAckTimeout,
-		debounce:      Debounce{After: DefaultDebounceAfter, Max: DefaultDebounceMax},
-		clock:         clock.System{},
-		trustDomain:   DefaultTrustDomain,
-		rootNamespace: DefaultRootNamespace,
-		svidTTL:       DefaultSVIDTTL,
+		xdsAddress:       DefaultXDSAddress,
+		adminAddress:     DefaultAdminAddress,
+		log:              slog.Default(),
+		grace:            DefaultRegistrationGrace,
+		warmup:           DefaultWarmup,
+		drainAck:         DefaultDrainAckTimeout,
+		debounce:         Debounce{After: DefaultDebounceAfter, Max: DefaultDebounceMax},
+		registryDebounce: Debounce{After: DefaultRegistryDebounceAfter, Max: DefaultRegistryDebounceMax},
+		clock:            clock.System{},
+		trustDomain:      DefaultTrustDomain,
+		rootNamespace:    DefaultRootNamespace,
+		svidTTL:          DefaultSVIDTTL,
 	}
 }
 

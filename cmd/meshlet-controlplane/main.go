@@ -13,6 +13,9 @@
 // root is kept in <state dir>/ca/root-cert.pem: workloads in other
 // processes trust the control plane with that file
 // (MESHLET_CONTROL_PLANE_ROOTS).
+//
+// For debugging only, MESHLET_PPROF_ADDR=127.0.0.1:<port> serves
+// net/http/pprof on that loopback address (no flag; off by default).
 package main
 
 import (
@@ -385,6 +388,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // serve starts the control plane and stops it when ctx ends.
 func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: s.level}))
+	defer startPprof(log)()
 	for _, d := range s.deprecated {
 		log.Warn(d)
 	}

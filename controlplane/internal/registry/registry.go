@@ -60,7 +60,36 @@ type Registry struct {
 	mu      sync.Mutex
 	gen     uint64
 	entries map[string]*entry
-	closed  bool
+	// Indexes of entries, so that a registration's checks do not scan
+	// every other one (a fleet registering was quadratic).
+	perIdentity map[string]int                 // registrations per identity
+	byAddr      map[hostPort]map[string]string // instance ID -> identity, by address
+	closed      bool
+}
+
+type hostPort struct {
+	addr string
+	port uint32
+}
+
+func (r *Registry) indexLocked(inst Instance) {
+	r.perIdentity[inst.Identity]++
+	k := hostPort{inst.Address, inst.Port}
+	if r.byAddr[k] == nil {
+		r.byAddr[k] = map[string]string{}
+	}
+	r.byAddr[k][inst.ID] = inst.Identity
+}
+
+func (r *Registry) unindexLocked(inst Instance) {
+	if r.perIdentity[inst.Identity]--; r.perIdentity[inst.Identity] <= 0 {
+		delete(r.perIdentity, inst.Identity)
+	}
+	k := hostPort{inst.Address, inst.Port}
+	delete(r.byAddr[k], inst.ID)
+	if len(r.byAddr[k]) == 0 {
+		delete(r.byAddr, k)
+	}
 }
 
 // New returns an empty registry. An instance whose connection dies stays
@@ -73,7 +102,8 @@ func New(grace time.Duration, onChange func(), afterFunc AfterFunc) *Registry {
 	if afterFunc == nil {
 		afterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
-	return &Registry{grace: grace, onChange: onChange, afterFunc: afterFunc, entries: map[string]*entry{}}
+	return &Registry{grace: grace, onChange: onChange, afterFunc: afterFunc, entries: map[string]*entry{},
+		perIdentity: map[string]int{}, byAddr: map[hostPort]map[string]string{}}
 }
 
 // ErrIDTaken is returned by Upsert when the instance ID belongs to
@@ -100,14 +130,11 @@ func (r *Registry) Upsert(inst Instance, s State, limit int) (uint64, error) {
 		r.mu.Unlock()
 		return 0, fmt.Errorf("%w (%s)", ErrIDTaken, old.Identity)
 	}
-	n := 0
-	for _, e := range r.entries {
-		if e.Identity == inst.Identity {
-			n++
-		}
-		if e.ID != inst.ID && e.Identity != inst.Identity && e.Address == inst.Address && e.Port == inst.Port {
+	n := r.perIdentity[inst.Identity]
+	for _, id := range sortedIDs(r.byAddr[hostPort{inst.Address, inst.Port}]) {
+		if identity := r.byAddr[hostPort{inst.Address, inst.Port}][id]; id != inst.ID && identity != inst.Identity {
 			r.mu.Unlock()
-			return 0, fmt.Errorf("%w (%s)", ErrAddressTaken, e.Identity)
+			return 0, fmt.Errorf("%w (%s)", ErrAddressTaken, identity)
 		}
 	}
 	if limit > 0 && !replacing && n >= limit {
@@ -118,8 +145,10 @@ func (r *Registry) Upsert(inst Instance, s State, limit int) (uint64, error) {
 	gen := r.gen
 	if replacing {
 		old.stop()
+		r.unindexLocked(old.Instance)
 	}
 	r.entries[inst.ID] = &entry{Entry: Entry{Instance: inst, State: s}, gen: gen}
+	r.indexLocked(inst)
 	r.mu.Unlock()
 	r.onChange()
 	return gen, nil
@@ -161,6 +190,7 @@ func (r *Registry) Remove(id string, gen uint64) {
 	if removed {
 		e.stop()
 		delete(r.entries, id)
+		r.unindexLocked(e.Instance)
 	}
 	r.mu.Unlock()
 	if removed {
@@ -224,4 +254,15 @@ func (r *Registry) Close() {
 	for _, e := range r.entries {
 		e.stop()
 	}
+}
+
+// sortedIDs returns the keys of m in order: which conflict is named does
+// not depend on map order.
+func sortedIDs(m map[string]string) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"errors"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -126,4 +127,49 @@ func mustUpsert(t *testing.T, r *registry.Registry, inst registry.Instance, s re
 		t.Fatal(err)
 	}
 	return gen
+}
+
+// The address and per-identity checks follow registrations that were
+// replaced and removed.
+func TestUpsertChecksFollowRemovals(t *testing.T) {
+	r := registry.New(time.Second, nil, nil)
+	defer r.Close()
+	a := inst("a")
+	a.Identity = "spiffe://cluster.local/ns/default/sa/x"
+	genA, err := r.Upsert(a, registry.Serving, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := inst("b")
+	b.Identity = "spiffe://cluster.local/ns/default/sa/y"
+	if _, err := r.Upsert(b, registry.Serving, 2); !errors.Is(err, registry.ErrAddressTaken) {
+		t.Fatalf("another identity at a's address: %v, want ErrAddressTaken", err)
+	}
+	// a moves to another port: its old address is free.
+	a.Port = 2
+	if genA, err = r.Upsert(a, registry.Serving, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Upsert(b, registry.Serving, 2); err != nil {
+		t.Fatalf("b at a's former address: %v", err)
+	}
+	a2 := inst("a2")
+	a2.Identity, a2.Port = a.Identity, 3
+	if _, err := r.Upsert(a2, registry.Serving, 2); err != nil {
+		t.Fatal(err)
+	}
+	a3 := inst("a3")
+	a3.Identity, a3.Port = a.Identity, 4
+	if _, err := r.Upsert(a3, registry.Serving, 2); !errors.Is(err, registry.ErrTooMany) {
+		t.Fatalf("a third registration of a limit of 2: %v, want ErrTooMany", err)
+	}
+	r.Remove("a", genA)
+	if _, err := r.Upsert(a3, registry.Serving, 2); err != nil {
+		t.Fatalf("after a removal, within the limit again: %v", err)
+	}
+	b2 := inst("b2")
+	b2.Identity, b2.Port = b.Identity, 2 // a's second address, now free
+	if _, err := r.Upsert(b2, registry.Serving, 0); err != nil {
+		t.Fatalf("at a removed registration's address: %v", err)
+	}
 }

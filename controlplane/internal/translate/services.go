@@ -117,8 +117,9 @@ func buildServices(cfg *model.Config, instances []registry.Instance) []*service 
 			sources = append(sources, source{se: se, host: h})
 		}
 	}
+	idx := newSelectIndex(cfg.WorkloadEntries, insts)
 	for _, src := range sources {
-		addServiceEntryEndpoints(byHost[src.host], src.se, cfg.WorkloadEntries, insts)
+		addServiceEntryEndpoints(byHost[src.host], src.se, idx)
 	}
 
 	targets := make(map[string]map[uint32]map[uint32]bool) // host -> service port -> instance ports
@@ -167,10 +168,15 @@ func buildServices(cfg *model.Config, instances []registry.Instance) []*service 
 // its inline endpoints, the WorkloadEntries and registry instances of its
 // namespace that its workloadSelector selects, and the registry instances
 // registered under the host itself.
-func addServiceEntryEndpoints(s *service, se *model.ServiceEntry, wles []*model.WorkloadEntry, insts []registry.Instance) {
+func addServiceEntryEndpoints(s *service, se *model.ServiceEntry, idx *selectIndex) {
 	spec := se.Spec
 	sel := spec.GetWorkloadSelector()
 	ports := spec.GetPorts()
+	var wles []*model.WorkloadEntry
+	if sel != nil {
+		wles = idx.workloadEntries(se.Namespace, sel.GetLabels())
+	}
+	insts := idx.instances(se.Namespace, sel.GetLabels(), sel != nil, s.Host)
 	for _, p := range ports {
 		target := p.GetTargetPort()
 		if target == 0 {

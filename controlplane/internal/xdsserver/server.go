@@ -41,7 +41,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlet/meshlet/controlplane/internal/authn"
 	"github.com/meshlet/meshlet/internal/wire"
@@ -133,7 +132,7 @@ type Observer struct {
 
 type typeState struct {
 	version   string
-	resources map[string]types.Resource
+	resources map[string]wireResource
 }
 
 type stream struct {
@@ -145,6 +144,7 @@ type stream struct {
 	node    *core.Node // as the client sent it
 	types   map[string]*TypeStatus
 	nonces  map[string]string // type URL + "/" + nonce -> version sent
+	eds     edsState          // the assignments it holds, to send only changed ones
 	inbound []string          // valid server addresses asked for
 
 	identity authn.Identity // proven by the certificate, or claimed in insecure mode
@@ -152,7 +152,7 @@ type stream struct {
 	mode     authn.Mode
 
 	snap            *cache.Snapshot // what the cache holds for the stream
-	inboundRes      map[string]types.Resource
+	inboundRes      map[string]wireResource
 	listenerVersion string
 	refused         map[string]bool // malformed names already logged
 }
@@ -286,6 +286,23 @@ func (s *Server) Register(g *grpc.Server) {
 // resources did not change keeps its version, so clients are not sent it
 // again. c says what caused the update.
 func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type][]types.Resource, inbound map[int64][]types.Resource) error {
+	// Marshaled before the lock: requests and ACKs go on meanwhile.
+	sharedWire := map[resource.Type]map[string]wireResource{}
+	for _, typ := range Types {
+		m, err := wireResources(shared[typ])
+		if err != nil {
+			return err
+		}
+		sharedWire[typ] = m
+	}
+	inboundWire := map[int64]map[string]wireResource{}
+	for id, rs := range inbound {
+		m, err := wireResources(rs)
+		if err != nil {
+			return err
+		}
+		inboundWire[id] = m
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.counter++
@@ -298,10 +315,7 @@ func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type]
 	}
 	changed := map[resource.Type]bool{}
 	for _, typ := range Types {
-		byName := map[string]types.Resource{}
-		for _, r := range shared[typ] {
-			byName[cache.GetResourceName(r)] = r
-		}
+		byName := sharedWire[typ]
 		old := s.current[typ]
 		if old != nil && sameResources(old.resources, byName) {
 			continue
@@ -313,16 +327,12 @@ func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type]
 		snap := &cache.Snapshot{}
 		for _, typ := range Types {
 			st := s.current[typ]
-			snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(st.version, slices.Collect(maps.Values(st.resources)))
+			snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(st.version, wires(st.resources))
 		}
 		s.shared = snap
 	}
 	for _, st := range s.streams {
-		byName := map[string]types.Resource{}
-		for _, r := range inbound[st.id] {
-			byName[cache.GetResourceName(r)] = r
-		}
-		if err := s.setStreamSnapshotLocked(ctx, st, byName, version, changed[resource.ListenerType]); err != nil {
+		if err := s.setStreamSnapshotLocked(ctx, st, inboundWire[st.id], version, changed[resource.ListenerType]); err != nil {
 			return err
 		}
 	}
@@ -331,7 +341,7 @@ func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type]
 
 // setStreamSnapshotLocked gives one stream the shared snapshot, or, when
 // it has server Listeners, the shared snapshot with those added.
-func (s *Server) setStreamSnapshotLocked(ctx context.Context, st *stream, inbound map[string]types.Resource, version string, listenersChanged bool) error {
+func (s *Server) setStreamSnapshotLocked(ctx context.Context, st *stream, inbound map[string]wireResource, version string, listenersChanged bool) error {
 	snap := s.shared
 	if len(inbound) > 0 || len(st.inboundRes) > 0 {
 		if !sameResources(st.inboundRes, inbound) || listenersChanged || st.listenerVersion == "" {
@@ -343,7 +353,7 @@ func (s *Server) setStreamSnapshotLocked(ctx context.Context, st *stream, inboun
 			lt := cache.GetResponseType(resource.ListenerType)
 			all := maps.Clone(s.current[resource.ListenerType].resources)
 			maps.Copy(all, inbound)
-			snap.Resources[lt] = cache.NewResources(st.listenerVersion, slices.Collect(maps.Values(all)))
+			snap.Resources[lt] = cache.NewResources(st.listenerVersion, wires(all))
 		}
 	}
 	if snap == st.snap {
@@ -354,19 +364,6 @@ func (s *Server) setStreamSnapshotLocked(ctx context.Context, st *stream, inboun
 		return fmt.Errorf("xdsserver: set snapshot: %w", err)
 	}
 	return nil
-}
-
-func sameResources(a, b map[string]types.Resource) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for name, ra := range a {
-		rb, ok := b[name]
-		if !ok || !proto.Equal(ra, rb) {
-			return false
-		}
-	}
-	return true
 }
 
 // Version returns the version of type typ being served, "" before the
@@ -397,7 +394,7 @@ func (s *Server) Resources() map[resource.Type]VersionedResources {
 		names := slices.Sorted(maps.Keys(all))
 		vr := VersionedResources{Version: st.version}
 		for _, n := range names {
-			vr.Resources = append(vr.Resources, all[n])
+			vr.Resources = append(vr.Resources, all[n].msg)
 		}
 		out[typ] = vr
 	}
@@ -656,9 +653,16 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 			}
 		} else {
 			ts.Acked = req.GetVersionInfo()
+			if typ == resource.EndpointType {
+				st.eds.ackedLocked(nonce)
+			}
 			s.doneWaitingLocked(st.id, typ, ts.Acked, true)
 			s.signalLocked()
 		}
+	}
+	if !stale && typ == resource.EndpointType {
+		// After the ACK: what it ACKed and no longer asks for is dropped.
+		st.eds.requestedLocked(ts.Requested)
 	}
 	if missing {
 		// The cache stays silent about a newly asked name it does not
@@ -789,6 +793,10 @@ func (s *Server) onStreamResponse(_ context.Context, id int64, req *discovery.Di
 		return
 	}
 	typ := req.GetTypeUrl()
+	if typ == resource.EndpointType {
+		// resp is this stream's own: go-control-plane sends it after this.
+		st.eds.filterLocked(resp)
+	}
 	st.nonces[typ+"/"+resp.GetNonce()] = resp.GetVersionInfo()
 	// Only the newest nonce can be acknowledged; forget older ones.
 	for k := range st.nonces {
