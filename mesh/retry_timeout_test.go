@@ -80,6 +80,10 @@ func (g *timedHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.keys[key] = true
 	g.mu.Unlock()
 	if !pause(r.Context(), g.delay) {
+		// nginx's "client closed request": if a caller ever reads this,
+		// the answer came from a handler its own cancel ended (seen
+		// once as a 200 after 101ms, when this wrote nothing).
+		w.WriteHeader(499)
 		return
 	}
 	if first || rand.IntN(1000) < g.failPerMille {
