@@ -17,12 +17,19 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // TestSmallRunConverges runs the whole benchmark small (N=50 over 5
 // services, C=5, one file churn and one registration churn) against the
 // real control-plane binary, and checks that every client converged in
-// every phase and that the figures are within the run's bounds.
+// every phase and that the figures are within the run's bounds, with
+// resolver.Clients and with -light clients.
 func TestSmallRunConverges(t *testing.T) {
+	for _, light := range []bool{false, true} {
+		t.Run(map[bool]string{false: "resolver", true: "light"}[light], func(t *testing.T) { testSmallRun(t, light) })
+	}
+}
+
+func testSmallRun(t *testing.T, light bool) {
 	c := config{
 		n: 50, clients: 5, services: 5, churnPct: 10,
 		runs: 1, rounds: 1, regConcurrency: 4,
-		timeout: time.Minute, logLevel: "info", seed: 1,
+		timeout: time.Minute, logLevel: "info", seed: 1, light: light,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -81,6 +88,19 @@ func TestSmallRunConverges(t *testing.T) {
 			t.Errorf("%s: RSS %d bytes, want 4 MiB..1 GiB", what, rss)
 		}
 	}
+	if light {
+		// At least a Cluster and an endpoints response per client, and
+		// per churn an endpoints response per client.
+		if r.syncResponses < int64(2*c.clients) || r.endResponses < r.syncResponses+int64(2*c.clients) {
+			t.Errorf("light clients received %d responses by the sync and %d by the end, want at least %d and %d more",
+				r.syncResponses, r.endResponses, 2*c.clients, 2*c.clients)
+		}
+		if r.syncBytes <= 0 || r.endBytes <= r.syncBytes {
+			t.Errorf("light clients received %d bytes by the sync and %d by the end: want some, and more by the end", r.syncBytes, r.endBytes)
+		}
+	} else if r.syncResponses != 0 {
+		t.Errorf("resolver clients counted %d responses, want none counted", r.syncResponses)
+	}
 	for _, msg := range r.warnings {
 		if !devModeWarning(msg) {
 			t.Errorf("control plane warned %d×: %s", r.warned[msg], msg)
@@ -105,7 +125,7 @@ func TestFleetWantsTheExactSet(t *testing.T) {
 		return f
 	}
 	f := newFleet(2, 1)
-	c := &lightClient{f: f, have: make([]fingerprint, 2)}
+	c := &member{have: make([]fingerprint, 2)}
 	f.clients = append(f.clients, c)
 	t0 := time.Unix(1000, 0)
 	done := f.expect([]fingerprint{set("10.1.0.1:9080", "10.1.0.2:9080"), set("10.1.0.3:9080")}, t0)
