@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,16 +65,41 @@ func startADSClient(ctx context.Context, f *fleet, m *member, ch *controlChannel
 	c := &adsClient{f: f, m: m, conn: conn, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
-		if err := c.run(sctx, node); err != nil && sctx.Err() == nil {
+		if err := c.run(sctx, node); err != nil {
 			f.rejected(fmt.Errorf("light client %d: %w", i, err))
 		}
 	}()
 	return c, nil
 }
 
-// run opens the stream, subscribes, and handles responses until the
-// stream ends.
+// run keeps a stream open until ctx ends. A stream the control plane
+// ends (its keepalive closes a connection whose ping answer comes after
+// 5 s, which happens with 1,000 clients sharing 2 cores with it) is
+// opened again, as resolver.Client does, and counted; the fingerprints
+// stay until the new stream's responses replace them.
 func (c *adsClient) run(ctx context.Context, node *corev3.Node) error {
+	for try := 0; ; try++ {
+		err := c.stream(ctx, node)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if try >= 20 {
+			return fmt.Errorf("stream ended %d times, the last: %w", try+1, err)
+		}
+		c.f.reconnects.Add(1)
+		t := time.NewTimer(time.Duration(100*(1+rand.IntN(10))) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// stream opens one stream, subscribes, and handles responses until the
+// stream ends.
+func (c *adsClient) stream(ctx context.Context, node *corev3.Node) error {
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(c.conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		return err

@@ -61,6 +61,7 @@ type fleet struct {
 
 	// What the -light clients received (resolver.Clients count nothing).
 	responses, bytes atomic.Int64
+	reconnects       atomic.Int64 // streams the control plane ended, opened again
 }
 
 func newFleet(services, size int) *fleet {

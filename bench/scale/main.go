@@ -292,7 +292,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 		c.clients, percentiles(res.initial), res.initialWall.Round(time.Millisecond), res.initialCPU,
 		mib(res.cpSynced.RSS), mib(res.benchSynced.RSS), float64(res.benchSynced.RSS-res.benchBefore.RSS)/1024/float64(c.clients))
 	if c.light {
-		fmt.Fprintf(out, "  initial sync: %d responses, %.0f KiB, to the %d light clients\n", res.syncResponses, float64(res.syncBytes)/1024, c.clients)
+		fmt.Fprintf(out, "  initial sync: %d responses, %.0f KiB, to the %d light clients; %d streams ended by the control plane and opened again\n", res.syncResponses, float64(res.syncBytes)/1024, c.clients, f.reconnects.Load())
 	}
 
 	rng := rand.New(rand.NewPCG(c.seed, 0))
@@ -323,7 +323,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	}
 	res.endResponses, res.endBytes = f.responses.Load(), f.bytes.Load()
 	if c.light && c.rounds > 0 {
-		fmt.Fprintf(out, "  churns: %d responses, %.0f KiB, to the %d light clients\n", res.endResponses-res.syncResponses, float64(res.endBytes-res.syncBytes)/1024, c.clients)
+		fmt.Fprintf(out, "  churns: %d responses, %.0f KiB, to the %d light clients; %d streams ended by the control plane and opened again in all\n", res.endResponses-res.syncResponses, float64(res.endBytes-res.syncBytes)/1024, c.clients, f.reconnects.Load())
 	}
 	err = closeAll(regs, c.regConcurrency, 10*time.Second)
 	regs = nil
