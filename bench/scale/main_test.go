@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"go.uber.org/goleak"
 )
 
@@ -157,5 +159,40 @@ func TestFleetWantsTheExactSet(t *testing.T) {
 	}
 	if !c.at.IsZero() || f.converged != 0 {
 		t.Errorf("after leaving the set: at %v, %d converged; want at zero and 0 converged", c.at, f.converged)
+	}
+}
+
+// TestCLAFingerprintIsResolvers checks that a light client's fingerprint
+// of a ClusterLoadAssignment is that of the addresses resolver.Client
+// reports as healthy: health UNKNOWN or HEALTHY, IPv6 in brackets.
+func TestCLAFingerprintIsResolvers(t *testing.T) {
+	lbe := func(ip string, port uint32, h corev3.HealthStatus) *endpointv3.LbEndpoint {
+		return &endpointv3.LbEndpoint{
+			HealthStatus: h,
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
+				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+				}},
+			}}},
+		}
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "c", Endpoints: []*endpointv3.LocalityLbEndpoints{
+		{LbEndpoints: []*endpointv3.LbEndpoint{
+			lbe("10.0.0.1", 9080, corev3.HealthStatus_UNKNOWN),
+			lbe("10.0.0.2", 9080, corev3.HealthStatus_UNHEALTHY),
+			lbe("fd00::1", 80, corev3.HealthStatus_HEALTHY),
+		}},
+		{Priority: 1, LbEndpoints: []*endpointv3.LbEndpoint{
+			lbe("10.0.0.3", 443, corev3.HealthStatus_DRAINING),
+			lbe("10.0.0.4", 443, corev3.HealthStatus_HEALTHY),
+		}},
+	}}
+	var want fingerprint
+	for _, a := range []string{"10.0.0.1:9080", "[fd00::1]:80", "10.0.0.4:443"} {
+		want.add(a)
+	}
+	got, _ := claFingerprint(cla, nil)
+	if got != want {
+		t.Errorf("fingerprint %+v, want %+v (the three healthy addresses)", got, want)
 	}
 }
