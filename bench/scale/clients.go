@@ -6,10 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshlet/meshlet/resolver"
@@ -24,11 +24,16 @@ type fingerprint struct {
 	n   int
 }
 
-func (f *fingerprint) add(addr string) {
-	h := fnv.New64a()
-	h.Write([]byte(addr))
+func (f *fingerprint) add(addr string) { f.addBytes([]byte(addr)) }
+
+func (f *fingerprint) addBytes(addr []byte) {
+	// FNV-1a, 64 bits, inline: hash.Hash would allocate per address.
+	x := uint64(14695981039346656037)
+	for _, b := range addr {
+		x ^= uint64(b)
+		x *= 1099511628211
+	}
 	// splitmix64's finaliser: FNV's low bits are too alike for a sum.
-	x := h.Sum64()
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27
@@ -43,37 +48,56 @@ func (f *fingerprint) add(addr string) {
 // wanted set; it notes when it got there.
 type fleet struct {
 	services, size int
+	clusterNames   []string       // by service
+	clusterIndex   map[string]int // cluster name → service
 
 	mu        sync.Mutex
 	want      []fingerprint
 	since     time.Time // when the wanted state was asked for
-	clients   []*lightClient
+	clients   []*member
 	converged int
 	done      chan struct{} // closed when every one of size clients converged
 	nack      error         // the first update a client rejected
+
+	// What the -light clients received (resolver.Clients count nothing).
+	responses, bytes atomic.Int64
+	reconnects       atomic.Int64 // streams the control plane ended, opened again
 }
 
 func newFleet(services, size int) *fleet {
-	return &fleet{services: services, size: size, done: make(chan struct{})}
+	f := &fleet{services: services, size: size, done: make(chan struct{}), clusterIndex: map[string]int{}}
+	for k := range services {
+		f.clusterNames = append(f.clusterNames, clusterName(k))
+		f.clusterIndex[clusterName(k)] = k
+	}
+	return f
 }
 
-// lightClient is one meshlet xDS client (resolver.Client, its own ADS
+// member is one client as the fleet sees it: what it holds of each
+// service, and when it converged. The client itself is a resolverClient
+// or, with -light, an adsClient.
+type member struct {
+	started time.Time
+	stop    func() // stops the client; set once it started
+
+	// Under fleet.mu.
+	have    []fingerprint
+	matched int       // services whose endpoints are as wanted
+	at      time.Time // when it converged to the wanted state; zero if not
+}
+
+// resolverClient is one meshlet xDS client (resolver.Client, its own ADS
 // stream on its own connection) watching every service's Cluster and the
 // endpoints that Cluster names: the resources an endpoint churn changes.
 // It watches no Listener or RouteConfiguration.
-type lightClient struct {
-	f       *fleet
-	rc      *resolver.Client
-	started time.Time
+type resolverClient struct {
+	f  *fleet
+	m  *member
+	rc *resolver.Client
 
 	mu         sync.Mutex
 	cancels    []func()
 	edsStarted []bool
-
-	// Under f.mu.
-	have    []fingerprint
-	matched int       // services whose endpoints are as wanted
-	at      time.Time // when it converged to the wanted state; zero if not
 }
 
 // expect makes want the state every client should converge to, asked for
@@ -112,7 +136,7 @@ func (f *fleet) maybeDone() {
 }
 
 // update notes that client c now holds fp for service k.
-func (f *fleet) update(c *lightClient, k int, fp fingerprint, now time.Time) {
+func (f *fleet) update(c *member, k int, fp fingerprint, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	was := c.have[k] == f.want[k]
@@ -166,34 +190,45 @@ func (f *fleet) wait(ctx context.Context, done <-chan struct{}) (fromChange, fro
 	return fromChange, fromStart, nil
 }
 
-// start starts client i and its watches; it converges on its own.
-func (f *fleet) start(ctx context.Context, ch *controlChannel, i int) error {
-	c := &lightClient{f: f, edsStarted: make([]bool, f.services), have: make([]fingerprint, f.services)}
-	c.started = time.Now()
-	rc, err := resolver.New(ctx,
-		resolver.WithServers(ch.addr),
-		resolver.WithDialOptions(ch.dialOptions(clientServiceAccount)...),
-		resolver.WithNode(resolver.Node{Namespace: benchNamespace, ServiceAccount: clientServiceAccount, WorkloadName: fmt.Sprintf("bench-client-%d", i)}),
-		resolver.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
-	)
-	if err != nil {
-		return err
+// start starts client i (a resolver.Client, or with light an adsClient)
+// and its watches; it converges on its own.
+func (f *fleet) start(ctx context.Context, ch *controlChannel, i int, light bool) error {
+	m := &member{started: time.Now(), have: make([]fingerprint, f.services)}
+	if light {
+		c, err := startADSClient(ctx, f, m, ch, i)
+		if err != nil {
+			return err
+		}
+		m.stop = c.Close
+	} else {
+		c := &resolverClient{f: f, m: m, edsStarted: make([]bool, f.services)}
+		rc, err := resolver.New(ctx,
+			resolver.WithServers(ch.addr),
+			resolver.WithDialOptions(ch.dialOptions(clientServiceAccount)...),
+			resolver.WithNode(resolver.Node{Namespace: benchNamespace, ServiceAccount: clientServiceAccount, WorkloadName: fmt.Sprintf("bench-client-%d", i)}),
+			resolver.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+		)
+		if err != nil {
+			return err
+		}
+		c.rc = rc
+		m.stop = c.Close
+		// Watch before joining the fleet: Close may run as soon as it has.
+		for k := range f.services {
+			cancel := rc.WatchCluster(clusterName(k), func(cl resolver.Cluster, err error) { c.onCluster(k, cl, err) })
+			c.mu.Lock()
+			c.cancels = append(c.cancels, cancel)
+			c.mu.Unlock()
+		}
 	}
-	c.rc = rc
 	f.mu.Lock()
-	f.clients = append(f.clients, c)
+	f.clients = append(f.clients, m)
 	f.mu.Unlock()
-	for k := range f.services {
-		cancel := rc.WatchCluster(clusterName(k), func(cl resolver.Cluster, err error) { c.onCluster(k, cl, err) })
-		c.mu.Lock()
-		c.cancels = append(c.cancels, cancel)
-		c.mu.Unlock()
-	}
 	return nil
 }
 
 // onCluster runs on the client's callback goroutine, as onEndpoints does.
-func (c *lightClient) onCluster(k int, cl resolver.Cluster, err error) {
+func (c *resolverClient) onCluster(k int, cl resolver.Cluster, err error) {
 	if err != nil {
 		c.f.rejected(fmt.Errorf("cluster %s: %w", clusterName(k), err))
 		return
@@ -211,7 +246,7 @@ func (c *lightClient) onCluster(k int, cl resolver.Cluster, err error) {
 	c.mu.Unlock()
 }
 
-func (c *lightClient) onEndpoints(k int, e resolver.Endpoints, err error) {
+func (c *resolverClient) onEndpoints(k int, e resolver.Endpoints, err error) {
 	now := time.Now()
 	var fp fingerprint
 	switch {
@@ -229,7 +264,19 @@ func (c *lightClient) onEndpoints(k int, e resolver.Endpoints, err error) {
 			}
 		}
 	}
-	c.f.update(c, k, fp, now)
+	c.f.update(c.m, k, fp, now)
+}
+
+// Close stops the client and its watches.
+func (c *resolverClient) Close() {
+	c.mu.Lock()
+	cancels := c.cancels
+	c.cancels = nil
+	c.mu.Unlock()
+	for _, cancel := range cancels {
+		cancel()
+	}
+	c.rc.Close()
 }
 
 // Close stops every client.
@@ -239,13 +286,6 @@ func (f *fleet) Close() {
 	f.clients = nil
 	f.mu.Unlock()
 	for _, c := range clients {
-		c.mu.Lock()
-		cancels := c.cancels
-		c.cancels = nil
-		c.mu.Unlock()
-		for _, cancel := range cancels {
-			cancel()
-		}
-		c.rc.Close()
+		c.stop()
 	}
 }

@@ -13,7 +13,12 @@
 // resolver.Client, each with its own ADS stream on its own connection
 // (mTLS with an SVID from the control plane's CA), each watching every
 // service's Cluster and the ClusterLoadAssignment it names (not Listeners
-// or RouteConfigurations: an endpoint churn changes neither). It reports:
+// or RouteConfigurations: an endpoint churn changes neither). With
+// -light (the default above 200 clients) each client is instead a raw ADS
+// stream over the same mTLS (adsclient.go) that ACKs every response and
+// keeps per service only a fingerprint of its endpoints, so that at 1,000
+// clients and 10,000 endpoints the control plane is what is measured, not
+// 1,000 resolvers' decoding. It reports:
 //
 //   - initial sync: for each client, from its start to holding every
 //     service's endpoints exactly; all C clients start at once;
@@ -38,6 +43,7 @@
 //
 //	go run ./bench/scale                          # N=1000, C=100, S=10, 10% churn, 3 rounds, 1 run, TLS
 //	go run ./bench/scale -n 10000 -clients 1000 -services 100 -rounds 1
+//	go run ./bench/scale -light                   # raw ADS clients also at C<=200
 //	go run ./bench/scale -plaintext               # the control plane's --insecure-plaintext-dev
 //
 // Everything runs on 127.0.0.0/8 (the WorkloadEntries' addresses in 10/8
@@ -79,6 +85,8 @@ type config struct {
 	bin                  string
 	logLevel             string
 	plaintext            bool
+	noRegChurn           bool // file churns only
+	light                bool // raw ADS clients that keep only fingerprints (adsClient)
 	seed                 uint64
 }
 
@@ -96,7 +104,17 @@ func main() {
 	flag.StringVar(&c.logLevel, "cp-log-level", "info", "the control plane's --log-level")
 	flag.BoolVar(&c.plaintext, "plaintext", false, "run the control plane with --insecure-plaintext-dev and dial plaintext")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the choice of endpoints each file churn swaps")
+	flag.BoolVar(&c.noRegChurn, "no-reg-churn", false, "make file churns only (at C=1,000 the registrations before the first registration churn take minutes)")
+	flag.BoolVar(&c.light, "light", false, "light clients: raw ADS streams that hash each ClusterLoadAssignment and drop it, instead of resolver.Clients (default: on when -clients is above 200)")
 	flag.Parse()
+	// resolver.Clients hold every endpoint (about 3.7 MiB each at
+	// N=10,000): above 200 of them this process, not the control plane,
+	// is what runs out.
+	lightSet := false
+	flag.Visit(func(fl *flag.Flag) { lightSet = lightSet || fl.Name == "light" })
+	if !lightSet && c.clients > 200 {
+		c.light = true
+	}
 	if err := c.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(2)
@@ -139,10 +157,14 @@ type result struct {
 	initial     []time.Duration // each client, its start to holding every service's endpoints
 	initialWall time.Duration   // the first client's start to the last one's sync
 	initialCPU  time.Duration   // control-plane CPU over initialWall
-	file, reg   []churn
+	// This process's CPU over initialWall: the clients'.
+	initialBenchCPU time.Duration
+	file, reg       []churn
 	// Resident memory, after the initial sync and at the end.
 	cpSynced, benchSynced, benchBefore procstat.Memory
 	cpEnd, benchEnd                    procstat.Memory
+	syncResponses, syncBytes           int64 // what the light clients received by the initial sync
+	endResponses, endBytes             int64 // and by the end
 	warnings                           []string
 	warned                             map[string]int
 }
@@ -182,12 +204,16 @@ func run(ctx context.Context, c config, out io.Writer) (results []result, err er
 		}
 		what = "./cmd/meshlet-controlplane at " + module.Commit(ctx, root)
 	}
+	kind := "meshlet resolver.Clients"
+	if c.light {
+		kind = "light clients (raw ADS, endpoints hashed and dropped)"
+	}
 	channel := "TLS control channel (mTLS with SVIDs from its CA)"
 	if c.plaintext {
 		channel = "plaintext control channel (--insecure-plaintext-dev)"
 	}
-	fmt.Fprintf(out, "scale: N=%d endpoints in S=%d services, C=%d clients (each watching every service's Cluster and its endpoints), churn %g%% = %d endpoints, %d rounds, %d runs; control plane %s, %s, --log-level %s\n",
-		c.n, c.services, c.clients, c.churnPct, c.churnSize(), c.rounds, c.runs, what, channel, c.logLevel)
+	fmt.Fprintf(out, "scale: N=%d endpoints in S=%d services, C=%d %s (each watching every service's Cluster and its endpoints), churn %g%% = %d endpoints, %d rounds, %d runs; control plane %s, %s, --log-level %s\n",
+		c.n, c.services, c.clients, kind, c.churnPct, c.churnSize(), c.rounds, c.runs, what, channel, c.logLevel)
 	for i := range c.runs {
 		r, err := runOnce(ctx, c, bin, filepath.Join(dir, fmt.Sprintf("run%d", i+1)), out)
 		if err != nil {
@@ -245,9 +271,13 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	if err != nil {
 		return res, err
 	}
+	benchCPU0, err := procstat.CPU(os.Getpid())
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
 	done := f.expect(topo.want(), start)
-	if err := forEach(ctx, c.clients, c.clients, func(i int) error { return f.start(ctx, ch, i) }); err != nil {
+	if err := forEach(ctx, c.clients, c.clients, func(i int) error { return f.start(ctx, ch, i, c.light) }); err != nil {
 		return res, err
 	}
 	fromFirst, initial, err := f.wait(ctx, done)
@@ -259,15 +289,24 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	if res.initialCPU, err = cpuSince(cp.PID(), cpu0); err != nil {
 		return res, err
 	}
+	// The clients share the 2 cores: their decoding is the other half of
+	// the sync's wall time.
+	if res.initialBenchCPU, err = cpuSince(os.Getpid(), benchCPU0); err != nil {
+		return res, err
+	}
 	if res.cpSynced, err = procstat.ReadMemory(cp.PID()); err != nil {
 		return res, err
 	}
+	res.syncResponses, res.syncBytes = f.responses.Load(), f.bytes.Load()
 	if res.benchSynced, err = procstat.ReadMemory(os.Getpid()); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(out, "  initial sync of %d clients: %s ms p50/p99/max, all in %v; control plane CPU %v, RSS %.1f MiB; this process RSS %.1f MiB (%.0f KiB more per client)\n",
+	fmt.Fprintf(out, "  initial sync of %d clients: %s ms p50/p99/max, all in %v; control plane CPU %v, RSS %.1f MiB; this process CPU %v, RSS %.1f MiB (%.0f KiB more per client)\n",
 		c.clients, percentiles(res.initial), res.initialWall.Round(time.Millisecond), res.initialCPU,
-		mib(res.cpSynced.RSS), mib(res.benchSynced.RSS), float64(res.benchSynced.RSS-res.benchBefore.RSS)/1024/float64(c.clients))
+		mib(res.cpSynced.RSS), res.initialBenchCPU, mib(res.benchSynced.RSS), float64(res.benchSynced.RSS-res.benchBefore.RSS)/1024/float64(c.clients))
+	if c.light {
+		fmt.Fprintf(out, "  initial sync: %d responses, %.0f KiB, to the %d light clients; %d streams ended by the control plane and opened again\n", res.syncResponses, float64(res.syncBytes)/1024, c.clients, f.reconnects.Load())
+	}
 
 	rng := rand.New(rand.NewPCG(c.seed, 0))
 	var regs []*registration
@@ -280,6 +319,9 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 		res.file = append(res.file, fc)
 		fmt.Fprintf(out, "  file churn %d: %d endpoints in %d files: %s ms p50/p99/max; control plane CPU %v\n",
 			round+1, c.churnSize(), fc.files, percentiles(fc.prop), fc.cpu)
+		if c.noRegChurn {
+			continue
+		}
 		var rc churn
 		rc, regs, err = regChurn(ctx, f, topo, ch, cp.PID(), regs, c.churnSize(), c.regConcurrency)
 		if err != nil {
@@ -294,6 +336,10 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	}
 	if res.benchEnd, err = procstat.ReadMemory(os.Getpid()); err != nil {
 		return res, err
+	}
+	res.endResponses, res.endBytes = f.responses.Load(), f.bytes.Load()
+	if c.light && c.rounds > 0 {
+		fmt.Fprintf(out, "  churns: %d responses, %.0f KiB, to the %d light clients; %d streams ended by the control plane and opened again in all\n", res.endResponses-res.syncResponses, float64(res.endBytes-res.syncBytes)/1024, c.clients, f.reconnects.Load())
 	}
 	err = closeAll(regs, c.regConcurrency, 10*time.Second)
 	regs = nil
@@ -453,8 +499,10 @@ func printSummary(out io.Writer, c config, rs []result) {
 		fmt.Fprintf(out, "  %-52s %s\n", "file churn propagation (ms)", percentiles(file))
 		lo, med, hi := summary.Stats(fileCPU, id)
 		fmt.Fprintf(out, "  %-52s %.0f / %.0f / %.0f  (min / median / max)\n", "control-plane CPU per file churn (ms)", lo, med, hi)
+	}
+	if len(reg) > 0 {
 		fmt.Fprintf(out, "  %-52s %s\n", "registration churn propagation (ms)", percentiles(reg))
-		lo, med, hi = summary.Stats(regCPU, id)
+		lo, med, hi := summary.Stats(regCPU, id)
 		fmt.Fprintf(out, "  %-52s %.0f / %.0f / %.0f  (min / median / max; %.0f µs per registry change at the median)\n",
 			"control-plane CPU per registration churn (ms)", lo, med, hi, med*1000/float64(regChanges))
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"go.uber.org/goleak"
 )
 
@@ -17,12 +19,19 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // TestSmallRunConverges runs the whole benchmark small (N=50 over 5
 // services, C=5, one file churn and one registration churn) against the
 // real control-plane binary, and checks that every client converged in
-// every phase and that the figures are within the run's bounds.
+// every phase and that the figures are within the run's bounds, with
+// resolver.Clients and with -light clients.
 func TestSmallRunConverges(t *testing.T) {
+	for _, light := range []bool{false, true} {
+		t.Run(map[bool]string{false: "resolver", true: "light"}[light], func(t *testing.T) { testSmallRun(t, light) })
+	}
+}
+
+func testSmallRun(t *testing.T, light bool) {
 	c := config{
 		n: 50, clients: 5, services: 5, churnPct: 10,
 		runs: 1, rounds: 1, regConcurrency: 4,
-		timeout: time.Minute, logLevel: "info", seed: 1,
+		timeout: time.Minute, logLevel: "info", seed: 1, light: light,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -81,6 +90,19 @@ func TestSmallRunConverges(t *testing.T) {
 			t.Errorf("%s: RSS %d bytes, want 4 MiB..1 GiB", what, rss)
 		}
 	}
+	if light {
+		// At least a Cluster and an endpoints response per client, and
+		// per churn an endpoints response per client.
+		if r.syncResponses < int64(2*c.clients) || r.endResponses < r.syncResponses+int64(2*c.clients) {
+			t.Errorf("light clients received %d responses by the sync and %d by the end, want at least %d and %d more",
+				r.syncResponses, r.endResponses, 2*c.clients, 2*c.clients)
+		}
+		if r.syncBytes <= 0 || r.endBytes <= r.syncBytes {
+			t.Errorf("light clients received %d bytes by the sync and %d by the end: want some, and more by the end", r.syncBytes, r.endBytes)
+		}
+	} else if r.syncResponses != 0 {
+		t.Errorf("resolver clients counted %d responses, want none counted", r.syncResponses)
+	}
 	for _, msg := range r.warnings {
 		if !devModeWarning(msg) {
 			t.Errorf("control plane warned %d×: %s", r.warned[msg], msg)
@@ -105,7 +127,7 @@ func TestFleetWantsTheExactSet(t *testing.T) {
 		return f
 	}
 	f := newFleet(2, 1)
-	c := &lightClient{f: f, have: make([]fingerprint, 2)}
+	c := &member{have: make([]fingerprint, 2)}
 	f.clients = append(f.clients, c)
 	t0 := time.Unix(1000, 0)
 	done := f.expect([]fingerprint{set("10.1.0.1:9080", "10.1.0.2:9080"), set("10.1.0.3:9080")}, t0)
@@ -137,5 +159,40 @@ func TestFleetWantsTheExactSet(t *testing.T) {
 	}
 	if !c.at.IsZero() || f.converged != 0 {
 		t.Errorf("after leaving the set: at %v, %d converged; want at zero and 0 converged", c.at, f.converged)
+	}
+}
+
+// TestCLAFingerprintIsResolvers checks that a light client's fingerprint
+// of a ClusterLoadAssignment is that of the addresses resolver.Client
+// reports as healthy: health UNKNOWN or HEALTHY, IPv6 in brackets.
+func TestCLAFingerprintIsResolvers(t *testing.T) {
+	lbe := func(ip string, port uint32, h corev3.HealthStatus) *endpointv3.LbEndpoint {
+		return &endpointv3.LbEndpoint{
+			HealthStatus: h,
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
+				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+				}},
+			}}},
+		}
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "c", Endpoints: []*endpointv3.LocalityLbEndpoints{
+		{LbEndpoints: []*endpointv3.LbEndpoint{
+			lbe("10.0.0.1", 9080, corev3.HealthStatus_UNKNOWN),
+			lbe("10.0.0.2", 9080, corev3.HealthStatus_UNHEALTHY),
+			lbe("fd00::1", 80, corev3.HealthStatus_HEALTHY),
+		}},
+		{Priority: 1, LbEndpoints: []*endpointv3.LbEndpoint{
+			lbe("10.0.0.3", 443, corev3.HealthStatus_DRAINING),
+			lbe("10.0.0.4", 443, corev3.HealthStatus_HEALTHY),
+		}},
+	}}
+	var want fingerprint
+	for _, a := range []string{"10.0.0.1:9080", "[fd00::1]:80", "10.0.0.4:443"} {
+		want.add(a)
+	}
+	got, _ := claFingerprint(cla, nil)
+	if got != want {
+		t.Errorf("fingerprint %+v, want %+v (the three healthy addresses)", got, want)
 	}
 }
