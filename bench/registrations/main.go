@@ -28,8 +28,10 @@
 // Everything runs on 127.0.0.0/8 and no name is looked up. Each run is
 // bounded by -timeout. It reads /proc, so it builds on Linux only.
 //
-// The connections to the control plane are made in controlchannel.go, and
-// only there: it is the one file that knows about credentials.
+// The connections to the control plane are made by bench/internal/
+// controlchannel, the one package that knows about credentials, and the
+// Register streams by bench/internal/registration (shared with
+// bench/scale).
 package main
 
 import (
@@ -45,9 +47,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/bench/internal/cpprocess"
 	"github.com/meshlet/meshlet/bench/internal/module"
 	"github.com/meshlet/meshlet/bench/internal/procstat"
+	"github.com/meshlet/meshlet/bench/internal/registration"
 	"github.com/meshlet/meshlet/bench/internal/summary"
 	"github.com/meshlet/meshlet/controlplane"
 )
@@ -259,7 +263,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	stateDir := filepath.Join(dir, "state")
-	args := controlChannelArgs(stateDir, m == modePlaintext)
+	args := controlchannel.Args(stateDir, m == modePlaintext)
 	if k := c.perIdentity(); k > controlplane.DefaultRegistrationsPerIdentity {
 		args = append(args, "--max-registrations-per-identity", strconv.Itoa(k))
 	}
@@ -272,19 +276,19 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 	for k := range c.services {
 		accounts = append(accounts, serviceName(k))
 	}
-	ch, err := newControlChannel(ctx, cp.XDSAddr, stateDir, m == modePlaintext, accounts)
+	ch, err := controlchannel.New(ctx, cp.XDSAddr, stateDir, m == modePlaintext, benchNamespace, accounts)
 	if err != nil {
 		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.LogPath)
 	}
 	defer ch.Close()
-	res.svids = ch.csrTimes()
+	res.svids = ch.CSRTimes()
 	if c.csrs > 0 {
 		cpu0, err := procstat.CPU(cp.PID())
 		if err != nil {
 			return res, err
 		}
 		start := time.Now()
-		res.csrs, err = ch.sampleCSRs(ctx, c.csrs, c.concurrency)
+		res.csrs, err = ch.SampleCSRs(ctx, serviceName(0), c.csrs, c.concurrency)
 		if err != nil {
 			return res, fmt.Errorf("CSR sample: %w (control plane log: %s)", err, cp.LogPath)
 		}
@@ -309,21 +313,22 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 	if err != nil {
 		return res, err
 	}
+	insts := instances(c.n, c.services)
 	self0 := procstat.SelfCPU()
 	start := time.Now()
-	regs, err := registerAll(ctx, ch, c.n, c.services, c.concurrency)
+	regs, err := registration.RegisterAll(ctx, ch, insts, c.concurrency)
 	if err != nil {
 		return res, fmt.Errorf("%w (control plane log: %s)", err, cp.LogPath)
 	}
 	res.acked = time.Since(start)
 	seen, err := w.wait(ctx)
 	if err != nil {
-		closeAll(regs, c.concurrency, time.Second)
+		registration.CloseAll(regs, c.concurrency, time.Second)
 		return res, err
 	}
 	cpu1, err := procstat.CPU(cp.PID())
 	if err != nil {
-		closeAll(regs, c.concurrency, time.Second)
+		registration.CloseAll(regs, c.concurrency, time.Second)
 		return res, err
 	}
 	res.wall = seen.Sub(start)
@@ -332,16 +337,16 @@ func runOnce(ctx context.Context, c config, bin, dir string, m mode) (res result
 	mem, err := procstat.ReadMemory(cp.PID())
 	res.rss, res.peakRSS = mem.RSS, mem.Peak
 	if err != nil {
-		closeAll(regs, c.concurrency, time.Second)
+		registration.CloseAll(regs, c.concurrency, time.Second)
 		return res, err
 	}
 	if err := w.err(); err != nil {
-		closeAll(regs, c.concurrency, time.Second)
+		registration.CloseAll(regs, c.concurrency, time.Second)
 		return res, fmt.Errorf("the xDS watcher rejected an update: %w", err)
 	}
 
 	closing := time.Now()
-	if err := closeAll(regs, c.concurrency, 10*time.Second); err != nil {
+	if err := registration.CloseAll(regs, c.concurrency, 10*time.Second); err != nil {
 		return res, fmt.Errorf("deregister: %w", err)
 	}
 	res.closed = time.Since(closing)

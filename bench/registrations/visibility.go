@@ -11,8 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/resolver"
 )
+
+// watcherServiceAccount is the identity of the xDS watcher.
+const watcherServiceAccount = "bench-watcher"
 
 // edsWatch follows the benchmark's services with meshlet's own xDS client,
 // as a caller would: each service's Cluster, then the endpoints that
@@ -36,10 +40,10 @@ type edsWatch struct {
 // watchEDS connects to the control plane's xDS port, with the identity
 // ns/benchNamespace/sa/watcherServiceAccount, and watches services
 // 0..services-1 until Close.
-func watchEDS(ctx context.Context, ch *controlChannel, services, want int) (*edsWatch, error) {
+func watchEDS(ctx context.Context, ch *controlchannel.Channel, services, want int) (*edsWatch, error) {
 	c, err := resolver.New(ctx,
-		resolver.WithServers(ch.addr),
-		resolver.WithDialOptions(ch.dialOptions(watcherServiceAccount)...),
+		resolver.WithServers(ch.Addr()),
+		resolver.WithDialOptions(ch.DialOptions(watcherServiceAccount)...),
 		resolver.WithNode(resolver.Node{Namespace: benchNamespace, ServiceAccount: watcherServiceAccount, WorkloadName: "bench-registrations-watcher"}),
 		resolver.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 	)

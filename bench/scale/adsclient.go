@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
@@ -45,7 +46,7 @@ type adsClient struct {
 }
 
 // startADSClient dials and starts client i; its stream runs until Close.
-func startADSClient(ctx context.Context, f *fleet, m *member, ch *controlChannel, i int) (*adsClient, error) {
+func startADSClient(ctx context.Context, f *fleet, m *member, ch *controlchannel.Channel, i int) (*adsClient, error) {
 	workload := fmt.Sprintf("bench-client-%d", i)
 	md, err := structpb.NewStruct(wire.NodeMetadata(benchNamespace, clientServiceAccount, workload, nil))
 	if err != nil {
@@ -57,7 +58,7 @@ func startADSClient(ctx context.Context, f *fleet, m *member, ch *controlChannel
 		UserAgentName:        "meshlet-bench-scale",
 		UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: "v1"},
 	}
-	conn, err := ch.dial(clientServiceAccount)
+	conn, err := ch.Dial(clientServiceAccount)
 	if err != nil {
 		return nil, err
 	}

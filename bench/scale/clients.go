@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/resolver"
 )
 
@@ -42,6 +43,9 @@ func (f *fingerprint) addBytes(addr []byte) {
 	f.sum += x
 	f.n++
 }
+
+// clientServiceAccount is the identity of the xDS clients.
+const clientServiceAccount = "bench-client"
 
 // fleet is the C light xDS clients, and what each should hold. A client
 // has converged when every service's endpoints it holds are exactly the
@@ -192,7 +196,7 @@ func (f *fleet) wait(ctx context.Context, done <-chan struct{}) (fromChange, fro
 
 // start starts client i (a resolver.Client, or with light an adsClient)
 // and its watches; it converges on its own.
-func (f *fleet) start(ctx context.Context, ch *controlChannel, i int, light bool) error {
+func (f *fleet) start(ctx context.Context, ch *controlchannel.Channel, i int, light bool) error {
 	m := &member{started: time.Now(), have: make([]fingerprint, f.services)}
 	if light {
 		c, err := startADSClient(ctx, f, m, ch, i)
@@ -203,8 +207,8 @@ func (f *fleet) start(ctx context.Context, ch *controlChannel, i int, light bool
 	} else {
 		c := &resolverClient{f: f, m: m, edsStarted: make([]bool, f.services)}
 		rc, err := resolver.New(ctx,
-			resolver.WithServers(ch.addr),
-			resolver.WithDialOptions(ch.dialOptions(clientServiceAccount)...),
+			resolver.WithServers(ch.Addr()),
+			resolver.WithDialOptions(ch.DialOptions(clientServiceAccount)...),
 			resolver.WithNode(resolver.Node{Namespace: benchNamespace, ServiceAccount: clientServiceAccount, WorkloadName: fmt.Sprintf("bench-client-%d", i)}),
 			resolver.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 		)

@@ -68,9 +68,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/bench/internal/cpprocess"
 	"github.com/meshlet/meshlet/bench/internal/module"
+	"github.com/meshlet/meshlet/bench/internal/parallel"
 	"github.com/meshlet/meshlet/bench/internal/procstat"
+	"github.com/meshlet/meshlet/bench/internal/registration"
 	"github.com/meshlet/meshlet/bench/internal/summary"
 	"github.com/meshlet/meshlet/controlplane"
 	"github.com/meshlet/meshlet/internal/registrypb"
@@ -239,7 +242,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 		}
 	}
 	stateDir := filepath.Join(dir, "state")
-	args := controlChannelArgs(stateDir, c.plaintext)
+	args := controlchannel.Args(stateDir, c.plaintext)
 	// During a registration churn a service holds its old and its new
 	// instances.
 	if k := 2 * ((c.churnSize() + c.services - 1) / c.services); k > controlplane.DefaultRegistrationsPerIdentity {
@@ -255,7 +258,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	for k := range c.services {
 		accounts = append(accounts, serviceName(k))
 	}
-	ch, err := newControlChannel(ctx, cp.XDSAddr, stateDir, c.plaintext, accounts)
+	ch, err := controlchannel.New(ctx, cp.XDSAddr, stateDir, c.plaintext, benchNamespace, accounts)
 	if err != nil {
 		return res, withLog(err)
 	}
@@ -277,7 +280,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	}
 	start := time.Now()
 	done := f.expect(topo.want(), start)
-	if err := forEach(ctx, c.clients, c.clients, func(i int) error { return f.start(ctx, ch, i, c.light) }); err != nil {
+	if err := parallel.ForEach(ctx, c.clients, c.clients, func(i int) error { return f.start(ctx, ch, i, c.light) }); err != nil {
 		return res, err
 	}
 	fromFirst, initial, err := f.wait(ctx, done)
@@ -309,8 +312,8 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	}
 
 	rng := rand.New(rand.NewPCG(c.seed, 0))
-	var regs []*registration
-	defer func() { closeAll(regs, c.regConcurrency, time.Second) }()
+	var regs []*registration.Registration
+	defer func() { registration.CloseAll(regs, c.regConcurrency, time.Second) }()
 	for round := range c.rounds {
 		fc, err := fileChurn(ctx, f, topo, cfgDir, cp.PID(), c.churnSize(), rng)
 		if err != nil {
@@ -341,7 +344,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	if c.light && c.rounds > 0 {
 		fmt.Fprintf(out, "  churns: %d responses, %.0f KiB, to the %d light clients; %d streams ended by the control plane and opened again in all\n", res.endResponses-res.syncResponses, float64(res.endBytes-res.syncBytes)/1024, c.clients, f.reconnects.Load())
 	}
-	err = closeAll(regs, c.regConcurrency, 10*time.Second)
+	err = registration.CloseAll(regs, c.regConcurrency, 10*time.Second)
 	regs = nil
 	if err != nil {
 		return res, withLog(fmt.Errorf("deregister: %w", err))
@@ -397,7 +400,7 @@ func fileChurn(ctx context.Context, f *fleet, topo *topology, cfgDir string, pid
 // regChurn swaps the registered instances old (k of them; registered
 // first, untimed, when there are none yet) for k new ones, and returns
 // the new ones.
-func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlChannel, pid int, old []*registration, k, concurrency int) (churn, []*registration, error) {
+func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.Channel, pid int, old []*registration.Registration, k, concurrency int) (churn, []*registration.Registration, error) {
 	var res churn
 	services := len(topo.wes)
 	instances := func() []*registrypb.Instance {
@@ -413,13 +416,13 @@ func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlChannel,
 		return insts
 	}
 	if old == nil {
-		base, err := registerAll(ctx, ch, instances(), concurrency)
+		base, err := registration.RegisterAll(ctx, ch, instances(), concurrency)
 		if err != nil {
 			return res, nil, err
 		}
 		done := f.expect(topo.want(), time.Now())
 		if _, _, err := f.wait(ctx, done); err != nil {
-			closeAll(base, concurrency, time.Second)
+			registration.CloseAll(base, concurrency, time.Second)
 			return res, nil, fmt.Errorf("before the churn, %d registrations: %w", k, err)
 		}
 		old = base
@@ -432,15 +435,15 @@ func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlChannel,
 	start := time.Now()
 	done := f.expect(topo.want(), start)
 	var (
-		regs           []*registration
+		regs           []*registration.Registration
 		regErr, clsErr error
 		closed         = make(chan struct{})
 	)
 	go func() {
 		defer close(closed)
-		clsErr = closeAll(old, concurrency, 10*time.Second)
+		clsErr = registration.CloseAll(old, concurrency, 10*time.Second)
 	}()
-	regs, regErr = registerAll(ctx, ch, insts, concurrency)
+	regs, regErr = registration.RegisterAll(ctx, ch, insts, concurrency)
 	<-closed
 	res.acked = time.Since(start)
 	res.changes = 2 * k
