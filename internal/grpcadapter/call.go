@@ -37,14 +37,17 @@ type callState struct {
 	// (for telemetry: a failure without one is a connect failure).
 	answered bool
 	// noEndpoints: the last pick found no endpoint to send to (for
-	// telemetry: no healthy upstream, UH).
-	noEndpoints bool
+	// telemetry: no healthy upstream, UH). An atomic, as the picker reads
+	// it on every pick.
+	noEndpoints atomic.Bool
 }
 
+// setNoEndpoints records whether the last pick found no endpoint; a pick
+// that found one writes nothing unless the one before did not.
 func (cs *callState) setNoEndpoints(none bool) {
-	cs.mu.Lock()
-	cs.noEndpoints = none
-	cs.mu.Unlock()
+	if none || cs.noEndpoints.Load() {
+		cs.noEndpoints.Store(none)
+	}
 }
 
 // errReplan fails an attempt whose cluster the routes no longer send to;

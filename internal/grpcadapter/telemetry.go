@@ -64,8 +64,9 @@ func (cs *callState) end(err error) {
 	}
 	if err != nil && !tr.Refused() {
 		cs.mu.Lock()
-		answered, noEndpoints := cs.answered, cs.noEndpoints
+		answered := cs.answered
 		cs.mu.Unlock()
+		noEndpoints := cs.noEndpoints.Load()
 		code := status.Code(err)
 		switch {
 		case errors.Is(err, policy.ErrCircuitOpen):
