@@ -448,3 +448,22 @@ func TestServerListener(t *testing.T) {
 		t.Errorf("permissions %+v", p.Permissions)
 	}
 }
+
+// A name watched again right after its last watch was cancelled, before
+// the request that unsubscribes it goes out, is still subscribed as the
+// control plane sees it: the new watch gets the cached value at once,
+// rather than waiting for an answer the control plane will not send.
+func TestWatchAgainRightAfterCancel(t *testing.T) {
+	cp := meshtest.StartControlPlane(t, writeReviews(t))
+	c := newClient(t, nodeID(t), []string{cp.XDSAddr()}, trusted(t, cp))
+	w := watch(t, c.WatchCluster, clusterName("v1"))
+	w.value(t, 5*time.Second)
+	for i := range 50 {
+		w.cancel()
+		w = watch(t, c.WatchCluster, clusterName("v1"))
+		if got := w.value(t, 2*time.Second); got.Name != clusterName("v1") {
+			t.Fatalf("round %d: %+v", i, got)
+		}
+	}
+	w.cancel()
+}

@@ -345,8 +345,12 @@ func (c *Client) unwatch(typeURL, name string, w *watcher) {
 	}
 	delete(rs.watchers, w)
 	if len(rs.watchers) == 0 {
-		stopTimer(rs)
-		delete(ts.resources, name)
+		// The name stays, with its cached value and timers, until the
+		// request that leaves it out is sent (send drops it then): a
+		// watch of it again before that is still subscribed, as the
+		// server sees it, and is answered from the cache. Dropped at
+		// once, a new watch would ask for a name the server believes it
+		// already sent, and hear nothing.
 		c.markDirtyLocked(typeURL)
 	}
 }
@@ -573,6 +577,12 @@ func (c *Client) send(ctx context.Context, stream discoveryv3.AggregatedDiscover
 			}
 			ss.dirty[url] = false
 			ts := c.state[url]
+			for name, rs := range ts.resources {
+				if len(rs.watchers) == 0 { // unwatched: this request unsubscribes it
+					stopTimer(rs)
+					delete(ts.resources, name)
+				}
+			}
 			names := slices.Sorted(maps.Keys(ts.resources))
 			if len(names) == 0 && !ss.requested[url] {
 				// Nothing to ask for. (An empty first request would be a
