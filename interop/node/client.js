@@ -6,7 +6,8 @@
 // bootstrap file that GRPC_XDS_BOOTSTRAP names, with grpc-js's generic
 // makeUnaryRequest and hand-encoded messages (greeter_wire.js). It waits
 // (bounded) for the channel to be ready, makes --count calls one after
-// another, prints one JSON line per call and exits 0:
+// another, prints one JSON line per call and exits 0 (with --hold, once
+// its standard input ends):
 //
 //   {"ok":true,"version":"v1","instance":"127.0.0.1:4242","ms":0.8}
 //   {"ok":false,"code":"UNAVAILABLE","message":"...","ms":1.2}
@@ -16,7 +17,7 @@
 //
 //   GRPC_XDS_BOOTSTRAP=bootstrap.json node client.js \
 //     --target xds:///greeter.default.svc.cluster.local:50051 --count 10 \
-//     [--metadata end-user=jason] [--timeout 5] [--xds-creds]
+//     [--metadata end-user=jason] [--timeout 5] [--xds-creds] [--hold]
 
 const { parseArgs } = require('node:util');
 const grpc = require('@grpc/grpc-js');
@@ -32,6 +33,7 @@ const { values: args } = parseArgs({
     'ready-timeout': { type: 'string', default: '15' },
     'xds-creds': { type: 'boolean', default: false },
     name: { type: 'string', default: 'interop' },
+    hold: { type: 'boolean', default: false },
   },
 });
 if (!args.target) {
@@ -85,6 +87,14 @@ async function main() {
   const request = wire.helloRequest(args.name);
   for (let i = 0; i < Number(args.count); i++) {
     process.stdout.write(JSON.stringify(await call(request)) + '\n');
+  }
+  if (args.hold) {
+    // The test looks at this client's xDS stream on the control plane,
+    // then closes our stdin.
+    await new Promise((resolve) => {
+      process.stdin.on('end', resolve);
+      process.stdin.resume();
+    });
   }
   client.close();
   // grpc-js-xds keeps its xDS stream open; the calls are done.

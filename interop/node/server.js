@@ -6,9 +6,9 @@
 // (greeter_wire.js), answering with its version and instance (its
 // address). --fail makes every call end with UNAVAILABLE, and --delay
 // (seconds) makes every call wait first, so that tests can see retries
-// and route timeouts. Once serving it prints one JSON line, {"port": N};
-// it stops when its standard input ends (the test that started it is
-// gone) or on SIGTERM.
+// and route timeouts. It logs each call on stderr ("call N: ..."). Once
+// serving it prints one JSON line, {"port": N}; it stops when its
+// standard input ends (the test that started it is gone) or on SIGTERM.
 //
 //   node server.js --version v1 [--port 0] [--fail] [--delay 2.5]
 
@@ -32,6 +32,7 @@ const delayMs = Number(args.delay) * 1000;
 
 const server = new grpc.Server();
 let instance = '';
+let calls = 0;
 server.addService(
   {
     SayHello: {
@@ -47,6 +48,8 @@ server.addService(
   {
     SayHello: (call, callback) => {
       const name = wire.parseRequest(call.request);
+      // One line a call, which tests count.
+      console.error(`call ${++calls}: SayHello(${JSON.stringify(name)})${args.fail ? ' fails' : ''}`);
       let timer;
       const answer = () => {
         call.removeListener('cancelled', cancelled);

@@ -5,7 +5,7 @@ xds:///host:port target that gRPC's own xDS client resolves from the
 bootstrap file that GRPC_XDS_BOOTSTRAP names, with gRPC's generic API and
 hand-encoded messages (greeter_wire). It waits (bounded) for the channel
 to be ready, makes --count calls one after another, prints one JSON line
-per call and exits 0:
+per call and exits 0 (with --hold, once its standard input ends):
 
     {"ok": true, "version": "v1", "instance": "127.0.0.1:4242", "ms": 0.8}
     {"ok": false, "code": "UNAVAILABLE", "message": "...", "ms": 1.2}
@@ -16,7 +16,7 @@ are made anyway, so that they fail with the status gRPC gives them.
 Run with Debian's /usr/bin/python3 and python3-grpcio:
     GRPC_XDS_BOOTSTRAP=bootstrap.json /usr/bin/python3 client.py \
         --target xds:///greeter.default.svc.cluster.local:50051 --count 10 \
-        [--metadata end-user=jason] [--timeout 5] [--xds-creds]
+        [--metadata end-user=jason] [--timeout 5] [--xds-creds] [--hold]
 """
 
 import argparse
@@ -25,6 +25,7 @@ import sys
 import time
 
 import grpc
+import grpc.experimental  # insecure_channel_credentials, the xDS credentials' fallback
 
 import greeter_wire
 
@@ -41,6 +42,8 @@ def main():
     p.add_argument("--xds-creds", action="store_true",
                    help="use the TLS settings xDS gives (certificate providers), plaintext where it gives none")
     p.add_argument("--name", default="interop", help="the name in each request")
+    p.add_argument("--hold", action="store_true",
+                   help="after the calls, keep the channel (and its xDS stream) until stdin ends")
     args = p.parse_args()
 
     metadata = []
@@ -51,7 +54,7 @@ def main():
         metadata.append((key.lower(), value))
 
     if args.xds_creds:
-        creds = grpc.xds_channel_credentials(grpc.insecure_channel_credentials())
+        creds = grpc.xds_channel_credentials(grpc.experimental.insecure_channel_credentials())
         channel = grpc.secure_channel(args.target, creds)
     else:
         channel = grpc.insecure_channel(args.target)
@@ -74,6 +77,10 @@ def main():
                 line = {"ok": False, "code": e.code().name, "message": e.details() or ""}
             line["ms"] = round((time.monotonic() - start) * 1000, 3)
             print(json.dumps(line), flush=True)
+        if args.hold:
+            # The test looks at this client's xDS stream on the control
+            # plane, then closes our stdin.
+            sys.stdin.read()
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ It serves /meshlet.example.greeter.v1.Greeter/SayHello on 127.0.0.1 with
 gRPC's generic API and hand-encoded messages (greeter_wire), answering with
 its version and instance (its address). --fail makes every call end with
 UNAVAILABLE, and --delay makes every call wait first, so that tests can
-see retries and route timeouts. Once serving it prints one JSON line,
-{"port": N}; it stops when its standard input ends (the test that started
-it is gone) or on SIGTERM.
+see retries and route timeouts. It logs each call on stderr ("call N:
+..."). Once serving it prints one JSON line, {"port": N}; it stops when
+its standard input ends (the test that started it is gone) or on SIGTERM.
 
 Run with Debian's /usr/bin/python3 and python3-grpcio:
     /usr/bin/python3 server.py --version v1 [--port 0] [--fail] [--delay 2.5]
@@ -38,9 +38,16 @@ def main():
     if port == 0:
         sys.exit("server.py: cannot listen on 127.0.0.1:%d" % args.port)
     instance = "127.0.0.1:%d" % port
+    calls = [0]
+    lock = threading.Lock()
 
     def say_hello(request, context):
         name = greeter_wire.parse_request(request)
+        with lock:
+            calls[0] += 1
+            n = calls[0]
+        # One line a call, which tests count.
+        print("call %d: SayHello(%r)%s" % (n, name, " fails" if args.fail else ""), file=sys.stderr, flush=True)
         if args.delay > 0:
             # Ends early when the caller gives up, so a timed-out call does
             # not hold a worker.
