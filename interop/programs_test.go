@@ -183,10 +183,19 @@ func start(t testing.TB, name string, env []string, argv ...string) *process {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("output of %s (%s):\n%s", name, strings.Join(argv, " "), p.log.String())
+			t.Logf("output of %s (%s):\n%s", name, strings.Join(argv, " "), tail(p.log.String(), 30))
 		}
 	})
 	return p
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return fmt.Sprintf("[%d lines before]\n%s", len(lines)-n, strings.Join(lines[len(lines)-n:], "\n"))
 }
 
 // readLines reads n lines of the process's stdout within timeout. It
