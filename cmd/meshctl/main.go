@@ -87,6 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "bootstrap" {
 		return c.bootstrap(args[1:])
 	}
+	if len(args) > 0 && args[0] == "agent" {
+		return c.agent(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("meshctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.admin, "admin", cmp.Or(os.Getenv(adminEnv), controlplane.DefaultAdminAddress), "")
