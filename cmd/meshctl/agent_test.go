@@ -284,4 +284,3 @@ func TestAgentOnceAndErrors(t *testing.T) {
 		}
 	}
 }
-
