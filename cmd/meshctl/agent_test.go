@@ -42,7 +42,7 @@ func (l *lockedBuffer) String() string {
 
 // agentControlPlane starts a control plane whose CA signs only with a
 // token (reviews-token for default/reviews, caller-token for
-// default/caller), SVIDs living ttl, and returns it with its roots file
+// default/caller, greeter-token for default/greeter), SVIDs living ttl, and returns it with its roots file
 // and the token files.
 func agentControlPlane(t *testing.T, configDir string, ttl time.Duration, opts ...controlplane.Option) (cp *controlplane.Server, roots string, tokens map[string]string) {
 	t.Helper()
@@ -55,6 +55,9 @@ func agentControlPlane(t *testing.T, configDir string, ttl time.Duration, opts .
 - token: caller-token
   namespace: default
   serviceAccount: caller
+- token: greeter-token
+  namespace: default
+  serviceAccount: greeter
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
