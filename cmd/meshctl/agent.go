@@ -55,8 +55,9 @@ Flags:
                           spiffe://<trust domain>/ns/istio-system/sa/meshlet-controlplane)
   --ttl D                 the SVID lifetime to ask for (default: the CA's; it may shorten it)
   --spiffe-socket ADDR    take the SVID from a SPIFFE Workload API (SPIRE's agent), e.g.
-                          unix:///run/spire/agent/public/api.sock, instead of the CA.
-                          bundle.pem is then its bundle, plus --roots if given
+                          unix:///run/spire/agent/public/api.sock, instead of the CA;
+                          with --service-account, the SVID of that identity (else the
+                          first offered). bundle.pem is then its bundle, plus --roots
   --out DIR               where to write the files (required; made 0700 if missing)
   --once                  write the files once and exit
   --wait D                how long to wait for the first SVID (default 1m)
@@ -132,8 +133,15 @@ func (c *cli) agent(ctx context.Context, args []string) int {
 		if f.ttl < 0 {
 			problems = append(problems, fmt.Sprintf("--ttl %s: want a positive duration", f.ttl))
 		}
-	} else if f.tokenFile != "" || f.ttl != 0 {
-		problems = append(problems, "--token-file and --ttl are for the control plane's CA, not --spiffe-socket")
+	} else {
+		if f.tokenFile != "" || f.ttl != 0 {
+			problems = append(problems, "--token-file and --ttl are for the control plane's CA, not --spiffe-socket")
+		}
+		if f.serviceAccount != "" && err == nil {
+			if id, err = spiffeid.FromSegments(td, "ns", f.namespace, "sa", f.serviceAccount); err != nil {
+				problems = append(problems, fmt.Sprintf("--namespace %q --service-account %q: %v", f.namespace, f.serviceAccount, err))
+			}
+		}
 	}
 	if len(problems) > 0 {
 		return c.subUsageError(agentUsage, "agent: %s", strings.Join(problems, "; "))
@@ -155,7 +163,12 @@ func (c *cli) agent(ctx context.Context, args []string) int {
 	var closeSrc func()
 	if f.spiffeSocket != "" {
 		var ws *security.WorkloadAPISource
-		ws, err = security.NewWorkloadAPISource(wait, security.WithSocketAddr(f.spiffeSocket), security.WithLogger(log))
+		opts := []security.WorkloadAPIOption{security.WithSocketAddr(f.spiffeSocket), security.WithLogger(log)}
+		if !id.IsZero() {
+			// The Workload API may offer this process several SVIDs.
+			opts = append(opts, security.WithExpectedID(id))
+		}
+		ws, err = security.NewWorkloadAPISource(wait, opts...)
 		src, closeSrc = ws, func() { ws.Close() }
 	} else {
 		src, closeSrc, err = f.caSource(wait, id, td, extra, log)

@@ -287,3 +287,32 @@ func TestAgentOnceAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// With --spiffe-socket the SVID comes from a real SPIRE agent's Workload
+// API: the one of --service-account among those it offers, with SPIRE's
+// bundle.
+func TestAgentSPIRE(t *testing.T) {
+	spire := meshtest.StartSPIRE(t)
+	// Two entries for this process: the agent picks its own.
+	spire.CreateEntry(t, "spiffe://cluster.local/ns/default/sa/other", 0)
+	spire.CreateEntry(t, "spiffe://cluster.local/ns/default/sa/reviews", 0)
+	out := filepath.Join(t.TempDir(), "svid")
+	code, _, stderr := meshctl(t, "agent", "--spiffe-socket", spire.Addr(), "--service-account", "reviews", "--out", out, "--once")
+	if code != exitOK {
+		t.Fatalf("agent --spiffe-socket: exit %d:\n%s", code, stderr)
+	}
+	id, _, err := readSVID(out)
+	if err != nil || id.String() != "spiffe://cluster.local/ns/default/sa/reviews" {
+		t.Errorf("agent --spiffe-socket wrote %v, %v", id, err)
+	}
+	// bundle.pem is SPIRE's bundle.
+	b, err := x509bundle.Load(id.TrustDomain(), filepath.Join(out, "bundle.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range spire.Bundle(t) {
+		if !b.HasX509Authority(r) {
+			t.Errorf("bundle.pem lacks SPIRE's root %s", r.Subject)
+		}
+	}
+}
