@@ -56,7 +56,8 @@ const greeterPort = 50051
 // rotated one. The control plane sees it connected, with its certificate's
 // identity and no NACK.
 func TestGRPCGoClient(t *testing.T) {
-	cp, roots, tokens := agentControlPlane(t, meshtest.WriteConfig(t, map[string]string{"security.yaml": strictGreeter}), 4*time.Second)
+	cp, roots, tokens := agentControlPlane(t, meshtest.WriteConfig(t, map[string]string{"security.yaml": strictGreeter}), 4*time.Second,
+		controlplane.WithPlaintextXDSAddress("127.0.0.1:0"))
 	bin := buildProgram(t, "./internal/grpcxdsclient")
 
 	// The meshlet greeter.
@@ -165,6 +166,21 @@ func TestGRPCGoClient(t *testing.T) {
 		t.Errorf("the agent rotated %d times while the client called, want 2 or more:\n%s", rotations, agentLog)
 	}
 	t.Logf("%s; %d rotations meanwhile", last, rotations)
+
+	// --channel-creds insecure, to the read-only plaintext port: the same
+	// calls, still mTLS to the greeter.
+	plain := filepath.Join(t.TempDir(), "bootstrap-insecure.json")
+	if code, _, stderr := meshctl(t, "bootstrap", "--control-plane", cp.PlaintextXDSAddr(), "--channel-creds", "insecure",
+		"--service", "caller", "--cert-dir", svid, "--refresh", "1s", "-o", plain); code != exitOK {
+		t.Fatalf("meshctl bootstrap --channel-creds insecure: exit %d:\n%s", code, stderr)
+	}
+	cmd = exec.CommandContext(ctx, bin, "-target", fmt.Sprintf("xds:///greeter.default.svc.cluster.local:%d", greeterPort), "-duration", "1s")
+	cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP="+plain)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "first call ok, server spiffe://cluster.local/ns/default/sa/greeter") ||
+		!strings.Contains(string(out), "failures 0") {
+		t.Errorf("grpcxdsclient over the plaintext xDS port: %v:\n%s", err, out)
+	}
 }
 
 // buildProgram builds the main package at dir into a temporary directory
