@@ -39,10 +39,12 @@ func TestInterop(t *testing.T) {
 	t.Logf("control plane and %d backends up in %v", len(backends), time.Since(started).Round(time.Millisecond))
 
 	for _, lang := range clientLanguages {
-		svid := clientSVID(t, cp, lang.name+"-client")
+		svid := agentSVID(t, cp, lang.name+"-client")
 		run := func(t *testing.T, target string, o clientOptions) []callResult {
 			t.Helper()
-			bootstrap, nodeID := writeBootstrap(t, cp, lang, lang.name+"-client", svid)
+			// A bootstrap per run: a new node ID, so that its stream is
+			// told from the last run's.
+			bootstrap, nodeID := writeBootstrap(t, cp, lang.name+"-client", svid, 0)
 			c := startClient(t, lang, bootstrap, target, o)
 			results := c.results(t, o.timeout)
 			checkStream(t, cp, nodeID)

@@ -310,13 +310,18 @@ type clientOptions struct {
 	// plainCreds makes the client use insecure channel credentials
 	// instead of xDS ones (whose fallback is insecure).
 	plainCreds bool
+	// interval is the pause between calls; callsPerChannel > 0 makes a
+	// new channel, with a connection of its own, every that many calls.
+	interval        time.Duration
+	callsPerChannel int
 }
 
 // client is a running client of another language.
 type client struct {
 	*process
-	lang language
-	n    int
+	lang     language
+	n        int
+	interval time.Duration
 }
 
 // startClient runs lang's client against target with the bootstrap file,
@@ -337,18 +342,24 @@ func startClient(t testing.TB, lang language, bootstrap, target string, o client
 	for k, v := range o.metadata {
 		argv = append(argv, "--metadata", k+"="+v)
 	}
+	if o.interval > 0 {
+		argv = append(argv, "--interval", strconv.FormatFloat(o.interval.Seconds(), 'f', -1, 64))
+	}
+	if o.callsPerChannel > 0 {
+		argv = append(argv, "--calls-per-channel", strconv.Itoa(o.callsPerChannel))
+	}
 	if !o.plainCreds {
 		argv = append(argv, "--xds-creds")
 	}
 	p := start(t, lang.name+" client of "+target, []string{"GRPC_XDS_BOOTSTRAP=" + bootstrap}, argv...)
-	return &client{process: p, lang: lang, n: o.count}
+	return &client{process: p, lang: lang, n: o.count, interval: o.interval}
 }
 
 // results reads the client's n results, within a bound that allows every
 // call its timeout.
 func (c *client) results(t testing.TB, timeout time.Duration) []callResult {
 	t.Helper()
-	lines := c.readLines(t, c.n, 30*time.Second+time.Duration(c.n)*timeout)
+	lines := c.readLines(t, c.n, 30*time.Second+time.Duration(c.n)*(timeout+c.interval))
 	out := make([]callResult, len(lines))
 	for i, l := range lines {
 		if err := json.Unmarshal([]byte(l), &out[i]); err != nil {

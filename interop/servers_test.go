@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/controlplane"
@@ -209,6 +212,39 @@ type goGreeter struct {
 	version, instance string
 	o                 serverOptions
 	calls             atomic.Int64
+	mu                sync.Mutex
+	serials           map[string]bool // of the client certificates it saw
+}
+
+// caller is who called: the SPIFFE ID of the peer's certificate, or
+// "plaintext". It records the certificate's serial number.
+func (g *goGreeter) caller(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "plaintext"
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return "plaintext"
+	}
+	cert := ti.State.PeerCertificates[0]
+	g.mu.Lock()
+	if g.serials == nil {
+		g.serials = map[string]bool{}
+	}
+	g.serials[cert.SerialNumber.String()] = true
+	g.mu.Unlock()
+	if len(cert.URIs) == 0 {
+		return "no SPIFFE ID"
+	}
+	return cert.URIs[0].String()
+}
+
+// certificates is how many client certificates the server saw.
+func (g *goGreeter) certificates() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.serials)
 }
 
 func (g *goGreeter) SayHello(ctx context.Context, req *greeterpb.HelloRequest) (*greeterpb.HelloReply, error) {
@@ -223,7 +259,8 @@ func (g *goGreeter) SayHello(ctx context.Context, req *greeterpb.HelloRequest) (
 	if g.o.fail {
 		return nil, status.Errorf(codes.Unavailable, "%s fails on purpose", g.instance)
 	}
-	return &greeterpb.HelloReply{Message: "hello " + req.GetName(), Version: g.version, Instance: g.instance}, nil
+	// The message says who called, for the mTLS tests.
+	return &greeterpb.HelloReply{Message: g.caller(ctx), Version: g.version, Instance: g.instance}, nil
 }
 
 // startGoServer starts a meshlet gRPC server of service and version on a
