@@ -28,6 +28,11 @@
 // workloads in other processes trust the control plane with that root
 // file (mesh.EnvControlPlaneRoots).
 //
+// ClientBootstrap writes the GRPC_XDS_BOOTSTRAP file of a gRPC service
+// outside meshlet's library (another language, or plain gRPC-Go) that
+// follows the control plane with its own xDS client; meshctl bootstrap
+// prints it, and meshctl agent keeps its certificate files current.
+//
 // The shortest use:
 //
 //	cp, err := controlplane.Start(ctx, controlplane.WithConfigDir("config"))

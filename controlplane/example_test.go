@@ -102,3 +102,72 @@ func ExampleValidate() {
 	// mirror.yaml | VirtualService default/mirror | spec.http[0].mirror
 	// reviews.yaml | VirtualService default/reviews | spec.hosts[0]
 }
+
+// The GRPC_XDS_BOOTSTRAP of a gRPC service outside meshlet's library
+// (Python, Node, plain gRPC-Go), whose certificate files meshctl agent
+// keeps current.
+func ExampleClientBootstrap() {
+	b, err := controlplane.ClientBootstrap(controlplane.BootstrapConfig{
+		ControlPlane: "127.0.0.1:15010",
+		Service:      "reviews",
+		Labels:       map[string]string{"version": "v1"},
+		NodeID:       "meshlet~reviews-1.default~default.svc.cluster.local",
+		CertFile:     "/run/svid/cert.pem",
+		KeyFile:      "/run/svid/key.pem",
+		BundleFile:   "/run/svid/bundle.pem",
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	os.Stdout.Write(b)
+	// Output:
+	// {
+	//   "xds_servers": [
+	//     {
+	//       "server_uri": "127.0.0.1:15010",
+	//       "channel_creds": [
+	//         {
+	//           "type": "tls",
+	//           "config": {
+	//             "certificate_file": "/run/svid/cert.pem",
+	//             "private_key_file": "/run/svid/key.pem",
+	//             "ca_certificate_file": "/run/svid/bundle.pem",
+	//             "refresh_interval": "60s"
+	//           }
+	//         }
+	//       ],
+	//       "server_features": [
+	//         "xds_v3"
+	//       ]
+	//     }
+	//   ],
+	//   "node": {
+	//     "id": "meshlet~reviews-1.default~default.svc.cluster.local",
+	//     "cluster": "reviews.default",
+	//     "metadata": {
+	//       "GENERATOR": "grpc",
+	//       "LABELS": {
+	//         "app": "reviews",
+	//         "version": "v1"
+	//       },
+	//       "NAMESPACE": "default",
+	//       "SERVICE_ACCOUNT": "reviews",
+	//       "WORKLOAD_NAME": "reviews"
+	//     },
+	//     "locality": {}
+	//   },
+	//   "certificate_providers": {
+	//     "meshlet": {
+	//       "plugin_name": "file_watcher",
+	//       "config": {
+	//         "certificate_file": "/run/svid/cert.pem",
+	//         "private_key_file": "/run/svid/key.pem",
+	//         "ca_certificate_file": "/run/svid/bundle.pem",
+	//         "refresh_interval": "60s"
+	//       }
+	//     }
+	//   },
+	//   "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s"
+	// }
+}

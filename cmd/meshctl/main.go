@@ -5,6 +5,8 @@
 //	meshctl validate DIR             the control plane's own validation, offline
 //	meshctl describe SERVICE[.NS]    routes, subsets, endpoints and policies of a service
 //	meshctl config dump WORKLOAD     the xDS config a workload was sent
+//	meshctl bootstrap ...            the GRPC_XDS_BOOTSTRAP of a service outside the library
+//	meshctl agent ...                keeps a workload's SVID files current, from the CA or SPIRE
 //
 // --admin ADDR (or MESHLET_ADMIN; default 127.0.0.1:15014) is the admin
 // port; -o json prints JSON instead of tables. It exits 0 on success, 1
@@ -51,6 +53,11 @@ Usage:
   meshctl [flags] validate DIR            check a config directory as the control plane would (offline)
   meshctl [flags] describe SERVICE[.NS]   routes, subsets, endpoints and policies of a service
   meshctl [flags] config dump WORKLOAD    the xDS config a workload (node ID, service or service.namespace) was sent
+  meshctl bootstrap --control-plane ADDR --service NAME ...
+                                          the GRPC_XDS_BOOTSTRAP of a gRPC service outside meshlet's library
+  meshctl agent --control-plane ADDR --service-account SA --out DIR ...
+                                          keep a workload's certificate files current (the CA or SPIRE)
+  (meshctl bootstrap -h, meshctl agent -h: their flags)
 
 Flags (before or after the command):
   --admin ADDR   the control plane's admin port (env MESHLET_ADMIN; default ` + controlplane.DefaultAdminAddress + `)
@@ -76,6 +83,13 @@ type cli struct {
 // run runs meshctl with args and returns its exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := &cli{stdout: stdout, stderr: stderr, client: &http.Client{Timeout: 10 * time.Second}}
+	// These two have flags of their own.
+	if len(args) > 0 && args[0] == "bootstrap" {
+		return c.bootstrap(args[1:])
+	}
+	if len(args) > 0 && args[0] == "agent" {
+		return c.agent(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("meshctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.admin, "admin", cmp.Or(os.Getenv(adminEnv), controlplane.DefaultAdminAddress), "")
