@@ -162,6 +162,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		InboundChanged: func() { s.rebuild(change(causeInbound)) },
 		EarlierVersion: s.restartDetected,
 		Observe:        s.metrics.observer(),
+		Unsupported:    translate.Unsupported,
 	})
 	if err := s.rebuildErr(change(causeStart)); err != nil {
 		return nil, err

@@ -42,6 +42,11 @@ type Client struct {
 	// Types are keyed by short type name: Listener, RouteConfiguration,
 	// Cluster, ClusterLoadAssignment.
 	Types map[string]*ClientType `json:"types"`
+	// Unsupported names what the config it asked for needs that this
+	// client (by its user agent: a gRPC client of another language, say)
+	// cannot do, one sentence each: what it drops or refuses. Empty for
+	// meshlet's own clients. docs/xds-compatibility.md has the table.
+	Unsupported []string `json:"unsupported,omitempty"`
 }
 
 // ClientType is what one client asked for and acknowledged of one type.
@@ -75,6 +80,7 @@ func (s *Server) Clients() []Client {
 		c := Client{
 			StreamID: cs.StreamID, NodeID: cs.NodeID, Identity: cs.Identity, Mode: cs.Mode, UserAgent: cs.UserAgent,
 			Cluster: cs.Cluster, Metadata: cs.Metadata, Peer: cs.Peer, Connected: cs.Connected, Types: map[string]*ClientType{},
+			Unsupported: cs.Unsupported,
 		}
 		if labels, ok := cs.Metadata[wire.MetaLabels].(map[string]any); ok {
 			c.Service, _ = labels["app"].(string)

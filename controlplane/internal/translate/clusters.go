@@ -228,7 +228,19 @@ func newCluster(name string, lb *networking.LoadBalancerSettings, at string) (*c
 		switch policy.Simple {
 		case networking.LoadBalancerSettings_UNSPECIFIED, networking.LoadBalancerSettings_ROUND_ROBIN:
 		case networking.LoadBalancerSettings_LEAST_CONN, networking.LoadBalancerSettings_LEAST_REQUEST:
-			c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
+			// Not lb_policy LEAST_REQUEST: gRPC C-core (1.51 and later)
+			// and grpc-js-xds have no least-request balancer and NACK the
+			// Cluster for it. load_balancing_policy names least_request
+			// first, which gRPC-Go, grpc-java and meshlet use, then round
+			// robin, which the others fall back to (gRFC A52); C-core
+			// 1.51, which reads load_balancing_policy only when
+			// GRPC_EXPERIMENTAL_XDS_CUSTOM_LB_CONFIG is set, reads
+			// lb_policy ROUND_ROBIN.
+			p, err := leastRequestPolicy()
+			if err != nil {
+				return nil, nil, err
+			}
+			c.LoadBalancingPolicy = p
 		case networking.LoadBalancerSettings_RANDOM:
 			// gRPC-Go NACKs lb_policy RANDOM ("unexpected lbPolicy"), and it
 			// reads lb_policy before load_balancing_policy, so lb_policy
@@ -313,12 +325,26 @@ func randomPolicy() (*clusterv3.LoadBalancingPolicy, error) {
 	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{random, rr}}, nil
 }
 
+// leastRequestPolicy is the load_balancing_policy of a LEAST_REQUEST
+// cluster: least_request, then round_robin under wrr_locality.
+func leastRequestPolicy() (*clusterv3.LoadBalancingPolicy, error) {
+	lr, err := extensionPolicy(leastRequestName, &leastrequestv3.LeastRequest{})
+	if err != nil {
+		return nil, err
+	}
+	rr, err := roundRobinPolicy()
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{lr, rr}}, nil
+}
+
 // setPeakEWMA puts meshlet's peak-EWMA balancer, named through a
 // TypedStruct, first in c's load_balancing_policy, for meshlet's resolver.
 // What newCluster chose stays behind it for gRPC clients, which have no
 // peak EWMA and skip it as they skip an unknown meshlet.random (see
-// randomPolicy): the RANDOM policy list, least_request for LEAST_REQUEST,
-// or else round_robin under wrr_locality, as for lb_policy ROUND_ROBIN.
+// randomPolicy): the RANDOM or LEAST_REQUEST policy list, or else
+// round_robin under wrr_locality, as for lb_policy ROUND_ROBIN.
 // lb_policy keeps its value, which load_balancing_policy overrides.
 func setPeakEWMA(c *clusterv3.Cluster, at string) error {
 	if c.GetLbPolicy() == clusterv3.Cluster_RING_HASH {
@@ -330,12 +356,7 @@ func setPeakEWMA(c *clusterv3.Cluster, at string) error {
 	}
 	fallback := c.GetLoadBalancingPolicy().GetPolicies()
 	if len(fallback) == 0 {
-		var p *clusterv3.LoadBalancingPolicy_Policy
-		if c.GetLbPolicy() == clusterv3.Cluster_LEAST_REQUEST {
-			p, err = extensionPolicy(leastRequestName, &leastrequestv3.LeastRequest{})
-		} else {
-			p, err = roundRobinPolicy()
-		}
+		p, err := roundRobinPolicy()
 		if err != nil {
 			return err
 		}

@@ -135,7 +135,6 @@ func TestPeakEWMA(t *testing.T) {
 	out := build(t, translate.Input{Config: &model.Config{DestinationRules: rules}, Instances: insts})
 
 	// The fallbacks are what the cluster would have without the annotation.
-	leastRequest := []*clusterv3.LoadBalancingPolicy_Policy{{TypedExtensionConfig: typedConfig(t, "envoy.load_balancing_policies.least_request", &leastrequestv3.LeastRequest{})}}
 	randomCluster := findCluster(t, build(t, translate.Input{
 		Config:    &model.Config{DestinationRules: []*model.DestinationRule{destinationRule("default", "reviews", &networking.DestinationRule{Host: reviews, TrafficPolicy: &networking.TrafficPolicy{LoadBalancer: simpleLB(networking.LoadBalancerSettings_RANDOM)}})}},
 		Instances: reviewsInstances(),
@@ -143,14 +142,15 @@ func TestPeakEWMA(t *testing.T) {
 	checkRandomPolicy(t, randomCluster)
 	random := randomCluster.GetLoadBalancingPolicy().GetPolicies()
 	roundRobin := random[1:]
+	leastRequest := append([]*clusterv3.LoadBalancingPolicy_Policy{{TypedExtensionConfig: typedConfig(t, "envoy.load_balancing_policies.least_request", &leastrequestv3.LeastRequest{})}}, roundRobin...)
 
 	tests := []struct {
 		cluster  string
 		lbPolicy clusterv3.Cluster_LbPolicy
 		fallback []*clusterv3.LoadBalancingPolicy_Policy
 	}{
-		{wire.ClusterName(9080, "", reviews), clusterv3.Cluster_LEAST_REQUEST, leastRequest},
-		{wire.ClusterName(9080, "v1", reviews), clusterv3.Cluster_LEAST_REQUEST, leastRequest},
+		{wire.ClusterName(9080, "", reviews), clusterv3.Cluster_ROUND_ROBIN, leastRequest},
+		{wire.ClusterName(9080, "v1", reviews), clusterv3.Cluster_ROUND_ROBIN, leastRequest},
 		{wire.ClusterName(9080, "v2", reviews), clusterv3.Cluster_ROUND_ROBIN, random},
 		{wire.ClusterName(9080, "v3", reviews), clusterv3.Cluster_ROUND_ROBIN, roundRobin},
 		{wire.ClusterName(9080, "", ratings), clusterv3.Cluster_ROUND_ROBIN, roundRobin},
@@ -163,8 +163,14 @@ func TestPeakEWMA(t *testing.T) {
 		checkPeakEWMAPolicy(t, c, tt.fallback)
 	}
 	details := findCluster(t, out, "outbound|9080||details.default.svc.cluster.local")
-	if details.GetLoadBalancingPolicy() != nil || details.GetLbPolicy() != clusterv3.Cluster_LEAST_REQUEST {
-		t.Errorf("details, not annotated: lb_policy %v, load_balancing_policy %v; want LEAST_REQUEST alone", details.GetLbPolicy(), details.GetLoadBalancingPolicy())
+	// Not annotated: least_request then round robin, under lb_policy
+	// ROUND_ROBIN, which every gRPC client accepts (C-core and grpc-js-xds
+	// NACK lb_policy LEAST_REQUEST).
+	if details.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
+		t.Errorf("details, not annotated: lb_policy %v, want ROUND_ROBIN", details.GetLbPolicy())
+	}
+	if diff := cmp.Diff(leastRequest, details.GetLoadBalancingPolicy().GetPolicies(), protocmp.Transform()); diff != "" {
+		t.Errorf("details, not annotated: load_balancing_policy (-want +got):\n%s", diff)
 	}
 }
 

@@ -158,7 +158,7 @@ func rateLimitKeyAction(pb *model.RateLimitPerBucket) *routev3.RateLimit_Action 
 func rateLimitHeaders(m model.RateLimitMatch) []*routev3.HeaderMatcher {
 	var out []*routev3.HeaderMatcher
 	str := func(name string, sm *matcherv3.StringMatcher) {
-		out = append(out, &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: sm}})
+		out = append(out, legacyHeaderMatcher(name, sm, false))
 	}
 	switch {
 	case m.PathExact != "":

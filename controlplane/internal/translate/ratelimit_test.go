@@ -60,7 +60,7 @@ func TestRateLimitFilter(t *testing.T) {
 		t.Fatalf("rate_limits %v, want one per match entry", rls)
 	}
 	hvm := rls[0].GetActions()[0].GetHeaderValueMatch()
-	if hvm.GetDescriptorValue() != "default/api" || len(hvm.GetHeaders()) != 2 || hvm.GetHeaders()[0].GetStringMatch().GetSafeRegex().GetRegex() != `/a\.B/C(\?.*)?` {
+	if hvm.GetDescriptorValue() != "default/api" || len(hvm.GetHeaders()) != 2 || hvm.GetHeaders()[0].GetSafeRegexMatch().GetRegex() != `/a\.B/C(\?.*)?` {
 		t.Errorf("first match %v", hvm)
 	}
 	expr := &exprv3.Descriptor{}

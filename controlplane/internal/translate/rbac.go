@@ -314,11 +314,13 @@ func conditionPermission(c *security.Condition) (*rbacv3.Permission, error) {
 
 // headerMatch matches header name against an Istio value: "*" means
 // present, "prefix*" and "*suffix" match a prefix or a suffix.
+// It uses HeaderMatcher's own fields, as routes do (legacyHeaderMatcher):
+// gRPC C-core 1.51's RBAC filter NACKs string_match too.
 func headerMatch(name, v string) *routev3.HeaderMatcher {
 	if v == "*" {
-		return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}
+		return legacyHeaderMatcher(name, nil, false)
 	}
-	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: wildcardMatcher(v)}}
+	return legacyHeaderMatcher(name, wildcardMatcher(v), false)
 }
 
 // wildcardMatcher matches an Istio value other than "*": exact, "prefix*"

@@ -152,6 +152,14 @@ func (t *translator) virtualServiceRoutes(s *service, port uint32, vs *model.Vir
 				m = proto.Clone(m).(*networking.HTTPMatchRequest)
 				m.Method = nil
 			}
+			if grpcPort(s, port) && len(m.GetQueryParams()) > 0 {
+				// A gRPC request has no query string, so the clause can
+				// never match. gRPC-Go, C-core and grpc-java skip such a
+				// route, but grpc-js-xds ignores query_parameters and
+				// would take the route for every request: skip it here,
+				// so that every client does the same.
+				continue
+			}
 			mat := at
 			if m != nil {
 				mat = fmt.Sprintf("%s.match[%d]", at, j)
@@ -263,18 +271,19 @@ func routeMatch(m *networking.HTTPMatchRequest, at string) (*routev3.RouteMatch,
 
 // headerMatcher matches one header. An empty Istio match, or an empty
 // prefix (which gRPC-Go NACKs in a StringMatcher), means "present".
+//
+// It uses HeaderMatcher's own exact_match, prefix_match, safe_regex_match
+// and present_match, not string_match: gRPC clients learned string_match
+// only with gRFC A63 (2023), and gRPC C-core 1.51 (Debian bookworm's
+// Python, C++ and Ruby) NACKs the whole RouteConfiguration for it
+// ("Invalid route header matcher specified"). The older fields mean the
+// same and every gRPC client and Envoy accept them (docs/xds-compatibility.md).
 func headerMatcher(name string, m *networking.StringMatch, invert bool, at string) (*routev3.HeaderMatcher, error) {
-	hm := &routev3.HeaderMatcher{Name: strings.ToLower(name), InvertMatch: invert}
 	sm, err := stringMatcher(m, at)
 	if err != nil {
 		return nil, err
 	}
-	if sm == nil {
-		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
-	} else {
-		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: sm}
-	}
-	return hm, nil
+	return legacyHeaderMatcher(strings.ToLower(name), sm, invert), nil
 }
 
 // stringMatcher translates an Istio StringMatch; nil means "present".

@@ -367,8 +367,21 @@ func TestRBACMapping(t *testing.T) {
 	path := func(m *matcherv3.StringMatcher) *rbacv3.Permission {
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{Rule: &matcherv3.PathMatcher_Path{Path: m}}}}
 	}
+	// Header rules use HeaderMatcher's own fields, not string_match,
+	// which gRPC C-core 1.51's RBAC filter NACKs.
 	header := func(name string, m *matcherv3.StringMatcher) *rbacv3.Permission {
-		return &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: m}}}}
+		hm := &routev3.HeaderMatcher{Name: name}
+		switch p := m.GetMatchPattern().(type) {
+		case *matcherv3.StringMatcher_Exact:
+			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_ExactMatch{ExactMatch: p.Exact}
+		case *matcherv3.StringMatcher_Prefix:
+			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PrefixMatch{PrefixMatch: p.Prefix}
+		case *matcherv3.StringMatcher_Suffix:
+			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_SuffixMatch{SuffixMatch: p.Suffix}
+		default:
+			t.Fatalf("header %s: no legacy form for %v", name, m)
+		}
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: hm}}
 	}
 	present := func(name string) *rbacv3.Permission {
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}}

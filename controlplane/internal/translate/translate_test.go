@@ -3,6 +3,7 @@ package translate_test
 import (
 	"math"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -408,9 +409,6 @@ func TestMatches(t *testing.T) {
 	regex := func(s string) *networking.StringMatch {
 		return &networking.StringMatch{MatchType: &networking.StringMatch_Regex{Regex: s}}
 	}
-	sm := func(m *matcherv3.StringMatcher) *routev3.HeaderMatcher_StringMatch {
-		return &routev3.HeaderMatcher_StringMatch{StringMatch: m}
-	}
 	vs := virtualService("default", "reviews", &networking.VirtualService{
 		Hosts: []string{reviews},
 		Http: []*networking.HTTPRoute{{
@@ -451,10 +449,12 @@ func TestMatches(t *testing.T) {
 	wantMatches := []*routev3.RouteMatch{{
 		PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/reviews.Reviews/"},
 		Headers: []*routev3.HeaderMatcher{
-			{Name: "x-group", HeaderMatchSpecifier: sm(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "beta"}})},
-			{Name: "end-user", HeaderMatchSpecifier: sm(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "jason"}})},
+			// HeaderMatcher's own fields, not string_match, which gRPC
+			// C-core 1.51 NACKs.
+			{Name: "x-group", HeaderMatchSpecifier: &routev3.HeaderMatcher_PrefixMatch{PrefixMatch: "beta"}},
+			{Name: "end-user", HeaderMatchSpecifier: &routev3.HeaderMatcher_ExactMatch{ExactMatch: "jason"}},
 			{Name: "x-any", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}},
-			{Name: "x-id", HeaderMatchSpecifier: sm(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "[0-9]+"}}})},
+			{Name: "x-id", HeaderMatchSpecifier: &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: "[0-9]+"}}},
 		},
 	}, {
 		PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/reviews\\.Reviews/Get.*"}},
@@ -601,18 +601,22 @@ func TestLoadBalancers(t *testing.T) {
 	})
 
 	ringHash := &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(64)}}
+	// Least request is named in load_balancing_policy, before round
+	// robin, under lb_policy ROUND_ROBIN: gRPC C-core and grpc-js-xds NACK
+	// lb_policy LEAST_REQUEST.
 	tests := []struct {
-		subset   string
-		policy   clusterv3.Cluster_LbPolicy
-		lbConfig any
-		random   bool
+		subset       string
+		policy       clusterv3.Cluster_LbPolicy
+		lbConfig     any
+		random       bool
+		leastRequest bool
 	}{
-		{subset: "", policy: clusterv3.Cluster_LEAST_REQUEST},
-		{subset: "v1", policy: clusterv3.Cluster_LEAST_REQUEST},
+		{subset: "", policy: clusterv3.Cluster_ROUND_ROBIN, leastRequest: true},
+		{subset: "v1", policy: clusterv3.Cluster_ROUND_ROBIN, leastRequest: true},
 		{subset: "v2", policy: clusterv3.Cluster_RING_HASH, lbConfig: ringHash},
 		{subset: "v3", policy: clusterv3.Cluster_ROUND_ROBIN, random: true},
 		{subset: "rr", policy: clusterv3.Cluster_ROUND_ROBIN},
-		{subset: "lr", policy: clusterv3.Cluster_LEAST_REQUEST},
+		{subset: "lr", policy: clusterv3.Cluster_ROUND_ROBIN, leastRequest: true},
 	}
 	for _, tt := range tests {
 		c := findCluster(t, out, wire.ClusterName(9080, tt.subset, reviews))
@@ -626,9 +630,18 @@ func TestLoadBalancers(t *testing.T) {
 		} else if c.GetLbConfig() != nil {
 			t.Errorf("%s: lb_config = %v, want none", c.GetName(), c.GetLbConfig())
 		}
-		if tt.random {
+		switch {
+		case tt.random:
 			checkRandomPolicy(t, c)
-		} else if c.GetLoadBalancingPolicy() != nil {
+		case tt.leastRequest:
+			var names []string
+			for _, p := range c.GetLoadBalancingPolicy().GetPolicies() {
+				names = append(names, p.GetTypedExtensionConfig().GetName())
+			}
+			if want := []string{"envoy.load_balancing_policies.least_request", "envoy.load_balancing_policies.wrr_locality"}; !slices.Equal(names, want) {
+				t.Errorf("%s: load_balancing_policy = %v, want %v", c.GetName(), names, want)
+			}
+		case c.GetLoadBalancingPolicy() != nil:
 			t.Errorf("%s: load_balancing_policy = %v, want none", c.GetName(), c.GetLoadBalancingPolicy())
 		}
 	}

@@ -155,6 +155,7 @@ type stream struct {
 	inboundRes      map[string]wireResource
 	listenerVersion string
 	refused         map[string]bool // malformed names already logged
+	unsupported     unsupportedState
 }
 
 // TypeStatus is what one client asked for and acknowledged of one type.
@@ -180,6 +181,9 @@ type ClientStatus struct {
 	Connected time.Time              `json:"connected"`
 	UserAgent string                 `json:"userAgent,omitempty"`
 	Types     map[string]*TypeStatus `json:"types"`
+	// Unsupported is what the resources it asked for need that this
+	// client cannot do (Hooks.Unsupported), sorted.
+	Unsupported []string `json:"unsupported,omitempty"`
 }
 
 // ClientKind sorts a client by its node's user agent into a few kinds, so
@@ -228,6 +232,11 @@ type Hooks struct {
 	EarlierVersion func() <-chan struct{}
 	// Observe is told about pushes, NACKs and ACKs, for metrics.
 	Observe Observer
+	// Unsupported returns what resource r needs that the client of node
+	// n cannot do, one sentence each. It is called with the server's lock
+	// held, for each resource a stream asks for: it must be quick and
+	// must not call the Server. Nil reports nothing.
+	Unsupported func(n *core.Node, r types.Resource) []string
 }
 
 // New returns a server with no resources. inboundPrefix is the name prefix
@@ -521,6 +530,7 @@ func (s *Server) Clients() []ClientStatus {
 			c.Requested = slices.Clone(ts.Requested)
 			cs.Types[shortType(typ)] = &c
 		}
+		cs.Unsupported = st.unsupported.list()
 		out = append(out, cs)
 	}
 	return out
@@ -615,6 +625,7 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 	stale := s.staleLocked(st, typ, req.GetResponseNonce())
 	if !stale {
 		ts.Requested = slices.Clone(req.GetResourceNames())
+		s.checkUnsupportedLocked(st, typ)
 	}
 	changed := false
 	if typ == resource.ListenerType && s.inboundPrefix != "" {
