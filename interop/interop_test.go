@@ -16,7 +16,7 @@ import (
 
 // TestInterop: Python (C-core) and Node (grpc-js) clients, with their own
 // xDS clients and a bootstrap file, follow meshlet's control plane to
-// meshlet Go servers and to plain Python and Node servers, with a 80/20
+// meshlet Go servers and to plain Python and Node servers, with an 80/20
 // split, a header match, retries past a failing endpoint and a route
 // timeout; and none of them NACKs anything.
 func TestInterop(t *testing.T) {
