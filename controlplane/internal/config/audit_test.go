@@ -254,15 +254,18 @@ func equal[T any](t *testing.T, what string, want, got T) {
 }
 
 func routeEffects() []effect {
-	exact := func(v string) *routev3.HeaderMatcher_StringMatch {
-		return &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: v}}}
+	// The legacy HeaderMatcher fields: gRPC C-core 1.51 NACKs string_match
+	// (docs/xds-compatibility.md).
+	exact := func(name, v string) *routev3.HeaderMatcher {
+		return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_ExactMatch{ExactMatch: v}}
 	}
-	prefix := func(v string) *routev3.HeaderMatcher_StringMatch {
-		return &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: v}}}
+	prefix := func(name, v string) *routev3.HeaderMatcher {
+		return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PrefixMatch{PrefixMatch: v}}
 	}
-	regex := func(v string) *routev3.HeaderMatcher_StringMatch {
-		return &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v}}}}
+	regex := func(name, v string) *routev3.HeaderMatcher {
+		return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: v}}}
 	}
+	inverted := func(m *routev3.HeaderMatcher) *routev3.HeaderMatcher { m.InvertMatch = true; return m }
 	return []effect{{
 		covers: []string{"VirtualService hosts", "VirtualService http.route.destination.host", "VirtualService http.route.destination.subset",
 			"DestinationRule host", "DestinationRule subsets.name", "DestinationRule subsets.labels"},
@@ -307,9 +310,9 @@ func routeEffects() []effect {
 		yaml:   route("{match: [{headers: {x-a: {exact: jason}, x-b: {prefix: ja}, x-c: {regex: 'j.*'}}}], route: [{destination: {host: reviews}}]}"),
 		check: func(t *testing.T, b *built) {
 			equal(t, "headers", []*routev3.HeaderMatcher{
-				{Name: "x-a", HeaderMatchSpecifier: exact("jason")},
-				{Name: "x-b", HeaderMatchSpecifier: prefix("ja")},
-				{Name: "x-c", HeaderMatchSpecifier: regex("j.*")},
+				exact("x-a", "jason"),
+				prefix("x-b", "ja"),
+				regex("x-c", "j.*"),
 			}, b.routes(reviewsRC)[0].GetMatch().GetHeaders())
 		},
 	}, {
@@ -317,9 +320,9 @@ func routeEffects() []effect {
 		yaml:   route("{match: [{withoutHeaders: {x-a: {exact: jason}, x-b: {prefix: ja}, x-c: {regex: 'j.*'}}}], route: [{destination: {host: reviews}}]}"),
 		check: func(t *testing.T, b *built) {
 			equal(t, "headers", []*routev3.HeaderMatcher{
-				{Name: "x-a", HeaderMatchSpecifier: exact("jason"), InvertMatch: true},
-				{Name: "x-b", HeaderMatchSpecifier: prefix("ja"), InvertMatch: true},
-				{Name: "x-c", HeaderMatchSpecifier: regex("j.*"), InvertMatch: true},
+				inverted(exact("x-a", "jason")),
+				inverted(prefix("x-b", "ja")),
+				inverted(regex("x-c", "j.*")),
 			}, b.routes(reviewsRC)[0].GetMatch().GetHeaders())
 		},
 	}, {
@@ -331,9 +334,9 @@ func routeEffects() []effect {
 				got = append(got, r.GetMatch().GetHeaders()...)
 			}
 			equal(t, "headers", []*routev3.HeaderMatcher{
-				{Name: ":method", HeaderMatchSpecifier: exact("GET")},
-				{Name: ":method", HeaderMatchSpecifier: prefix("PO")},
-				{Name: ":method", HeaderMatchSpecifier: regex("P(UT|ATCH)")},
+				exact(":method", "GET"),
+				prefix(":method", "PO"),
+				regex(":method", "P(UT|ATCH)"),
 			}, got)
 		},
 	}, {
@@ -447,6 +450,17 @@ func policyEffects() []policyEffect {
 			}
 		}
 	}
+	// Least request goes out as load_balancing_policy, with lb_policy
+	// ROUND_ROBIN for the clients that read only the enum: C-core 1.51 and
+	// grpc-js NACK LEAST_REQUEST (docs/xds-compatibility.md).
+	leastRequest := func(t *testing.T, _ *built, c *clusterv3.Cluster) {
+		equal(t, "lb_policy", clusterv3.Cluster_ROUND_ROBIN, c.GetLbPolicy())
+		var names []string
+		for _, p := range c.GetLoadBalancingPolicy().GetPolicies() {
+			names = append(names, p.GetTypedExtensionConfig().GetName())
+		}
+		equal(t, "load_balancing_policy", []string{"envoy.load_balancing_policies.least_request", "envoy.load_balancing_policies.wrr_locality"}, names)
+	}
 	outlier := func(want *clusterv3.OutlierDetection) func(*testing.T, *built, *clusterv3.Cluster) {
 		return func(t *testing.T, _ *built, c *clusterv3.Cluster) {
 			equal(t, "outlier_detection", want, c.GetOutlierDetection())
@@ -456,8 +470,8 @@ func policyEffects() []policyEffect {
 		// UNSPECIFIED and ROUND_ROBIN are what a rule without loadBalancer gets.
 		{covers: []string{"loadBalancer.simple=UNSPECIFIED"}, policy: "{loadBalancer: {simple: UNSPECIFIED}}", check: lbPolicy(clusterv3.Cluster_ROUND_ROBIN)},
 		{covers: []string{"loadBalancer.simple=ROUND_ROBIN"}, policy: "{loadBalancer: {simple: ROUND_ROBIN}}", check: lbPolicy(clusterv3.Cluster_ROUND_ROBIN)},
-		{covers: []string{"loadBalancer.simple=LEAST_REQUEST"}, policy: "{loadBalancer: {simple: LEAST_REQUEST}}", check: lbPolicy(clusterv3.Cluster_LEAST_REQUEST)},
-		{covers: []string{"loadBalancer.simple=LEAST_CONN"}, policy: "{loadBalancer: {simple: LEAST_CONN}}", check: lbPolicy(clusterv3.Cluster_LEAST_REQUEST)},
+		{covers: []string{"loadBalancer.simple=LEAST_REQUEST"}, policy: "{loadBalancer: {simple: LEAST_REQUEST}}", check: leastRequest},
+		{covers: []string{"loadBalancer.simple=LEAST_CONN"}, policy: "{loadBalancer: {simple: LEAST_CONN}}", check: leastRequest},
 		{covers: []string{"loadBalancer.simple", "loadBalancer.simple=RANDOM"}, policy: "{loadBalancer: {simple: RANDOM}}", check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {
 			equal(t, "first load_balancing_policy", wire.RandomPolicy, c.GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName())
 		}},
@@ -731,7 +745,7 @@ func securityEffects() []effect {
 			check: rbac(`exact: "spiffe://cluster.local/ns/shop/sa/cart"`, `not_id: { authenticated: { principal_name: { exact: "`+sa+`ratings"`)},
 		{covers: []string{"AuthorizationPolicy rules.to.operation.methods", "AuthorizationPolicy rules.to.operation.notMethods"},
 			yaml:  ap("{rules: [{to: [{operation: {methods: [GET], notMethods: [DELETE]}}]}]}"),
-			check: rbac(`header: { name: ":method" string_match: { exact: "GET" } }`, `not_rule: { header: { name: ":method" string_match: { exact: "DELETE" } }`)},
+			check: rbac(`header: { name: ":method" exact_match: "GET" }`, `not_rule: { header: { name: ":method" exact_match: "DELETE" }`)},
 		{covers: []string{"AuthorizationPolicy rules.to.operation.paths", "AuthorizationPolicy rules.to.operation.notPaths"},
 			yaml:  ap("{rules: [{to: [{operation: {paths: [/pkg.Reviews/Get], notPaths: [/admin*]}}]}]}"),
 			check: rbac(`url_path: { path: { exact: "/pkg.Reviews/Get" } }`, `not_rule: { url_path: { path: { prefix: "/admin" } }`)},
@@ -740,7 +754,7 @@ func securityEffects() []effect {
 			check: rbac("destination_port: 9080", "not_rule: { destination_port: 15000 }")},
 		{covers: []string{"AuthorizationPolicy rules.when.key", "AuthorizationPolicy rules.when.values", "AuthorizationPolicy rules.when.notValues"},
 			yaml:  ap("{rules: [{when: [{key: 'request.headers[x-user]', values: [jason], notValues: [guest]}]}]}"),
-			check: rbac(`header: { name: "x-user" string_match: { exact: "jason" } }`, `not_rule: { header: { name: "x-user" string_match: { exact: "guest" } }`)},
+			check: rbac(`header: { name: "x-user" exact_match: "jason" }`, `not_rule: { header: { name: "x-user" exact_match: "guest" }`)},
 	}
 }
 
