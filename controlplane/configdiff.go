@@ -17,27 +17,32 @@ type configChanges struct {
 }
 
 // diffConfig compares two configs resource by resource. A resource is
-// changed when its spec, its annotations or its file differ.
+// changed when its spec, its annotations or its file differ. A spec the
+// config Loader took from memory is the one of the last load, the same
+// pointer, and is not compared field by field.
 func diffConfig(prev, next *model.Config) configChanges {
 	var c configChanges
-	before := map[string]istioResource{}
-	for _, r := range istioResources(prev) {
-		before[r.Meta.String()] = r
+	type key struct{ kind, namespace, name string }
+	keyOf := func(m model.Meta) key { return key{m.Kind, m.Namespace, m.Name} }
+	prevRes := istioResources(prev)
+	before := make(map[key]istioResource, len(prevRes))
+	for _, r := range prevRes {
+		before[keyOf(r.Meta)] = r
 	}
 	for _, r := range istioResources(next) {
-		old, ok := before[r.Meta.String()]
-		delete(before, r.Meta.String())
+		old, ok := before[keyOf(r.Meta)]
+		delete(before, keyOf(r.Meta))
 		switch {
 		case !ok:
 			c.added = append(c.added, fmt.Sprintf("%s (%s)", r.Meta, r.File))
 		case old.File != r.File:
 			c.changed = append(c.changed, fmt.Sprintf("%s (%s, was in %s)", r.Meta, r.File, old.File))
-		case !proto.Equal(old.spec, r.spec) || !maps.Equal(old.Annotations, r.Annotations):
+		case (old.spec != r.spec && !proto.Equal(old.spec, r.spec)) || !maps.Equal(old.Annotations, r.Annotations):
 			c.changed = append(c.changed, fmt.Sprintf("%s (%s)", r.Meta, r.File))
 		}
 	}
-	for _, r := range istioResources(prev) { // in the config's order
-		if _, gone := before[r.Meta.String()]; gone {
+	for _, r := range prevRes { // in the config's order
+		if _, gone := before[keyOf(r.Meta)]; gone {
 			c.removed = append(c.removed, fmt.Sprintf("%s (%s)", r.Meta, r.File))
 		}
 	}
