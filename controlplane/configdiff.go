@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -49,8 +50,19 @@ func diffConfig(prev, next *model.Config) configChanges {
 	return c
 }
 
-// logLoaded logs a reload that was put in force, with what it changed.
-func (s *Server) logLoaded(c configChanges) {
+// stageTimes is where a reload's time went, for its log line: from the
+// first change the watcher saw to the new resources being served (the
+// debounce's wait included), of which the load (read, parse, validate),
+// the translation and the xDS server's update (marshal, compare,
+// snapshots). The clients' ACKs come after: the push latency metric.
+type stageTimes struct {
+	sinceChange, load, translate, serve time.Duration
+	parsed                              int // documents the load parsed
+}
+
+// logLoaded logs a reload that was put in force, with what it changed and
+// how long it took.
+func (s *Server) logLoaded(c configChanges, st stageTimes) {
 	attrs := []any{"dir", s.opts.configDir}
 	for _, l := range []struct {
 		key  string
@@ -60,9 +72,11 @@ func (s *Server) logLoaded(c configChanges) {
 			attrs = append(attrs, l.key, strings.Join(l.list, ", "))
 		}
 	}
+	msg := "config loaded"
 	if len(attrs) == 2 {
-		s.log.Info("config loaded; no resource changed", attrs...)
-		return
+		msg = "config loaded; no resource changed"
 	}
-	s.log.Info("config loaded", attrs...)
+	attrs = append(attrs, "since_change", st.sinceChange.Round(time.Microsecond), "load", st.load.Round(time.Microsecond),
+		"parsed_documents", st.parsed, "translate", st.translate.Round(time.Microsecond), "serve", st.serve.Round(time.Microsecond))
+	s.log.Info(msg, attrs...)
 }

@@ -179,7 +179,9 @@ func (s *Server) Reload() error { return s.reload(change(causeConfig)) }
 // latency.
 func (s *Server) reload(c xdsserver.Change) (err error) {
 	defer func() { s.metrics.reloaded(err) }()
+	t0 := time.Now()
 	cfg, err := s.loader.Load(s.opts.configDir)
+	loadTook := time.Since(t0)
 	if err != nil {
 		s.mu.Lock()
 		s.lastErr = &ConfigError{Time: time.Now(), Message: err.Error()}
@@ -191,7 +193,8 @@ func (s *Server) reload(c xdsserver.Change) (err error) {
 	prev, prevAt := s.cfg, s.cfgAt
 	s.cfg, s.cfgAt = cfg, time.Now()
 	s.mu.Unlock()
-	if err := s.rebuildErr(c); err != nil {
+	bt, err := s.build(c)
+	if err != nil {
 		s.mu.Lock()
 		s.cfg, s.cfgAt = prev, prevAt
 		s.lastErr = &ConfigError{Time: time.Now(), Message: err.Error()}
@@ -205,7 +208,10 @@ func (s *Server) reload(c xdsserver.Change) (err error) {
 		s.lastErr = nil
 	}
 	s.mu.Unlock()
-	s.logLoaded(diffConfig(prev, cfg))
+	s.logLoaded(diffConfig(prev, cfg), stageTimes{
+		sinceChange: time.Since(c.At), load: loadTook, parsed: s.loader.Parsed(),
+		translate: bt.translate, serve: bt.serve,
+	})
 	return nil
 }
 
