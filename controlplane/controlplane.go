@@ -157,6 +157,17 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
+	observe := s.metrics.observer()
+	if synced := observe.Synced; synced != nil {
+		// The last stage of a config change, for the operator who made
+		// it: one line per reload (registry changes are too many to log).
+		observe.Synced = func(c xdsserver.Change, took time.Duration) {
+			synced(c, took)
+			if c.Cause == causeConfig {
+				s.log.Info("config change acknowledged by every client", "since_change", took.Round(time.Microsecond))
+			}
+		}
+	}
 	s.xds = xdsserver.New(o.log, prefix, versionKey, xdsserver.Limits{
 		Streams:          s.limits.Streams,
 		NamesPerRequest:  s.limits.NamesPerRequest,
@@ -164,7 +175,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	}, xdsserver.Hooks{
 		InboundChanged: func() { s.rebuild(change(causeInbound)) },
 		EarlierVersion: s.restartDetected,
-		Observe:        s.metrics.observer(),
+		Observe:        observe,
 		Unsupported:    translate.Unsupported,
 	})
 	if err := s.rebuildErr(change(causeStart)); err != nil {
