@@ -254,14 +254,16 @@ func equal[T any](t *testing.T, what string, want, got T) {
 }
 
 func routeEffects() []effect {
-	exact := func(v string) *routev3.HeaderMatcher_StringMatch {
-		return &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: v}}}
+	// HeaderMatcher's own fields, not string_match, which gRPC C-core
+	// before gRFC A63 NACKs (docs/xds-compatibility.md).
+	exact := func(v string) *routev3.HeaderMatcher_ExactMatch {
+		return &routev3.HeaderMatcher_ExactMatch{ExactMatch: v}
 	}
-	prefix := func(v string) *routev3.HeaderMatcher_StringMatch {
-		return &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: v}}}
+	prefix := func(v string) *routev3.HeaderMatcher_PrefixMatch {
+		return &routev3.HeaderMatcher_PrefixMatch{PrefixMatch: v}
 	}
-	regex := func(v string) *routev3.HeaderMatcher_StringMatch {
-		return &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v}}}}
+	regex := func(v string) *routev3.HeaderMatcher_SafeRegexMatch {
+		return &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: v}}
 	}
 	return []effect{{
 		covers: []string{"VirtualService hosts", "VirtualService http.route.destination.host", "VirtualService http.route.destination.subset",
@@ -447,6 +449,16 @@ func policyEffects() []policyEffect {
 			}
 		}
 	}
+	// LEAST_REQUEST goes in load_balancing_policy, ahead of round robin,
+	// under lb_policy ROUND_ROBIN: C-core and grpc-js-xds NACK lb_policy
+	// LEAST_REQUEST.
+	leastRequest := func(t *testing.T, _ *built, c *clusterv3.Cluster) {
+		equal(t, "lb_policy", clusterv3.Cluster_ROUND_ROBIN, c.GetLbPolicy())
+		policies := c.GetLoadBalancingPolicy().GetPolicies()
+		if len(policies) == 0 || policies[0].GetTypedExtensionConfig().GetName() != "envoy.load_balancing_policies.least_request" {
+			t.Errorf("load_balancing_policy = %v, want least_request first", c.GetLoadBalancingPolicy())
+		}
+	}
 	outlier := func(want *clusterv3.OutlierDetection) func(*testing.T, *built, *clusterv3.Cluster) {
 		return func(t *testing.T, _ *built, c *clusterv3.Cluster) {
 			equal(t, "outlier_detection", want, c.GetOutlierDetection())
@@ -456,8 +468,8 @@ func policyEffects() []policyEffect {
 		// UNSPECIFIED and ROUND_ROBIN are what a rule without loadBalancer gets.
 		{covers: []string{"loadBalancer.simple=UNSPECIFIED"}, policy: "{loadBalancer: {simple: UNSPECIFIED}}", check: lbPolicy(clusterv3.Cluster_ROUND_ROBIN)},
 		{covers: []string{"loadBalancer.simple=ROUND_ROBIN"}, policy: "{loadBalancer: {simple: ROUND_ROBIN}}", check: lbPolicy(clusterv3.Cluster_ROUND_ROBIN)},
-		{covers: []string{"loadBalancer.simple=LEAST_REQUEST"}, policy: "{loadBalancer: {simple: LEAST_REQUEST}}", check: lbPolicy(clusterv3.Cluster_LEAST_REQUEST)},
-		{covers: []string{"loadBalancer.simple=LEAST_CONN"}, policy: "{loadBalancer: {simple: LEAST_CONN}}", check: lbPolicy(clusterv3.Cluster_LEAST_REQUEST)},
+		{covers: []string{"loadBalancer.simple=LEAST_REQUEST"}, policy: "{loadBalancer: {simple: LEAST_REQUEST}}", check: leastRequest},
+		{covers: []string{"loadBalancer.simple=LEAST_CONN"}, policy: "{loadBalancer: {simple: LEAST_CONN}}", check: leastRequest},
 		{covers: []string{"loadBalancer.simple", "loadBalancer.simple=RANDOM"}, policy: "{loadBalancer: {simple: RANDOM}}", check: func(t *testing.T, _ *built, c *clusterv3.Cluster) {
 			equal(t, "first load_balancing_policy", wire.RandomPolicy, c.GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName())
 		}},
@@ -731,7 +743,7 @@ func securityEffects() []effect {
 			check: rbac(`exact: "spiffe://cluster.local/ns/shop/sa/cart"`, `not_id: { authenticated: { principal_name: { exact: "`+sa+`ratings"`)},
 		{covers: []string{"AuthorizationPolicy rules.to.operation.methods", "AuthorizationPolicy rules.to.operation.notMethods"},
 			yaml:  ap("{rules: [{to: [{operation: {methods: [GET], notMethods: [DELETE]}}]}]}"),
-			check: rbac(`header: { name: ":method" string_match: { exact: "GET" } }`, `not_rule: { header: { name: ":method" string_match: { exact: "DELETE" } }`)},
+			check: rbac(`header: { name: ":method" exact_match: "GET" }`, `not_rule: { header: { name: ":method" exact_match: "DELETE" } }`)},
 		{covers: []string{"AuthorizationPolicy rules.to.operation.paths", "AuthorizationPolicy rules.to.operation.notPaths"},
 			yaml:  ap("{rules: [{to: [{operation: {paths: [/pkg.Reviews/Get], notPaths: [/admin*]}}]}]}"),
 			check: rbac(`url_path: { path: { exact: "/pkg.Reviews/Get" } }`, `not_rule: { url_path: { path: { prefix: "/admin" } }`)},
@@ -740,7 +752,7 @@ func securityEffects() []effect {
 			check: rbac("destination_port: 9080", "not_rule: { destination_port: 15000 }")},
 		{covers: []string{"AuthorizationPolicy rules.when.key", "AuthorizationPolicy rules.when.values", "AuthorizationPolicy rules.when.notValues"},
 			yaml:  ap("{rules: [{when: [{key: 'request.headers[x-user]', values: [jason], notValues: [guest]}]}]}"),
-			check: rbac(`header: { name: "x-user" string_match: { exact: "jason" } }`, `not_rule: { header: { name: "x-user" string_match: { exact: "guest" } }`)},
+			check: rbac(`header: { name: "x-user" exact_match: "jason" }`, `not_rule: { header: { name: "x-user" exact_match: "guest" } }`)},
 	}
 }
 
