@@ -334,3 +334,38 @@ func TestLoaderRandomDocumentEdits(t *testing.T) {
 		sameLoad(t, l, dir)
 	}
 }
+
+// BenchmarkReloadChurn is bench/scale's file churn: 10 files of 100
+// WorkloadEntries each, of which 10 per file get a new address, every
+// file rewritten. A Loader parses the 100 changed documents.
+//
+//	go test ./controlplane/internal/config -run '^$' -bench ReloadChurn -count 5
+func BenchmarkReloadChurn(b *testing.B) {
+	const files, perFile, moved = 10, 100, 10
+	dir := writeFleet(b, files, perFile)
+	l := config.NewLoader()
+	if _, err := l.Load(dir); err != nil {
+		b.Fatal(err)
+	}
+	docs := make([][]string, files)
+	for i := range docs {
+		docs[i] = strings.Split(fleetFile(i, perFile, 0), "---\n")
+	}
+	gen := 0
+	for b.Loop() {
+		b.StopTimer()
+		for i := range files {
+			for range moved {
+				gen++
+				j := gen % perFile
+				docs[i][j] = workloadEntry(fmt.Sprintf("we-%d-%d", i, j), fmt.Sprintf("10.%d.%d.%d", i, gen%250, j+1))
+			}
+			write(b, dir, fmt.Sprintf("we-%02d.yaml", i), strings.Join(docs[i], "---\n"))
+		}
+		b.StartTimer()
+		if _, err := l.Load(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(l.Parsed()), "docs/op")
+}
