@@ -53,7 +53,10 @@ type Server struct {
 	adminLn  net.Listener
 	untrust  func() // ends the in-process trust of this control plane
 	metrics  *metrics
-	loader   *config.Loader // parses again only the config files that changed
+	loader   *config.Loader // parses again only the config documents that changed
+	// translator reuses what the last build made from inputs that did
+	// not change; under buildMu.
+	translator *translate.Builder
 
 	kick      chan struct{} // a registry change asks for a rebuild
 	builtGen  uint64        // rebuilds done, under mu
@@ -113,7 +116,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: config %s is invalid:\n%w", o.configDir, err)
 	}
-	s = &Server{opts: o, log: o.log, started: o.clock.Now(), loader: loader, cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
+	s = &Server{opts: o, log: o.log, started: o.clock.Now(), loader: loader, translator: translate.NewBuilder(), cfg: cfg, cfgAt: time.Now(), warmupDone: make(chan struct{}),
 		limits: o.limits.withDefaults(), kick: make(chan struct{}, 1)}
 	s.builtCond = sync.NewCond(&s.mu)
 	caDir := o.caDir
@@ -154,6 +157,17 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
+	observe := s.metrics.observer()
+	if synced := observe.Synced; synced != nil {
+		// The last stage of a config change, for the operator who made
+		// it: one line per reload (registry changes are too many to log).
+		observe.Synced = func(c xdsserver.Change, took time.Duration) {
+			synced(c, took)
+			if c.Cause == causeConfig {
+				s.log.Info("config change acknowledged by every client", "since_change", took.Round(time.Microsecond))
+			}
+		}
+	}
 	s.xds = xdsserver.New(o.log, prefix, versionKey, xdsserver.Limits{
 		Streams:          s.limits.Streams,
 		NamesPerRequest:  s.limits.NamesPerRequest,
@@ -161,7 +175,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	}, xdsserver.Hooks{
 		InboundChanged: func() { s.rebuild(change(causeInbound)) },
 		EarlierVersion: s.restartDetected,
-		Observe:        s.metrics.observer(),
+		Observe:        observe,
 		Unsupported:    translate.Unsupported,
 	})
 	if err := s.rebuildErr(change(causeStart)); err != nil {
@@ -492,6 +506,18 @@ func (s *Server) waitBuilt(ctx context.Context) bool {
 // rebuildErr translates the current config and registry and serves the
 // result; c is the change that asked for it.
 func (s *Server) rebuildErr(c xdsserver.Change) error {
+	_, err := s.build(c)
+	return err
+}
+
+// buildTimes is how long the stages of one build took, for the reload's
+// log line.
+type buildTimes struct {
+	translate, serve time.Duration // translate.Build; xdsserver Update (marshal, compare, snapshot)
+}
+
+// build is rebuildErr, and says how long its stages took.
+func (s *Server) build(c xdsserver.Change) (bt buildTimes, err error) {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
 	s.mu.Lock()
@@ -522,10 +548,12 @@ func (s *Server) rebuildErr(c xdsserver.Change) error {
 			})
 		}
 	}
-	out, err := translate.Build(in)
+	t0 := time.Now()
+	out, err := s.translator.Build(in)
 	if err != nil {
-		return fmt.Errorf("controlplane: translate: %w", err)
+		return bt, fmt.Errorf("controlplane: translate: %w", err)
 	}
+	bt.translate = time.Since(t0)
 	res := map[resource.Type][]types.Resource{}
 	for _, l := range out.Listeners {
 		res[resource.ListenerType] = append(res[resource.ListenerType], l)
@@ -546,9 +574,11 @@ func (s *Server) rebuildErr(c xdsserver.Change) error {
 			inbound[id] = append(inbound[id], l)
 		}
 	}
+	t0 = time.Now()
 	if err := s.xds.Update(context.Background(), c, res, inbound); err != nil {
-		return err
+		return bt, err
 	}
+	bt.serve = time.Since(t0)
 	s.mu.Lock()
 	s.services = out.Services
 	s.built = true
@@ -560,7 +590,7 @@ func (s *Server) rebuildErr(c xdsserver.Change) error {
 			s.log.Warn(w)
 		}
 	}
-	return nil
+	return bt, nil
 }
 
 // WaitSynced blocks until every connected xDS client has acknowledged the

@@ -14,6 +14,7 @@ import (
 
 const (
 	testAfter = 20 * time.Millisecond
+	testFirst = testAfter / 4 // a lone change's quiet time
 	testMax   = time.Second
 )
 
@@ -37,15 +38,15 @@ func waitArmed(t *testing.T, clock *meshtest.Clock, d time.Duration) {
 	})
 }
 
-// One change is applied once After has passed since it, and not before.
+// One change is applied once After/4 has passed since it, and not before.
 func TestDebounceAppliesOneChangeAfterTheQuietTime(t *testing.T) {
 	clock := meshtest.NewClock(time.Now())
 	cp, dir := startDebounced(t, clock)
 	meshtest.WriteFile(t, dir, "route.yaml", routeWithWeights("50", "50"))
-	waitArmed(t, clock, testAfter)
+	waitArmed(t, clock, testFirst)
 
 	// Only a timer firing reloads, and the clock moves only here.
-	clock.Advance(testAfter - time.Millisecond)
+	clock.Advance(testFirst - time.Millisecond)
 	if got := servedWeights(t, cp); !slices.Equal(got, []int{80, 20}) {
 		t.Fatalf("served weights %v 1ms before the debounce ends, want the old [80 20]", got)
 	}
@@ -58,23 +59,24 @@ func TestDebounceAppliesOneChangeAfterTheQuietTime(t *testing.T) {
 	if got := m["meshlet_controlplane_config_debounce_seconds_count"]; got != 1 {
 		t.Errorf("config_debounce_seconds_count %v, want 1", got)
 	}
-	if got := m["meshlet_controlplane_config_debounce_seconds_sum"]; got != testAfter.Seconds() {
-		t.Errorf("config_debounce_seconds_sum %v, want %v", got, testAfter.Seconds())
+	if got := m["meshlet_controlplane_config_debounce_seconds_sum"]; got != testFirst.Seconds() {
+		t.Errorf("config_debounce_seconds_sum %v, want %v", got, testFirst.Seconds())
 	}
 }
 
-// A change every 5ms for 200ms is one reload, After the last change,
-// within Max of the first, serving the last write.
+// A change every 2ms for 100ms (closer than After/8) is one reload,
+// After/4 after the last change, within Max of the first, serving the
+// last write.
 func TestDebounceCoalescesABurst(t *testing.T) {
 	clock := meshtest.NewClock(time.Now())
 	cp, dir := startDebounced(t, clock)
-	const step, burst = 5 * time.Millisecond, 200 * time.Millisecond
+	const step, burst = 2 * time.Millisecond, 100 * time.Millisecond
 	writes := 0
 	for at := time.Duration(0); ; at += step {
 		w := 10 + writes%80
 		meshtest.WriteFile(t, dir, "route.yaml", routeWithWeights(strconv.Itoa(w), strconv.Itoa(100-w)))
 		writes++
-		waitArmed(t, clock, testAfter)
+		waitArmed(t, clock, testFirst)
 		if at == burst {
 			break
 		}
@@ -83,7 +85,7 @@ func TestDebounceCoalescesABurst(t *testing.T) {
 	if got := servedWeights(t, cp); !slices.Equal(got, []int{80, 20}) {
 		t.Fatalf("served weights %v during the burst, want the old [80 20]: a reload happened", got)
 	}
-	clock.Advance(testAfter)
+	clock.Advance(testFirst)
 	last := 10 + (writes-1)%80
 	meshtest.WaitUntil(t, 5*time.Second, "the last write of the burst", func() bool {
 		return slices.Equal(servedWeights(t, cp), []int{last, 100 - last})
@@ -92,8 +94,8 @@ func TestDebounceCoalescesABurst(t *testing.T) {
 	if got := m[`meshlet_controlplane_config_reloads_total{result="ok"}`]; got != 1 {
 		t.Errorf("%v reloads, want 1", got)
 	}
-	if got := m["meshlet_controlplane_config_debounce_seconds_sum"]; got != (burst + testAfter).Seconds() {
-		t.Errorf("the reload waited %vs after the first change, want %v", got, (burst + testAfter).Seconds())
+	if got := m["meshlet_controlplane_config_debounce_seconds_sum"]; got != (burst + testFirst).Seconds() {
+		t.Errorf("the reload waited %vs after the first change, want %v", got, (burst + testFirst).Seconds())
 	}
 	if got := m["meshlet_controlplane_config_events_coalesced_sum"]; got < float64(writes) {
 		t.Errorf("%v events coalesced, want at least the %d writes", got, writes)

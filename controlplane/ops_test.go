@@ -311,10 +311,15 @@ func TestReloadLogsWhatChanged(t *testing.T) {
 		step.change()
 		meshtest.WaitUntil(t, 5*time.Second, "the reload after "+step.name, func() bool { return len(logs.Lines("config loaded")) > before })
 		got := logs.Lines("config loaded")[before:]
-		// What a reload logs, without its time and directory.
+		// What a reload logs, without its time, its directory and how long
+		// its stages took.
 		var msgs []string
 		for _, l := range got {
 			_, l, _ = strings.Cut(l, "level=INFO ")
+			l, stages, ok := strings.Cut(l, " since_change=")
+			if !ok || !strings.Contains(stages, " parsed_documents=") || !strings.Contains(stages, " serve=") {
+				t.Errorf("after %s, the reload logged no stage times: %s", step.name, l+stages)
+			}
 			msgs = append(msgs, strings.Replace(l, " dir="+dir, "", 1))
 		}
 		if len(msgs) != 1 || msgs[0] != step.want {

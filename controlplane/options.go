@@ -88,11 +88,15 @@ const (
 // Debounce is how the control plane waits for a burst of config file
 // changes to end before it reloads, as istiod does its pushes
 // (PILOT_DEBOUNCE_AFTER, PILOT_DEBOUNCE_MAX): it reloads once no change
-// has come for After, but no later than Max after the first change it
-// waits on. A zero field has its default.
+// has come for a quiet time, but no later than Max after the first change
+// it waits on. A zero field has its default.
 type Debounce struct {
-	// After is the quiet time after the last change. Default
-	// DefaultDebounceAfter.
+	// After is the longest quiet time after the last change. Default
+	// DefaultDebounceAfter. For config changes, a lone change (or changes
+	// less than After/8 apart) waits After/4; changes further apart wait
+	// twice the longest gap between them, up to After, and so do changes
+	// that come within After of the last reload. Registry changes always
+	// wait After.
 	After time.Duration
 	// Max bounds the wait after the first change; below After, it is
 	// After. Default DefaultDebounceMax.

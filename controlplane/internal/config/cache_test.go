@@ -2,8 +2,10 @@ package config_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -254,4 +256,116 @@ func BenchmarkReloadOneFileChanged(b *testing.B) {
 			}
 		})
 	}
+}
+
+// After a few documents of a file change, a Loader parses only those,
+// and takes the file's other documents from memory.
+func TestLoaderParsesOnlyChangedDocuments(t *testing.T) {
+	dir := writeFleet(t, 3, 10)
+	l := config.NewLoader()
+	sameLoad(t, l, dir)
+	if got, want := l.Parsed(), 31; got != want {
+		t.Errorf("first load parsed %d documents, want %d", got, want)
+	}
+	docs := strings.Split(fleetFile(1, 10, 0), "---\n")
+	docs[3] = workloadEntry("we-1-3", "10.1.9.4")
+	docs[7] = workloadEntry("we-1-7", "10.1.9.8")
+	write(t, dir, "we-01.yaml", strings.Join(docs, "---\n"))
+	sameLoad(t, l, dir)
+	if got, want := l.Parsed(), 2; got != want {
+		t.Errorf("load after two documents changed parsed %d documents, want %d", got, want)
+	}
+	if got, want := l.Reused(), 3; got != want {
+		t.Errorf("load after one file changed reused %d files, want %d", got, want)
+	}
+
+	// A document's index is part of what its errors say: one inserted at
+	// the top moves every document after it, which are parsed again.
+	docs = append([]string{workloadEntry("we-1-new", "10.1.9.1")}, docs...)
+	write(t, dir, "we-01.yaml", strings.Join(docs, "---\n"))
+	sameLoad(t, l, dir)
+	if got, want := l.Parsed(), 11; got != want {
+		t.Errorf("load after a document was inserted first parsed %d documents, want %d", got, want)
+	}
+	// One appended at the end leaves the others where they were.
+	docs = append(docs, workloadEntry("we-1-last", "10.1.9.2"))
+	write(t, dir, "we-01.yaml", strings.Join(docs, "---\n"))
+	sameLoad(t, l, dir)
+	if got, want := l.Parsed(), 1; got != want {
+		t.Errorf("load after a document was appended parsed %d documents, want %d", got, want)
+	}
+}
+
+// Random edits of documents (new addresses, bad fields, names defined
+// twice, documents added and removed, a file's only document) give from a
+// Loader what Load gives, error text included.
+func TestLoaderRandomDocumentEdits(t *testing.T) {
+	const files, perFile, rounds = 4, 6, 60
+	dir := writeFleet(t, files, perFile)
+	rng := rand.New(rand.NewPCG(7, 0))
+	content := make([][]string, files)
+	for i := range files {
+		content[i] = strings.Split(fleetFile(i, perFile, 0), "---\n")
+	}
+	l := config.NewLoader()
+	sameLoad(t, l, dir)
+	for round := range rounds {
+		i := rng.IntN(files)
+		docs := content[i]
+		for range 1 + rng.IntN(3) {
+			j := rng.IntN(len(docs))
+			switch rng.IntN(6) {
+			case 0, 1:
+				docs[j] = workloadEntry(fmt.Sprintf("we-%d-%d", i, j), fmt.Sprintf("10.%d.%d.%d", i, rng.IntN(250), j+1))
+			case 2:
+				docs[j] = strings.Replace(docs[j], "address:", "adress:", 1)
+			case 3: // a name another file may hold
+				docs[j] = workloadEntry(fmt.Sprintf("we-%d-%d", rng.IntN(files), rng.IntN(perFile)), "10.200.0.1")
+			case 4:
+				if len(docs) > 1 {
+					docs = slices.Delete(docs, j, j+1)
+				}
+			case 5:
+				docs = slices.Insert(docs, j, workloadEntry(fmt.Sprintf("we-%d-r%d", i, round), "10.201.0.1"))
+			}
+		}
+		content[i] = docs
+		write(t, dir, fmt.Sprintf("we-%02d.yaml", i), strings.Join(docs, "---\n"))
+		sameLoad(t, l, dir)
+	}
+}
+
+// BenchmarkReloadChurn is bench/scale's file churn: 10 files of 100
+// WorkloadEntries each, of which 10 per file get a new address, every
+// file rewritten. A Loader parses the 100 changed documents.
+//
+//	go test ./controlplane/internal/config -run '^$' -bench ReloadChurn -count 5
+func BenchmarkReloadChurn(b *testing.B) {
+	const files, perFile, moved = 10, 100, 10
+	dir := writeFleet(b, files, perFile)
+	l := config.NewLoader()
+	if _, err := l.Load(dir); err != nil {
+		b.Fatal(err)
+	}
+	docs := make([][]string, files)
+	for i := range docs {
+		docs[i] = strings.Split(fleetFile(i, perFile, 0), "---\n")
+	}
+	gen := 0
+	for b.Loop() {
+		b.StopTimer()
+		for i := range files {
+			for range moved {
+				gen++
+				j := gen % perFile
+				docs[i][j] = workloadEntry(fmt.Sprintf("we-%d-%d", i, j), fmt.Sprintf("10.%d.%d.%d", i, gen%250, j+1))
+			}
+			write(b, dir, fmt.Sprintf("we-%02d.yaml", i), strings.Join(docs[i], "---\n"))
+		}
+		b.StartTimer()
+		if _, err := l.Load(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(l.Parsed()), "docs/op")
 }

@@ -151,9 +151,9 @@ type parser struct {
 
 	rateLimits []*model.RateLimitPolicy // meshlet's own kind (ratelimit.go)
 
-	// marks cut the output of a file's own parse into sections (cache.go):
-	// one at the start of each document, and one where a document claims
-	// its name. merge replays them.
+	// marks cut the output of a document's own parse into sections
+	// (cache.go): one at its start, and one where it claims its name.
+	// merge replays them.
 	marks []mark
 }
 
@@ -165,19 +165,6 @@ func (p *parser) add(file, res, path, format string, args ...any) {
 func (p *parser) reporter(r *resource) reportFunc {
 	return func(path, reason string) {
 		p.errs = append(p.errs, &FieldError{File: r.meta.File, Resource: r.meta.String(), Path: path, Reason: reason})
-	}
-}
-
-// file parses every document of one file.
-func (p *parser) file(name string, content []byte) {
-	docs := splitDocuments(content)
-	for i, doc := range docs {
-		index := 0
-		if len(docs) > 1 {
-			index = i + 1
-		}
-		p.cut(nil)
-		p.document(name, index, doc)
 	}
 }
 

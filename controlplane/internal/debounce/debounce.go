@@ -1,8 +1,17 @@
 // Package debounce coalesces a burst of changes into one action, as
 // istiod debounces its pushes (PILOT_DEBOUNCE_AFTER, PILOT_DEBOUNCE_MAX):
-// the action waits until no change has come for After, but never more
-// than Max after the first change it holds. A single change is acted on
-// After it came; a steady stream of changes still is, every Max.
+// the action waits until no change has come for a quiet time, but never
+// more than Max after the first change it holds. A steady stream of
+// changes is still acted on, every Max.
+//
+// The quiet time adapts to the changes held (Settings.First): a lone
+// change, or a burst whose changes come close together (one save's
+// writes, a script copying files), waits First; a burst whose changes come
+// further apart waits twice its longest gap, up to After; and changes
+// that start within After of the last take, the rest of a burst the short
+// wait cut, wait After. A steady stream of changes costs at most one
+// action more than a fixed After would. With First unset, every quiet
+// time is After.
 //
 // A Window holds no timer and starts no goroutine: time is passed in, and
 // its owner arms a timer for the time Add returns, and calls Take when it
@@ -11,11 +20,15 @@ package debounce
 
 import "time"
 
-// Settings are a Window's two delays.
+// Settings are a Window's delays.
 type Settings struct {
-	// After is the quiet time after the last change before the changes
-	// are acted on.
+	// After is the longest quiet time after the last change before the
+	// changes are acted on.
 	After time.Duration
+	// First is the shortest: the quiet time after a lone change, and
+	// after changes that came less than First/2 apart. Zero, or a First
+	// above After, means After: a fixed quiet time.
+	First time.Duration
 	// Max bounds the wait after the first change; a Max below After
 	// means After.
 	Max time.Duration
@@ -36,11 +49,17 @@ type Batch struct {
 type Window struct {
 	s     Settings
 	batch Batch
+	gap   time.Duration // the longest between two changes of the batch
+	taken time.Time     // when the last batch was taken
+	cut   bool          // the batch began within After of the last take
 }
 
 // New returns an empty window.
 func New(s Settings) *Window {
 	s.Max = max(s.Max, s.After)
+	if s.First <= 0 || s.First > s.After {
+		s.First = s.After
+	}
 	return &Window{s: s}
 }
 
@@ -49,6 +68,9 @@ func New(s Settings) *Window {
 func (w *Window) Add(now time.Time) (due time.Time) {
 	if w.batch.Events == 0 {
 		w.batch.First = now
+		w.cut = !w.taken.IsZero() && now.Sub(w.taken) < w.s.After
+	} else {
+		w.gap = max(w.gap, now.Sub(w.batch.Last))
 	}
 	w.batch.Events++
 	w.batch.Last = now
@@ -61,7 +83,11 @@ func (w *Window) Due() (time.Time, bool) {
 	if w.batch.Events == 0 {
 		return time.Time{}, false
 	}
-	quiet := w.batch.Last.Add(w.s.After)
+	wait := min(max(2*w.gap, w.s.First), w.s.After)
+	if w.cut {
+		wait = w.s.After
+	}
+	quiet := w.batch.Last.Add(wait)
 	bound := w.batch.First.Add(w.s.Max)
 	if bound.Before(quiet) {
 		return bound, true
@@ -78,6 +104,6 @@ func (w *Window) Take(now time.Time) (Batch, bool) {
 	}
 	b := w.batch
 	b.Wait = now.Sub(b.First)
-	w.batch = Batch{}
+	w.batch, w.gap, w.taken = Batch{}, 0, now
 	return b, true
 }

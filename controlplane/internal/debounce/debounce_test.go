@@ -89,3 +89,82 @@ func TestMaxBelowAfter(t *testing.T) {
 		t.Errorf("due at %v, want After, 20ms", due.Sub(t0))
 	}
 }
+
+// With First set, a lone change waits First; a burst of changes closer
+// than First/2 is one batch, First after its last; a burst further apart
+// waits twice its longest gap, up to After.
+func TestQuietTimeAdaptsToTheGaps(t *testing.T) {
+	s := debounce.Settings{After: 20 * time.Millisecond, First: 5 * time.Millisecond, Max: time.Second}
+	for _, tc := range []struct {
+		name    string
+		changes []time.Duration
+		due     time.Duration
+	}{
+		{"a lone change", []time.Duration{0}, 5 * time.Millisecond},
+		{"one save's writes", []time.Duration{0, 50 * time.Microsecond, 100 * time.Microsecond}, 5100 * time.Microsecond},
+		{"ten files, 1ms apart", everyMs(10), 9*time.Millisecond + 5*time.Millisecond},
+		{"a gap of 4ms", []time.Duration{0, 1 * time.Millisecond, 5 * time.Millisecond}, 13 * time.Millisecond},
+		{"a gap of 15ms: After", []time.Duration{0, 15 * time.Millisecond}, 35 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := debounce.New(s)
+			var due time.Time
+			for _, c := range tc.changes {
+				due = w.Add(at(c))
+			}
+			if got := due.Sub(t0); got != tc.due {
+				t.Fatalf("due at %v, want %v", got, tc.due)
+			}
+			if _, ok := w.Take(due.Add(-time.Nanosecond)); ok {
+				t.Fatal("taken before it was due")
+			}
+			b, ok := w.Take(due)
+			if !ok || b.Events != len(tc.changes) {
+				t.Fatalf("took %d events (%v), want all %d", b.Events, ok, len(tc.changes))
+			}
+			// The next batch starts afresh: a lone change waits First.
+			if got := w.Add(at(time.Hour)).Sub(at(time.Hour)); got != s.First {
+				t.Errorf("the next lone change waits %v, want %v", got, s.First)
+			}
+		})
+	}
+}
+
+// A steady stream of changes 8ms apart, slower than First allows, costs
+// one batch more than a fixed After: the first change is taken alone,
+// and the rest, which began within After of that take, wait After.
+func TestAStreamCutByTheShortWaitWaitsAfter(t *testing.T) {
+	w := debounce.New(debounce.Settings{After: 20 * time.Millisecond, First: 5 * time.Millisecond, Max: time.Second})
+	var batches []debounce.Batch
+	for now := time.Duration(0); now <= 200*time.Millisecond; now += 500 * time.Microsecond {
+		if now <= 80*time.Millisecond && now%(8*time.Millisecond) == 0 {
+			w.Add(at(now))
+		}
+		if b, ok := w.Take(at(now)); ok {
+			batches = append(batches, b)
+		}
+	}
+	if len(batches) != 2 {
+		t.Fatalf("%d batches, want 2: %+v", len(batches), batches)
+	}
+	if b := batches[0]; b.Events != 1 || b.Wait != 5*time.Millisecond {
+		t.Errorf("first batch %d events that waited %v, want the first change alone after 5ms", b.Events, b.Wait)
+	}
+	// Changes at 8..80ms: taken 20ms after the last.
+	if b := batches[1]; b.Events != 10 || !b.Last.Add(20*time.Millisecond).Equal(b.First.Add(b.Wait)) {
+		t.Errorf("second batch %d events, taken %v after its last, want 10 taken 20ms after", b.Events, b.First.Add(b.Wait).Sub(b.Last))
+	}
+	// Long after, a lone change waits First again.
+	if got := w.Add(at(time.Second)).Sub(at(time.Second)); got != 5*time.Millisecond {
+		t.Errorf("a lone change a second later waits %v, want 5ms", got)
+	}
+}
+
+// everyMs returns n changes 1ms apart, the first at 0.
+func everyMs(n int) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = time.Duration(i) * time.Millisecond
+	}
+	return out
+}

@@ -44,11 +44,31 @@ func BenchmarkBuild(b *testing.B) {
 					Address: fmt.Sprintf("11.0.%d.%d", i>>8, i&255), Port: 9080, Protocol: "GRPC", Labels: map[string]string{"app": app}})
 			}
 			in := translate.Input{Config: cfg, Instances: insts}
-			for b.Loop() {
-				if _, err := translate.Build(in); err != nil {
+			b.Run("Build", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := translate.Build(in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			// A Builder after one WorkloadEntry moved: one service's
+			// assignment is built again.
+			b.Run("Builder/one-moved", func(b *testing.B) {
+				tb := translate.NewBuilder()
+				if _, err := tb.Build(in); err != nil {
 					b.Fatal(err)
 				}
-			}
+				gen := 0
+				for b.Loop() {
+					gen++
+					we := cfg.WorkloadEntries[gen%len(cfg.WorkloadEntries)]
+					spec := &networking.WorkloadEntry{Address: fmt.Sprintf("12.0.%d.%d", gen>>8&255, gen&255), Labels: we.Spec.Labels}
+					cfg.WorkloadEntries[gen%len(cfg.WorkloadEntries)] = &model.WorkloadEntry{Meta: we.Meta, Spec: spec}
+					if _, err := tb.Build(in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		})
 	}
 }

@@ -117,7 +117,11 @@ func listenerName(host string, port uint32) string {
 // Build translates in into xDS resources. It returns an error only when the
 // configuration holds something the translator cannot express, which the
 // validator should have refused: an internal inconsistency.
-func Build(in Input) (*Output, error) {
+func Build(in Input) (*Output, error) { return build(in, nil) }
+
+// build is Build, taking each ClusterLoadAssignment from memory when it
+// holds one built from the same inputs.
+func build(in Input, memory *claMemory) (*Output, error) {
 	cfg := in.Config
 	if cfg == nil {
 		cfg = &model.Config{}
@@ -149,9 +153,9 @@ func Build(in Input) (*Output, error) {
 			if in.OmitEndpoints {
 				continue
 			}
-			out.Endpoints = append(out.Endpoints, buildLoadAssignment(wire.ClusterName(p.Number, "", s.Host), s.endpoints[p.Number], nil))
+			out.Endpoints = append(out.Endpoints, memory.loadAssignment(wire.ClusterName(p.Number, "", s.Host), s.endpoints[p.Number], nil))
 			for _, sub := range dr.subsets {
-				out.Endpoints = append(out.Endpoints, buildLoadAssignment(wire.ClusterName(p.Number, sub.GetName(), s.Host), s.endpoints[p.Number], sub.GetLabels()))
+				out.Endpoints = append(out.Endpoints, memory.loadAssignment(wire.ClusterName(p.Number, sub.GetName(), s.Host), s.endpoints[p.Number], sub.GetLabels()))
 			}
 		}
 	}
