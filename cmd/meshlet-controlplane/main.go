@@ -107,7 +107,7 @@ func (s *settings) table() []setting {
 		{flag: "drain-ack-timeout", env: "MESHLET_DRAIN_ACK_TIMEOUT", bind: dur(&s.drainAck, controlplane.DefaultDrainAckTimeout),
 			usage: "how long a draining server's \"drained\" answer waits for every caller to ACK endpoints without it; not the server's own drain time (mesh.WithDrainTimeout)"},
 		{flag: "debounce-after", env: "MESHLET_DEBOUNCE_AFTER", bind: dur(&s.debounceAfter, controlplane.DefaultDebounceAfter),
-			usage: "how long config files must be quiet after a change before the control plane reloads them (like istiod's PILOT_DEBOUNCE_AFTER)"},
+			usage: "the longest that config files must be quiet after a change before the control plane reloads them (like istiod's PILOT_DEBOUNCE_AFTER); a lone change, or writes close together, waits a quarter of it, a burst with wider gaps twice its longest gap, up to this"},
 		{flag: "debounce-max", env: "MESHLET_DEBOUNCE_MAX", bind: dur(&s.debounceMax, controlplane.DefaultDebounceMax),
 			usage: "the longest a config change waits for files to be quiet before it is reloaded anyway (like istiod's PILOT_DEBOUNCE_MAX)"},
 		{flag: "log-level", env: "MESHLET_LOG_LEVEL", bind: str(&s.logLevel, "info"),
