@@ -14,7 +14,7 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 )
 
-// TestInterop: Python (C-core) and Node (grpc-js) clients, with their own
+// TestInterop: plain gRPC-Go, Python (C-core) and Node (grpc-js) clients, with their own
 // xDS clients and a bootstrap file, follow meshlet's control plane to
 // meshlet Go servers and to plain Python and Node servers, with an 80/20
 // split, a header match, retries past a failing endpoint and a route
@@ -44,10 +44,10 @@ func TestInterop(t *testing.T) {
 			t.Helper()
 			// A bootstrap per run: a new node ID, so that its stream is
 			// told from the last run's.
-			bootstrap, nodeID := writeBootstrap(t, cp, lang.name+"-client", svid, 0)
+			bootstrap, nodeID := writeBootstrapFor(t, lang, cp, lang.name+"-client", svid, 0)
 			c := startClient(t, lang, bootstrap, target, o)
 			results := c.results(t, o.timeout)
-			checkStream(t, cp, nodeID)
+			checkStream(t, cp, nodeID, lang.kind())
 			c.finish(t)
 			return results
 		}
@@ -128,8 +128,9 @@ func msList(results []callResult) []float64 {
 // checkStream checks, while the client still holds its stream, that the
 // control plane's stream of nodeID has every type it asked for
 // acknowledged and nothing NACKed, and that the control plane counts it
-// as another language's gRPC client.
-func checkStream(t testing.TB, cp *controlplane.Server, nodeID string) {
+// as a client of kind (its /metrics label: grpc for another language's
+// gRPC, grpc-go for gRPC-Go).
+func checkStream(t testing.TB, cp *controlplane.Server, nodeID, kind string) {
 	t.Helper()
 	var last string
 	meshtest.WaitUntil(t, 10*time.Second, "the client's xDS stream to acknowledge everything ("+nodeID+")", func() bool {
@@ -163,8 +164,8 @@ func checkStream(t testing.TB, cp *controlplane.Server, nodeID string) {
 	if t.Failed() {
 		t.Logf("last seen: %s", last)
 	}
-	if n := xdsClients(t, cp, "grpc"); n < 1 {
-		t.Errorf("the control plane counts %d xDS clients of kind grpc (another language's gRPC), want the client's; user agent %q", n, userAgent(cp, nodeID))
+	if n := xdsClients(t, cp, kind); n < 1 {
+		t.Errorf("the control plane counts %d xDS clients of kind %s, want the client's; user agent %q", n, kind, userAgent(cp, nodeID))
 	}
 }
 

@@ -105,9 +105,20 @@ func rotations(agent *process) int { return strings.Count(agent.log.String(), "w
 // xDS says so, with the "meshlet" certificate provider over the files.
 func writeBootstrap(t testing.TB, cp *controlplane.Server, service, certDir string, refresh time.Duration) (path, nodeID string) {
 	t.Helper()
+	return writeBootstrapFor(t, pythonLang, cp, service, certDir, refresh)
+}
+
+// writeBootstrapFor is writeBootstrap for lang's client: one that has
+// gRPC's tls channel credentials reaches the main port with its SVID.
+func writeBootstrapFor(t testing.TB, lang language, cp *controlplane.Server, service, certDir string, refresh time.Duration) (path, nodeID string) {
+	t.Helper()
 	path = filepath.Join(t.TempDir(), "bootstrap.json")
 	args := []string{"bootstrap", "--control-plane", cp.PlaintextXDSAddr(), "--channel-creds", "insecure",
 		"--service", service, "--cert-dir", certDir, "-o", path}
+	if lang.tlsControlPlane {
+		args = []string{"bootstrap", "--control-plane", cp.XDSAddr(), "--channel-creds", "tls",
+			"--service", service, "--cert-dir", certDir, "-o", path}
+	}
 	if refresh > 0 {
 		args = append(args, "--refresh", refresh.String())
 	}

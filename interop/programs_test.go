@@ -3,6 +3,7 @@ package interop_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -38,6 +39,10 @@ type language struct {
 	check func() error
 	// command is the argv that runs program ("client" or "server").
 	command func(program string) []string
+	// tlsControlPlane: the client reaches the control plane's main port
+	// with gRPC's tls channel credentials (gRFC A65) and its SVID, rather
+	// than the read-only plaintext port.
+	tlsControlPlane bool
 	// earlyDeadlines: the client ends a call that a route's timeout
 	// (xDS max_stream_duration) bounds before that timeout, for the
 	// reason earlyDeadlinesWhy.
@@ -66,7 +71,17 @@ var (
 			return []string{"node", filepath.Join("node", program+".js")}
 		},
 	}
-	clientLanguages = []language{pythonLang, nodeLang}
+	// goLang is plain gRPC-Go (grpcgo/): its xDS client and nothing of
+	// meshlet's library. It has only a client.
+	goLang = language{
+		name:  "grpc-go",
+		check: checkGo,
+		command: func(program string) []string {
+			return []string{filepath.Join(binDir, "grpcgo-"+program)}
+		},
+		tlsControlPlane: true,
+	}
+	clientLanguages = []language{goLang, pythonLang, nodeLang}
 )
 
 var (
@@ -83,6 +98,24 @@ func checkPython() error {
 		}
 	})
 	return pythonErr
+}
+
+var (
+	goOnce sync.Once
+	goErr  error
+)
+
+// checkGo builds grpcgo/ once per test binary.
+func checkGo() error {
+	goOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(binDir, "grpcgo-client"), "./grpcgo").CombinedOutput()
+		if err != nil {
+			goErr = fmt.Errorf("go build ./interop/grpcgo: %v\n%s", err, out)
+		}
+	})
+	return goErr
 }
 
 // checkNode checks that node runs and that node/node_modules was installed
@@ -106,6 +139,15 @@ func checkNode() error {
 		return fmt.Errorf("interop/node/node_modules was installed from another package-lock.json: %s", install)
 	}
 	return nil
+}
+
+// kind is how the control plane counts the language's xDS clients
+// (xdsserver.ClientKind).
+func (l language) kind() string {
+	if l.name == goLang.name {
+		return "grpc-go"
+	}
+	return "grpc"
 }
 
 // need fails the test, never skips it, when lang's programs cannot run.
