@@ -1,7 +1,8 @@
 // Package interop holds meshlet's interop tests: gRPC clients outside
-// meshlet's library (plain gRPC-Go, Python, Node), with their own xDS clients and nothing of meshlet but a
-// GRPC_XDS_BOOTSTRAP file, follow meshlet's real control plane and call
-// meshlet Go servers and plain servers written in those languages.
+// meshlet's library (plain gRPC-Go, Python, Node), with their own xDS
+// clients and nothing of meshlet but a GRPC_XDS_BOOTSTRAP file, follow
+// meshlet's real control plane and call meshlet Go servers and plain
+// servers written in those languages.
 //
 // The package has no code of its own, only tests and the programs they
 // run:
