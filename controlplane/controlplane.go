@@ -158,6 +158,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		Streams:          s.limits.Streams,
 		NamesPerRequest:  s.limits.NamesPerRequest,
 		InboundPerStream: s.limits.InboundPerStream,
+		Send:             xdsserver.Flow{Budget: max(s.limits.SendBytes, 0), SendTimeout: max(s.limits.SendTimeout, 0)},
 	}, xdsserver.Hooks{
 		InboundChanged: func() { s.rebuild(change(causeInbound)) },
 		EarlierVersion: s.restartDetected,
@@ -241,7 +242,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		if err := s.grpc.Serve(s.xdsLis); err != nil {
+		if err := s.grpc.Serve(s.xds.Listener(s.xdsLis)); err != nil {
 			s.log.Error("xds server stopped", "err", err)
 		}
 	}()
@@ -253,7 +254,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.plain.Serve(s.plainLis); err != nil {
+			if err := s.plain.Serve(s.xds.Listener(s.plainLis)); err != nil {
 				s.log.Error("plaintext xds server stopped", "err", err)
 			}
 		}()

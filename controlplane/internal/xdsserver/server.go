@@ -65,6 +65,9 @@ type Limits struct {
 	// InboundPerStream bounds the server Listener names one stream asks
 	// for.
 	InboundPerStream int
+	// Send bounds the bytes of responses held for clients that read
+	// slowly, and how long one may wait to be written (flow.go).
+	Send Flow
 }
 
 func over(n, limit int) bool { return limit > 0 && n > limit }
@@ -79,6 +82,7 @@ type Server struct {
 	limits        Limits
 	versionKey    []byte
 	epoch         string // "<random>.<mac>": versions are "<epoch>-<counter>"
+	flow          *flow
 
 	mu        sync.Mutex
 	counter   uint64
@@ -269,16 +273,17 @@ func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limit
 			return status.Error(codes.Unimplemented, "control plane: incremental (delta) xDS is not served; use state-of-the-world ADS")
 		},
 	})
+	s.flow = newFlow(log, s, s.xds, limits.Send)
 	return s
 }
 
 // ADS returns the ADS service, for a second gRPC server (the read-only
 // plaintext port).
-func (s *Server) ADS() serverv3.Server { return s.xds }
+func (s *Server) ADS() serverv3.Server { return adsService{s.xds, s.flow} }
 
 // Register adds the ADS service to g.
 func (s *Server) Register(g *grpc.Server) {
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.ADS())
 }
 
 // Update replaces the served resources: shared for every stream, and
