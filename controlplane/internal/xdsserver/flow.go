@@ -1,7 +1,6 @@
 package xdsserver
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -36,6 +35,8 @@ import (
 // response that is not written within the send timeout means a client
 // that does not read: its stream is closed (istiod does the same with
 // its push send timeout), so that it cannot hold room for ever.
+// (The responses' resources are the build's bytes, not copies:
+// passthrough.go.)
 
 // Flow bounds what the server holds for clients that read slowly. A zero
 // field is no bound.
@@ -150,12 +151,10 @@ type flowStream struct {
 	stuckSize int           // that response's size, set before stuck is closed
 }
 
-// Send shares the resources' bytes with the build, waits for room in the
-// budget, and sends resp in a buffer that gives the room back when it is
+// Send waits for room in the budget, and sends resp in a buffer that gives the room back when it is
 // freed.
 func (fs *flowStream) Send(resp *discovery.DiscoveryResponse) error {
 	f := fs.f
-	f.srv.shareBytes(resp)
 	size := proto.Size(resp)
 	tok := &sendToken{f: f, size: size}
 	if f.sem != nil {
@@ -267,28 +266,6 @@ type releasePool struct{ tok *sendToken }
 
 func (p releasePool) Get(n int) *[]byte { b := make([]byte, n); return &b }
 func (p releasePool) Put(*[]byte)       { p.tok.release() }
-
-// shareBytes points the resources of resp at the bytes of the build that
-// they equal: go-control-plane copies every resource into every stream's
-// response, and a stream waiting for room would hold that copy.
-func (s *Server) shareBytes(resp *discovery.DiscoveryResponse) {
-	typ := resp.GetTypeUrl()
-	s.mu.Lock()
-	st := s.current[typ]
-	s.mu.Unlock()
-	if st == nil {
-		return
-	}
-	for _, a := range resp.GetResources() {
-		name, ok := resourceName(a.GetValue())
-		if !ok {
-			continue
-		}
-		if w, ok := st.resources[name]; ok && bytes.Equal(w.raw, a.GetValue()) {
-			a.Value = w.raw
-		}
-	}
-}
 
 func peerOf(ctx context.Context) string {
 	if p, ok := peer.FromContext(ctx); ok {

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -83,6 +84,7 @@ type Server struct {
 	versionKey    []byte
 	epoch         string // "<random>.<mac>": versions are "<epoch>-<counter>"
 	flow          *flow
+	wires         atomic.Pointer[wireIndex] // passthrough.go
 
 	mu        sync.Mutex
 	counter   uint64
@@ -262,7 +264,8 @@ func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limit
 	rand.Read(nonce[:])
 	s.epoch = s.signEpoch(hex.EncodeToString(nonce[:]))
 	s.cache = cache.NewSnapshotCache(false, streamHash{}, cacheLogger{log})
-	s.xds = serverv3.NewServer(context.Background(), s.cache, serverv3.CallbackFuncs{
+	s.wires.Store(&wireIndex{})
+	s.xds = serverv3.NewServer(context.Background(), sharedCache{s.cache, s}, serverv3.CallbackFuncs{
 		StreamOpenFunc:     s.onStreamOpen,
 		StreamClosedFunc:   s.onStreamClosed,
 		StreamRequestFunc:  s.onStreamRequest,
@@ -335,6 +338,7 @@ func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type]
 			snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(st.version, wires(st.resources))
 		}
 		s.shared = snap
+		s.indexWiresLocked()
 	}
 	for _, st := range s.streams {
 		if err := s.setStreamSnapshotLocked(ctx, st, inboundWire[st.id], version, changed[resource.ListenerType]); err != nil {
