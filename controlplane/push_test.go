@@ -202,3 +202,48 @@ func names(r edsResponse) []string {
 	}
 	return out
 }
+
+// A client whose assignments did not change is sent no EDS response at
+// all, not an empty one, and still gets the next change of its own.
+func TestEndpointPushGoesOnlyToWatchersOfWhatChanged(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "ratings.yaml": ratingsConfig(7000)})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithRegistryDebounce(controlplane.Debounce{After: time.Millisecond}))
+	reviews := watchEndpoints(t, cp, reviewsCluster)
+	ratings := watchEndpoints(t, cp, ratingsCluster)
+	nextEDS(t, reviews, "reviews, initial")
+	first := nextEDS(t, ratings, "ratings, initial")
+
+	cc := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	for i := range 3 {
+		if err := tryRegister(t, cc, reviewsInstance(fmt.Sprintf("reviews-%d", i), "127.0.0.1", uint32(20001+i))); err != nil {
+			t.Fatal(err)
+		}
+		if r := nextEDS(t, reviews, "after a registration"); endpointCount(r.clas[reviewsCluster]) != i+1 {
+			t.Fatalf("reviews watcher: %d endpoints after registration %d", endpointCount(r.clas[reviewsCluster]), i+1)
+		}
+	}
+	// A config edit of something else than endpoints (routes) moves other
+	// types' versions: still nothing for the ratings watcher.
+	meshtest.WriteFile(t, dir, "route.yaml", goodRoute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := cp.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Synced: a response sent to the ratings watcher would have been
+	// read (and queued) before its ACK.
+	select {
+	case r := <-ratings:
+		t.Fatalf("the ratings watcher was sent %v at version %q; none of its endpoints changed", names(r), r.version)
+	default:
+	}
+
+	meshtest.WriteFile(t, dir, "ratings.yaml", ratingsConfig(7001))
+	r := nextEDS(t, ratings, "after a ratings edit")
+	if len(r.clas) != 1 || r.version == first.version {
+		t.Fatalf("after a ratings edit: %v at version %q, want ratings' assignment at a new version", names(r), r.version)
+	}
+	if port := r.clas[ratingsCluster].GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue(); port != 7001 {
+		t.Errorf("ratings endpoint port %d after the edit, want 7001", port)
+	}
+}

@@ -85,6 +85,7 @@ type Server struct {
 	epoch         string // "<random>.<mac>": versions are "<epoch>-<counter>"
 	flow          *flow
 	wires         atomic.Pointer[wireIndex] // passthrough.go
+	edsChanged    map[string]bool           // by the Update in progress; nil outside one (edsversion.go)
 
 	mu        sync.Mutex
 	counter   uint64
@@ -328,6 +329,10 @@ func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type]
 		if old != nil && sameResources(old.resources, byName) {
 			continue
 		}
+		if typ == resource.EndpointType && old != nil {
+			s.edsChanged = changedNames(old, byName)
+			defer func() { s.edsChanged = nil }()
+		}
 		s.current[typ] = &typeState{version: version, resources: byName}
 		changed[typ] = true
 	}
@@ -365,6 +370,7 @@ func (s *Server) setStreamSnapshotLocked(ctx context.Context, st *stream, inboun
 			snap.Resources[lt] = cache.NewResources(st.listenerVersion, wires(all))
 		}
 	}
+	snap = s.holdEDSLocked(st, snap)
 	if snap == st.snap {
 		return nil
 	}
