@@ -199,6 +199,11 @@ type churn struct {
 	files   int             // files rewritten (file churn)
 	changes int             // registry changes (registration churn)
 	acked   time.Duration   // the churn's start to the last SERVING answer and deregistration
+
+	// Registration churn: the churn's start to the last deregistration
+	// and to the last SERVING answer, and each registration's own time.
+	closed, registered time.Duration
+	regTook            []time.Duration
 }
 
 func run(ctx context.Context, c config, out io.Writer) (results []result, err error) {
@@ -355,6 +360,8 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 		res.reg = append(res.reg, rc)
 		fmt.Fprintf(out, "  registration churn %d: %d endpoints (%d registry changes, last answered at %v): %s ms p50/p99/max; control plane CPU %v\n",
 			round+1, c.churnSize(), rc.changes, rc.acked.Round(time.Millisecond), percentiles(rc.prop), rc.cpu)
+		fmt.Fprintf(out, "    deregistrations done at %v, registrations at %v; each registration (dial, NOT_SERVING, SERVING) %s ms p50/p99/max\n",
+			rc.closed.Round(time.Millisecond), rc.registered.Round(time.Millisecond), percentiles(rc.regTook))
 	}
 	if res.cpEnd, err = procstat.ReadMemory(cp.PID()); err != nil {
 		return res, err
@@ -464,8 +471,15 @@ func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.
 	go func() {
 		defer close(closed)
 		clsErr = registration.CloseAll(old, concurrency, 10*time.Second)
+		res.closed = time.Since(start)
 	}()
 	regs, regErr = registration.RegisterAll(ctx, ch, insts, concurrency)
+	res.registered = time.Since(start)
+	for _, r := range regs {
+		if r != nil {
+			res.regTook = append(res.regTook, r.Took)
+		}
+	}
 	<-closed
 	res.acked = time.Since(start)
 	res.changes = 2 * k
