@@ -174,7 +174,7 @@ const (
 	DefaultAdminMaxHeaderBytes      = 60 << 10
 	DefaultAdminReadHeaderTimeout   = 5 * time.Second
 	DefaultAdminIdleTimeout         = 60 * time.Second
-	DefaultSendBytes                = 64 << 20
+	DefaultSendBytes                = 128 << 20
 	DefaultSendTimeout              = 30 * time.Second
 )
 
