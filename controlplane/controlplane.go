@@ -445,6 +445,7 @@ func (s *Server) buildLoop(ctx context.Context) {
 			timer.Reset(time.Until(due))
 			continue
 		case <-timer.C:
+			s.pace(ctx)
 			if _, ok := win.Take(time.Now()); !ok {
 				if due, ok := win.Due(); ok {
 					timer.Reset(time.Until(due))
@@ -467,6 +468,25 @@ func (s *Server) buildLoop(ctx context.Context) {
 		s.builtCond.Broadcast()
 		s.mu.Unlock()
 	}
+}
+
+// registryPace bounds how long a registry build waits for the clients to
+// take the endpoints of the previous one.
+const registryPace = time.Second
+
+// pace waits, at most registryPace, until every client has answered the
+// last EDS response it was sent. On an idle machine that is done before
+// the debounce ends, and nothing waits. When clients cannot keep up
+// (1,000 of them, or a few hundred sharing 2 cores with a burst of
+// registrations), building and pushing every Max of the debounce only
+// makes them decode versions that the next one replaces, and starves the
+// registrations themselves; a burst then goes out as fewer, larger
+// pushes. A client that never answers delays registry builds by
+// registryPace at most.
+func (s *Server) pace(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, registryPace)
+	defer cancel()
+	s.xds.WaitEndpointsTaken(ctx)
 }
 
 // waitBuilt blocks until every registry change asked for before the call

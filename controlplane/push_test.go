@@ -247,3 +247,75 @@ func TestEndpointPushGoesOnlyToWatchersOfWhatChanged(t *testing.T) {
 		t.Errorf("ratings endpoint port %d after the edit, want 7001", port)
 	}
 }
+
+// A registry change waits for clients to answer the previous EDS push,
+// but a client that never answers holds it back one second at most.
+func TestRegistryPushWaitsForAnswersOneSecondAtMost(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithRegistryDebounce(controlplane.Debounce{After: time.Millisecond}))
+	eds := watchEndpoints(t, cp, reviewsCluster)
+	nextEDS(t, eds, "initial")
+
+	// A client that reads its first response and never answers it.
+	cc := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "silent"))
+	silent := adsStream(t, cc)
+	if err := silent.Send(&discovery.DiscoveryRequest{Node: node("silent", "default", "silent", nil), TypeUrl: resource.EndpointType, ResourceNames: []string{reviewsCluster}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := silent.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	reg := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	start := time.Now()
+	if err := tryRegister(t, reg, reviewsInstance("reviews-1", "127.0.0.1", 20001)); err != nil {
+		t.Fatal(err)
+	}
+	r := nextEDS(t, eds, "after the registration")
+	took := time.Since(start)
+	if n := endpointCount(r.clas[reviewsCluster]); n != 1 {
+		t.Errorf("after the registration: %d endpoints, want 1", n)
+	}
+	if took < 800*time.Millisecond || took > 5*time.Second {
+		t.Errorf("the registration reached the answering client after %v; want it held back by the silent one for about 1s", took)
+	}
+
+	// Once the silent client answers, the next change is not held back.
+	if err := silent.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{reviewsCluster},
+		VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	// It is sent the registration (it answered the first response), and
+	// answers that too, from a goroutine: Recv is not bounded in time.
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := silent.Recv()
+		if err == nil {
+			err = silent.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{reviewsCluster},
+				VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()})
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the silent client was not sent the registration after it answered")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := cp.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := tryRegister(t, reg, reviewsInstance("reviews-2", "127.0.0.1", 20002)); err != nil {
+		t.Fatal(err)
+	}
+	nextEDS(t, eds, "after the second registration")
+	if took := time.Since(start); took > 700*time.Millisecond {
+		t.Errorf("with every client answered, the registration took %v to arrive; want no wait", took)
+	}
+}

@@ -655,6 +655,10 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 			if sent != "" {
 				s.doneWaitingLocked(st.id, typ, sent, false)
 			}
+			if typ == resource.EndpointType {
+				st.eds.nackedLocked(nonce)
+				s.signalLocked()
+			}
 			if ts.NackCount == 1 || ts.NackCount%100 == 0 {
 				s.log.Warn("xDS client rejected config", "node", st.node.GetId(), "type", shortType(typ),
 					"version", sent, "detail", detail.GetMessage(), "nacks", ts.NackCount)
