@@ -25,6 +25,7 @@ import (
 	"github.com/meshlet/meshlet/controlplane/internal/authn"
 	"github.com/meshlet/meshlet/controlplane/internal/ca"
 	"github.com/meshlet/meshlet/controlplane/internal/registry"
+	"github.com/meshlet/meshlet/controlplane/internal/xdsserver"
 	"github.com/meshlet/meshlet/internal/capb"
 	"github.com/meshlet/meshlet/internal/localtrust"
 	"github.com/meshlet/meshlet/internal/wire"
@@ -121,9 +122,16 @@ func (s *Server) newGRPCServer(creds credentials.TransportCredentials, opts ...g
 		grpc.ChainStreamInterceptor(pol.StreamInterceptor()),
 		grpc.MaxConcurrentStreams(s.limits.StreamsPerConnection),
 	)
+	opts = append(opts, grpcServerOptions()...)
 	g := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(g, health.NewServer())
 	return g
+}
+
+// grpcServerOptions are the options both gRPC servers share: the xDS
+// send budget's codec.
+func grpcServerOptions() []grpc.ServerOption {
+	return xdsserver.ServerOptions()
 }
 
 // newReadOnlyServer returns the gRPC server of the plaintext xDS port.
@@ -134,6 +142,7 @@ func (s *Server) newReadOnlyServer(opts ...grpc.ServerOption) *grpc.Server {
 		grpc.ChainStreamInterceptor(pol.StreamInterceptor()),
 		grpc.MaxConcurrentStreams(s.limits.StreamsPerConnection),
 	)
+	opts = append(opts, grpcServerOptions()...)
 	g := grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds.ADS())
 	return g

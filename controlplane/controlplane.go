@@ -172,6 +172,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		Streams:          s.limits.Streams,
 		NamesPerRequest:  s.limits.NamesPerRequest,
 		InboundPerStream: s.limits.InboundPerStream,
+		Send:             xdsserver.Flow{Budget: max(s.limits.SendBytes, 0), SendTimeout: max(s.limits.SendTimeout, 0)},
 	}, xdsserver.Hooks{
 		InboundChanged: func() { s.rebuild(change(causeInbound)) },
 		EarlierVersion: s.restartDetected,
@@ -256,7 +257,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		if err := s.grpc.Serve(s.xdsLis); err != nil {
+		if err := s.grpc.Serve(s.xds.Listener(s.xdsLis)); err != nil {
 			s.log.Error("xds server stopped", "err", err)
 		}
 	}()
@@ -268,7 +269,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.plain.Serve(s.plainLis); err != nil {
+			if err := s.plain.Serve(s.xds.Listener(s.plainLis)); err != nil {
 				s.log.Error("plaintext xds server stopped", "err", err)
 			}
 		}()
@@ -459,6 +460,7 @@ func (s *Server) buildLoop(ctx context.Context) {
 			timer.Reset(time.Until(due))
 			continue
 		case <-timer.C:
+			s.pace(ctx)
 			if _, ok := win.Take(time.Now()); !ok {
 				if due, ok := win.Due(); ok {
 					timer.Reset(time.Until(due))
@@ -481,6 +483,25 @@ func (s *Server) buildLoop(ctx context.Context) {
 		s.builtCond.Broadcast()
 		s.mu.Unlock()
 	}
+}
+
+// registryPace bounds how long a registry build waits for the clients to
+// take the endpoints of the previous one.
+const registryPace = time.Second
+
+// pace waits, at most registryPace, until every client has answered the
+// last EDS response it was sent. On an idle machine that is done before
+// the debounce ends, and nothing waits. When clients cannot keep up
+// (1,000 of them, or a few hundred sharing 2 cores with a burst of
+// registrations), building and pushing every Max of the debounce only
+// makes them decode versions that the next one replaces, and starves the
+// registrations themselves; a burst then goes out as fewer, larger
+// pushes. A client that never answers delays registry builds by
+// registryPace at most.
+func (s *Server) pace(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, registryPace)
+	defer cancel()
+	s.xds.WaitEndpointsTaken(ctx)
 }
 
 // waitBuilt blocks until every registry change asked for before the call

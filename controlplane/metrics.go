@@ -108,10 +108,34 @@ func newMetrics(s *Server) (*metrics, error) {
 	services, err := meter.Int64ObservableGauge(MetricsPrefix+"registry_services",
 		metric.WithDescription("Service hosts the mesh knows, from ServiceEntries and registrations."))
 	errs = append(errs, err)
+	budget, err := meter.Int64ObservableGauge(MetricsPrefix+"xds_send_budget_bytes",
+		metric.WithUnit("By"),
+		metric.WithDescription("The bound on bytes of encoded xDS responses held until written (Limits.SendBytes, --max-send-bytes); 0 for none."))
+	errs = append(errs, err)
+	inFlight, err := meter.Int64ObservableGauge(MetricsPrefix+"xds_send_in_flight",
+		metric.WithUnit("By"),
+		metric.WithDescription("Bytes of encoded xDS responses held now, from encoding until the transport has written them."))
+	errs = append(errs, err)
+	waits, err := meter.Int64ObservableCounter(MetricsPrefix+"xds_send_waits",
+		metric.WithDescription("xDS responses that waited for room under the send budget before they were encoded."))
+	errs = append(errs, err)
+	waitTime, err := meter.Float64ObservableCounter(MetricsPrefix+"xds_send_wait",
+		metric.WithUnit("s"),
+		metric.WithDescription("Time xDS responses waited for room under the send budget, summed."))
+	errs = append(errs, err)
+	timeouts, err := meter.Int64ObservableCounter(MetricsPrefix+"xds_send_timeouts",
+		metric.WithDescription("xDS streams closed because a response was not written within the send timeout (--send-timeout)."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		fs := s.xds.FlowStats()
+		o.ObserveInt64(budget, fs.Budget)
+		o.ObserveInt64(inFlight, fs.InFlight)
+		o.ObserveInt64(waits, fs.Waits)
+		o.ObserveFloat64(waitTime, fs.WaitTime.Seconds())
+		o.ObserveInt64(timeouts, fs.TimedOut)
 		kinds := s.xds.ClientKinds()
 		for _, k := range []string{"meshlet", "grpc-go", "grpc", "other", "unknown"} {
 			o.ObserveInt64(clients, int64(kinds[k]), metric.WithAttributes(attribute.String("client", k)))
@@ -128,7 +152,7 @@ func newMetrics(s *Server) (*metrics, error) {
 		s.mu.Unlock()
 		o.ObserveInt64(services, int64(n))
 		return nil
-	}, clients, instances, services)
+	}, clients, instances, services, budget, inFlight, waits, waitTime, timeouts)
 	if err != nil {
 		return nil, err
 	}

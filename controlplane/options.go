@@ -153,6 +153,19 @@ type Limits struct {
 	AdminMaxHeaderBytes    int
 	AdminReadHeaderTimeout time.Duration
 	AdminIdleTimeout       time.Duration
+	// SendBytes bounds the bytes of encoded xDS responses the control
+	// plane holds for all clients together, from encoding until they are
+	// written to the connection (a client that reads slowly holds its
+	// response's bytes until then). A stream that would pass it waits
+	// its turn before it encodes. Default DefaultSendBytes; negative: no
+	// bound.
+	SendBytes int64
+	// SendTimeout is how long an xDS response may wait to be written to
+	// a client that does not read before the client's stream is closed
+	// (DeadlineExceeded; the client reconnects), as istiod's
+	// PILOT_XDS_SEND_TIMEOUT. Default DefaultSendTimeout; negative:
+	// never.
+	SendTimeout time.Duration
 }
 
 // Defaults of Limits.
@@ -165,6 +178,8 @@ const (
 	DefaultAdminMaxHeaderBytes      = 60 << 10
 	DefaultAdminReadHeaderTimeout   = 5 * time.Second
 	DefaultAdminIdleTimeout         = 60 * time.Second
+	DefaultSendBytes                = 128 << 20
+	DefaultSendTimeout              = 30 * time.Second
 )
 
 func (l Limits) withDefaults() Limits {
@@ -191,6 +206,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.AdminIdleTimeout <= 0 {
 		l.AdminIdleTimeout = DefaultAdminIdleTimeout
+	}
+	if l.SendBytes == 0 {
+		l.SendBytes = DefaultSendBytes
+	}
+	if l.SendTimeout == 0 {
+		l.SendTimeout = DefaultSendTimeout
 	}
 	return l
 }

@@ -202,3 +202,120 @@ func names(r edsResponse) []string {
 	}
 	return out
 }
+
+// A client whose assignments did not change is sent no EDS response at
+// all, not an empty one, and still gets the next change of its own.
+func TestEndpointPushGoesOnlyToWatchersOfWhatChanged(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig, "ratings.yaml": ratingsConfig(7000)})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithRegistryDebounce(controlplane.Debounce{After: time.Millisecond}))
+	reviews := watchEndpoints(t, cp, reviewsCluster)
+	ratings := watchEndpoints(t, cp, ratingsCluster)
+	nextEDS(t, reviews, "reviews, initial")
+	first := nextEDS(t, ratings, "ratings, initial")
+
+	cc := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	for i := range 3 {
+		if err := tryRegister(t, cc, reviewsInstance(fmt.Sprintf("reviews-%d", i), "127.0.0.1", uint32(20001+i))); err != nil {
+			t.Fatal(err)
+		}
+		if r := nextEDS(t, reviews, "after a registration"); endpointCount(r.clas[reviewsCluster]) != i+1 {
+			t.Fatalf("reviews watcher: %d endpoints after registration %d", endpointCount(r.clas[reviewsCluster]), i+1)
+		}
+	}
+	// A config edit of something else than endpoints (routes) moves other
+	// types' versions: still nothing for the ratings watcher.
+	meshtest.WriteFile(t, dir, "route.yaml", goodRoute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := cp.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Synced: a response sent to the ratings watcher would have been
+	// read (and queued) before its ACK.
+	select {
+	case r := <-ratings:
+		t.Fatalf("the ratings watcher was sent %v at version %q; none of its endpoints changed", names(r), r.version)
+	default:
+	}
+
+	meshtest.WriteFile(t, dir, "ratings.yaml", ratingsConfig(7001))
+	r := nextEDS(t, ratings, "after a ratings edit")
+	if len(r.clas) != 1 || r.version == first.version {
+		t.Fatalf("after a ratings edit: %v at version %q, want ratings' assignment at a new version", names(r), r.version)
+	}
+	if port := r.clas[ratingsCluster].GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue(); port != 7001 {
+		t.Errorf("ratings endpoint port %d after the edit, want 7001", port)
+	}
+}
+
+// A registry change waits for clients to answer the previous EDS push,
+// but a client that never answers holds it back one second at most.
+func TestRegistryPushWaitsForAnswersOneSecondAtMost(t *testing.T) {
+	dir := meshtest.WriteConfig(t, map[string]string{"reviews.yaml": goodConfig})
+	cp := meshtest.StartControlPlane(t, dir, controlplane.WithRegistryDebounce(controlplane.Debounce{After: time.Millisecond}))
+	eds := watchEndpoints(t, cp, reviewsCluster)
+	nextEDS(t, eds, "initial")
+
+	// A client that reads its first response and never answers it.
+	cc := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "silent"))
+	silent := adsStream(t, cc)
+	if err := silent.Send(&discovery.DiscoveryRequest{Node: node("silent", "default", "silent", nil), TypeUrl: resource.EndpointType, ResourceNames: []string{reviewsCluster}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := silent.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	reg := dialCP(t, cp.XDSAddr(), meshtest.ControlPlaneCredentials(t, cp, "default", "reviews"))
+	start := time.Now()
+	if err := tryRegister(t, reg, reviewsInstance("reviews-1", "127.0.0.1", 20001)); err != nil {
+		t.Fatal(err)
+	}
+	r := nextEDS(t, eds, "after the registration")
+	took := time.Since(start)
+	if n := endpointCount(r.clas[reviewsCluster]); n != 1 {
+		t.Errorf("after the registration: %d endpoints, want 1", n)
+	}
+	if took < 800*time.Millisecond || took > 5*time.Second {
+		t.Errorf("the registration reached the answering client after %v; want it held back by the silent one for about 1s", took)
+	}
+
+	// Once the silent client answers, the next change is not held back.
+	if err := silent.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{reviewsCluster},
+		VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	// It is sent the registration (it answered the first response), and
+	// answers that too, from a goroutine: Recv is not bounded in time.
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := silent.Recv()
+		if err == nil {
+			err = silent.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{reviewsCluster},
+				VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()})
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the silent client was not sent the registration after it answered")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := cp.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := tryRegister(t, reg, reviewsInstance("reviews-2", "127.0.0.1", 20002)); err != nil {
+		t.Fatal(err)
+	}
+	nextEDS(t, eds, "after the second registration")
+	if took := time.Since(start); took > 700*time.Millisecond {
+		t.Errorf("with every client answered, the registration took %v to arrive; want no wait", took)
+	}
+}

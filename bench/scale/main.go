@@ -62,6 +62,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,8 +89,10 @@ type config struct {
 	bin                  string
 	logLevel             string
 	plaintext            bool
-	noRegChurn           bool // file churns only
-	light                bool // raw ADS clients that keep only fingerprints (adsClient)
+	noRegChurn           bool   // file churns only
+	noFileChurn          bool   // registration churns only
+	cpuProfile           string // this process's CPU profile, written at the end
+	light                bool   // raw ADS clients that keep only fingerprints (adsClient)
 	seed                 uint64
 }
 
@@ -108,6 +111,8 @@ func main() {
 	flag.BoolVar(&c.plaintext, "plaintext", false, "run the control plane with --insecure-plaintext-dev and dial plaintext")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the choice of endpoints each file churn swaps")
 	flag.BoolVar(&c.noRegChurn, "no-reg-churn", false, "make file churns only (at C=1,000 the registrations before the first registration churn take minutes)")
+	flag.BoolVar(&c.noFileChurn, "no-file-churn", false, "make registration churns only (to profile them)")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the clients and registrations) to this file; the control plane's is on MESHLET_PPROF_ADDR")
 	flag.BoolVar(&c.light, "light", false, "light clients: raw ADS streams that hash each ClusterLoadAssignment and drop it, instead of resolver.Clients (default: on when -clients is above 200)")
 	flag.Parse()
 	// resolver.Clients hold every endpoint (about 3.7 MiB each at
@@ -124,7 +129,20 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if _, err := run(ctx, c, os.Stdout); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
@@ -144,6 +162,8 @@ func (c config) check() error {
 		return fmt.Errorf("-runs %d: want at least 1", c.runs)
 	case c.rounds < 0:
 		return fmt.Errorf("-rounds %d: want 0 or more", c.rounds)
+	case c.noRegChurn && c.noFileChurn:
+		return fmt.Errorf("-no-reg-churn with -no-file-churn: no churn left; use -rounds 0")
 	case c.regConcurrency < 1:
 		return fmt.Errorf("-reg-c %d: want at least 1", c.regConcurrency)
 	case c.timeout <= 0:
@@ -179,6 +199,11 @@ type churn struct {
 	files   int             // files rewritten (file churn)
 	changes int             // registry changes (registration churn)
 	acked   time.Duration   // the churn's start to the last SERVING answer and deregistration
+
+	// Registration churn: the churn's start to the last deregistration
+	// and to the last SERVING answer, and each registration's own time.
+	closed, registered time.Duration
+	regTook            []time.Duration
 }
 
 func run(ctx context.Context, c config, out io.Writer) (results []result, err error) {
@@ -315,13 +340,15 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	var regs []*registration.Registration
 	defer func() { registration.CloseAll(regs, c.regConcurrency, time.Second) }()
 	for round := range c.rounds {
-		fc, err := fileChurn(ctx, f, topo, cfgDir, cp.PID(), c.churnSize(), rng)
-		if err != nil {
-			return res, withLog(fmt.Errorf("file churn %d: %w", round+1, err))
+		if !c.noFileChurn {
+			fc, err := fileChurn(ctx, f, topo, cfgDir, cp.PID(), c.churnSize(), rng)
+			if err != nil {
+				return res, withLog(fmt.Errorf("file churn %d: %w", round+1, err))
+			}
+			res.file = append(res.file, fc)
+			fmt.Fprintf(out, "  file churn %d: %d endpoints in %d files: %s ms p50/p99/max; control plane CPU %v\n",
+				round+1, c.churnSize(), fc.files, percentiles(fc.prop), fc.cpu)
 		}
-		res.file = append(res.file, fc)
-		fmt.Fprintf(out, "  file churn %d: %d endpoints in %d files: %s ms p50/p99/max; control plane CPU %v\n",
-			round+1, c.churnSize(), fc.files, percentiles(fc.prop), fc.cpu)
 		if c.noRegChurn {
 			continue
 		}
@@ -333,6 +360,8 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 		res.reg = append(res.reg, rc)
 		fmt.Fprintf(out, "  registration churn %d: %d endpoints (%d registry changes, last answered at %v): %s ms p50/p99/max; control plane CPU %v\n",
 			round+1, c.churnSize(), rc.changes, rc.acked.Round(time.Millisecond), percentiles(rc.prop), rc.cpu)
+		fmt.Fprintf(out, "    deregistrations done at %v, registrations at %v; each registration (dial, NOT_SERVING, SERVING) %s ms p50/p99/max\n",
+			rc.closed.Round(time.Millisecond), rc.registered.Round(time.Millisecond), percentiles(rc.regTook))
 	}
 	if res.cpEnd, err = procstat.ReadMemory(cp.PID()); err != nil {
 		return res, err
@@ -442,8 +471,15 @@ func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.
 	go func() {
 		defer close(closed)
 		clsErr = registration.CloseAll(old, concurrency, 10*time.Second)
+		res.closed = time.Since(start)
 	}()
 	regs, regErr = registration.RegisterAll(ctx, ch, insts, concurrency)
+	res.registered = time.Since(start)
+	for _, r := range regs {
+		if r != nil {
+			res.regTook = append(res.regTook, r.Took)
+		}
+	}
 	<-closed
 	res.acked = time.Since(start)
 	res.changes = 2 * k

@@ -73,6 +73,8 @@ type settings struct {
 	insecurePlaintext                  bool
 	maxStreams, maxStreamsPerConn      int
 	maxNames, maxInbound, maxRegsPerID int
+	maxSendBytes                       int
+	sendTimeout                        time.Duration
 
 	help, version bool     // what to do instead of serving
 	deprecated    []string // deprecated names used, to log once there is a logger
@@ -152,6 +154,10 @@ func (s *settings) table() []setting {
 			usage: "most server Listener names one xDS stream asks for"},
 		{flag: "max-registrations-per-identity", env: "MESHLET_MAX_REGISTRATIONS_PER_IDENTITY", bind: integer(&s.maxRegsPerID, controlplane.DefaultRegistrationsPerIdentity),
 			usage: "most instances one identity registers"},
+		{flag: "max-send-bytes", env: "MESHLET_MAX_SEND_BYTES", bind: integer(&s.maxSendBytes, controlplane.DefaultSendBytes),
+			usage: "most bytes of encoded xDS responses held for all clients together until written (slow readers hold theirs); a push waits its turn past it; -1: no bound"},
+		{flag: "send-timeout", env: "MESHLET_SEND_TIMEOUT", bind: dur(&s.sendTimeout, controlplane.DefaultSendTimeout),
+			usage: "how long an xDS response may wait for a client that does not read before its stream is closed (like istiod's PILOT_XDS_SEND_TIMEOUT); -1s: never"},
 
 		// Deprecated names, kept so that existing setups still start.
 		{flag: "drain-timeout", env: "MESHLET_DRAIN_TIMEOUT", bind: dur(&s.drainAck, controlplane.DefaultDrainAckTimeout), replacedBy: "drain-ack-timeout",
@@ -434,6 +440,8 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 			NamesPerRequest:          s.maxNames,
 			InboundPerStream:         s.maxInbound,
 			RegistrationsPerIdentity: s.maxRegsPerID,
+			SendBytes:                int64(s.maxSendBytes),
+			SendTimeout:              s.sendTimeout,
 		}),
 	)
 	if err != nil {

@@ -20,6 +20,9 @@ import (
 // Registration is one open Register stream, on its own connection, as a
 // serving meshlet server holds it.
 type Registration struct {
+	// Took is how long Register took: dialing, both answers.
+	Took time.Duration
+
 	cc     *grpc.ClientConn
 	stream registrypb.Registry_RegisterClient
 	cancel context.CancelFunc // ends the stream as a dead connection would
@@ -31,6 +34,7 @@ type Registration struct {
 // only the registering; the stream lives until Close. The connection has
 // the identity of the instance's service account.
 func Register(ctx context.Context, ch *controlchannel.Channel, inst *registrypb.Instance) (*Registration, error) {
+	start := time.Now()
 	cc, err := ch.Dial(inst.GetServiceAccount())
 	if err != nil {
 		return nil, fmt.Errorf("dial control plane %s: %w", ch.Addr(), err)
@@ -68,6 +72,7 @@ func Register(ctx context.Context, ch *controlchannel.Channel, inst *registrypb.
 			return fail(fmt.Errorf("control plane applied %v, want %v", resp.GetState(), req.GetState()))
 		}
 	}
+	r.Took = time.Since(start)
 	return r, nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -65,6 +66,9 @@ type Limits struct {
 	// InboundPerStream bounds the server Listener names one stream asks
 	// for.
 	InboundPerStream int
+	// Send bounds the bytes of responses held for clients that read
+	// slowly, and how long one may wait to be written (flow.go).
+	Send Flow
 }
 
 func over(n, limit int) bool { return limit > 0 && n > limit }
@@ -79,6 +83,9 @@ type Server struct {
 	limits        Limits
 	versionKey    []byte
 	epoch         string // "<random>.<mac>": versions are "<epoch>-<counter>"
+	flow          *flow
+	wires         atomic.Pointer[wireIndex] // passthrough.go
+	edsChanged    map[string]bool           // by the Update in progress; nil outside one (edsversion.go)
 
 	mu        sync.Mutex
 	counter   uint64
@@ -267,7 +274,8 @@ func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limit
 	rand.Read(nonce[:])
 	s.epoch = s.signEpoch(hex.EncodeToString(nonce[:]))
 	s.cache = cache.NewSnapshotCache(false, streamHash{}, cacheLogger{log})
-	s.xds = serverv3.NewServer(context.Background(), s.cache, serverv3.CallbackFuncs{
+	s.wires.Store(&wireIndex{})
+	s.xds = serverv3.NewServer(context.Background(), sharedCache{s.cache, s}, serverv3.CallbackFuncs{
 		StreamOpenFunc:     s.onStreamOpen,
 		StreamClosedFunc:   s.onStreamClosed,
 		StreamRequestFunc:  s.onStreamRequest,
@@ -278,16 +286,17 @@ func New(log *slog.Logger, inboundPrefix string, versionKey []byte, limits Limit
 			return status.Error(codes.Unimplemented, "control plane: incremental (delta) xDS is not served; use state-of-the-world ADS")
 		},
 	})
+	s.flow = newFlow(log, s, s.xds, limits.Send)
 	return s
 }
 
 // ADS returns the ADS service, for a second gRPC server (the read-only
 // plaintext port).
-func (s *Server) ADS() serverv3.Server { return s.xds }
+func (s *Server) ADS() serverv3.Server { return adsService{s.xds, s.flow} }
 
 // Register adds the ADS service to g.
 func (s *Server) Register(g *grpc.Server) {
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.ADS())
 }
 
 // Update replaces the served resources: shared for every stream, and
@@ -329,6 +338,10 @@ func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type]
 		if old != nil && sameResources(old.resources, byName) {
 			continue
 		}
+		if typ == resource.EndpointType && old != nil {
+			s.edsChanged = changedNames(old, byName)
+			defer func() { s.edsChanged = nil }()
+		}
 		s.current[typ] = &typeState{version: version, resources: byName}
 		changed[typ] = true
 	}
@@ -339,6 +352,7 @@ func (s *Server) Update(ctx context.Context, c Change, shared map[resource.Type]
 			snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(st.version, wires(st.resources))
 		}
 		s.shared = snap
+		s.indexWiresLocked()
 	}
 	for _, st := range s.streams {
 		if err := s.setStreamSnapshotLocked(ctx, st, inboundWire[st.id], version, changed[resource.ListenerType]); err != nil {
@@ -365,6 +379,7 @@ func (s *Server) setStreamSnapshotLocked(ctx context.Context, st *stream, inboun
 			snap.Resources[lt] = cache.NewResources(st.listenerVersion, wires(all))
 		}
 	}
+	snap = s.holdEDSLocked(st, snap)
 	if snap == st.snap {
 		return nil
 	}
@@ -650,6 +665,10 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 			}
 			if sent != "" {
 				s.doneWaitingLocked(st.id, typ, sent, false)
+			}
+			if typ == resource.EndpointType {
+				st.eds.nackedLocked(nonce)
+				s.signalLocked()
 			}
 			if ts.NackCount == 1 || ts.NackCount%100 == 0 {
 				s.log.Warn("xDS client rejected config", "node", st.node.GetId(), "type", shortType(typ),

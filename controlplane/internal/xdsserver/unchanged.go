@@ -22,6 +22,9 @@ type edsState struct {
 	acked   map[string]uint64 // name -> hash of the bytes the client ACKed
 	pending map[string]uint64 // of the last response, until it is ACKed
 	nonce   string            // of the last response
+	// outstanding: the last response is not answered yet (ACK or NACK),
+	// for pace.go.
+	outstanding bool
 }
 
 var edsSeed = maphash.MakeSeed()
@@ -34,6 +37,7 @@ func (e *edsState) filterLocked(resp *discovery.DiscoveryResponse) {
 	}
 	e.pending = make(map[string]uint64, len(resp.GetResources()))
 	e.nonce = resp.GetNonce()
+	e.outstanding = true
 	kept := make([]*anypb.Any, 0, len(resp.GetResources()))
 	for _, a := range resp.GetResources() {
 		name, ok := resourceName(a.GetValue())
@@ -57,10 +61,19 @@ func (e *edsState) ackedLocked(nonce string) {
 	if nonce == "" || nonce != e.nonce {
 		return
 	}
+	e.outstanding = false
 	for name, h := range e.pending {
 		e.acked[name] = h
 	}
 	e.pending = nil
+}
+
+// nackedLocked records the NACK of the response with nonce: answered,
+// but what it held is not the client's.
+func (e *edsState) nackedLocked(nonce string) {
+	if nonce != "" && nonce == e.nonce {
+		e.outstanding = false
+	}
 }
 
 // requestedLocked forgets the assignments a request no longer names: a
