@@ -286,6 +286,12 @@ func (t *HTTPTransport) send(ctx context.Context, call *dataplane.Call, req *htt
 		req = countRequest(req, max)
 	}
 	resp, err := tr.RoundTrip(req)
+	if err == nil && attemptCtx.Err() != nil {
+		// The answer came after the timeout fired (its headers raced the
+		// cancel): as Envoy, which has answered 504 by then, drop it.
+		resp.Body.Close()
+		resp, err = nil, context.Cause(attemptCtx)
+	}
 	// A connection the cluster's maxConnections refused says nothing of
 	// the endpoint, and is not retried (Envoy retries no overflow).
 	o := dataplane.Outcome{Err: err, Caller: err != nil && (ctx.Err() != nil || errors.Is(err, policy.ErrCircuitOpen))}
