@@ -89,7 +89,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 		BackoffBase:     o.backoffBase,
 		BackoffMax:      o.backoffMax,
 		NotFoundTimeout: o.notFoundTimeout,
-		Types:           resourceTypes,
+		Types:           resourceTypes(),
 		NotFound:        ErrResourceNotFound,
 	})
 	if err != nil {
