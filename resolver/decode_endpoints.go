@@ -16,7 +16,11 @@ import (
 // least 1 and sum to at most MaxUint32. Localities of weight 0 are left
 // out.
 func convertEndpoints(cla *endpointv3.ClusterLoadAssignment) (Endpoints, error) {
-	return convertAssignment(cla, func(i int, lle *endpointv3.LocalityLbEndpoints, addrs map[string]bool) ([]Endpoint, error) {
+	n := 0
+	for _, lle := range cla.GetEndpoints() {
+		n += len(lle.GetLbEndpoints())
+	}
+	return convertAssignment(cla, n, func(i int, lle *endpointv3.LocalityLbEndpoints, addrs map[string]bool) ([]Endpoint, error) {
 		at := fmt.Sprintf("endpoints[%d]", i)
 		var eps []Endpoint
 		var sum uint64
@@ -38,8 +42,9 @@ func convertEndpoints(cla *endpointv3.ClusterLoadAssignment) (Endpoints, error) 
 // locality of weight above 0 converted by endpoints, which is given the
 // locality's index and the addresses seen so far, and adds its own:
 // the checks of the assignment and its localities are the same whether
-// the endpoints are decoded again or reused (endpointsDecoder).
-func convertAssignment(cla *endpointv3.ClusterLoadAssignment, endpoints func(i int, lle *endpointv3.LocalityLbEndpoints, addrs map[string]bool) ([]Endpoint, error)) (Endpoints, error) {
+// the endpoints are decoded again or reused (endpointsDecoder). n is how
+// many endpoints cla holds.
+func convertAssignment(cla *endpointv3.ClusterLoadAssignment, n int, endpoints func(i int, lle *endpointv3.LocalityLbEndpoints, addrs map[string]bool) ([]Endpoint, error)) (Endpoints, error) {
 	out := Endpoints{ClusterName: cla.GetClusterName()}
 	// No meshlet client drops requests on purpose; a drop the control
 	// plane asked for would happen on gRPC-Go's path only.
@@ -48,7 +53,7 @@ func convertAssignment(cla *endpointv3.ClusterLoadAssignment, endpoints func(i i
 	}
 	localities := map[uint32]map[Locality]bool{}
 	sums := map[uint32]*uint64{}
-	addrs := map[string]bool{}
+	addrs := make(map[string]bool, n)
 	for i, lle := range cla.GetEndpoints() {
 		at := fmt.Sprintf("endpoints[%d]", i)
 		l := lle.GetLocality()

@@ -35,25 +35,31 @@ var errNoReuse = errors.New("decode the whole assignment")
 // churn does not keep another's entries. It is safe for concurrent use.
 type endpointsDecoder struct {
 	mu sync.Mutex
-	// last holds, by cluster_name, the endpoints of the assignment's last
+	// held holds, by cluster_name, the endpoints of the assignment's last
 	// successful decode, by their LbEndpoint's bytes: at most the
 	// endpoints the assignment holds.
-	last map[string]map[string]reusedEndpoint
+	held map[string]map[string]*heldEndpoint
+	gen  uint64 // counts decodes
 	// unmarshals counts the LbEndpoints unmarshalled one by one, for
 	// tests.
 	unmarshals int
+
+	// Scratch space of one decode, kept between decodes so that the next
+	// one does not allocate it again.
+	skeleton []byte
+	raws     [][]byte // every serialized LbEndpoint, in order; they alias the resource
+	starts   []int    // where each locality's LbEndpoints start in raws
+	added    []string // keys added to the held map in this decode
 }
 
-// reusedEndpoint is an LbEndpoint's converted Endpoint, and its bytes: the
-// key it is held under, kept so that the next decode can hold it under
-// the same string without copying the bytes again.
-type reusedEndpoint struct {
-	raw string
+// heldEndpoint is the Endpoint converted from an LbEndpoint's bytes.
+type heldEndpoint struct {
 	ep  Endpoint
+	gen uint64 // of the last decode that used it
 }
 
 func newEndpointsDecoder() *endpointsDecoder {
-	return &endpointsDecoder{last: map[string]map[string]reusedEndpoint{}}
+	return &endpointsDecoder{held: map[string]map[string]*heldEndpoint{}}
 }
 
 // decode is a ResourceType's Decode.
@@ -64,14 +70,19 @@ func (d *endpointsDecoder) decode(a *anypb.Any) (string, any, error) {
 	if ok {
 		return v.ClusterName, v, nil
 	}
-	return endpointsType.Decode(a)
+	name, value, err := endpointsType.Decode(a)
+	if err == nil {
+		// What d holds is no longer the last successful decode's.
+		d.forget(name)
+	}
+	return name, value, err
 }
 
 // forget drops what d holds for the assignment name: it is no longer
 // watched.
 func (d *endpointsDecoder) forget(name string) {
 	d.mu.Lock()
-	delete(d.last, name)
+	delete(d.held, name)
 	d.mu.Unlock()
 }
 
@@ -80,16 +91,21 @@ func (d *endpointsDecoder) forget(name string) {
 // a valid assignment meshlet accepts, or has something unexpected in its
 // layout: the caller decodes it in full.
 func (d *endpointsDecoder) reuse(b []byte) (Endpoints, bool) {
-	skeleton, raws, ok := splitAssignment(b)
-	if !ok {
+	defer func() {
+		// Hold on to neither the resource's bytes nor the keys.
+		clear(d.raws)
+		clear(d.added)
+		d.skeleton, d.raws, d.starts, d.added = d.skeleton[:0], d.raws[:0], d.starts[:0], d.added[:0]
+	}()
+	if !d.split(b) {
 		return Endpoints{}, false
 	}
 	cla := &endpointv3.ClusterLoadAssignment{}
-	if err := proto.Unmarshal(skeleton, cla); err != nil {
+	if err := proto.Unmarshal(d.skeleton, cla); err != nil {
 		return Endpoints{}, false
 	}
 	name := cla.GetClusterName()
-	if name == "" || len(cla.GetEndpoints()) != len(raws) {
+	if name == "" || len(cla.GetEndpoints()) != len(d.starts) {
 		return Endpoints{}, false
 	}
 	// Envoy's constraints hold for the whole assignment when they hold for
@@ -98,46 +114,76 @@ func (d *endpointsDecoder) reuse(b []byte) (Endpoints, bool) {
 	if cla.Validate() != nil {
 		return Endpoints{}, false
 	}
-	last := d.last[name]
-	n := 0
-	for _, r := range raws {
-		n += len(r)
+	d.gen++
+	held := d.held[name]
+	if held == nil {
+		held = make(map[string]*heldEndpoint, len(d.raws))
 	}
-	next := make(map[string]reusedEndpoint, n)
-	// lookup returns the endpoint of raw: held, or unmarshalled,
-	// validated and converted. It does not check that its address is
-	// new.
-	lookup := func(raw []byte) (reusedEndpoint, bool) {
-		if e, ok := last[string(raw)]; ok {
-			return e, true
+	v, ok := d.convert(cla, held)
+	if !ok {
+		// Back to what the last successful decode held.
+		for _, k := range d.added {
+			delete(held, k)
 		}
-		if e, ok := next[string(raw)]; ok {
+		return Endpoints{}, false
+	}
+	// Keep only what this decode used.
+	for k, e := range held {
+		if e.gen != d.gen {
+			delete(held, k)
+		}
+	}
+	d.held[name] = held
+	return v, true
+}
+
+// convert converts cla, whose LbEndpoints are in d.raws, reusing and
+// adding to held.
+func (d *endpointsDecoder) convert(cla *endpointv3.ClusterLoadAssignment, held map[string]*heldEndpoint) (Endpoints, bool) {
+	// lookup returns the endpoint of raw: held, or unmarshalled,
+	// validated, converted and added to held. It does not check that its
+	// address is new.
+	lookup := func(raw []byte) (*heldEndpoint, bool) {
+		if e := held[string(raw)]; e != nil {
+			e.gen = d.gen
 			return e, true
 		}
 		d.unmarshals++
 		lbe := &endpointv3.LbEndpoint{}
 		if err := proto.Unmarshal(raw, lbe); err != nil || lbe.Validate() != nil {
-			return reusedEndpoint{}, false
+			return nil, false
 		}
 		addr, err := endpointAddress(lbe)
 		if err != nil {
-			return reusedEndpoint{}, false
+			return nil, false
 		}
 		ep, err := endpointValue(lbe, addr)
 		if err != nil {
-			return reusedEndpoint{}, false
+			return nil, false
 		}
-		return reusedEndpoint{raw: string(raw), ep: ep}, true
+		k := string(raw)
+		e := &heldEndpoint{ep: ep, gen: d.gen}
+		held[k] = e
+		d.added = append(d.added, k)
+		return e, true
 	}
-	converted := make([]bool, len(raws))
-	v, err := convertAssignment(cla, func(i int, _ *endpointv3.LocalityLbEndpoints, addrs map[string]bool) ([]Endpoint, error) {
-		converted[i] = true
-		if len(raws[i]) == 0 {
+	locality := func(i int) [][]byte {
+		end := len(d.raws)
+		if i+1 < len(d.starts) {
+			end = d.starts[i+1]
+		}
+		return d.raws[d.starts[i]:end]
+	}
+	converted := 0 // localities whose endpoints were converted: those of weight above 0
+	v, err := convertAssignment(cla, len(d.raws), func(i int, _ *endpointv3.LocalityLbEndpoints, addrs map[string]bool) ([]Endpoint, error) {
+		converted++
+		raws := locality(i)
+		if len(raws) == 0 {
 			return nil, nil
 		}
-		eps := make([]Endpoint, 0, len(raws[i]))
+		eps := make([]Endpoint, 0, len(raws))
 		var sum uint64
-		for _, raw := range raws[i] {
+		for _, raw := range raws {
 			e, ok := lookup(raw)
 			if !ok || addrs[e.ep.Address] {
 				return nil, errNoReuse
@@ -146,7 +192,6 @@ func (d *endpointsDecoder) reuse(b []byte) (Endpoints, bool) {
 			if addWeight(&sum, e.ep.Weight) != nil {
 				return nil, errNoReuse
 			}
-			next[e.raw] = e
 			eps = append(eps, e.ep)
 		}
 		return eps, nil
@@ -156,88 +201,97 @@ func (d *endpointsDecoder) reuse(b []byte) (Endpoints, bool) {
 	}
 	// The LbEndpoints of localities of weight 0 are left out, but
 	// Envoy's constraints still apply to them.
-	for i, rs := range raws {
-		if converted[i] {
-			continue
-		}
-		for _, raw := range rs {
-			if _, ok := lookup(raw); !ok {
-				return Endpoints{}, false
+	if converted < len(d.starts) {
+		for i := range d.starts {
+			if cla.GetEndpoints()[i].GetLoadBalancingWeight().GetValue() != 0 {
+				continue
+			}
+			for _, raw := range locality(i) {
+				if _, ok := lookup(raw); !ok {
+					return Endpoints{}, false
+				}
 			}
 		}
 	}
-	d.last[name] = next
 	return v, true
 }
 
-// splitAssignment takes the serialized ClusterLoadAssignment b apart: the
-// assignment without its LbEndpoints (skeleton), and the serialized
-// LbEndpoints of each LocalityLbEndpoints, in order. Unmarshalling the
-// skeleton, then each LbEndpoint into its locality, builds the message
-// b does. ok is false when b is malformed, or has a field of those
-// numbers of another wire type (which proto.Unmarshal would keep as
-// unknown).
-func splitAssignment(b []byte) (skeleton []byte, raws [][][]byte, ok bool) {
-	skeleton = make([]byte, 0, len(b))
+// split takes the serialized ClusterLoadAssignment b apart, into
+// d.skeleton, the assignment without its LbEndpoints, and d.raws and
+// d.starts, the serialized LbEndpoints of each LocalityLbEndpoints, in
+// order. Unmarshalling the skeleton, then each LbEndpoint into its
+// locality, builds the message b does. It returns false when b is
+// malformed, or has a field of those numbers of another wire type (which
+// proto.Unmarshal would keep as unknown).
+func (d *endpointsDecoder) split(b []byte) bool {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, nil, false
+			return false
 		}
 		if num != claEndpointsField {
 			m := protowire.ConsumeFieldValue(num, typ, b[n:])
 			if m < 0 {
-				return nil, nil, false
+				return false
 			}
-			skeleton = append(skeleton, b[:n+m]...)
+			d.skeleton = append(d.skeleton, b[:n+m]...)
 			b = b[n+m:]
 			continue
 		}
 		if typ != protowire.BytesType {
-			return nil, nil, false
+			return false
 		}
 		lle, m := protowire.ConsumeBytes(b[n:])
 		if m < 0 {
-			return nil, nil, false
+			return false
 		}
 		b = b[n+m:]
-		rest, eps, ok := splitLocality(lle)
-		if !ok {
-			return nil, nil, false
+		d.starts = append(d.starts, len(d.raws))
+		// The locality's other fields go to the skeleton after a length
+		// that is known only once they are copied; reserve the most it can
+		// take, and move them down if less.
+		d.skeleton = protowire.AppendTag(d.skeleton, claEndpointsField, protowire.BytesType)
+		at := len(d.skeleton)
+		d.skeleton = append(d.skeleton, make([]byte, maxVarintLen)...)
+		if !d.splitLocality(lle) {
+			return false
 		}
-		skeleton = protowire.AppendTag(skeleton, claEndpointsField, protowire.BytesType)
-		skeleton = protowire.AppendBytes(skeleton, rest)
-		raws = append(raws, eps)
+		rest := len(d.skeleton) - at - maxVarintLen
+		l := protowire.AppendVarint(d.skeleton[at:at], uint64(rest))
+		d.skeleton = append(d.skeleton[:at+len(l)], d.skeleton[at+maxVarintLen:]...)
 	}
-	return skeleton, raws, true
+	return true
 }
 
-// splitLocality takes the serialized LocalityLbEndpoints b apart: its
-// other fields, and its serialized LbEndpoints, which alias b.
-func splitLocality(b []byte) (rest []byte, eps [][]byte, ok bool) {
+// maxVarintLen is the most bytes a length takes.
+const maxVarintLen = 10
+
+// splitLocality appends the serialized LocalityLbEndpoints b's LbEndpoints
+// to d.raws and its other fields to d.skeleton.
+func (d *endpointsDecoder) splitLocality(b []byte) bool {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, nil, false
+			return false
 		}
 		if num == localityLbEndpointsField {
 			if typ != protowire.BytesType {
-				return nil, nil, false
+				return false
 			}
 			ep, m := protowire.ConsumeBytes(b[n:])
 			if m < 0 {
-				return nil, nil, false
+				return false
 			}
-			eps = append(eps, ep)
+			d.raws = append(d.raws, ep)
 			b = b[n+m:]
 			continue
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
 		if m < 0 {
-			return nil, nil, false
+			return false
 		}
-		rest = append(rest, b[:n+m]...)
+		d.skeleton = append(d.skeleton, b[:n+m]...)
 		b = b[n+m:]
 	}
-	return rest, eps, true
+	return true
 }

@@ -30,6 +30,7 @@ func TestEndpointsReuseEquivalence(t *testing.T) {
 	names := []string{"outbound|9080||a", "outbound|9080||b", "outbound|9080||c"}
 	last := map[string]*endpointv3.ClusterLoadAssignment{}
 	wasInvalid := map[string]bool{}
+	lastValid := map[string]int{} // endpoints of the last valid assignment of each name
 	var valid, reusing, invalid, malformed int
 	// Each refusal the walk must reach, by a part of its text.
 	refusals := []string{
@@ -71,6 +72,23 @@ func TestEndpointsReuseEquivalence(t *testing.T) {
 			t.Fatalf("step %d: %s\nreusing decoder: %q %+v %v\nfull decode:     %q %+v %v", step, cla, gotName, got, gotErr, wantName, want, wantErr)
 		}
 		wasInvalid[name] = wantErr != nil
+		n := 0
+		if wantErr == nil { // decoded from raw, which may differ from cla
+			got := &endpointv3.ClusterLoadAssignment{}
+			if err := proto.Unmarshal(raw, got); err != nil {
+				t.Fatalf("step %d: valid, but: %v", step, err)
+			}
+			for _, l := range got.GetEndpoints() {
+				n += len(l.GetLbEndpoints())
+			}
+			lastValid[wantName] = n // a changed byte may have changed the name
+		}
+		// What the decoder holds is bounded by the last valid assignment.
+		for _, name := range []string{name, wantName} {
+			if held, _ := d.Held(name); held > lastValid[name] {
+				t.Fatalf("step %d: holds %d endpoints of %q, whose last valid assignment has %d", step, held, name, lastValid[name])
+			}
+		}
 		if wantErr != nil {
 			invalid++
 			for _, k := range refusals {
@@ -79,10 +97,6 @@ func TestEndpointsReuseEquivalence(t *testing.T) {
 				}
 			}
 			continue
-		}
-		n := 0
-		for _, l := range cla.GetEndpoints() {
-			n += len(l.GetLbEndpoints())
 		}
 		if n == 0 {
 			continue
@@ -350,5 +364,26 @@ func BenchmarkDecodeEndpointsChurn(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(d.Unmarshals()-before)/float64(b.N), "unmarshals/op")
+	})
+}
+
+// FuzzEndpointsReuse decodes two serialized ClusterLoadAssignments in
+// turn with one decoder, and checks that the second gives what a full
+// decode gives, whatever the bytes.
+func FuzzEndpointsReuse(f *testing.F) {
+	f.Add(churnAssignment(f, 0), churnAssignment(f, 1))
+	b, err := proto.Marshal(loadAssignment(clusterName("v1")))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b, b[:len(b)-3])
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		d := resolver.NewEndpointsDecoder()
+		d.Decode(first)
+		gotName, got, gotErr := d.Decode(second)
+		wantName, want, wantErr := resolver.DecodeEndpointsFull(second)
+		if gotName != wantName || !reflect.DeepEqual(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("reusing decoder: %q %+v %v\nfull decode:     %q %+v %v", gotName, got, gotErr, wantName, want, wantErr)
+		}
 	})
 }

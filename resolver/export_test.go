@@ -141,7 +141,7 @@ func (d *EndpointsDecoder) Unmarshals() int {
 func (d *EndpointsDecoder) Held(name string) (held, all int) {
 	d.d.mu.Lock()
 	defer d.d.mu.Unlock()
-	for n, m := range d.d.last {
+	for n, m := range d.d.held {
 		if n == name {
 			held = len(m)
 		}
