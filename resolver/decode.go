@@ -53,10 +53,9 @@ var (
 )
 
 // resourceTypes returns the types, in the order requests are sent, for one
-// client: its ClusterLoadAssignments are decoded by an endpointsDecoder of
-// its own, which reuses the endpoints of the last decode.
-func resourceTypes() []*xdsclient.ResourceType {
-	d := newEndpointsDecoder()
+// client: its ClusterLoadAssignments are decoded by d, which reuses the
+// endpoints of the last decode.
+func resourceTypes(d *endpointsDecoder) []*xdsclient.ResourceType {
 	eds := *endpointsType
 	eds.Decode, eds.Forget = d.decode, d.forget
 	return []*xdsclient.ResourceType{listenerType, routeType, clusterType, &eds}

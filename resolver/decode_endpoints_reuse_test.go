@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meshlet/meshlet/meshtest"
 	"github.com/meshlet/meshlet/resolver"
 )
 
@@ -251,7 +253,15 @@ func editAssignment(r *rand.Rand, cla *endpointv3.ClusterLoadAssignment) {
 // endpoints. Endpoints fall in 10 groups by index; version v+1 (and 0
 // after 19) changes the hostnames of one group: 10% of the endpoints.
 func churnAssignment(tb testing.TB, v int) []byte {
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "outbound|9080||reviews.default.svc.cluster.local"}
+	b, err := proto.Marshal(churnCLA("outbound|9080||reviews.default.svc.cluster.local", v))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func churnCLA(name string, v int) *endpointv3.ClusterLoadAssignment {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	l := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Region: "eu-west", Zone: "zone-a"}, LoadBalancingWeight: wrapperspb.UInt32(1)}
 	for i := range 100 {
 		e := lbEndpoint(fmt.Sprintf("10.1.0.%d", i), 9080, 1)
@@ -262,11 +272,7 @@ func churnAssignment(tb testing.TB, v int) []byte {
 		l.LbEndpoints = append(l.LbEndpoints, e)
 	}
 	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{l}
-	b, err := proto.Marshal(cla)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
+	return cla
 }
 
 // TestEndpointsReuse checks that an assignment decoded again with one
@@ -385,5 +391,37 @@ func FuzzEndpointsReuse(f *testing.F) {
 		if gotName != wantName || !reflect.DeepEqual(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 			t.Fatalf("reusing decoder: %q %+v %v\nfull decode:     %q %+v %v", gotName, got, gotErr, wantName, want, wantErr)
 		}
+	})
+}
+
+// TestClientReusesEndpoints has a real go-control-plane server send a
+// client an assignment of 100 endpoints, then one with 10 of them
+// changed: the client unmarshals the 10 alone, and once the watch ends
+// it holds nothing for the name.
+func TestClientReusesEndpoints(t *testing.T) {
+	srv := startRawServer(t)
+	c := newClient(t, nodeID(t), []string{srv.addr})
+	const name = "outbound|9080||reviews.default.svc.cluster.local"
+	d := c.EndpointsDecoder()
+	w := watch(t, c.WatchEndpoints, name)
+	meshtest.WaitUntil(t, 5*time.Second, "a request for "+name, func() bool {
+		rs := srv.endpointRequests()
+		return len(rs) > 0 && len(rs[len(rs)-1].GetResourceNames()) == 1
+	})
+	for v, want := range []struct{ unmarshals, held int }{{100, 100}, {110, 100}, {120, 100}} {
+		srv.setEndpoints(t, fmt.Sprint(v+1), []*endpointv3.ClusterLoadAssignment{churnCLA(name, v)})
+		got := w.value(t, 5*time.Second)
+		if full, err := resolver.Decode(churnCLA(name, v)); err != nil || !reflect.DeepEqual(got, full) {
+			t.Fatalf("version %d: the client has %+v, a full decode gives %+v, %v", v+1, got, full, err)
+		}
+		held, all := d.Held(name)
+		if n := d.Unmarshals(); n != want.unmarshals || held != want.held || all != want.held {
+			t.Errorf("version %d: %d LbEndpoints unmarshalled, %d endpoints held (%d in all); want %d, %d", v+1, n, held, all, want.unmarshals, want.held)
+		}
+	}
+	w.cancel()
+	meshtest.WaitUntil(t, 5*time.Second, "the unwatched name's endpoints dropped", func() bool {
+		_, all := d.Held(name)
+		return all == 0
 	})
 }

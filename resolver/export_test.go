@@ -18,7 +18,7 @@ func Decode(m proto.Message) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, rt := range resourceTypes() {
+	for _, rt := range resourceTypes(newEndpointsDecoder()) {
 		if rt.URL == a.GetTypeUrl() {
 			_, v, err := rt.Decode(a)
 			return v, err
@@ -34,7 +34,7 @@ func ValidateResponse(b []byte) error {
 	if err := proto.Unmarshal(b, resp); err != nil {
 		return err
 	}
-	for _, rt := range resourceTypes() {
+	for _, rt := range resourceTypes(newEndpointsDecoder()) {
 		if rt.URL == resp.GetTypeUrl() {
 			d := xdsclient.DecodeResponse(rt, resp, nil)
 			if d.Err == nil {
@@ -51,7 +51,7 @@ func ValidateResponse(b []byte) error {
 }
 
 func typeOf(url string) (*xdsclient.ResourceType, error) {
-	for _, rt := range resourceTypes() {
+	for _, rt := range resourceTypes(newEndpointsDecoder()) {
 		if rt.URL == url {
 			return rt, nil
 		}
@@ -151,6 +151,9 @@ func (d *EndpointsDecoder) Held(name string) (held, all int) {
 }
 
 func (d *EndpointsDecoder) Forget(name string) { d.d.forget(name) }
+
+// EndpointsDecoder is the decoder of c's ClusterLoadAssignments.
+func (c *Client) EndpointsDecoder() *EndpointsDecoder { return &EndpointsDecoder{d: c.eds} }
 
 // DecodeEndpointsFull decodes a serialized ClusterLoadAssignment in full,
 // as a client did before it reused endpoints.
