@@ -96,6 +96,9 @@ func (d *endpointsDecoder) reuse(b []byte) (Endpoints, bool) {
 		clear(d.raws)
 		clear(d.added)
 		d.skeleton, d.raws, d.starts, d.added = d.skeleton[:0], d.raws[:0], d.starts[:0], d.added[:0]
+		if cap(d.raws) > maxScratch { // an assignment far larger than most: keep no scratch space for it
+			d.skeleton, d.raws, d.starts, d.added = nil, nil, nil, nil
+		}
 	}()
 	if !d.split(b) {
 		return Endpoints{}, false
@@ -262,6 +265,10 @@ func (d *endpointsDecoder) split(b []byte) bool {
 	}
 	return true
 }
+
+// maxScratch is the most LbEndpoints the scratch space of a decoder is
+// kept for between decodes.
+const maxScratch = 4096
 
 // maxVarintLen is the most bytes a length takes.
 const maxVarintLen = 10
