@@ -341,8 +341,9 @@ func TestEndpointsReuse(t *testing.T) {
 // BenchmarkDecodeEndpointsChurn decodes one ClusterLoadAssignment of 100
 // endpoints of which 10% changed since the last decode, as a client does
 // when a service's endpoints churn: full decodes all of it, reuse reuses
-// the endpoints whose bytes it decoded last time. unmarshals/op counts the
-// LbEndpoints unmarshalled one by one.
+// the endpoints whose bytes it decoded last time, and first is a decoder's
+// first decode. unmarshals/op counts the LbEndpoints unmarshalled one by
+// one.
 func BenchmarkDecodeEndpointsChurn(b *testing.B) {
 	versions := make([][]byte, 20)
 	for i := range versions {
@@ -370,6 +371,16 @@ func BenchmarkDecodeEndpointsChurn(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(d.Unmarshals()-before)/float64(b.N), "unmarshals/op")
+	})
+	// A name's first decode, which has nothing to reuse and keeps every
+	// endpoint for the next one.
+	b.Run("first", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			if _, _, err := resolver.NewEndpointsDecoder().Decode(versions[i%len(versions)]); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }
 
