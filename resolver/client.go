@@ -54,7 +54,8 @@ var ErrResourceNotFound = errors.New("resolver: resource does not exist")
 // logs one line when it loses the control plane (WARN) and one when it is
 // back (INFO); Connection reports the same.
 type Client struct {
-	x *xdsclient.Client
+	x   *xdsclient.Client
+	eds *endpointsDecoder
 }
 
 // New connects to the control plane and returns once the ADS stream is up.
@@ -81,6 +82,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}, o.dialOptions...)
+	eds := newEndpointsDecoder()
 	x, err := xdsclient.New(ctx, xdsclient.Config{
 		Servers:         o.servers,
 		Node:            node,
@@ -89,13 +91,13 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 		BackoffBase:     o.backoffBase,
 		BackoffMax:      o.backoffMax,
 		NotFoundTimeout: o.notFoundTimeout,
-		Types:           resourceTypes,
+		Types:           resourceTypes(eds),
 		NotFound:        ErrResourceNotFound,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
-	return &Client{x: x}, nil
+	return &Client{x: x, eds: eds}, nil
 }
 
 // Close stops the client and waits for its goroutines. Watchers are not

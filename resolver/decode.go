@@ -44,13 +44,22 @@ var (
 		URL: typeURL(&clusterv3.Cluster{}), Short: "Cluster", FullState: true, NameField: nameField(&clusterv3.Cluster{}, "name"),
 		Decode: decoder(func(m *clusterv3.Cluster) string { return m.GetName() }, convertCluster),
 	}
+	// endpointsType decodes every ClusterLoadAssignment in full;
+	// resourceTypes gives each client one that reuses what it can.
 	endpointsType = &xdsclient.ResourceType{
 		URL: typeURL(&endpointv3.ClusterLoadAssignment{}), Short: "ClusterLoadAssignment", NameField: nameField(&endpointv3.ClusterLoadAssignment{}, "cluster_name"),
 		Decode: decoder(func(m *endpointv3.ClusterLoadAssignment) string { return m.GetClusterName() }, convertEndpoints),
 	}
-	// resourceTypes are the types, in the order requests are sent.
-	resourceTypes = []*xdsclient.ResourceType{listenerType, routeType, clusterType, endpointsType}
 )
+
+// resourceTypes returns the types, in the order requests are sent, for one
+// client: its ClusterLoadAssignments are decoded by d, which reuses the
+// endpoints of the last decode.
+func resourceTypes(d *endpointsDecoder) []*xdsclient.ResourceType {
+	eds := *endpointsType
+	eds.Decode, eds.Forget = d.decode, d.forget
+	return []*xdsclient.ResourceType{listenerType, routeType, clusterType, &eds}
+}
 
 // validator is what the protoc-gen-validate code of the Envoy protos
 // gives every message: Envoy's own constraints on its config.

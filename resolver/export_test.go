@@ -18,7 +18,7 @@ func Decode(m proto.Message) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, rt := range resourceTypes {
+	for _, rt := range resourceTypes(newEndpointsDecoder()) {
 		if rt.URL == a.GetTypeUrl() {
 			_, v, err := rt.Decode(a)
 			return v, err
@@ -34,7 +34,7 @@ func ValidateResponse(b []byte) error {
 	if err := proto.Unmarshal(b, resp); err != nil {
 		return err
 	}
-	for _, rt := range resourceTypes {
+	for _, rt := range resourceTypes(newEndpointsDecoder()) {
 		if rt.URL == resp.GetTypeUrl() {
 			d := xdsclient.DecodeResponse(rt, resp, nil)
 			if d.Err == nil {
@@ -51,7 +51,7 @@ func ValidateResponse(b []byte) error {
 }
 
 func typeOf(url string) (*xdsclient.ResourceType, error) {
-	for _, rt := range resourceTypes {
+	for _, rt := range resourceTypes(newEndpointsDecoder()) {
 		if rt.URL == url {
 			return rt, nil
 		}
@@ -118,4 +118,45 @@ func (d *ResponseDecoder) Apply(resp *discoveryv3.DiscoveryResponse) (decoded in
 		}
 	}
 	return decoded, dec.Err
+}
+
+// EndpointsDecoder decodes serialized ClusterLoadAssignments as one
+// client does: reusing the endpoints of the last decode of each name.
+type EndpointsDecoder struct{ d *endpointsDecoder }
+
+func NewEndpointsDecoder() *EndpointsDecoder { return &EndpointsDecoder{d: newEndpointsDecoder()} }
+
+func (d *EndpointsDecoder) Decode(raw []byte) (name string, value any, err error) {
+	return d.d.decode(&anypb.Any{TypeUrl: endpointsType.URL, Value: raw})
+}
+
+// Unmarshals is how many LbEndpoints d has unmarshalled one by one.
+func (d *EndpointsDecoder) Unmarshals() int {
+	d.d.mu.Lock()
+	defer d.d.mu.Unlock()
+	return d.d.unmarshals
+}
+
+// Held is how many endpoints d holds for the name, and for all names.
+func (d *EndpointsDecoder) Held(name string) (held, all int) {
+	d.d.mu.Lock()
+	defer d.d.mu.Unlock()
+	for n, m := range d.d.held {
+		if n == name {
+			held = len(m)
+		}
+		all += len(m)
+	}
+	return held, all
+}
+
+func (d *EndpointsDecoder) Forget(name string) { d.d.forget(name) }
+
+// EndpointsDecoder is the decoder of c's ClusterLoadAssignments.
+func (c *Client) EndpointsDecoder() *EndpointsDecoder { return &EndpointsDecoder{d: c.eds} }
+
+// DecodeEndpointsFull decodes a serialized ClusterLoadAssignment in full,
+// as a client did before it reused endpoints.
+func DecodeEndpointsFull(raw []byte) (name string, value any, err error) {
+	return endpointsType.Decode(&anypb.Any{TypeUrl: endpointsType.URL, Value: raw})
 }

@@ -73,6 +73,10 @@ type ResourceType struct {
 	// force is named by reading that field alone, and not decoded again:
 	// most of a response is unchanged. Zero decodes every resource.
 	NameField protowire.Number
+	// Forget, if set, is called with the name of a resource that is no
+	// longer subscribed, under the client's lock: a Decode that keeps
+	// state by name drops it. It must not block.
+	Forget func(name string)
 }
 
 // Config configures a Client.
@@ -581,6 +585,9 @@ func (c *Client) send(ctx context.Context, stream discoveryv3.AggregatedDiscover
 				if len(rs.watchers) == 0 { // unwatched: this request unsubscribes it
 					stopTimer(rs)
 					delete(ts.resources, name)
+					if rt.Forget != nil {
+						rt.Forget(name)
+					}
 				}
 			}
 			names := slices.Sorted(maps.Keys(ts.resources))
@@ -768,6 +775,9 @@ func (c *Client) handleResponse(ss *streamState, resp *discoveryv3.DiscoveryResp
 	for _, r := range dec.Resources {
 		rs := ts.resources[r.Name]
 		if rs == nil {
+			if rt.Forget != nil {
+				rt.Forget(r.Name) // decoded all the same
+			}
 			continue // not subscribed (any more)
 		}
 		// Named, so it exists, valid or not.
