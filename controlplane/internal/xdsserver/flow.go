@@ -170,12 +170,14 @@ func (fs *flowStream) Send(resp *discovery.DiscoveryResponse) error {
 		}
 		f.inFlight.Add(tok.n)
 	}
+	// The timer is set before hold publishes the token: the connection's
+	// Close may release it (and read the timer) at once after.
+	if f.SendTimeout > 0 {
+		tok.timer = time.AfterFunc(f.SendTimeout, func() { fs.timedOut(size) })
+	}
 	if !fs.conn.hold(tok) {
 		tok.release()
 		return errConnClosed
-	}
-	if f.SendTimeout > 0 {
-		tok.timer = time.AfterFunc(f.SendTimeout, func() { fs.timedOut(size) })
 	}
 	err := fs.SendMsg(&budgeted{msg: resp, tok: tok})
 	if err != nil && !tok.encoded.Load() {
