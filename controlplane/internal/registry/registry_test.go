@@ -136,8 +136,7 @@ func TestUpsertChecksFollowRemovals(t *testing.T) {
 	defer r.Close()
 	a := inst("a")
 	a.Identity = "spiffe://cluster.local/ns/default/sa/x"
-	genA, err := r.Upsert(a, registry.Serving, 2)
-	if err != nil {
+	if _, err := r.Upsert(a, registry.Serving, 2); err != nil {
 		t.Fatal(err)
 	}
 	b := inst("b")
@@ -147,7 +146,8 @@ func TestUpsertChecksFollowRemovals(t *testing.T) {
 	}
 	// a moves to another port: its old address is free.
 	a.Port = 2
-	if genA, err = r.Upsert(a, registry.Serving, 2); err != nil {
+	genA, err := r.Upsert(a, registry.Serving, 2)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Upsert(b, registry.Serving, 2); err != nil {

@@ -33,7 +33,6 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -296,7 +295,7 @@ func (s *Server) ADS() serverv3.Server { return adsService{s.xds, s.flow} }
 
 // Register adds the ADS service to g.
 func (s *Server) Register(g *grpc.Server) {
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.ADS())
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.ADS())
 }
 
 // Update replaces the served resources: shared for every stream, and
