@@ -302,6 +302,7 @@ func (p *parser) document(file string, index int, content []byte) {
 	r.spec = msg
 	info.support.check(msg.ProtoReflect(), "spec", "", report)
 	normalise(r)
+	p.validateResource(r)
 	p.resources = append(p.resources, r)
 }
 
