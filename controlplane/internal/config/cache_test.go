@@ -369,3 +369,50 @@ func BenchmarkReloadChurn(b *testing.B) {
 	}
 	b.ReportMetric(float64(l.Parsed()), "docs/op")
 }
+
+// A resource's own checks (here a WorkloadEntry's address) are made when
+// its document is parsed: a file taken from memory keeps reporting what
+// they found while other files change, in the order of its documents, and
+// a duplicate's are dropped with the rest of it.
+func TestLoaderKeepsAResourcesOwnErrors(t *testing.T) {
+	dir := writeFleet(t, 3, 2)
+	l := config.NewLoader()
+	sameLoad(t, l, dir)
+	bad := strings.Replace(fleetFile(1, 3, 0), "address: 10.1.0.1", "address: not-an-ip", 1)
+	bad = strings.Replace(bad, "address: 10.1.0.3", "address: also-not-an-ip", 1)
+	write(t, dir, "we-01.yaml", bad)
+	wantErrs := []want{
+		{"we-01.yaml", "WorkloadEntry default/we-1-0", "spec.address", `"not-an-ip" is not an IP address`},
+		{"we-01.yaml", "WorkloadEntry default/we-1-2", "spec.address", `"also-not-an-ip" is not an IP address`},
+	}
+	for gen := range 3 {
+		sameLoad(t, l, dir)
+		reused := l.Reused()
+		_, err := l.Load(dir)
+		errs := fieldErrors(t, err)
+		checkErrors(t, errs, wantErrs...)
+		if len(errs) != len(wantErrs) {
+			t.Fatalf("load %d: %d errors, want %d: %v", gen+1, len(errs), len(wantErrs), err)
+		}
+		if !strings.Contains(errs[0].Resource, "we-1-0") {
+			t.Errorf("load %d: first error is of %s, want we-1-0's, in the order of the documents", gen+1, errs[0].Resource)
+		}
+		if gen > 0 && reused != 3 { // the service, we-00.yaml and we-01.yaml
+			t.Errorf("load %d reused %d files, want 3", gen+1, reused)
+		}
+		write(t, dir, "we-02.yaml", fleetFile(2, 2, gen+1))
+	}
+
+	// we-1-0 defined first in a.yaml: its invalid definition in the
+	// unchanged we-01.yaml is a duplicate, and only that is said of it.
+	write(t, dir, "a.yaml", workloadEntry("we-1-0", "10.9.9.9"))
+	sameLoad(t, l, dir)
+	_, err := l.Load(dir)
+	errs := fieldErrors(t, err)
+	checkErrors(t, errs,
+		want{"we-01.yaml", "WorkloadEntry default/we-1-0", "metadata.name", "is also defined in a.yaml"},
+		wantErrs[1])
+	if len(errs) != 2 {
+		t.Errorf("%d errors, want 2: %v", len(errs), err)
+	}
+}

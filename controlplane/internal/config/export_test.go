@@ -161,3 +161,6 @@ func sample(fd protoreflect.FieldDescriptor) any {
 	}
 	return one(fd)
 }
+
+// SplitDocuments is splitDocuments, for split_test.go.
+var SplitDocuments = splitDocuments

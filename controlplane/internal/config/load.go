@@ -168,21 +168,28 @@ func (p *parser) reporter(r *resource) reportFunc {
 	}
 }
 
-// splitDocuments splits a YAML stream at its "---" lines.
+// splitDocuments splits a YAML stream at its "---" lines. A document
+// starts after the marker's three dashes (what follows them on the line,
+// a comment or content, is its own) and ends where the next marker's line
+// starts. The documents are slices of content, not copies: a churn of ten
+// files of 100 documents split them at every reload.
 func splitDocuments(content []byte) [][]byte {
 	var docs [][]byte
-	var cur bytes.Buffer
-	for _, line := range bytes.SplitAfter(content, []byte("\n")) {
+	start := 0 // of the current document
+	for pos := 0; pos < len(content); {
+		end := len(content)
+		if i := bytes.IndexByte(content[pos:], '\n'); i >= 0 {
+			end = pos + i + 1
+		}
+		line := content[pos:end]
 		trimmed := bytes.TrimRight(line, " \t\r\n")
 		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) || bytes.HasPrefix(line, []byte("---\t")) {
-			docs = append(docs, bytes.Clone(cur.Bytes()))
-			cur.Reset()
-			cur.Write(line[3:]) // a comment or content after the marker
-			continue
+			docs = append(docs, content[start:pos:pos])
+			start = pos + 3
 		}
-		cur.Write(line)
+		pos = end
 	}
-	return append(docs, cur.Bytes())
+	return append(docs, content[start:len(content):len(content)])
 }
 
 var (
@@ -302,6 +309,7 @@ func (p *parser) document(file string, index int, content []byte) {
 	r.spec = msg
 	info.support.check(msg.ProtoReflect(), "spec", "", report)
 	normalise(r)
+	p.validateResource(r)
 	p.resources = append(p.resources, r)
 }
 
