@@ -49,7 +49,6 @@ import (
 
 	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/bench/internal/cpprocess"
-	"github.com/meshlet/meshlet/bench/internal/module"
 	"github.com/meshlet/meshlet/bench/internal/procstat"
 	"github.com/meshlet/meshlet/bench/internal/registration"
 	"github.com/meshlet/meshlet/bench/internal/summary"
@@ -171,19 +170,9 @@ func run(ctx context.Context, c config) (err error) {
 			fmt.Fprintf(os.Stderr, "registrations: logs kept in %s\n", dir)
 		}
 	}()
-	bin, what := c.bin, c.bin
-	if bin == "" {
-		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		var root string
-		root, err = module.Root(bctx)
-		if err == nil {
-			bin, err = cpprocess.Build(bctx, root, dir)
-		}
-		cancel()
-		if err != nil {
-			return err
-		}
-		what = "./cmd/meshlet-controlplane at " + module.Commit(ctx, root)
+	bin, what, err := cpprocess.Binary(ctx, c.bin, dir)
+	if err != nil {
+		return err
 	}
 	channel := "TLS control channel (mTLS with SVIDs from its CA)"
 	switch {

@@ -71,7 +71,6 @@ import (
 
 	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/bench/internal/cpprocess"
-	"github.com/meshlet/meshlet/bench/internal/module"
 	"github.com/meshlet/meshlet/bench/internal/parallel"
 	"github.com/meshlet/meshlet/bench/internal/procstat"
 	"github.com/meshlet/meshlet/bench/internal/registration"
@@ -218,19 +217,9 @@ func run(ctx context.Context, c config, out io.Writer) (results []result, err er
 			fmt.Fprintf(os.Stderr, "scale: logs kept in %s\n", dir)
 		}
 	}()
-	bin, what := c.bin, c.bin
-	if bin == "" {
-		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		var root string
-		root, err = module.Root(bctx)
-		if err == nil {
-			bin, err = cpprocess.Build(bctx, root, dir)
-		}
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		what = "./cmd/meshlet-controlplane at " + module.Commit(ctx, root)
+	bin, what, err := cpprocess.Binary(ctx, c.bin, dir)
+	if err != nil {
+		return nil, err
 	}
 	kind := "meshlet resolver.Clients"
 	if c.light {

@@ -28,6 +28,25 @@ func Build(ctx context.Context, root, dir string) (string, error) {
 	return bin, module.Build(ctx, root, "./cmd/meshlet-controlplane", bin)
 }
 
+// Binary returns bin, the control-plane binary a benchmark was given, or,
+// when bin is empty, one built from this module into dir (within 5
+// minutes); what says which, for the benchmark's report.
+func Binary(ctx context.Context, bin, dir string) (path, what string, err error) {
+	if bin != "" {
+		return bin, bin, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	root, err := module.Root(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	if path, err = Build(ctx, root, dir); err != nil {
+		return "", "", err
+	}
+	return path, "./cmd/meshlet-controlplane at " + module.Commit(ctx, root), nil
+}
+
 // Process is a control-plane child process on loopback.
 type Process struct {
 	XDSAddr   string // host:port of its gRPC port (xDS, registrations, CA)
