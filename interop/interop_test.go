@@ -47,7 +47,7 @@ func TestInterop(t *testing.T) {
 			bootstrap, nodeID := writeBootstrapFor(t, lang, cp, lang.name+"-client", svid, 0)
 			c := startClient(t, lang, bootstrap, target, o)
 			results := c.results(t, o.timeout)
-			checkStream(t, cp, nodeID, lang.kind())
+			checkStream(t, cp, nodeID, lang.kind)
 			c.finish(t)
 			return results
 		}

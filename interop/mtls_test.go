@@ -47,7 +47,7 @@ func TestPythonStrictMTLS(t *testing.T) {
 		const n = 200
 		c := startClient(t, pythonLang, bootstrap, secure, clientOptions{count: n, interval: 40 * time.Millisecond, callsPerChannel: 10})
 		results := c.results(t, 5*time.Second)
-		checkStream(t, cp, nodeID, pythonLang.kind())
+		checkStream(t, cp, nodeID, pythonLang.kind)
 		c.finish(t)
 		rotated := rotations(agent) - before
 		got := count(results)
@@ -87,7 +87,7 @@ func TestPythonStrictMTLS(t *testing.T) {
 			answered := g.calls.Load()
 			c := startClient(t, pythonLang, bootstrap, secure, o)
 			results := c.results(t, o.timeout)
-			checkStream(t, cp, nodeID, pythonLang.kind())
+			checkStream(t, cp, nodeID, pythonLang.kind)
 			c.finish(t)
 			got := count(results)
 			if got.failed != n {

@@ -35,6 +35,9 @@ const python = "/usr/bin/python3"
 // language is a gRPC implementation the programs are written for.
 type language struct {
 	name string
+	// kind is how the control plane counts the language's xDS clients
+	// on /metrics (xdsserver.ClientKind).
+	kind string
 	// check says why the language's programs cannot run, or nil.
 	check func() error
 	// command is the argv that runs program ("client" or "server").
@@ -53,6 +56,7 @@ type language struct {
 var (
 	pythonLang = language{
 		name:  "python",
+		kind:  "grpc",
 		check: checkPython,
 		command: func(program string) []string {
 			return []string{python, filepath.Join("python", program+".py")}
@@ -66,6 +70,7 @@ var (
 	}
 	nodeLang = language{
 		name:  "node",
+		kind:  "grpc",
 		check: checkNode,
 		command: func(program string) []string {
 			return []string{"node", filepath.Join("node", program+".js")}
@@ -75,6 +80,7 @@ var (
 	// meshlet's library. It has only a client.
 	goLang = language{
 		name:  "grpc-go",
+		kind:  "grpc-go",
 		check: checkGo,
 		command: func(program string) []string {
 			return []string{filepath.Join(binDir, "grpcgo-"+program)}
@@ -139,15 +145,6 @@ func checkNode() error {
 		return fmt.Errorf("interop/node/node_modules was installed from another package-lock.json: %s", install)
 	}
 	return nil
-}
-
-// kind is how the control plane counts the language's xDS clients
-// (xdsserver.ClientKind).
-func (l language) kind() string {
-	if l.name == goLang.name {
-		return "grpc-go"
-	}
-	return "grpc"
 }
 
 // need fails the test, never skips it, when lang's programs cannot run.
