@@ -93,6 +93,7 @@ type config struct {
 	cpuProfile           string // this process's CPU profile, written at the end
 	light                bool   // raw ADS clients that keep only fingerprints (adsClient)
 	seed                 uint64
+	keepLogs             bool // keep the control plane's logs after a good run too
 }
 
 func main() {
@@ -112,6 +113,7 @@ func main() {
 	flag.BoolVar(&c.noRegChurn, "no-reg-churn", false, "make file churns only (at C=1,000 the registrations before the first registration churn take minutes)")
 	flag.BoolVar(&c.noFileChurn, "no-file-churn", false, "make registration churns only (to profile them)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the clients and registrations) to this file; the control plane's is on MESHLET_PPROF_ADDR")
+	flag.BoolVar(&c.keepLogs, "keep-logs", false, "keep the control plane's logs (its stage times per reload) after a run that succeeded too")
 	flag.BoolVar(&c.light, "light", false, "light clients: raw ADS streams that hash each ClusterLoadAssignment and drop it, instead of resolver.Clients (default: on when -clients is above 200)")
 	flag.Parse()
 	// resolver.Clients hold every endpoint (about 3.7 MiB each at
@@ -211,7 +213,7 @@ func run(ctx context.Context, c config, out io.Writer) (results []result, err er
 		return nil, err
 	}
 	defer func() {
-		if err == nil {
+		if err == nil && !c.keepLogs {
 			os.RemoveAll(dir)
 		} else {
 			fmt.Fprintf(os.Stderr, "scale: logs kept in %s\n", dir)
