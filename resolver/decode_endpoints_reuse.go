@@ -1,7 +1,9 @@
 package resolver
 
 import (
+	"bytes"
 	"errors"
+	"slices"
 	"sync"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -35,11 +37,9 @@ var errNoReuse = errors.New("decode the whole assignment")
 // churn does not keep another's entries. It is safe for concurrent use.
 type endpointsDecoder struct {
 	mu sync.Mutex
-	// held holds, by cluster_name, the endpoints of the assignment's last
-	// successful decode, by their LbEndpoint's bytes: at most the
-	// endpoints the assignment holds.
-	held map[string]map[string]*heldEndpoint
-	gen  uint64 // counts decodes
+	// held holds, by cluster_name, the last successful decode of the
+	// assignment.
+	held map[string]*heldAssignment
 	// unmarshals counts the LbEndpoints unmarshalled one by one, for
 	// tests.
 	unmarshals int
@@ -47,19 +47,40 @@ type endpointsDecoder struct {
 	// Scratch space of one decode, kept between decodes so that the next
 	// one does not allocate it again.
 	skeleton []byte
-	raws     [][]byte // every serialized LbEndpoint, in order; they alias the resource
-	starts   []int    // where each locality's LbEndpoints start in raws
-	added    []string // keys added to the held map in this decode
+	raws     [][]byte   // every serialized LbEndpoint, in order; they alias the resource
+	starts   []int      // where each locality's LbEndpoints start in raws
+	matches  []int      // for each of raws, the held endpoint of the same bytes, or -1
+	eps      []Endpoint // for each of raws, its Endpoint once converted
 }
 
-// heldEndpoint is the Endpoint converted from an LbEndpoint's bytes.
-type heldEndpoint struct {
-	ep  Endpoint
-	gen uint64 // of the last decode that used it
+// heldAssignment is what the last successful decode of one assignment
+// converted: the bytes of its LbEndpoints and the Endpoint of each, in
+// the order they came. It is kept in order, not in a map by bytes: a
+// client holds thousands of endpoints, and hashing each one's bytes into
+// a map scattered over the heap cost more, in cache misses, than the
+// comparisons in order that find nearly all of them (match).
+type heldAssignment struct {
+	raws []byte // the LbEndpoints' bytes, one after the other
+	ends []int  // where each one ends in raws
+	eps  []Endpoint
 }
+
+// raw is the bytes of the i-th LbEndpoint.
+func (h *heldAssignment) raw(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = h.ends[i-1]
+	}
+	return h.raws[start:h.ends[i]]
+}
+
+// matchWindow is how many held endpoints, from the cursor on, match
+// compares an LbEndpoint with: enough to step over a few that were
+// removed before it.
+const matchWindow = 8
 
 func newEndpointsDecoder() *endpointsDecoder {
-	return &endpointsDecoder{held: map[string]map[string]*heldEndpoint{}}
+	return &endpointsDecoder{held: map[string]*heldAssignment{}}
 }
 
 // decode is a ResourceType's Decode.
@@ -92,12 +113,12 @@ func (d *endpointsDecoder) forget(name string) {
 // layout: the caller decodes it in full.
 func (d *endpointsDecoder) reuse(b []byte) (Endpoints, bool) {
 	defer func() {
-		// Hold on to neither the resource's bytes nor the keys.
+		// Hold on to neither the resource's bytes nor the endpoints.
 		clear(d.raws)
-		clear(d.added)
-		d.skeleton, d.raws, d.starts, d.added = d.skeleton[:0], d.raws[:0], d.starts[:0], d.added[:0]
+		clear(d.eps)
+		d.skeleton, d.raws, d.starts, d.matches, d.eps = d.skeleton[:0], d.raws[:0], d.starts[:0], d.matches[:0], d.eps[:0]
 		if cap(d.raws) > maxScratch { // an assignment far larger than most: keep no scratch space for it
-			d.skeleton, d.raws, d.starts, d.added = nil, nil, nil, nil
+			d.skeleton, d.raws, d.starts, d.matches, d.eps = nil, nil, nil, nil, nil
 		}
 	}()
 	if !d.split(b) {
@@ -117,85 +138,108 @@ func (d *endpointsDecoder) reuse(b []byte) (Endpoints, bool) {
 	if cla.Validate() != nil {
 		return Endpoints{}, false
 	}
-	d.gen++
 	held := d.held[name]
-	if held == nil {
-		held = make(map[string]*heldEndpoint, len(d.raws))
-	}
+	d.match(held)
 	v, ok := d.convert(cla, held)
 	if !ok {
-		// Back to what the last successful decode held.
-		for _, k := range d.added {
-			delete(held, k)
-		}
 		return Endpoints{}, false
 	}
-	// Keep only what this decode used.
-	for k, e := range held {
-		if e.gen != d.gen {
-			delete(held, k)
-		}
+	// What this decode converted is what the next one reuses. The held
+	// buffers are written over: v holds copies of the Endpoints.
+	if held == nil {
+		held = &heldAssignment{}
+		d.held[name] = held
 	}
-	d.held[name] = held
+	held.raws, held.ends = held.raws[:0], held.ends[:0]
+	for _, raw := range d.raws {
+		held.raws = append(held.raws, raw...)
+		held.ends = append(held.ends, len(held.raws))
+	}
+	held.eps = append(held.eps[:0], d.eps...)
+	if cap(held.eps) > 4*len(held.eps)+64 { // the assignment shrank a lot: let the rest go
+		held.raws, held.ends, held.eps = slices.Clip(held.raws), slices.Clip(held.ends), slices.Clip(held.eps)
+	}
 	return v, true
 }
 
-// convert converts cla, whose LbEndpoints are in d.raws, reusing and
-// adding to held.
-func (d *endpointsDecoder) convert(cla *endpointv3.ClusterLoadAssignment, held map[string]*heldEndpoint) (Endpoints, bool) {
-	// lookup returns the endpoint of raw: held, or unmarshalled,
-	// validated, converted and added to held. It does not check that its
-	// address is new.
-	lookup := func(raw []byte) (*heldEndpoint, bool) {
-		if e := held[string(raw)]; e != nil {
-			e.gen = d.gen
-			return e, true
+// match sets d.matches: for each of d.raws, the index of the held
+// endpoint of the same bytes, or -1. It walks both in order, as the
+// control plane keeps endpoints sorted: a cursor into held moves past
+// each match, and each raw is compared with the matchWindow held ones
+// from the cursor on, which steps over endpoints removed before it; a new
+// endpoint leaves the cursor where it was. An endpoint that moved further
+// is not found and is decoded again, which costs time, never correctness:
+// only equal bytes are reused.
+func (d *endpointsDecoder) match(held *heldAssignment) {
+	j := 0
+	for _, raw := range d.raws {
+		m := -1
+		if held != nil {
+			for k := j; k < min(j+matchWindow, len(held.ends)); k++ {
+				if bytes.Equal(raw, held.raw(k)) {
+					m, j = k, k+1
+					break
+				}
+			}
+		}
+		d.matches = append(d.matches, m)
+	}
+}
+
+// convert converts cla, whose LbEndpoints are in d.raws, reusing the held
+// endpoints d.matches names, and fills d.eps.
+func (d *endpointsDecoder) convert(cla *endpointv3.ClusterLoadAssignment, held *heldAssignment) (Endpoints, bool) {
+	d.eps = append(d.eps, make([]Endpoint, len(d.raws))...)
+	// lookup returns the endpoint of the i-th raw: held, or unmarshalled,
+	// validated and converted. It does not check that its address is new.
+	lookup := func(i int) (Endpoint, bool) {
+		if m := d.matches[i]; m >= 0 {
+			d.eps[i] = held.eps[m]
+			return d.eps[i], true
 		}
 		d.unmarshals++
 		lbe := &endpointv3.LbEndpoint{}
-		if err := proto.Unmarshal(raw, lbe); err != nil || lbe.Validate() != nil {
-			return nil, false
+		if err := proto.Unmarshal(d.raws[i], lbe); err != nil || lbe.Validate() != nil {
+			return Endpoint{}, false
 		}
 		addr, err := endpointAddress(lbe)
 		if err != nil {
-			return nil, false
+			return Endpoint{}, false
 		}
 		ep, err := endpointValue(lbe, addr)
 		if err != nil {
-			return nil, false
+			return Endpoint{}, false
 		}
-		k := string(raw)
-		e := &heldEndpoint{ep: ep, gen: d.gen}
-		held[k] = e
-		d.added = append(d.added, k)
-		return e, true
+		d.eps[i] = ep
+		return ep, true
 	}
-	locality := func(i int) [][]byte {
-		end := len(d.raws)
+	// locality is the range of d.raws that holds the i-th locality's.
+	locality := func(i int) (start, end int) {
+		end = len(d.raws)
 		if i+1 < len(d.starts) {
 			end = d.starts[i+1]
 		}
-		return d.raws[d.starts[i]:end]
+		return d.starts[i], end
 	}
 	converted := 0 // localities whose endpoints were converted: those of weight above 0
 	v, err := convertAssignment(cla, len(d.raws), func(i int, _ *endpointv3.LocalityLbEndpoints, addrs map[string]bool) ([]Endpoint, error) {
 		converted++
-		raws := locality(i)
-		if len(raws) == 0 {
+		start, end := locality(i)
+		if start == end {
 			return nil, nil
 		}
-		eps := make([]Endpoint, 0, len(raws))
+		eps := make([]Endpoint, 0, end-start)
 		var sum uint64
-		for _, raw := range raws {
-			e, ok := lookup(raw)
-			if !ok || addrs[e.ep.Address] {
+		for r := start; r < end; r++ {
+			ep, ok := lookup(r)
+			if !ok || addrs[ep.Address] {
 				return nil, errNoReuse
 			}
-			addrs[e.ep.Address] = true
-			if addWeight(&sum, e.ep.Weight) != nil {
+			addrs[ep.Address] = true
+			if addWeight(&sum, ep.Weight) != nil {
 				return nil, errNoReuse
 			}
-			eps = append(eps, e.ep)
+			eps = append(eps, ep)
 		}
 		return eps, nil
 	})
@@ -209,8 +253,9 @@ func (d *endpointsDecoder) convert(cla *endpointv3.ClusterLoadAssignment, held m
 			if cla.GetEndpoints()[i].GetLoadBalancingWeight().GetValue() != 0 {
 				continue
 			}
-			for _, raw := range locality(i) {
-				if _, ok := lookup(raw); !ok {
+			start, end := locality(i)
+			for r := start; r < end; r++ {
+				if _, ok := lookup(r); !ok {
 					return Endpoints{}, false
 				}
 			}

@@ -141,11 +141,11 @@ func (d *EndpointsDecoder) Unmarshals() int {
 func (d *EndpointsDecoder) Held(name string) (held, all int) {
 	d.d.mu.Lock()
 	defer d.d.mu.Unlock()
-	for n, m := range d.d.held {
+	for n, h := range d.d.held {
 		if n == name {
-			held = len(m)
+			held = len(h.eps)
 		}
-		all += len(m)
+		all += len(h.eps)
 	}
 	return held, all
 }
