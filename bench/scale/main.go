@@ -32,7 +32,10 @@
 //     (as bench/registrations registers: a Register stream on its own
 //     connection, mTLS with its service's SVID, NOT_SERVING then SERVING),
 //     deregister cleanly while as many new ones register, -reg-c at a
-//     time; propagation runs from the start of the churn;
+//     time; propagation runs from the start of the churn. The new
+//     instances' connections are up before it starts, as mesh.New leaves
+//     a workload's before its servers register; -reg-dial dials each
+//     within the churn instead, TLS handshake included;
 //   - the control plane's CPU per churn (from /proc/<pid>/stat, 10ms
 //     resolution), and per registry change;
 //   - the resident memory (VmRSS) of the control plane and of this
@@ -94,6 +97,7 @@ type config struct {
 	light                bool   // raw ADS clients that keep only fingerprints (adsClient)
 	seed                 uint64
 	keepLogs             bool // keep the control plane's logs after a good run too
+	regDial              bool // dial each registration's connection within the churn
 }
 
 func main() {
@@ -113,6 +117,7 @@ func main() {
 	flag.BoolVar(&c.noRegChurn, "no-reg-churn", false, "make file churns only (at C=1,000 the registrations before the first registration churn take minutes)")
 	flag.BoolVar(&c.noFileChurn, "no-file-churn", false, "make registration churns only (to profile them)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the clients and registrations) to this file; the control plane's is on MESHLET_PPROF_ADDR")
+	flag.BoolVar(&c.regDial, "reg-dial", false, "dial each new instance's connection within the registration churn (TLS handshake included), instead of before it as mesh.New does at a workload's start")
 	flag.BoolVar(&c.keepLogs, "keep-logs", false, "keep the control plane's logs (its stage times per reload) after a run that succeeded too")
 	flag.BoolVar(&c.light, "light", false, "light clients: raw ADS streams that hash each ClusterLoadAssignment and drop it, instead of resolver.Clients (default: on when -clients is above 200)")
 	flag.Parse()
@@ -197,6 +202,7 @@ type result struct {
 type churn struct {
 	prop    []time.Duration // each client, the churn's start to holding the new endpoints
 	cpu     time.Duration   // control-plane CPU from the start to the last client's
+	ownCPU  time.Duration   // this process's CPU (the clients, the registrations) over the same time
 	files   int             // files rewritten (file churn)
 	changes int             // registry changes (registration churn)
 	acked   time.Duration   // the churn's start to the last SERVING answer and deregistration
@@ -337,22 +343,26 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 				return res, withLog(fmt.Errorf("file churn %d: %w", round+1, err))
 			}
 			res.file = append(res.file, fc)
-			fmt.Fprintf(out, "  file churn %d: %d endpoints in %d files: %s ms p50/p99/max; control plane CPU %v\n",
-				round+1, c.churnSize(), fc.files, percentiles(fc.prop), fc.cpu)
+			fmt.Fprintf(out, "  file churn %d: %d endpoints in %d files: %s ms p50/p99/max; control plane CPU %v, this process %v\n",
+				round+1, c.churnSize(), fc.files, percentiles(fc.prop), fc.cpu, fc.ownCPU)
 		}
 		if c.noRegChurn {
 			continue
 		}
 		var rc churn
-		rc, regs, err = regChurn(ctx, f, topo, ch, cp.PID(), regs, c.churnSize(), c.regConcurrency)
+		rc, regs, err = regChurn(ctx, f, topo, ch, cp.PID(), regs, c.churnSize(), c.regConcurrency, c.regDial)
 		if err != nil {
 			return res, withLog(fmt.Errorf("registration churn %d: %w", round+1, err))
 		}
 		res.reg = append(res.reg, rc)
-		fmt.Fprintf(out, "  registration churn %d: %d endpoints (%d registry changes, last answered at %v): %s ms p50/p99/max; control plane CPU %v\n",
-			round+1, c.churnSize(), rc.changes, rc.acked.Round(time.Millisecond), percentiles(rc.prop), rc.cpu)
-		fmt.Fprintf(out, "    deregistrations done at %v, registrations at %v; each registration (dial, NOT_SERVING, SERVING) %s ms p50/p99/max\n",
-			rc.closed.Round(time.Millisecond), rc.registered.Round(time.Millisecond), percentiles(rc.regTook))
+		fmt.Fprintf(out, "  registration churn %d: %d endpoints (%d registry changes, last answered at %v): %s ms p50/p99/max; control plane CPU %v, this process %v\n",
+			round+1, c.churnSize(), rc.changes, rc.acked.Round(time.Millisecond), percentiles(rc.prop), rc.cpu, rc.ownCPU)
+		took := "NOT_SERVING, SERVING; connected before"
+		if c.regDial {
+			took = "dial, NOT_SERVING, SERVING"
+		}
+		fmt.Fprintf(out, "    deregistrations done at %v, registrations at %v; each registration (%s) %s ms p50/p99/max\n",
+			rc.closed.Round(time.Millisecond), rc.registered.Round(time.Millisecond), took, percentiles(rc.regTook))
 	}
 	if res.cpEnd, err = procstat.ReadMemory(cp.PID()); err != nil {
 		return res, err
@@ -400,6 +410,10 @@ func fileChurn(ctx context.Context, f *fleet, topo *topology, cfgDir string, pid
 	if err != nil {
 		return ch, err
 	}
+	own0, err := procstat.CPU(os.Getpid())
+	if err != nil {
+		return ch, err
+	}
 	start := time.Now()
 	done := f.expect(topo.want(), start)
 	for svc, t := range touched {
@@ -413,6 +427,9 @@ func fileChurn(ctx context.Context, f *fleet, topo *topology, cfgDir string, pid
 	if ch.prop, _, err = f.wait(ctx, done); err != nil {
 		return ch, err
 	}
+	if ch.ownCPU, err = cpuSince(os.Getpid(), own0); err != nil {
+		return ch, err
+	}
 	ch.cpu, err = cpuSince(pid, cpu0)
 	return ch, err
 }
@@ -420,7 +437,7 @@ func fileChurn(ctx context.Context, f *fleet, topo *topology, cfgDir string, pid
 // regChurn swaps the registered instances old (k of them; registered
 // first, untimed, when there are none yet) for k new ones, and returns
 // the new ones.
-func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.Channel, pid int, old []*registration.Registration, k, concurrency int) (churn, []*registration.Registration, error) {
+func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.Channel, pid int, old []*registration.Registration, k, concurrency int, regDial bool) (churn, []*registration.Registration, error) {
 	var res churn
 	services := len(topo.wes)
 	instances := func() []*registrypb.Instance {
@@ -448,7 +465,23 @@ func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.
 		old = base
 	}
 	insts := instances()
+	// The new instances' workloads have started: mesh.New dialled the
+	// control plane and saw it answer before any server registers.
+	var conns []*registration.Conn
+	if !regDial {
+		var err error
+		if conns, err = registration.ConnectAll(ctx, ch, insts, concurrency); err != nil {
+			return res, old, fmt.Errorf("connections of the new instances: %w", err)
+		}
+	}
 	cpu0, err := procstat.CPU(pid)
+	if err != nil {
+		for _, c := range conns {
+			c.Close()
+		}
+		return res, old, err
+	}
+	own0, err := procstat.CPU(os.Getpid())
 	if err != nil {
 		return res, old, err
 	}
@@ -464,7 +497,11 @@ func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.
 		clsErr = registration.CloseAll(old, concurrency, 10*time.Second)
 		res.closed = time.Since(start)
 	}()
-	regs, regErr = registration.RegisterAll(ctx, ch, insts, concurrency)
+	if regDial {
+		regs, regErr = registration.RegisterAll(ctx, ch, insts, concurrency)
+	} else {
+		regs, regErr = registration.RegisterOver(ctx, conns, insts, concurrency)
+	}
 	res.registered = time.Since(start)
 	for _, r := range regs {
 		if r != nil {
@@ -478,6 +515,9 @@ func regChurn(ctx context.Context, f *fleet, topo *topology, ch *controlchannel.
 		return res, regs, err
 	}
 	if res.prop, _, err = f.wait(ctx, done); err != nil {
+		return res, regs, err
+	}
+	if res.ownCPU, err = cpuSince(os.Getpid(), own0); err != nil {
 		return res, regs, err
 	}
 	res.cpu, err = cpuSince(pid, cpu0)
@@ -508,17 +548,19 @@ func percentiles(ds []time.Duration) string {
 
 func printSummary(out io.Writer, c config, rs []result) {
 	var initial, file, reg []time.Duration
-	var fileCPU, regCPU []float64
+	var fileCPU, regCPU, fileOwn, regOwn []float64
 	var regChanges int
 	for _, r := range rs {
 		initial = append(initial, r.initial...)
 		for _, ch := range r.file {
 			file = append(file, ch.prop...)
 			fileCPU = append(fileCPU, ms(ch.cpu))
+			fileOwn = append(fileOwn, ms(ch.ownCPU))
 		}
 		for _, ch := range r.reg {
 			reg = append(reg, ch.prop...)
 			regCPU = append(regCPU, ms(ch.cpu))
+			regOwn = append(regOwn, ms(ch.ownCPU))
 			regChanges = ch.changes
 		}
 	}
@@ -529,12 +571,16 @@ func printSummary(out io.Writer, c config, rs []result) {
 		fmt.Fprintf(out, "  %-52s %s\n", "file churn propagation (ms)", percentiles(file))
 		lo, med, hi := summary.Stats(fileCPU, id)
 		fmt.Fprintf(out, "  %-52s %.0f / %.0f / %.0f  (min / median / max)\n", "control-plane CPU per file churn (ms)", lo, med, hi)
+		lo, med, hi = summary.Stats(fileOwn, id)
+		fmt.Fprintf(out, "  %-52s %.0f / %.0f / %.0f  (min / median / max)\n", "this process's CPU per file churn (ms)", lo, med, hi)
 	}
 	if len(reg) > 0 {
 		fmt.Fprintf(out, "  %-52s %s\n", "registration churn propagation (ms)", percentiles(reg))
 		lo, med, hi := summary.Stats(regCPU, id)
 		fmt.Fprintf(out, "  %-52s %.0f / %.0f / %.0f  (min / median / max; %.0f µs per registry change at the median)\n",
 			"control-plane CPU per registration churn (ms)", lo, med, hi, med*1000/float64(regChanges))
+		lo, med, hi = summary.Stats(regOwn, id)
+		fmt.Fprintf(out, "  %-52s %.0f / %.0f / %.0f  (min / median / max)\n", "this process's CPU per registration churn (ms)", lo, med, hi)
 	}
 	row := func(name string, f func(r result) float64) {
 		lo, med, hi := summary.Stats(rs, f)
