@@ -443,10 +443,13 @@ func (s *Server) kickRebuild() {
 // buildLoop builds registry changes, debounced (WithRegistryDebounce):
 // the first change of a burst is built at most its Max after it came.
 func (s *Server) buildLoop(ctx context.Context) {
-	win := debounce.New(debounce.Settings{After: s.opts.registryDebounce.After, Max: s.opts.registryDebounce.Max})
+	// Adaptive as the config's debounce is: a burst of registrations comes
+	// well under a millisecond apart, so a fixed After only delayed it.
+	win := debounce.New(debounce.Settings{After: s.opts.registryDebounce.After, First: s.opts.registryDebounce.After / firstQuietShare, Max: s.opts.registryDebounce.Max})
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var waited time.Duration // in pace, for the burst being built
 	for {
 		select {
 		case <-ctx.Done():
@@ -460,7 +463,8 @@ func (s *Server) buildLoop(ctx context.Context) {
 			timer.Reset(time.Until(due))
 			continue
 		case <-timer.C:
-			s.pace(ctx)
+			paced := s.pace(ctx)
+			waited += paced
 			if _, ok := win.Take(time.Now()); !ok {
 				if due, ok := win.Due(); ok {
 					timer.Reset(time.Until(due))
@@ -477,7 +481,16 @@ func (s *Server) buildLoop(ctx context.Context) {
 		if c.At.IsZero() {
 			c.At = time.Now()
 		}
-		s.rebuild(c)
+		took := time.Now()
+		bt, err := s.build(c)
+		if err != nil {
+			s.log.Error("cannot build xDS resources", "err", err)
+		} else if s.log.Enabled(ctx, slog.LevelDebug) {
+			// Where a burst's push latency goes: the debounce, then
+			// waiting for the clients (pace), then the build.
+			s.log.Debug("registry changes built", "since_change", time.Since(c.At), "paced", waited, "build", time.Since(took), "translate", bt.translate, "serve", bt.serve, "changes", want-s.builtGenSnapshot())
+		}
+		waited = 0
 		s.mu.Lock()
 		s.builtGen = max(s.builtGen, want)
 		s.builtCond.Broadcast()
@@ -498,10 +511,19 @@ const registryPace = time.Second
 // registrations themselves; a burst then goes out as fewer, larger
 // pushes. A client that never answers delays registry builds by
 // registryPace at most.
-func (s *Server) pace(ctx context.Context) {
+func (s *Server) pace(ctx context.Context) time.Duration {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, registryPace)
 	defer cancel()
 	s.xds.WaitEndpointsTaken(ctx)
+	return time.Since(start)
+}
+
+// builtGenSnapshot is the last registry change generation built.
+func (s *Server) builtGenSnapshot() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.builtGen
 }
 
 // waitBuilt blocks until every registry change asked for before the call

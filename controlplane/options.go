@@ -95,8 +95,8 @@ type Debounce struct {
 	// DefaultDebounceAfter. For config changes, a lone change (or changes
 	// less than After/8 apart) waits After/4; changes further apart wait
 	// twice the longest gap between them, up to After, and so do changes
-	// that come within After of the last reload. Registry changes always
-	// wait After.
+	// that come within After of the last reload. Registry changes are
+	// debounced the same way.
 	After time.Duration
 	// Max bounds the wait after the first change; below After, it is
 	// After. Default DefaultDebounceMax.
