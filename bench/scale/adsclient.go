@@ -8,13 +8,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -33,8 +29,9 @@ const (
 // (the same mTLS identity as a resolver.Client's), subscribed to every
 // service's Cluster and the ClusterLoadAssignment it names. It ACKs every
 // response and keeps per service only the fingerprint of its healthy
-// endpoints: each ClusterLoadAssignment a response carries is decoded with
-// a plain proto.Unmarshal, hashed and dropped. So 1,000 of them fit in
+// endpoints: of each ClusterLoadAssignment a response carries it reads
+// only the name and the endpoints' health and addresses from the bytes
+// (adsclient_wire.go), hashes them and drops them. So 1,000 of them fit in
 // this process at N=10,000, and what is measured is the control plane.
 // It NACKs nothing: a resource it cannot decode ends the run.
 type adsClient struct {
@@ -114,9 +111,6 @@ func (c *adsClient) stream(ctx context.Context, node *corev3.Node) error {
 		edsNames              []string
 		edsVersion, edsNonce  string
 		buf                   []byte
-		cla                   endpointv3.ClusterLoadAssignment
-		cl                    clusterv3.Cluster
-		unmarshal             = proto.UnmarshalOptions{}
 		errUnexpectedResource = errors.New("unexpected resource")
 	)
 	for {
@@ -129,22 +123,21 @@ func (c *adsClient) stream(ctx context.Context, node *corev3.Node) error {
 		switch resp.GetTypeUrl() {
 		case clusterTypeURL:
 			added := false
-			for _, a := range resp.GetResources() {
-				cl.Reset()
-				if err := unmarshal.Unmarshal(a.GetValue(), &cl); err != nil {
-					return fmt.Errorf("cluster: %w", err)
+			for i, a := range resp.GetResources() {
+				if a.GetTypeUrl() != clusterTypeURL {
+					return fmt.Errorf("%w: resources[%d] of a Cluster response is a %q", errUnexpectedResource, i, a.GetTypeUrl())
 				}
-				k, ok := f.clusterIndex[cl.GetName()]
+				name, eds, err := clusterEDSName(a.GetValue())
+				if err != nil {
+					return fmt.Errorf("cluster resources[%d]: %w", i, err)
+				}
+				k, ok := f.clusterIndex[string(name)]
 				if !ok {
-					return fmt.Errorf("%w: cluster %q", errUnexpectedResource, cl.GetName())
+					return fmt.Errorf("%w: cluster %q", errUnexpectedResource, name)
 				}
-				name := cl.GetEdsClusterConfig().GetServiceName()
-				if name == "" {
-					name = cl.GetName()
-				}
-				if _, ok := edsService[name]; !ok {
-					edsService[name] = k
-					edsNames = append(edsNames, name)
+				if _, ok := edsService[string(eds)]; !ok {
+					edsService[string(eds)] = k
+					edsNames = append(edsNames, string(eds))
 					added = true
 				}
 			}
@@ -158,17 +151,22 @@ func (c *adsClient) stream(ctx context.Context, node *corev3.Node) error {
 				}
 			}
 		case endpointsTypeURL:
-			for _, a := range resp.GetResources() {
-				cla.Reset()
-				if err := unmarshal.Unmarshal(a.GetValue(), &cla); err != nil {
-					return fmt.Errorf("endpoints: %w", err)
+			for i, a := range resp.GetResources() {
+				if a.GetTypeUrl() != endpointsTypeURL {
+					return fmt.Errorf("%w: resources[%d] of a ClusterLoadAssignment response is a %q", errUnexpectedResource, i, a.GetTypeUrl())
 				}
-				k, ok := edsService[cla.GetClusterName()]
+				var (
+					name []byte
+					fp   fingerprint
+				)
+				name, fp, buf, err = claFingerprint(a.GetValue(), buf)
+				if err != nil {
+					return fmt.Errorf("endpoints resources[%d] (%q): %w", i, name, err)
+				}
+				k, ok := edsService[string(name)]
 				if !ok {
-					return fmt.Errorf("%w: endpoints %q", errUnexpectedResource, cla.GetClusterName())
+					return fmt.Errorf("%w: endpoints %q", errUnexpectedResource, name)
 				}
-				var fp fingerprint
-				fp, buf = claFingerprint(&cla, buf)
 				f.update(c.m, k, fp, time.Now())
 			}
 			edsVersion, edsNonce = resp.GetVersionInfo(), resp.GetNonce()
@@ -179,34 +177,6 @@ func (c *adsClient) stream(ctx context.Context, node *corev3.Node) error {
 			return fmt.Errorf("%w: type %q", errUnexpectedResource, resp.GetTypeUrl())
 		}
 	}
-}
-
-// claFingerprint is the fingerprint of cla's healthy endpoints (health
-// UNKNOWN or HEALTHY, as resolver.Endpoint.Healthy), each address written
-// as resolver.Endpoint.Address has it, into buf to spare an allocation.
-func claFingerprint(cla *endpointv3.ClusterLoadAssignment, buf []byte) (fingerprint, []byte) {
-	var fp fingerprint
-	for _, l := range cla.GetEndpoints() {
-		for _, lbe := range l.GetLbEndpoints() {
-			switch lbe.GetHealthStatus() {
-			case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY:
-			default:
-				continue
-			}
-			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
-			buf = buf[:0]
-			ip := sa.GetAddress()
-			if strings.IndexByte(ip, ':') >= 0 { // as net.JoinHostPort
-				buf = append(append(append(buf, '['), ip...), ']')
-			} else {
-				buf = append(buf, ip...)
-			}
-			buf = append(buf, ':')
-			buf = strconv.AppendUint(buf, uint64(sa.GetPortValue()), 10)
-			fp.addBytes(buf)
-		}
-	}
-	return fp, buf
 }
 
 // Close ends the stream and the connection.

@@ -12,6 +12,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -191,7 +192,17 @@ func TestCLAFingerprintIsResolvers(t *testing.T) {
 	for _, a := range []string{"10.0.0.1:9080", "[fd00::1]:80", "10.0.0.4:443"} {
 		want.add(a)
 	}
-	got, _ := claFingerprint(cla, nil)
+	b, err := proto.Marshal(cla)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, got, _, err := claFingerprint(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(name) != "c" {
+		t.Errorf("cluster_name %q, want \"c\"", name)
+	}
 	if got != want {
 		t.Errorf("fingerprint %+v, want %+v (the three healthy addresses)", got, want)
 	}
