@@ -2,8 +2,9 @@ package config
 
 import (
 	"crypto/sha256"
-	"slices"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 )
@@ -67,7 +68,6 @@ type fileCache struct {
 	files  map[string]*parsedFile
 	reused int // files of the last load taken from the cache
 	parsed int // documents the last load parsed
-	next   map[string]*parsedFile
 }
 
 // parsedFile is what parsing one file on its own gave: the parse of
@@ -107,51 +107,66 @@ type claimed struct {
 	resName string
 }
 
-// parse returns the parse of one file, from the cache if it holds one for
-// the same content, else made of the documents the cache holds for it and
-// of those that changed, parsed now.
-func (c *fileCache) parse(name string, content []byte, o options) *parsedFile {
-	if c == nil {
-		f, _ := parseFile(name, content, o, nil)
-		return f
+// parseAll returns the parse of each file of names, in that order: from
+// the cache for a file whose content is the same, else made of the
+// documents the cache holds for it and of those that changed. It then
+// makes these files the cache, dropping those that are gone. A nil
+// *fileCache parses every document.
+//
+// The documents to parse, of every file, are parsed at once on
+// runtime.GOMAXPROCS goroutines: each parse reads only its own bytes and
+// writes only its own parser, and a churn that rewrites ten files
+// changes documents in all of them.
+func (c *fileCache) parseAll(names []string, files map[string][]byte, o options) []*parsedFile {
+	out := make([]*parsedFile, len(names))
+	var jobs []docJob
+	var next map[string]*parsedFile
+	if c != nil {
+		c.reused = 0
+		next = make(map[string]*parsedFile, len(names))
 	}
-	if c.next == nil {
-		c.next = map[string]*parsedFile{}
-		c.reused, c.parsed = 0, 0
+	for i, name := range names {
+		content := files[name]
+		var prev *parsedFile
+		var sum [sha256.Size]byte
+		if c != nil {
+			sum = sha256.Sum256(content)
+			prev = c.files[name]
+			if prev != nil && prev.sum == sum {
+				out[i], next[name] = prev, prev
+				c.reused++
+				continue
+			}
+		}
+		f, fileJobs := planFile(name, content, prev, jobs, c != nil)
+		f.sum, jobs = sum, fileJobs
+		out[i] = f
+		if c != nil {
+			next[name] = f
+		}
 	}
-	sum := sha256.Sum256(content)
-	f := c.files[name]
-	if f != nil && f.sum == sum {
-		c.reused++
-	} else {
-		var n int
-		f, n = parseFile(name, content, o, f)
-		f.sum = sum
-		c.parsed += n
+	parseDocs(jobs, o)
+	if c != nil {
+		c.files, c.parsed = next, len(jobs)
 	}
-	c.next[name] = f
-	return f
+	return out
 }
 
-// keep makes the files of this load the cache, dropping those that are
-// gone.
-func (c *fileCache) keep() {
-	if c == nil {
-		return
-	}
-	if c.next == nil { // an empty directory
-		c.reused, c.parsed = 0, 0
-	}
-	c.files, c.next = c.next, nil
-	if c.files == nil {
-		c.files = map[string]*parsedFile{}
-	}
+// docJob is a document to parse: document i of f, at index in its file.
+type docJob struct {
+	f       *parsedFile
+	i       int
+	name    string
+	index   int
+	key     docKey
+	content []byte
 }
 
-// parseFile parses one file on its own, taking from prev, the parse of
-// an earlier content of the same file (or nil), each document that is
-// the same at the same index. It returns how many documents it parsed.
-func parseFile(name string, content []byte, o options, prev *parsedFile) (*parsedFile, int) {
+// planFile splits one file into its documents, taking from prev, the
+// parse of an earlier content of the same file (or nil), each document
+// that is the same at the same index, and appends a job for each of the
+// others to jobs. Documents are hashed only if keyed, for a cache.
+func planFile(name string, content []byte, prev *parsedFile, jobs []docJob, keyed bool) (*parsedFile, []docJob) {
 	var old map[docKey]*parsedDoc
 	if prev != nil {
 		old = make(map[docKey]*parsedDoc, len(prev.docs))
@@ -161,24 +176,53 @@ func parseFile(name string, content []byte, o options, prev *parsedFile) (*parse
 	}
 	docs := splitDocuments(content)
 	f := &parsedFile{docs: make([]*parsedDoc, len(docs))}
-	parsed := 0
 	for i, doc := range docs {
 		index := 0
 		if len(docs) > 1 {
 			index = i + 1
 		}
-		key := docKey{index: index, sum: sha256.Sum256(doc)}
+		key := docKey{index: index}
+		if keyed {
+			key.sum = sha256.Sum256(doc)
+		}
 		if d := old[key]; d != nil {
 			f.docs[i] = d
 			continue
 		}
+		jobs = append(jobs, docJob{f: f, i: i, name: name, index: index, key: key, content: doc})
+	}
+	return f, jobs
+}
+
+// parseDocs runs jobs on at most runtime.GOMAXPROCS goroutines, the
+// caller's one of them, and returns when all are done. Each job writes
+// its own element of its file's docs.
+func parseDocs(jobs []docJob, o options) {
+	run := func(j *docJob) {
 		p := &parser{opts: o}
 		p.cut(nil)
-		p.document(name, index, doc)
-		f.docs[i] = &parsedDoc{key: key, p: p}
-		parsed++
+		p.document(j.name, j.index, j.content)
+		j.f.docs[j.i] = &parsedDoc{key: j.key, p: p}
 	}
-	return f, parsed
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	if workers <= 1 {
+		for i := range jobs {
+			run(&jobs[i])
+		}
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for i := next.Add(1) - 1; i < int64(len(jobs)); i = next.Add(1) - 1 {
+			run(&jobs[i])
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // cut starts a section of a file's parse.
@@ -207,11 +251,14 @@ func (p *parser) merge(f *parsedFile) {
 
 // mergeDoc adds the parse of one document to p.
 func (p *parser) mergeDoc(src *parser) {
-	marks := append(slices.Clip(src.marks), mark{
+	end := mark{
 		errs: len(src.errs), resources: len(src.resources), skipped: len(src.skipped), rateLimits: len(src.rateLimits),
-	})
-	for i, m := range marks[:len(marks)-1] {
-		next := marks[i+1]
+	}
+	for i, m := range src.marks {
+		next := end
+		if i+1 < len(src.marks) {
+			next = src.marks[i+1]
+		}
 		if c := m.claim; c != nil {
 			if first, dup := p.seen[c.key]; dup {
 				p.add(c.r.meta.File, c.resName, "metadata.name", "%s is also defined in %s (define each resource once)", c.r.meta.String(), first.where())

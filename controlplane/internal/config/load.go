@@ -104,11 +104,15 @@ func Parse(files map[string][]byte, opts ...Option) (*model.Config, error) {
 // Each file is parsed on its own, or its parse taken from cache, and the
 // files are then merged in name order and validated as a set.
 func parseFiles(files map[string][]byte, o options, cache *fileCache) (*model.Config, []error) {
-	p := &parser{seen: map[string]*resource{}, opts: o}
-	for _, name := range sortedKeys(files) {
-		p.merge(cache.parse(name, files[name], o))
+	parsed := cache.parseAll(sortedKeys(files), files, o)
+	n := 0
+	for _, f := range parsed {
+		n += len(f.docs)
 	}
-	cache.keep()
+	p := &parser{seen: make(map[string]*resource, n), resources: make([]*resource, 0, n), opts: o}
+	for _, f := range parsed {
+		p.merge(f)
+	}
 	p.validateSet()
 	if o.skipped != nil {
 		for _, s := range p.skipped {
