@@ -68,6 +68,16 @@ type fileCache struct {
 	files  map[string]*parsedFile
 	reused int // files of the last load taken from the cache
 	parsed int // documents the last load parsed
+	sel    selection
+}
+
+// selection returns the cache's memory for validateWorkloadEntries, or
+// nil for a nil cache.
+func (c *fileCache) selection() *selection {
+	if c == nil {
+		return nil
+	}
+	return &c.sel
 }
 
 // parsedFile is what parsing one file on its own gave: the parse of

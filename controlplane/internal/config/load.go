@@ -109,7 +109,7 @@ func parseFiles(files map[string][]byte, o options, cache *fileCache) (*model.Co
 	for _, f := range parsed {
 		n += len(f.docs)
 	}
-	p := &parser{seen: make(map[string]*resource, n), resources: make([]*resource, 0, n), opts: o}
+	p := &parser{seen: make(map[string]*resource, n), resources: make([]*resource, 0, n), opts: o, selection: cache.selection()}
 	for _, f := range parsed {
 		p.merge(f)
 	}
@@ -136,6 +136,11 @@ type resource struct {
 	doc  int            // 1-based index of the document in its file
 	raw  map[string]any // spec as written
 	spec proto.Message  // nil if the spec could not be decoded
+
+	// What validateWorkloadEntries found for a WorkloadEntry, when the
+	// selection of a Loader was at generation selectedGen (0: never).
+	selectedGen  uint64
+	selectedErrs []*FieldError
 }
 
 func (r *resource) where() string {
@@ -154,6 +159,8 @@ type parser struct {
 	opts      options
 
 	rateLimits []*model.RateLimitPolicy // meshlet's own kind (ratelimit.go)
+
+	selection *selection // a Loader's memory for validateWorkloadEntries, or nil
 
 	// marks cut the output of a document's own parse into sections
 	// (cache.go): one at its start, and one where it claims its name.
