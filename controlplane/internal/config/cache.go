@@ -1,7 +1,7 @@
 package config
 
 import (
-	"crypto/sha256"
+	"bytes"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,8 +18,11 @@ import (
 // What spans files, the check that each resource is defined once and the
 // validation of the set (references, host claims, subsets), still runs
 // over every file at each load, so a Loader returns what Load would,
-// errors included. Every file is still read and hashed at each load: its
-// content, not its mtime, says whether it changed.
+// errors included (but for the WorkloadEntry checks, which it keeps; see
+// validateWorkloadEntries). Every file is still read at each load and
+// compared with what the Loader holds of it: its content, not its mtime,
+// says whether it changed. The documents to parse, of all the files that
+// changed, are parsed in parallel, on runtime.GOMAXPROCS goroutines.
 //
 // A resource taken from memory is the same value as at the last load
 // (its spec is the same pointer), so what the load's caller built from it
@@ -83,8 +86,8 @@ func (c *fileCache) selection() *selection {
 // parsedFile is what parsing one file on its own gave: the parse of
 // each of its documents, in order.
 type parsedFile struct {
-	sum  [sha256.Size]byte
-	docs []*parsedDoc
+	content []byte
+	docs    []*parsedDoc
 }
 
 // parsedDoc is the parse of one document on its own: a parser whose seen
@@ -92,14 +95,9 @@ type parsedFile struct {
 // bytes at the same place in a file (index) parse the same: a document's
 // parse reads nothing but its file's name, its index and its bytes.
 type parsedDoc struct {
-	key docKey
-	p   *parser
-}
-
-// docKey is what a document's parse depends on besides the file name.
-type docKey struct {
-	index int // as parser.document takes it: 0 for a file's only document
-	sum   [sha256.Size]byte
+	index   int    // as parser.document takes it: 0 for a file's only document
+	content []byte // a slice of the content of the file that holds it
+	p       *parser
 }
 
 // mark is where a section of a document's parse starts in each of the
@@ -138,21 +136,17 @@ func (c *fileCache) parseAll(names []string, files map[string][]byte, o options)
 	for i, name := range names {
 		content := files[name]
 		var prev *parsedFile
-		var sum [sha256.Size]byte
 		if c != nil {
-			sum = sha256.Sum256(content)
 			prev = c.files[name]
-			if prev != nil && prev.sum == sum {
+			if prev != nil && bytes.Equal(prev.content, content) {
 				out[i], next[name] = prev, prev
 				c.reused++
 				continue
 			}
 		}
-		f, fileJobs := planFile(name, content, prev, jobs, c != nil)
-		f.sum, jobs = sum, fileJobs
-		out[i] = f
+		out[i], jobs = planFile(name, content, prev, jobs)
 		if c != nil {
-			next[name] = f
+			next[name] = out[i]
 		}
 	}
 	parseDocs(jobs, o)
@@ -162,57 +156,50 @@ func (c *fileCache) parseAll(names []string, files map[string][]byte, o options)
 	return out
 }
 
-// docJob is a document to parse: document i of f, at index in its file.
+// docJob is a document to parse: document i of f.
 type docJob struct {
-	f       *parsedFile
-	i       int
-	name    string
-	index   int
-	key     docKey
-	content []byte
+	f    *parsedFile
+	i    int
+	name string
 }
 
 // planFile splits one file into its documents, taking from prev, the
 // parse of an earlier content of the same file (or nil), each document
-// that is the same at the same index, and appends a job for each of the
-// others to jobs. Documents are hashed only if keyed, for a cache.
-func planFile(name string, content []byte, prev *parsedFile, jobs []docJob, keyed bool) (*parsedFile, []docJob) {
-	var old map[docKey]*parsedDoc
-	if prev != nil {
-		old = make(map[docKey]*parsedDoc, len(prev.docs))
-		for _, d := range prev.docs {
-			old[d.key] = d
-		}
-	}
+// that has the same bytes at the same index, and appends a job for each
+// of the others to jobs.
+func planFile(name string, content []byte, prev *parsedFile, jobs []docJob) (*parsedFile, []docJob) {
 	docs := splitDocuments(content)
-	f := &parsedFile{docs: make([]*parsedDoc, len(docs))}
+	f := &parsedFile{content: content, docs: make([]*parsedDoc, len(docs))}
 	for i, doc := range docs {
 		index := 0
 		if len(docs) > 1 {
 			index = i + 1
 		}
-		key := docKey{index: index}
-		if keyed {
-			key.sum = sha256.Sum256(doc)
+		if prev != nil && i < len(prev.docs) {
+			if d := prev.docs[i]; d.index == index && bytes.Equal(d.content, doc) {
+				// The same bytes, now in this content: the old one
+				// is not kept for it.
+				d.content = doc
+				f.docs[i] = d
+				continue
+			}
 		}
-		if d := old[key]; d != nil {
-			f.docs[i] = d
-			continue
-		}
-		jobs = append(jobs, docJob{f: f, i: i, name: name, index: index, key: key, content: doc})
+		f.docs[i] = &parsedDoc{index: index, content: doc}
+		jobs = append(jobs, docJob{f: f, i: i, name: name})
 	}
 	return f, jobs
 }
 
 // parseDocs runs jobs on at most runtime.GOMAXPROCS goroutines, the
 // caller's one of them, and returns when all are done. Each job writes
-// its own element of its file's docs.
+// the parser of its own document.
 func parseDocs(jobs []docJob, o options) {
 	run := func(j *docJob) {
+		d := j.f.docs[j.i]
 		p := &parser{opts: o}
 		p.cut(nil)
-		p.document(j.name, j.index, j.content)
-		j.f.docs[j.i] = &parsedDoc{key: j.key, p: p}
+		p.document(j.name, d.index, d.content)
+		d.p = p
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(jobs))
 	if workers <= 1 {

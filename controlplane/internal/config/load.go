@@ -193,14 +193,19 @@ func splitDocuments(content []byte) [][]byte {
 			end = pos + i + 1
 		}
 		line := content[pos:end]
-		trimmed := bytes.TrimRight(line, " \t\r\n")
-		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) || bytes.HasPrefix(line, []byte("---\t")) {
+		if len(line) >= 3 && line[0] == '-' && isMarker(line) {
 			docs = append(docs, content[start:pos:pos])
 			start = pos + 3
 		}
 		pos = end
 	}
 	return append(docs, content[start:len(content):len(content)])
+}
+
+// isMarker says whether line is a "---" line.
+func isMarker(line []byte) bool {
+	trimmed := bytes.TrimRight(line, " \t\r\n")
+	return bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) || bytes.HasPrefix(line, []byte("---\t"))
 }
 
 var (
