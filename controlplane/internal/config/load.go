@@ -2,12 +2,14 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -457,23 +459,22 @@ func (p *parser) config() *model.Config {
 			cfg.AuthorizationPolicies = append(cfg.AuthorizationPolicies, &model.AuthorizationPolicy{Meta: r.meta, Spec: s})
 		}
 	}
-	sortByName(cfg.ServiceEntries, func(x *model.ServiceEntry) model.Meta { return x.Meta })
-	sortByName(cfg.WorkloadEntries, func(x *model.WorkloadEntry) model.Meta { return x.Meta })
-	sortByName(cfg.WorkloadGroups, func(x *model.WorkloadGroup) model.Meta { return x.Meta })
-	sortByName(cfg.VirtualServices, func(x *model.VirtualService) model.Meta { return x.Meta })
-	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) model.Meta { return x.Meta })
-	sortByName(cfg.PeerAuthentications, func(x *model.PeerAuthentication) model.Meta { return x.Meta })
-	sortByName(cfg.AuthorizationPolicies, func(x *model.AuthorizationPolicy) model.Meta { return x.Meta })
+	sortByName(cfg.ServiceEntries, func(x *model.ServiceEntry) *model.Meta { return &x.Meta })
+	sortByName(cfg.WorkloadEntries, func(x *model.WorkloadEntry) *model.Meta { return &x.Meta })
+	sortByName(cfg.WorkloadGroups, func(x *model.WorkloadGroup) *model.Meta { return &x.Meta })
+	sortByName(cfg.VirtualServices, func(x *model.VirtualService) *model.Meta { return &x.Meta })
+	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) *model.Meta { return &x.Meta })
+	sortByName(cfg.PeerAuthentications, func(x *model.PeerAuthentication) *model.Meta { return &x.Meta })
+	sortByName(cfg.AuthorizationPolicies, func(x *model.AuthorizationPolicy) *model.Meta { return &x.Meta })
 	cfg.RateLimitPolicies = p.rateLimitPolicies()
 	return cfg
 }
 
-func sortByName[T any](s []T, meta func(T) model.Meta) {
-	sort.SliceStable(s, func(i, j int) bool {
-		a, b := meta(s[i]), meta(s[j])
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
+// sortByName sorts s by namespace, then name, keeping the order of
+// equal ones.
+func sortByName[T any](s []T, meta func(T) *model.Meta) {
+	slices.SortStableFunc(s, func(x, y T) int {
+		a, b := meta(x), meta(y)
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 }
