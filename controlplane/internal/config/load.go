@@ -3,7 +3,6 @@ package config
 import (
 	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/internal/wire"
@@ -228,20 +226,13 @@ func (p *parser) document(file string, index int, content []byte) {
 	if index > 0 {
 		docName = fmt.Sprintf("document %d", index)
 	}
-	j, err := yaml.YAMLToJSONStrict(content)
+	v, err := decodeYAML(content)
 	if err != nil {
 		p.add(file, docName, "", "invalid YAML: %v", err)
 		return
 	}
-	if t := bytes.TrimSpace(j); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+	if v == nil {
 		return // an empty document
-	}
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		p.add(file, docName, "", "invalid YAML: %v", err)
-		return
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
