@@ -11,18 +11,21 @@ import (
 
 // Loader is Load with a memory of the files it has parsed: a reload
 // parses again only the documents whose content changed, and takes the
-// resources of the others from its last load. Parsing (YAML to JSON to a
-// map to a proto) is most of the cost of a load, and a change usually
-// touches one file of many, and a few documents of that file (a tool
-// that rewrites a file of 100 WorkloadEntries to move ten of them).
+// resources of the others from its last load. Parsing (YAML to a map to
+// a proto) is most of the cost of a load, and a change usually touches
+// one file of many, and a few documents of that file (a tool that
+// rewrites a file of 100 WorkloadEntries to move ten of them). The
+// documents to parse, of all the files that changed, are parsed in
+// parallel, on runtime.GOMAXPROCS goroutines.
+//
 // What spans files, the check that each resource is defined once and the
-// validation of the set (references, host claims, subsets), still runs
-// over every file at each load, so a Loader returns what Load would,
-// errors included (but for the WorkloadEntry checks, which it keeps; see
-// validateWorkloadEntries). Every file is still read at each load and
-// compared with what the Loader holds of it: its content, not its mtime,
-// says whether it changed. The documents to parse, of all the files that
-// changed, are parsed in parallel, on runtime.GOMAXPROCS goroutines.
+// validation of the set (references, host claims, subsets, selected
+// WorkloadEntries), still runs at each load, so a Loader returns what
+// Load would, errors included. Only the WorkloadEntry check reuses what
+// it found: for an entry taken from memory, while the ServiceEntries that
+// select entries are too (see validateWorkloadEntries). Every file is
+// still read at each load and compared with what the Loader holds of it:
+// its content, not its mtime, says whether it changed.
 //
 // A resource taken from memory is the same value as at the last load
 // (its spec is the same pointer), so what the load's caller built from it
@@ -65,8 +68,8 @@ func (l *Loader) Parsed() int {
 	return l.cache.parsed
 }
 
-// fileCache holds the parse of each file by name, with the hash of the
-// content it was parsed from. A nil *fileCache parses every file.
+// fileCache holds the parse of each file by name, with the content it
+// was parsed from. A nil *fileCache parses every file.
 type fileCache struct {
 	files  map[string]*parsedFile
 	reused int // files of the last load taken from the cache
