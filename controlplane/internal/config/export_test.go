@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 
+	yamlv2 "go.yaml.in/yaml/v2"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -164,3 +165,18 @@ func sample(fd protoreflect.FieldDescriptor) any {
 
 // SplitDocuments is splitDocuments, for split_test.go.
 var SplitDocuments = splitDocuments
+
+// DecodeYAML and RoundTripJSON are decodeYAML and its slow path, for
+// yamljson_test.go.
+var DecodeYAML, RoundTripJSON = decodeYAML, roundTripJSON
+
+// DecodesDirectly says whether decodeYAML takes content's value from the
+// YAML parser without the JSON round trip.
+func DecodesDirectly(content []byte) bool {
+	var y any
+	if yamlv2.UnmarshalStrict(content, &y) != nil {
+		return false
+	}
+	_, ok := directJSON(y, 0)
+	return ok
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -54,10 +55,13 @@ func readFile(path string, limit int64) ([]byte, error) {
 	if err := check(fi, link, limit); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
+	// Room for the size read, and for the read that finds the end,
+	// so that the buffer is not grown on the way.
+	buf := bytes.NewBuffer(make([]byte, 0, min(fi.Size(), limit)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, limit+1)); err != nil {
 		return nil, fmt.Errorf("cannot read: %w", err)
 	}
+	b := buf.Bytes()
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("grew past the %s limit for a config file while it was read (split it into smaller files)", formatSize(limit))
 	}

@@ -2,19 +2,19 @@ package config
 
 import (
 	"bytes"
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshlet/meshlet/controlplane/internal/model"
 	"github.com/meshlet/meshlet/internal/wire"
@@ -104,11 +104,15 @@ func Parse(files map[string][]byte, opts ...Option) (*model.Config, error) {
 // Each file is parsed on its own, or its parse taken from cache, and the
 // files are then merged in name order and validated as a set.
 func parseFiles(files map[string][]byte, o options, cache *fileCache) (*model.Config, []error) {
-	p := &parser{seen: map[string]*resource{}, opts: o}
-	for _, name := range sortedKeys(files) {
-		p.merge(cache.parse(name, files[name], o))
+	parsed := cache.parseAll(sortedKeys(files), files, o)
+	n := 0
+	for _, f := range parsed {
+		n += len(f.docs)
 	}
-	cache.keep()
+	p := &parser{seen: make(map[string]*resource, n), resources: make([]*resource, 0, n), opts: o, selection: cache.selection()}
+	for _, f := range parsed {
+		p.merge(f)
+	}
 	p.validateSet()
 	if o.skipped != nil {
 		for _, s := range p.skipped {
@@ -132,6 +136,11 @@ type resource struct {
 	doc  int            // 1-based index of the document in its file
 	raw  map[string]any // spec as written
 	spec proto.Message  // nil if the spec could not be decoded
+
+	// What validateWorkloadEntries found for a WorkloadEntry, when the
+	// selection of a Loader was at generation selectedGen (0: never).
+	selectedGen  uint64
+	selectedErrs []*FieldError
 }
 
 func (r *resource) where() string {
@@ -150,6 +159,8 @@ type parser struct {
 	opts      options
 
 	rateLimits []*model.RateLimitPolicy // meshlet's own kind (ratelimit.go)
+
+	selection *selection // a Loader's memory for validateWorkloadEntries, or nil
 
 	// marks cut the output of a document's own parse into sections
 	// (cache.go): one at its start, and one where it claims its name.
@@ -182,14 +193,19 @@ func splitDocuments(content []byte) [][]byte {
 			end = pos + i + 1
 		}
 		line := content[pos:end]
-		trimmed := bytes.TrimRight(line, " \t\r\n")
-		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) || bytes.HasPrefix(line, []byte("---\t")) {
+		if len(line) >= 3 && line[0] == '-' && isMarker(line) {
 			docs = append(docs, content[start:pos:pos])
 			start = pos + 3
 		}
 		pos = end
 	}
 	return append(docs, content[start:len(content):len(content)])
+}
+
+// isMarker says whether line is a "---" line.
+func isMarker(line []byte) bool {
+	trimmed := bytes.TrimRight(line, " \t\r\n")
+	return bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) || bytes.HasPrefix(line, []byte("---\t"))
 }
 
 var (
@@ -210,20 +226,13 @@ func (p *parser) document(file string, index int, content []byte) {
 	if index > 0 {
 		docName = fmt.Sprintf("document %d", index)
 	}
-	j, err := yaml.YAMLToJSONStrict(content)
+	v, err := decodeYAML(content)
 	if err != nil {
 		p.add(file, docName, "", "invalid YAML: %v", err)
 		return
 	}
-	if t := bytes.TrimSpace(j); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+	if v == nil {
 		return // an empty document
-	}
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		p.add(file, docName, "", "invalid YAML: %v", err)
-		return
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
@@ -441,23 +450,22 @@ func (p *parser) config() *model.Config {
 			cfg.AuthorizationPolicies = append(cfg.AuthorizationPolicies, &model.AuthorizationPolicy{Meta: r.meta, Spec: s})
 		}
 	}
-	sortByName(cfg.ServiceEntries, func(x *model.ServiceEntry) model.Meta { return x.Meta })
-	sortByName(cfg.WorkloadEntries, func(x *model.WorkloadEntry) model.Meta { return x.Meta })
-	sortByName(cfg.WorkloadGroups, func(x *model.WorkloadGroup) model.Meta { return x.Meta })
-	sortByName(cfg.VirtualServices, func(x *model.VirtualService) model.Meta { return x.Meta })
-	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) model.Meta { return x.Meta })
-	sortByName(cfg.PeerAuthentications, func(x *model.PeerAuthentication) model.Meta { return x.Meta })
-	sortByName(cfg.AuthorizationPolicies, func(x *model.AuthorizationPolicy) model.Meta { return x.Meta })
+	sortByName(cfg.ServiceEntries, func(x *model.ServiceEntry) *model.Meta { return &x.Meta })
+	sortByName(cfg.WorkloadEntries, func(x *model.WorkloadEntry) *model.Meta { return &x.Meta })
+	sortByName(cfg.WorkloadGroups, func(x *model.WorkloadGroup) *model.Meta { return &x.Meta })
+	sortByName(cfg.VirtualServices, func(x *model.VirtualService) *model.Meta { return &x.Meta })
+	sortByName(cfg.DestinationRules, func(x *model.DestinationRule) *model.Meta { return &x.Meta })
+	sortByName(cfg.PeerAuthentications, func(x *model.PeerAuthentication) *model.Meta { return &x.Meta })
+	sortByName(cfg.AuthorizationPolicies, func(x *model.AuthorizationPolicy) *model.Meta { return &x.Meta })
 	cfg.RateLimitPolicies = p.rateLimitPolicies()
 	return cfg
 }
 
-func sortByName[T any](s []T, meta func(T) model.Meta) {
-	sort.SliceStable(s, func(i, j int) bool {
-		a, b := meta(s[i]), meta(s[j])
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
+// sortByName sorts s by namespace, then name, keeping the order of
+// equal ones.
+func sortByName[T any](s []T, meta func(T) *model.Meta) {
+	slices.SortStableFunc(s, func(x, y T) int {
+		a, b := meta(x), meta(y)
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 }

@@ -73,7 +73,7 @@ func (p *parser) meshletDocument(file string, doc int, resName, apiVersion, kind
 // name.
 func (p *parser) rateLimitPolicies() []*model.RateLimitPolicy {
 	out := slices.Clone(p.rateLimits)
-	sortByName(out, func(x *model.RateLimitPolicy) model.Meta { return x.Meta })
+	sortByName(out, func(x *model.RateLimitPolicy) *model.Meta { return &x.Meta })
 	return out
 }
 

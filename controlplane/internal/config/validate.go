@@ -67,6 +67,13 @@ func (p *parser) validateResource(r *resource) {
 // (the first by key), so that each entry is checked against the few that
 // may select it, not against all: at 100 services and 10,000 entries the
 // scan was a million label checks a load.
+//
+// What it finds for an entry depends on the entry and on the
+// ServiceEntries with a selector, in the config's order, alone. A Loader
+// keeps it on the entry's resource (which a reload takes from memory
+// with its document), and takes it from there while those ServiceEntries
+// are the same resources in the same order: a churn of WorkloadEntries
+// checks only the entries it changed.
 func (p *parser) validateWorkloadEntries() {
 	type key struct{ namespace, k, v string }
 	var entries []*resource
@@ -87,13 +94,18 @@ func (p *parser) validateWorkloadEntries() {
 		kk := key{r.meta.Namespace, k, se.WorkloadSelector.Labels[k]}
 		byLabel[kk] = append(byLabel[kk], i)
 	}
+	gen := p.selection.generation(entries)
 	var candidates []int
 	for _, r := range p.resources {
 		we, ok := r.spec.(*networking.WorkloadEntry)
 		if !ok {
 			continue
 		}
-		report := p.reporter(r)
+		if gen != 0 && r.selectedGen == gen {
+			p.errs = append(p.errs, r.selectedErrs...)
+			continue
+		}
+		start := len(p.errs)
 		candidates = append(candidates[:0], anyLabels[r.meta.Namespace]...)
 		for k, v := range we.Labels {
 			candidates = append(candidates, byLabel[key{r.meta.Namespace, k, v}]...)
@@ -112,16 +124,44 @@ func (p *parser) validateWorkloadEntries() {
 				names[port.Name] = true
 			}
 		}
-		if len(by) == 0 {
-			report.add("spec.labels", "no ServiceEntry in namespace %s selects this WorkloadEntry, so nothing sends it traffic (add a ServiceEntry whose workloadSelector.labels match these labels)", r.meta.Namespace)
-			continue
-		}
-		for _, name := range sortedKeys(we.Ports) {
-			if !names[name] {
-				report.add(fmt.Sprintf("spec.ports[%q]", name), "%q is not the name of a port of %s, which selects this entry (use one of %s)", name, by[0].meta.String(), strings.Join(sortedKeys(names), ", "))
+		switch {
+		case len(by) == 0:
+			p.reporter(r).add("spec.labels", "no ServiceEntry in namespace %s selects this WorkloadEntry, so nothing sends it traffic (add a ServiceEntry whose workloadSelector.labels match these labels)", r.meta.Namespace)
+		case len(we.Ports) > 0:
+			report := p.reporter(r)
+			for _, name := range sortedKeys(we.Ports) {
+				if !names[name] {
+					report.add(fmt.Sprintf("spec.ports[%q]", name), "%q is not the name of a port of %s, which selects this entry (use one of %s)", name, by[0].meta.String(), strings.Join(sortedKeys(names), ", "))
+				}
 			}
 		}
+		if gen != 0 {
+			// A copy: p.errs is sorted in place when it is returned.
+			r.selectedGen, r.selectedErrs = gen, append([]*FieldError(nil), p.errs[start:]...)
+		}
 	}
+}
+
+// selection is a Loader's memory of the ServiceEntries that select
+// WorkloadEntries, for validateWorkloadEntries.
+type selection struct {
+	selectors []*resource // with a workloadSelector, in the config's order
+	gen       uint64      // changes when selectors do; 0 before the first load
+}
+
+// generation returns the generation of selectors, the ServiceEntries with
+// a workloadSelector of this load: the last one's if they are the same
+// resources in the same order, else a new one. A nil selection, a load
+// without a Loader, has generation 0, which is never remembered.
+func (s *selection) generation(selectors []*resource) uint64 {
+	if s == nil {
+		return 0
+	}
+	if s.gen == 0 || !slices.Equal(s.selectors, selectors) {
+		s.gen++
+		s.selectors = selectors
+	}
+	return s.gen
 }
 
 // labelsSelect reports whether labels carry every label of selector.
@@ -550,9 +590,9 @@ func (p *parser) validateHostClaims() {
 	vsHosts := map[string]*resource{}
 	drHosts := map[string]*resource{}
 	for _, r := range p.resources {
-		report := p.reporter(r)
 		switch s := r.spec.(type) {
 		case *networking.VirtualService:
+			report := p.reporter(r)
 			for i, h := range s.Hosts {
 				first, claimed := vsHosts[h]
 				switch {
@@ -570,7 +610,7 @@ func (p *parser) validateHostClaims() {
 				continue
 			}
 			if first, claimed := drHosts[s.Host]; claimed {
-				report.add("spec.host", "host %s is also configured by %s in %s (merge them into one DestinationRule)", s.Host, first.meta.String(), first.where())
+				p.reporter(r).add("spec.host", "host %s is also configured by %s in %s (merge them into one DestinationRule)", s.Host, first.meta.String(), first.where())
 				continue
 			}
 			drHosts[s.Host] = r
