@@ -60,6 +60,7 @@ type settings struct {
 	configDir, xdsAddr, adminAddr      string
 	grace, warmup, drainAck            time.Duration
 	debounceAfter, debounceMax         time.Duration
+	regDebounceAfter, regDebounceMax   time.Duration
 	logLevel                           string
 	level                              slog.Level // of logLevel
 	trustDomain, rootNamespace         string
@@ -112,6 +113,10 @@ func (s *settings) table() []setting {
 			usage: "the longest that config files must be quiet after a change before the control plane reloads them (like istiod's PILOT_DEBOUNCE_AFTER); a lone change, or writes close together, waits a quarter of it, a burst with wider gaps twice its longest gap, up to this"},
 		{flag: "debounce-max", env: "MESHLET_DEBOUNCE_MAX", bind: dur(&s.debounceMax, controlplane.DefaultDebounceMax),
 			usage: "the longest a config change waits for files to be quiet before it is reloaded anyway (like istiod's PILOT_DEBOUNCE_MAX)"},
+		{flag: "registry-debounce-after", env: "MESHLET_REGISTRY_DEBOUNCE_AFTER", bind: dur(&s.regDebounceAfter, controlplane.DefaultRegistryDebounceAfter),
+			usage: "the longest quiet time after a registration, state change or deregistration before the registry's endpoints are built and pushed; a lone change, or changes close together, waits a quarter of it, a burst with wider gaps twice its longest gap, up to this"},
+		{flag: "registry-debounce-max", env: "MESHLET_REGISTRY_DEBOUNCE_MAX", bind: dur(&s.regDebounceMax, controlplane.DefaultRegistryDebounceMax),
+			usage: "the longest a registry change waits for quiet before it is built and pushed anyway"},
 		{flag: "log-level", env: "MESHLET_LOG_LEVEL", bind: str(&s.logLevel, "info"),
 			usage: "debug, info, warn or error"},
 		{flag: "trust-domain", env: "MESHLET_TRUST_DOMAIN", bind: str(&s.trustDomain, controlplane.DefaultTrustDomain),
@@ -420,6 +425,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 		controlplane.WithWarmup(s.warmup),
 		controlplane.WithDrainAckTimeout(s.drainAck),
 		controlplane.WithDebounce(controlplane.Debounce{After: s.debounceAfter, Max: s.debounceMax}),
+		controlplane.WithRegistryDebounce(controlplane.Debounce{After: s.regDebounceAfter, Max: s.regDebounceMax}),
 		controlplane.WithTrustDomain(s.trustDomain),
 		controlplane.WithRootNamespace(s.rootNamespace),
 		controlplane.WithCADir(s.caDir),

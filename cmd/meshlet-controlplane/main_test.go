@@ -72,19 +72,21 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 			}
 		}
 		for flag, want := range map[string]string{
-			"xds-address":        "default " + controlplane.DefaultXDSAddress,
-			"admin-address":      "default " + controlplane.DefaultAdminAddress,
-			"registration-grace": "default 10s",
-			"drain-ack-timeout":  "default 5s",
-			"debounce-after":     "default 20ms",
-			"debounce-max":       "default 1s",
-			"svid-ttl":           "default 1h", // not 1h0m0s
-			"trust-domain":       "default " + controlplane.DefaultTrustDomain,
-			"max-streams":        "default 10000",
-			"config-dir":         "env MESHLET_CONFIG_DIR; required",
-			"ca-in-memory":       "env MESHLET_CA_IN_MEMORY=true; default false",
-			"drain-timeout":      "env MESHLET_DRAIN_TIMEOUT; use --drain-ack-timeout",
-			"version":            "print the version",
+			"xds-address":             "default " + controlplane.DefaultXDSAddress,
+			"admin-address":           "default " + controlplane.DefaultAdminAddress,
+			"registration-grace":      "default 10s",
+			"drain-ack-timeout":       "default 5s",
+			"debounce-after":          "default 20ms",
+			"debounce-max":            "default 1s",
+			"registry-debounce-after": "default 20ms",
+			"registry-debounce-max":   "default 200ms",
+			"svid-ttl":                "default 1h", // not 1h0m0s
+			"trust-domain":            "default " + controlplane.DefaultTrustDomain,
+			"max-streams":             "default 10000",
+			"config-dir":              "env MESHLET_CONFIG_DIR; required",
+			"ca-in-memory":            "env MESHLET_CA_IN_MEMORY=true; default false",
+			"drain-timeout":           "env MESHLET_DRAIN_TIMEOUT; use --drain-ack-timeout",
+			"version":                 "print the version",
 		} {
 			if !strings.Contains(blocks[flag], want) || strings.Contains(blocks[flag], "0m0s") {
 				t.Errorf("--help for --%s does not say %q:\n  --%s", flag, want, blocks[flag])
@@ -212,6 +214,39 @@ func TestFlagsEnvironmentAndDeprecatedNames(t *testing.T) {
 			}
 			if strings.Join(s.deprecated, "\n") != strings.Join(tc.wantDeprecated, "\n") {
 				t.Errorf("deprecations %q, want %q", s.deprecated, tc.wantDeprecated)
+			}
+		})
+	}
+}
+
+// The registry debounce's two delays have defaults, variables and flags.
+func TestRegistryDebounceSettings(t *testing.T) {
+	cases := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		after, max time.Duration
+	}{
+		{name: "defaults", after: controlplane.DefaultRegistryDebounceAfter, max: controlplane.DefaultRegistryDebounceMax},
+		{name: "variables", env: map[string]string{"MESHLET_REGISTRY_DEBOUNCE_AFTER": "8ms", "MESHLET_REGISTRY_DEBOUNCE_MAX": "2s"}, after: 8 * time.Millisecond, max: 2 * time.Second},
+		{name: "flags win", args: []string{"--registry-debounce-after", "40ms", "--registry-debounce-max", "500ms"},
+			env: map[string]string{"MESHLET_REGISTRY_DEBOUNCE_AFTER": "8ms"}, after: 40 * time.Millisecond, max: 500 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"MESHLET_REGISTRY_DEBOUNCE_AFTER", "MESHLET_REGISTRY_DEBOUNCE_MAX"} {
+				unsetenv(t, k)
+			}
+			t.Setenv("MESHLET_CONFIG_DIR", "config")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			s, err := parse(tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.regDebounceAfter != tc.after || s.regDebounceMax != tc.max {
+				t.Errorf("registry debounce after %v, max %v; want %v and %v", s.regDebounceAfter, s.regDebounceMax, tc.after, tc.max)
 			}
 		})
 	}
