@@ -65,6 +65,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -190,7 +191,11 @@ type result struct {
 	initialBenchCPU time.Duration
 	file, reg       []churn
 	// Resident memory, after the initial sync and at the end.
-	cpSynced, benchSynced, benchBefore procstat.Memory
+	cpSynced, benchSynced procstat.Memory
+	// heapBefore and heapSynced are this process's live heap (after a
+	// GC) before the clients start and once they have synced: RSS keeps
+	// what an earlier run freed, so its growth said little per client.
+	heapBefore, heapSynced uint64
 	cpEnd, benchEnd                    procstat.Memory
 	syncResponses, syncBytes           int64 // what the light clients received by the initial sync
 	endResponses, endBytes             int64 // and by the end
@@ -287,9 +292,7 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	defer ch.Close()
 
 	// Initial sync: every client starts at once.
-	if res.benchBefore, err = procstat.ReadMemory(os.Getpid()); err != nil {
-		return res, err
-	}
+	res.heapBefore = liveHeap()
 	f := newFleet(c.services, c.clients)
 	defer f.Close()
 	cpu0, err := procstat.CPU(cp.PID())
@@ -326,9 +329,10 @@ func runOnce(ctx context.Context, c config, bin, dir string, out io.Writer) (res
 	if res.benchSynced, err = procstat.ReadMemory(os.Getpid()); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(out, "  initial sync of %d clients: %s ms p50/p99/max, all in %v; control plane CPU %v, RSS %.1f MiB; this process CPU %v, RSS %.1f MiB (%.0f KiB more per client)\n",
+	res.heapSynced = liveHeap()
+	fmt.Fprintf(out, "  initial sync of %d clients: %s ms p50/p99/max, all in %v; control plane CPU %v, RSS %.1f MiB; this process CPU %v, RSS %.1f MiB (live heap %.0f KiB more per client)\n",
 		c.clients, percentiles(res.initial), res.initialWall.Round(time.Millisecond), res.initialCPU,
-		mib(res.cpSynced.RSS), res.initialBenchCPU, mib(res.benchSynced.RSS), float64(res.benchSynced.RSS-res.benchBefore.RSS)/1024/float64(c.clients))
+		mib(res.cpSynced.RSS), res.initialBenchCPU, mib(res.benchSynced.RSS), res.heapPerClient(c.clients))
 	if c.light {
 		fmt.Fprintf(out, "  initial sync: %d responses, %.0f KiB, to the %d light clients; %d streams ended by the control plane and opened again\n", res.syncResponses, float64(res.syncBytes)/1024, c.clients, f.reconnects.Load())
 	}
@@ -591,9 +595,21 @@ func printSummary(out io.Writer, c config, rs []result) {
 	row("control-plane peak RSS (MiB)", func(r result) float64 { return mib(r.cpEnd.Peak) })
 	row("this process's RSS after the initial sync (MiB)", func(r result) float64 { return mib(r.benchSynced.RSS) })
 	row("this process's RSS at the end (MiB)", func(r result) float64 { return mib(r.benchEnd.RSS) })
-	row("this process's RSS per client after the sync (KiB)", func(r result) float64 {
-		return float64(r.benchSynced.RSS-r.benchBefore.RSS) / 1024 / float64(c.clients)
-	})
+	row("this process's live heap per client after the sync (KiB)", func(r result) float64 { return r.heapPerClient(c.clients) })
+}
+
+// liveHeap is the heap in use just after a garbage collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// heapPerClient is the live heap the clients' sync added, per client, in
+// KiB.
+func (r result) heapPerClient(clients int) float64 {
+	return (float64(r.heapSynced) - float64(r.heapBefore)) / 1024 / float64(clients)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
