@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/meshlet/meshlet/bench/internal/controlchannel"
 	"github.com/meshlet/meshlet/bench/internal/parallel"
@@ -38,20 +38,19 @@ type Registration struct {
 // of its servers registers.
 type Conn struct{ cc *grpc.ClientConn }
 
-// Connect dials the control plane as sa and waits until the connection is
-// ready, as mesh.New does: the TLS handshake belongs to the workload's
-// start, not to its servers' registrations.
+// Connect dials the control plane as sa and calls its health service, as
+// mesh.New does: the TLS handshake belongs to the workload's start, not
+// to its servers' registrations.
 func Connect(ctx context.Context, ch *controlchannel.Channel, sa string) (*Conn, error) {
 	cc, err := ch.Dial(sa)
 	if err != nil {
 		return nil, fmt.Errorf("dial control plane %s: %w", ch.Addr(), err)
 	}
-	cc.Connect()
-	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
-		if !cc.WaitForStateChange(ctx, s) {
-			cc.Close()
-			return nil, fmt.Errorf("connect to control plane %s as %s: %w (last state %v)", ch.Addr(), sa, ctx.Err(), s)
-		}
+	// mesh.New calls the health service before it returns: the
+	// connection is then up on both ends.
+	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+		cc.Close()
+		return nil, fmt.Errorf("connect to control plane %s as %s: health check: %w", ch.Addr(), sa, err)
 	}
 	return &Conn{cc: cc}, nil
 }
