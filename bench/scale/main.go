@@ -195,12 +195,12 @@ type result struct {
 	// heapBefore and heapSynced are this process's live heap (after a
 	// GC) before the clients start and once they have synced: RSS keeps
 	// what an earlier run freed, so its growth said little per client.
-	heapBefore, heapSynced uint64
-	cpEnd, benchEnd                    procstat.Memory
-	syncResponses, syncBytes           int64 // what the light clients received by the initial sync
-	endResponses, endBytes             int64 // and by the end
-	warnings                           []string
-	warned                             map[string]int
+	heapBefore, heapSynced   uint64
+	cpEnd, benchEnd          procstat.Memory
+	syncResponses, syncBytes int64 // what the light clients received by the initial sync
+	endResponses, endBytes   int64 // and by the end
+	warnings                 []string
+	warned                   map[string]int
 }
 
 // churn is what one churn measured.

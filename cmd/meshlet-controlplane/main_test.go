@@ -219,69 +219,51 @@ func TestFlagsEnvironmentAndDeprecatedNames(t *testing.T) {
 	}
 }
 
-// The registry debounce's two delays have defaults, variables and flags.
-func TestRegistryDebounceSettings(t *testing.T) {
-	cases := []struct {
-		name       string
-		args       []string
-		env        map[string]string
-		after, max time.Duration
-	}{
-		{name: "defaults", after: controlplane.DefaultRegistryDebounceAfter, max: controlplane.DefaultRegistryDebounceMax},
-		{name: "variables", env: map[string]string{"MESHLET_REGISTRY_DEBOUNCE_AFTER": "8ms", "MESHLET_REGISTRY_DEBOUNCE_MAX": "2s"}, after: 8 * time.Millisecond, max: 2 * time.Second},
-		{name: "flags win", args: []string{"--registry-debounce-after", "40ms", "--registry-debounce-max", "500ms"},
-			env: map[string]string{"MESHLET_REGISTRY_DEBOUNCE_AFTER": "8ms"}, after: 40 * time.Millisecond, max: 500 * time.Millisecond},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"MESHLET_REGISTRY_DEBOUNCE_AFTER", "MESHLET_REGISTRY_DEBOUNCE_MAX"} {
-				unsetenv(t, k)
-			}
-			t.Setenv("MESHLET_CONFIG_DIR", "config")
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			s, err := parse(tc.args)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s.regDebounceAfter != tc.after || s.regDebounceMax != tc.max {
-				t.Errorf("registry debounce after %v, max %v; want %v and %v", s.regDebounceAfter, s.regDebounceMax, tc.after, tc.max)
-			}
-		})
-	}
-}
-
-// The debounce's two delays have defaults, variables and flags.
+// Each debounce's two delays (config files, registry) have defaults,
+// variables and flags.
 func TestDebounceSettings(t *testing.T) {
-	cases := []struct {
-		name       string
-		args       []string
-		env        map[string]string
-		after, max time.Duration
+	type delays struct{ after, max time.Duration }
+	debounces := []struct {
+		flag, env string // of After; Max's are the same with "max"
+		defaults  delays
+		got       func(*settings) delays
 	}{
-		{name: "defaults", after: controlplane.DefaultDebounceAfter, max: controlplane.DefaultDebounceMax},
-		{name: "variables", env: map[string]string{"MESHLET_DEBOUNCE_AFTER": "5ms", "MESHLET_DEBOUNCE_MAX": "3s"}, after: 5 * time.Millisecond, max: 3 * time.Second},
-		{name: "flags win", args: []string{"--debounce-after", "50ms", "--debounce-max", "10s"},
-			env: map[string]string{"MESHLET_DEBOUNCE_AFTER": "5ms", "MESHLET_DEBOUNCE_MAX": "3s"}, after: 50 * time.Millisecond, max: 10 * time.Second},
+		{"debounce", "MESHLET_DEBOUNCE", delays{controlplane.DefaultDebounceAfter, controlplane.DefaultDebounceMax},
+			func(s *settings) delays { return delays{s.debounceAfter, s.debounceMax} }},
+		{"registry-debounce", "MESHLET_REGISTRY_DEBOUNCE", delays{controlplane.DefaultRegistryDebounceAfter, controlplane.DefaultRegistryDebounceMax},
+			func(s *settings) delays { return delays{s.regDebounceAfter, s.regDebounceMax} }},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"MESHLET_DEBOUNCE_AFTER", "MESHLET_DEBOUNCE_MAX"} {
-				unsetenv(t, k)
-			}
-			t.Setenv("MESHLET_CONFIG_DIR", "config")
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			s, err := parse(tc.args)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s.debounceAfter != tc.after || s.debounceMax != tc.max {
-				t.Errorf("debounce after %v, max %v; want %v and %v", s.debounceAfter, s.debounceMax, tc.after, tc.max)
-			}
-		})
+	for _, d := range debounces {
+		envAfter, envMax := d.env+"_AFTER", d.env+"_MAX"
+		cases := []struct {
+			name string
+			args []string
+			env  map[string]string
+			want delays
+		}{
+			{name: "defaults", want: d.defaults},
+			{name: "variables", env: map[string]string{envAfter: "5ms", envMax: "3s"}, want: delays{5 * time.Millisecond, 3 * time.Second}},
+			{name: "flags win", args: []string{"--" + d.flag + "-after", "50ms", "--" + d.flag + "-max", "10s"},
+				env: map[string]string{envAfter: "5ms", envMax: "3s"}, want: delays{50 * time.Millisecond, 10 * time.Second}},
+		}
+		for _, tc := range cases {
+			t.Run(d.flag+"/"+tc.name, func(t *testing.T) {
+				for _, k := range []string{envAfter, envMax} {
+					unsetenv(t, k)
+				}
+				t.Setenv("MESHLET_CONFIG_DIR", "config")
+				for k, v := range tc.env {
+					t.Setenv(k, v)
+				}
+				s, err := parse(tc.args)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := d.got(s); got != tc.want {
+					t.Errorf("after %v, max %v; want %v and %v", got.after, got.max, tc.want.after, tc.want.max)
+				}
+			})
+		}
 	}
 }
 
