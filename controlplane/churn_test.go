@@ -99,8 +99,8 @@ type registered struct {
 	cancel context.CancelFunc
 }
 
-// After hundreds of random registrations and deregistrations interleaved
-// with config edits, every connected client holds exactly the endpoints
+// After 1,000 random registrations and deregistrations interleaved with
+// config edits, every connected client holds exactly the endpoints
 // that the control plane's registry and config make, and rejected none of
 // the updates on the way.
 func TestClientsConvergeAfterChurn(t *testing.T) {
@@ -188,9 +188,11 @@ func TestClientsConvergeAfterChurn(t *testing.T) {
 		}
 	}
 
-	const ops = 320
-	edits := 0
-	for range ops {
+	// The bar: 1,000 registrations and deregistrations, with
+	// config edits among them (one in 20 operations).
+	const registryOps = 1000
+	edits, ops := 0, 0
+	for n := 0; n < registryOps; ops++ {
 		switch x := rng.IntN(20); {
 		case x == 0: // a config edit: one service's WorkloadEntries change
 			k := rng.IntN(churnServices)
@@ -202,8 +204,10 @@ func TestClientsConvergeAfterChurn(t *testing.T) {
 			edits++
 		case x < 12 || len(live) == 0:
 			register(rng.IntN(churnServices))
+			n++
 		default:
 			deregister(rng.IntN(len(live)))
+			n++
 		}
 	}
 	if edits == 0 {
