@@ -189,7 +189,7 @@ func (d *endpointsDecoder) match(held *heldAssignment) {
 // convert converts cla, whose LbEndpoints are in d.raws, reusing the held
 // endpoints d.matches names, and fills d.eps.
 func (d *endpointsDecoder) convert(cla *endpointv3.ClusterLoadAssignment, held *heldAssignment) (Endpoints, bool) {
-	d.eps = append(d.eps, make([]Endpoint, len(d.raws))...)
+	d.eps = slices.Grow(d.eps[:0], len(d.raws))[:len(d.raws)]
 	// lookup returns the endpoint of the i-th raw: held, or unmarshalled,
 	// validated and converted. It does not check that its address is new.
 	lookup := func(i int) (Endpoint, bool) {
