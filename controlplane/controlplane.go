@@ -459,6 +459,14 @@ func (s *Server) buildLoop(ctx context.Context) {
 			s.mu.Unlock()
 			return
 		case <-s.kick:
+			s.mu.Lock()
+			stale := s.wantGen <= s.builtGen
+			s.mu.Unlock()
+			if stale {
+				// A kick sent while the last build ran, for a change
+				// that build took: building again would find nothing new.
+				continue
+			}
 			due := win.Add(time.Now())
 			timer.Reset(time.Until(due))
 			continue
