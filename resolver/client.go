@@ -187,7 +187,7 @@ func (n Node) proto() (*corev3.Node, error) {
 		Id:                   id,
 		Cluster:              n.Cluster,
 		Metadata:             st,
-		UserAgentName:        "meshlet-resolver",
+		UserAgentName:        wire.ResolverUserAgent,
 		UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: "v1"},
 	}
 	if n.Locality != (Locality{}) {

@@ -18,36 +18,19 @@ import (
 	"github.com/meshlet/meshlet/internal/wire"
 )
 
-// The xDS clients whose abilities Unsupported knows, sorted by their
-// node's user_agent_name (docs/xds-compatibility.md has the sources).
+// The xDS clients whose abilities Unsupported knows, by their node's
+// user agent (wire.ClientKind; docs/xds-compatibility.md has the
+// sources). Envoy, and gRPCs it does not know, are not judged.
 const (
-	clientMeshlet = "meshlet"   // meshlet's resolver: everything translate emits
-	clientGo      = "grpc-go"   // gRPC-Go
-	clientCore    = "grpc-core" // gRPC C-core: C++, Python, Ruby, PHP, C#
-	clientJava    = "grpc-java" // grpc-java
-	clientNode    = "grpc-js"   // @grpc/grpc-js-xds
-	clientOther   = "other"     // Envoy and the rest: not judged
+	clientMeshlet = wire.ClientMeshlet
+	clientGo      = wire.ClientGo
+	clientCore    = wire.ClientCore
+	clientJava    = wire.ClientJava
+	clientNode    = wire.ClientNode
 )
 
-// clientKind sorts a node by its user agent. gRPC C-core says "gRPC C-core
-// <platform>[ <language>]"; Python's docs and tests also show "gRPC
-// Python", which is taken as C-core too.
-func clientKind(n *corev3.Node) string {
-	ua := n.GetUserAgentName()
-	switch {
-	case ua == "meshlet-resolver":
-		return clientMeshlet
-	case ua == "gRPC Go":
-		return clientGo
-	case ua == "gRPC Java":
-		return clientJava
-	case strings.HasPrefix(ua, "gRPC Node"):
-		return clientNode
-	case strings.HasPrefix(ua, "gRPC C-core"), ua == "gRPC Python", ua == "gRPC C++", ua == "gRPC Ruby", ua == "gRPC PHP", ua == "gRPC C#":
-		return clientCore
-	}
-	return clientOther
-}
+// clientKind sorts a node by its user agent.
+func clientKind(n *corev3.Node) string { return wire.ClientKind(n.GetUserAgentName()) }
 
 // ClientName is how reports name the client of node n: its user agent and
 // version, as it sent them.
@@ -63,7 +46,9 @@ func ClientName(n *corev3.Node) string {
 // docs/xds-compatibility.md, with their sources.
 func Unsupported(n *corev3.Node, r types.Resource) []string {
 	kind := clientKind(n)
-	if kind == clientMeshlet || kind == clientOther {
+	switch kind {
+	case clientGo, clientCore, clientJava, clientNode:
+	default: // meshlet's resolver does everything translate emits; the rest are not judged
 		return nil
 	}
 	var out []string

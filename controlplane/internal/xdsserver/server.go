@@ -195,20 +195,17 @@ type ClientStatus struct {
 // ClientKind sorts a client by its node's user agent into a few kinds, so
 // that what a client says cannot make metric labels grow without bound:
 // "meshlet" (meshlet's resolver), "grpc-go", "grpc" (another gRPC
-// language), "other" and "unknown" (no node yet).
+// language), "other" and "unknown" (no node yet). wire.ClientKind's finer
+// kinds of gRPC are "grpc" here.
 func ClientKind(n *core.Node) string {
-	ua := n.GetUserAgentName()
-	switch {
-	case n == nil:
+	if n == nil {
 		return "unknown"
-	case ua == "meshlet-resolver":
-		return "meshlet"
-	case ua == "gRPC Go":
-		return "grpc-go"
-	case strings.HasPrefix(ua, "gRPC"), strings.HasPrefix(ua, "grpc"):
-		return "grpc"
+	}
+	switch k := wire.ClientKind(n.GetUserAgentName()); k {
+	case wire.ClientMeshlet, wire.ClientGo, wire.ClientOther:
+		return k
 	default:
-		return "other"
+		return wire.ClientGRPC
 	}
 }
 
