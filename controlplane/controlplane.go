@@ -471,8 +471,7 @@ func (s *Server) buildLoop(ctx context.Context) {
 			timer.Reset(time.Until(due))
 			continue
 		case <-timer.C:
-			paced := s.pace(ctx)
-			waited += paced
+			waited += s.pace(ctx)
 			if _, ok := win.Take(time.Now()); !ok {
 				if due, ok := win.Due(); ok {
 					timer.Reset(time.Until(due))
@@ -481,7 +480,7 @@ func (s *Server) buildLoop(ctx context.Context) {
 			}
 		}
 		s.mu.Lock()
-		want := s.wantGen
+		want, from := s.wantGen, s.builtGen
 		// The burst's push latency starts at its first change.
 		c := xdsserver.Change{At: s.kickAt, Cause: causeRegistry}
 		s.kickAt = time.Time{}
@@ -496,7 +495,7 @@ func (s *Server) buildLoop(ctx context.Context) {
 		} else if s.log.Enabled(ctx, slog.LevelDebug) {
 			// Where a burst's push latency goes: the debounce, then
 			// waiting for the clients (pace), then the build.
-			s.log.Debug("registry changes built", "since_change", time.Since(c.At), "paced", waited, "build", time.Since(took), "translate", bt.translate, "serve", bt.serve, "changes", want-s.builtGenSnapshot())
+			s.log.Debug("registry changes built", "since_change", time.Since(c.At), "paced", waited, "build", time.Since(took), "translate", bt.translate, "serve", bt.serve, "changes", want-from)
 		}
 		waited = 0
 		s.mu.Lock()
@@ -525,13 +524,6 @@ func (s *Server) pace(ctx context.Context) time.Duration {
 	defer cancel()
 	s.xds.WaitEndpointsTaken(ctx)
 	return time.Since(start)
-}
-
-// builtGenSnapshot is the last registry change generation built.
-func (s *Server) builtGenSnapshot() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.builtGen
 }
 
 // waitBuilt blocks until every registry change asked for before the call
