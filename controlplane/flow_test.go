@@ -153,8 +153,25 @@ func TestSlowClientsAreBoundedAndCutOff(t *testing.T) {
 		t.Fatalf("after the change: %d endpoints at version %q, want %d at a new version", n, next.version, flowEndpoints)
 	}
 
-	// Every stuck client is cut off after the send timeout, and what
-	// it held is given back.
+	// Every stuck client is cut off after the send timeout. None is read
+	// before the control plane has cut all three: reading the last one,
+	// whose response was sent only once the first two were cut, would
+	// let that response through before its timeout.
+	cutOff := time.Now().Add(10 * sendTimeout)
+	for {
+		m, err := sendMetrics(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m["timeouts_total"] >= 3 {
+			break
+		}
+		if time.Now().After(cutOff) {
+			t.Fatalf("metrics %v: want 3 timeouts within %v; log:\n%s", m, 10*sendTimeout, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Their streams are closed, and what they held is given back.
 	for i, ads := range stuck {
 		done := make(chan error, 1)
 		go func() {
