@@ -178,6 +178,7 @@ func Start(ctx context.Context, opts ...Option) (s *Server, err error) {
 		EarlierVersion: s.restartDetected,
 		Observe:        observe,
 		Unsupported:    translate.Unsupported,
+		Judges:         translate.Judges,
 	})
 	if err := s.rebuildErr(change(causeStart)); err != nil {
 		return nil, err

@@ -32,6 +32,17 @@ const (
 // clientKind sorts a node by its user agent.
 func clientKind(n *corev3.Node) string { return wire.ClientKind(n.GetUserAgentName()) }
 
+// Judges reports whether Unsupported judges the client of node n: the
+// gRPC clients whose abilities it knows. meshlet's resolver does
+// everything translate emits; Envoy and other clients are not judged.
+func Judges(n *corev3.Node) bool {
+	switch clientKind(n) {
+	case clientGo, clientCore, clientJava, clientNode:
+		return true
+	}
+	return false
+}
+
 // ClientName is how reports name the client of node n: its user agent and
 // version, as it sent them.
 func ClientName(n *corev3.Node) string {
@@ -45,12 +56,10 @@ func ClientName(n *corev3.Node) string {
 // and for clients it does not know. The claims are in
 // docs/xds-compatibility.md, with their sources.
 func Unsupported(n *corev3.Node, r types.Resource) []string {
-	kind := clientKind(n)
-	switch kind {
-	case clientGo, clientCore, clientJava, clientNode:
-	default: // meshlet's resolver does everything translate emits; the rest are not judged
+	if !Judges(n) {
 		return nil
 	}
+	kind := clientKind(n)
 	var out []string
 	add := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
 	switch r := r.(type) {

@@ -240,6 +240,10 @@ type Hooks struct {
 	// held, for each resource a stream asks for: it must be quick and
 	// must not call the Server. Nil reports nothing.
 	Unsupported func(n *core.Node, r types.Resource) []string
+	// Judges reports whether Unsupported can find anything for the client
+	// of node n; the streams of clients it does not judge (meshlet's own,
+	// Envoy) are not checked at all. Nil means every client may be.
+	Judges func(n *core.Node) bool
 }
 
 // New returns a server with no resources. inboundPrefix is the name prefix

@@ -34,7 +34,7 @@ func (u *unsupportedState) list() []string {
 // they are now: a config change is followed by the client's ACK, which
 // asks again. New findings are logged at WARN, once per stream.
 func (s *Server) checkUnsupportedLocked(st *stream, typ string) {
-	if s.hooks.Unsupported == nil || st.node == nil {
+	if s.hooks.Unsupported == nil || st.node == nil || (s.hooks.Judges != nil && !s.hooks.Judges(st.node)) {
 		return
 	}
 	var found []string
