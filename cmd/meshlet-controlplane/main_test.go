@@ -198,17 +198,7 @@ func TestFlagsEnvironmentAndDeprecatedNames(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"MESHLET_WARMUP", "MESHLET_DRAIN_TIMEOUT", "MESHLET_DRAIN_ACK_TIMEOUT"} {
-				unsetenv(t, k)
-			}
-			t.Setenv("MESHLET_CONFIG_DIR", "config")
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			s, err := parse(tc.args)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := parseWithEnv(t, tc.args, tc.env, "MESHLET_WARMUP", "MESHLET_DRAIN_TIMEOUT", "MESHLET_DRAIN_ACK_TIMEOUT")
 			if s.drainAck != tc.drainAck || s.warmup != tc.warmup {
 				t.Errorf("drain-ack-timeout %v, warmup %v; want %v and %v", s.drainAck, s.warmup, tc.drainAck, tc.warmup)
 			}
@@ -248,23 +238,31 @@ func TestDebounceSettings(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(d.flag+"/"+tc.name, func(t *testing.T) {
-				for _, k := range []string{envAfter, envMax} {
-					unsetenv(t, k)
-				}
-				t.Setenv("MESHLET_CONFIG_DIR", "config")
-				for k, v := range tc.env {
-					t.Setenv(k, v)
-				}
-				s, err := parse(tc.args)
-				if err != nil {
-					t.Fatal(err)
-				}
+				s := parseWithEnv(t, tc.args, tc.env, envAfter, envMax)
 				if got := d.got(s); got != tc.want {
 					t.Errorf("after %v, max %v; want %v and %v", got.after, got.max, tc.want.after, tc.want.max)
 				}
 			})
 		}
 	}
+}
+
+// parseWithEnv parses args as the command does, with the variables unset
+// removed from the environment and env set, for the test.
+func parseWithEnv(t *testing.T, args []string, env map[string]string, unset ...string) *settings {
+	t.Helper()
+	for _, k := range unset {
+		unsetenv(t, k)
+	}
+	t.Setenv("MESHLET_CONFIG_DIR", "config")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	s, err := parse(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // unsetenv removes k from the environment for the test, and puts it back
