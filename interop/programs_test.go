@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshlet/meshlet/meshtest"
 )
 
 // The programs of other languages that the tests run, and how they are
@@ -161,29 +163,10 @@ type process struct {
 	name  string
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	lines *bufio.Scanner // stdout
-	log   lockedBuffer   // stderr, and stdout lines as they are read
-	done  chan struct{}  // closed when cmd.Wait returns
-	err   error          // cmd.Wait's, once done is closed
-}
-
-// lockedBuffer is a bytes.Buffer that a process's output pipe and the
-// test write concurrently.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	lines *bufio.Scanner     // stdout
+	log   meshtest.LogBuffer // stderr, and stdout lines as they are read
+	done  chan struct{}      // closed when cmd.Wait returns
+	err   error              // cmd.Wait's, once done is closed
 }
 
 // start runs argv with env added, bound to the test's context: it is

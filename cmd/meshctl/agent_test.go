@@ -21,25 +21,6 @@ import (
 	"github.com/meshlet/meshlet/meshtest"
 )
 
-// lockedBuffer is an io.Writer that a running agent writes to while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // agentControlPlane starts a control plane whose CA signs only with a
 // token (reviews-token for default/reviews, caller-token for
 // default/caller, greeter-token for default/greeter), SVIDs living ttl, and returns it with its roots file
@@ -81,12 +62,12 @@ func agentControlPlane(t *testing.T, configDir string, ttl time.Duration, opts .
 // startAgent runs meshctl agent until the test ends, and returns its
 // stderr and a function that stops it (as SIGTERM does) and returns its
 // exit code.
-func startAgent(t *testing.T, args ...string) (stderr *lockedBuffer, stop func() int) {
+func startAgent(t *testing.T, args ...string) (stderr *meshtest.LogBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr = &lockedBuffer{}
+	stderr = &meshtest.LogBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, append([]string{"agent"}, args...), &lockedBuffer{}, stderr) }()
+	go func() { done <- run(ctx, append([]string{"agent"}, args...), &meshtest.LogBuffer{}, stderr) }()
 	var once sync.Once
 	code := -1
 	stop = func() int {

@@ -98,7 +98,7 @@ func TestGRPCGoClient(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin, "-target", fmt.Sprintf("xds:///greeter.default.svc.cluster.local:%d", greeterPort),
 		"-duration", "8s", "-interval", "20ms", "-reconnect", "10")
 	cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP="+bootstrap)
-	var stderr lockedBuffer
+	var stderr meshtest.LogBuffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
