@@ -69,7 +69,7 @@ func Register(ctx context.Context, ch *controlchannel.Channel, inst *registrypb.
 	if err != nil {
 		return nil, fmt.Errorf("dial control plane %s: %w", ch.Addr(), err)
 	}
-	r, err := (&Conn{cc: cc}).register(ctx, inst)
+	r, err := (&Conn{cc: cc}).Register(ctx, inst)
 	if err != nil {
 		return nil, err
 	}
@@ -81,10 +81,6 @@ func Register(ctx context.Context, ch *controlchannel.Channel, inst *registrypb.
 // mesh does over the connection mesh.New made: Took counts the two
 // answers only.
 func (c *Conn) Register(ctx context.Context, inst *registrypb.Instance) (*Registration, error) {
-	return c.register(ctx, inst)
-}
-
-func (c *Conn) register(ctx context.Context, inst *registrypb.Instance) (*Registration, error) {
 	start := time.Now()
 	// The stream has its own context, as in mesh: cancelling it looks like
 	// a dead connection to the control plane. A clean end is CloseSend.
@@ -149,13 +145,22 @@ func (r *Registration) Close(timeout time.Duration) error {
 // soon as a worker is free. On the first error it closes what it
 // registered and returns that error.
 func RegisterAll(ctx context.Context, ch *controlchannel.Channel, insts []*registrypb.Instance, concurrency int) ([]*Registration, error) {
+	return registerEach(ctx, len(insts), concurrency, func(ctx context.Context, i int) (*Registration, error) {
+		return Register(ctx, ch, insts[i])
+	})
+}
+
+// registerEach makes n registrations with register, at most concurrency
+// at a time, each as soon as a worker is free. On the first error the
+// registrations under way give up too, and those made are closed.
+func registerEach(ctx context.Context, n, concurrency int, register func(ctx context.Context, i int) (*Registration, error)) ([]*Registration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	regs := make([]*Registration, len(insts))
-	err := parallel.ForEach(ctx, len(insts), concurrency, func(i int) error {
-		r, err := Register(ctx, ch, insts[i])
+	regs := make([]*Registration, n)
+	err := parallel.ForEach(ctx, n, concurrency, func(i int) error {
+		r, err := register(ctx, i)
 		if err != nil {
-			cancel() // the registrations under way give up too
+			cancel()
 		}
 		regs[i] = r
 		return err
@@ -193,18 +198,10 @@ func ConnectAll(ctx context.Context, ch *controlchannel.Channel, insts []*regist
 // connection. On the first error it closes what it registered and every
 // connection not taken, and returns that error.
 func RegisterOver(ctx context.Context, conns []*Conn, insts []*registrypb.Instance, concurrency int) ([]*Registration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	regs := make([]*Registration, len(insts))
 	taken := make([]bool, len(insts))
-	err := parallel.ForEach(ctx, len(insts), concurrency, func(i int) error {
+	regs, err := registerEach(ctx, len(insts), concurrency, func(ctx context.Context, i int) (*Registration, error) {
 		taken[i] = true
-		r, err := conns[i].Register(ctx, insts[i])
-		if err != nil {
-			cancel()
-		}
-		regs[i] = r
-		return err
+		return conns[i].Register(ctx, insts[i])
 	})
 	if err != nil {
 		for i, c := range conns {
@@ -212,10 +209,8 @@ func RegisterOver(ctx context.Context, conns []*Conn, insts []*registrypb.Instan
 				c.Close()
 			}
 		}
-		CloseAll(regs, concurrency, time.Second)
-		return nil, err
 	}
-	return regs, nil
+	return regs, err
 }
 
 // CloseAll closes every registration (nil ones are skipped), at most
